@@ -1,0 +1,61 @@
+# The two commands of the README:
+#   make run    start Scriptbox (installs what it needs first)
+#   make test   run the whole test suite (installs system packages too)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+ARGS ?=
+
+.PHONY: run desktop test lint deps test-deps desktop-deps ui vm2 system-deps bench clean
+
+run: deps
+	$(PY) app.py serve $(ARGS)
+
+desktop: deps desktop-deps
+	$(PY) app.py desktop $(ARGS)
+
+test: system-deps test-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: test-deps
+	$(VENV)/bin/ruff check app.py scriptbox tests bench
+
+# --- Python -------------------------------------------------------------
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
+	$(PIP) install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.test: requirements-test.txt $(VENV)/.runtime
+	$(PIP) install -q -r requirements-test.txt
+	touch $@
+
+$(VENV)/.desktop: $(wildcard requirements-desktop.txt) $(VENV)/.runtime
+	@if [ -f requirements-desktop.txt ]; then $(PIP) install -q -r requirements-desktop.txt; fi
+	touch $@
+
+desktop-deps: $(VENV)/.desktop
+
+# --- Node: the vm2 runner and the admin UI -------------------------------
+vm2:
+	@if [ -f scriptbox/runners/vm2/package-lock.json ]; then cd scriptbox/runners/vm2 && npm ci --no-audit --no-fund --loglevel=error; fi
+
+ui:
+	@if [ -f ui/package-lock.json ]; then cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build; fi
+
+# --- Everything `run` needs ----------------------------------------------
+deps: $(VENV)/.runtime vm2 ui
+
+# --- Everything `test` needs beyond `run` --------------------------------
+test-deps: deps desktop-deps $(VENV)/.test
+
+system-deps:
+	./scripts/install-system-deps.sh
+
+clean:
+	rm -rf $(VENV) ui/node_modules ui/dist scriptbox/runners/vm2/node_modules build dist

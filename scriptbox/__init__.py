@@ -1,0 +1,1 @@
+"""Scriptbox: a self-hosted console for operational scripts."""

@@ -1,0 +1,1 @@
+"""Thin JSON routes. Business rules live in models, stores and the engine."""

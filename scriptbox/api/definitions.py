@@ -1,0 +1,60 @@
+"""Definition routes of SPEC §3: list, create, read, update, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bottle import Bottle, HTTPResponse, request, response
+
+from ..models import validate_definition_update, validate_new_definition
+from ..services import Services
+from ..store import iso
+from ..store.definitions import definition_to_json
+from .common import read_json_body
+
+# Ids are ObjectId hex; anything else (e.g. "runs") never reaches these routes.
+DEFINITION_ID = "<definition_id:re:[0-9a-fA-F]{24}>"
+
+
+def register(app: Bottle, services: Services) -> None:
+    definitions = services.definitions
+
+    @app.get("/api/admin/scripts")
+    def list_definitions() -> dict[str, Any]:
+        query = request.query.getunicode("q", default="") or ""
+        docs = definitions.list(query.strip())
+        last_runs = definitions.last_runs([doc["_id"] for doc in docs])
+        items = []
+        for doc in docs:
+            item = definition_to_json(doc)
+            run = last_runs.get(doc["_id"])
+            item["lastRun"] = None if run is None else {
+                "id": str(run["id"]), "status": run["status"],
+                "createdAt": iso(run.get("createdAt")), "finishedAt": iso(run.get("finishedAt")),
+            }
+            items.append(item)
+        return {"scripts": items}
+
+    @app.post("/api/admin/scripts")
+    def create_definition() -> dict[str, Any]:
+        fields = validate_new_definition(read_json_body(request))
+        doc = definitions.create(fields)
+        response.status = 201
+        response.set_header("Location", f"/api/admin/scripts/{doc['_id']}")
+        return definition_to_json(doc)
+
+    @app.get(f"/api/admin/scripts/{DEFINITION_ID}")
+    def get_definition(definition_id: str) -> dict[str, Any]:
+        return definition_to_json(definitions.get(definition_id))
+
+    @app.put(f"/api/admin/scripts/{DEFINITION_ID}")
+    def update_definition(definition_id: str) -> dict[str, Any]:
+        patch = read_json_body(request)
+        existing = definitions.get(definition_id)
+        fields = validate_definition_update(existing, patch)
+        return definition_to_json(definitions.replace_fields(existing["_id"], fields))
+
+    @app.delete(f"/api/admin/scripts/{DEFINITION_ID}")
+    def delete_definition(definition_id: str) -> HTTPResponse:
+        definitions.delete(definition_id)
+        return HTTPResponse(status=204)

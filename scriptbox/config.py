@@ -1,0 +1,199 @@
+"""Settings: one table of every setting, read from flags and environment.
+
+Flags win over environment variables, which win over defaults. Every value is
+parsed and checked here, at start, so a bad value stops Scriptbox with a
+message that names the setting instead of failing later in a request.
+A secret may also be given as ``NAME_FILE`` (path to a file holding it), the
+usual way to pass secrets to containers and systemd credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A setting has a value Scriptbox refuses; the message names the setting."""
+
+
+def default_data_dir() -> Path:
+    """The per-user data folder: $XDG_DATA_HOME/scriptbox or ~/.local/share/scriptbox."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
+    return Path(base) / "scriptbox"
+
+
+def _parse_port(raw: str) -> int:
+    port = int(raw)
+    if not 0 <= port <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return port
+
+
+def _positive_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _non_empty(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw
+
+
+def _host_list(raw: str) -> tuple[str, ...]:
+    return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
+def _path(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return Path(raw).expanduser().absolute()
+
+
+def _mongodb_uri(raw: str) -> str:
+    if not raw.startswith(("mongodb://", "mongodb+srv://")):
+        raise ValueError("must start with mongodb:// or mongodb+srv://")
+    return raw
+
+
+def _db_name(raw: str) -> str:
+    if not raw or any(c in raw for c in '/\\. "$') or len(raw) > 63:
+        raise ValueError("must be a MongoDB database name (no / \\ . space \" $, at most 63 chars)")
+    return raw
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One row of the settings table (also rendered into the README)."""
+
+    name: str  # attribute of Settings
+    env: str
+    flag: str | None
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+
+
+SETTINGS_TABLE: tuple[SettingSpec, ...] = (
+    SettingSpec("host", "SCRIPTBOX_HOST", "--host", _non_empty, "Address to listen on. Default 127.0.0.1."),
+    SettingSpec("port", "SCRIPTBOX_PORT", "--port", _parse_port, "TCP port. Default 8765; 0 picks a free port."),
+    SettingSpec("data_dir", "SCRIPTBOX_DATA_DIR", "--data-dir", _path,
+                "Folder for the embedded database, the password hash and run working dirs. "
+                "Default: $XDG_DATA_HOME/scriptbox or ~/.local/share/scriptbox."),
+    SettingSpec("mongodb_uri", "SCRIPTBOX_MONGODB_URI", "--mongodb-uri", _mongodb_uri,
+                "Use this MongoDB instead of starting the embedded SecantusDB.", secret=True),
+    SettingSpec("db_name", "SCRIPTBOX_DB_NAME", None, _db_name, "Database name. Default scriptbox."),
+    SettingSpec("admin_user", "SCRIPTBOX_ADMIN_USER", None, _non_empty, "Admin user name. Default admin."),
+    SettingSpec("admin_password", "SCRIPTBOX_ADMIN_PASSWORD", None, _non_empty,
+                "Admin password. When unset, the first start generates one, prints it once "
+                "and stores only its salted hash in the data dir.", secret=True),
+    SettingSpec("max_concurrent_runs", "SCRIPTBOX_MAX_CONCURRENT_RUNS", None, _positive_int(1, 1000),
+                "Runs executing at once per process; the rest wait queued. Default 4."),
+    SettingSpec("max_log_bytes", "SCRIPTBOX_MAX_LOG_BYTES", None, _positive_int(1024, 1 << 34),
+                "Stored log per run, in bytes. Default 10485760 (10 MiB)."),
+    SettingSpec("tail_bytes", "SCRIPTBOX_TAIL_BYTES", None, _positive_int(256, 1 << 24),
+                "Size of a run's outputTail, in bytes. Default 16384 (16 KiB)."),
+    SettingSpec("allowed_hosts", "SCRIPTBOX_ALLOWED_HOSTS", None, _host_list,
+                "Comma-separated extra Host names accepted (DNS-rebinding guard), e.g. "
+                "scripts.example.com when behind a reverse proxy."),
+    SettingSpec("tls_cert", "SCRIPTBOX_TLS_CERT", None, _path, "PEM certificate file; serve HTTPS when set with the key."),
+    SettingSpec("tls_key", "SCRIPTBOX_TLS_KEY", None, _path, "PEM private key file for SCRIPTBOX_TLS_CERT.", secret=True),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings of one Scriptbox process."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    data_dir: Path = field(default_factory=default_data_dir)
+    mongodb_uri: str | None = None
+    db_name: str = "scriptbox"
+    admin_user: str = "admin"
+    admin_password: str | None = None
+    max_concurrent_runs: int = 4
+    max_log_bytes: int = 10 * 1024 * 1024
+    tail_bytes: int = 16 * 1024
+    allowed_hosts: tuple[str, ...] = ()
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Not user settings: set by the CLI for special modes.
+    run_worker: bool = True
+    desktop_login_stdin: bool = False
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+
+def secret_env_names() -> frozenset[str]:
+    """Environment variables that must never reach a script's process."""
+    names = {spec.env for spec in SETTINGS_TABLE if spec.secret}
+    return frozenset(names | {n + "_FILE" for n in names})
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of the settings table; defaults stay None so env can apply."""
+    for spec in SETTINGS_TABLE:
+        if spec.flag:
+            parser.add_argument(spec.flag, dest=spec.name, default=None, metavar=spec.env.removeprefix("SCRIPTBOX_"),
+                                help=f"{spec.help} (env {spec.env})")
+
+
+def _raw_from_env(spec: SettingSpec, environ: Mapping[str, str]) -> str | None:
+    value = environ.get(spec.env)
+    if value is not None:
+        return value
+    file_path = environ.get(spec.env + "_FILE")
+    if file_path is None:
+        return None
+    try:
+        return Path(file_path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{spec.env}_FILE: cannot read {file_path}: {exc.strerror}") from exc
+
+
+def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Build Settings from flags (winning) and environment.
+
+    Raises ConfigError naming the setting when a value is invalid.
+    """
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for spec in SETTINGS_TABLE:
+        flag_value = flags.get(spec.name)
+        raw = flag_value if flag_value is not None else _raw_from_env(spec, environ)
+        if raw is None:
+            continue
+        source = spec.flag if flag_value is not None else spec.env
+        try:
+            values[spec.name] = spec.parse(str(raw))
+        except ValueError as exc:
+            reason = str(exc) if "invalid literal" not in str(exc) else "must be a whole number"
+            raise ConfigError(f"{source}: invalid value {str(raw)!r}: {reason}") from exc
+    known = {f.name for f in fields(Settings)}
+    for key, value in overrides.items():
+        if key not in known:
+            raise TypeError(f"unknown setting {key}")
+        values[key] = value
+    settings = Settings(**values)
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ConfigError("SCRIPTBOX_TLS_CERT and SCRIPTBOX_TLS_KEY must be set together")
+    for path_setting in ("tls_cert", "tls_key"):
+        path = getattr(settings, path_setting)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"SCRIPTBOX_{path_setting.upper()}: {path} is not a readable file")
+    return settings

@@ -1,0 +1,177 @@
+"""The embedded database: SecantusDB as a child process when no URI is given.
+
+SecantusDB speaks the MongoDB wire protocol over WiredTiger files in
+``<data-dir>/db``. This module starts it on a free loopback port, waits until
+it answers ``ping``, and stops it. It must never outlive Scriptbox:
+
+* the child gets ``PR_SET_PDEATHSIG`` so the kernel sends it SIGTERM when the
+  server dies, even by SIGKILL;
+* as a second line, its pid is written to ``<data-dir>/db.pid``; a later start
+  finds a left-over process of the same data dir and stops it before starting
+  a new one (callers hold the data-dir lock, so such a process has no owner).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+class EmbeddedDatabaseError(Exception):
+    """The embedded database could not be started; the message says why."""
+
+
+def free_loopback_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def secantus_argv() -> list[str]:
+    """The command that runs SecantusDB's server with this interpreter.
+
+    In a PyInstaller bundle ``sys.executable`` is the bundle itself, which
+    understands the hidden ``_secantusd`` subcommand (see app.py).
+    """
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "_secantusd"]
+    return [sys.executable, "-c", "import sys; from secantus.cli import main; sys.exit(main())"]
+
+
+def die_with_parent() -> None:
+    """preexec_fn: ask the kernel to SIGTERM this child when its parent dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _stop_process(proc: psutil.Process, timeout: float) -> None:
+    try:
+        proc.terminate()
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    except psutil.NoSuchProcess:
+        pass
+
+
+class EmbeddedDatabase:
+    """One SecantusDB child process serving ``<data_dir>/db``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.storage_path = data_dir / "db"
+        self.pid_path = data_dir / "db.pid"
+        self.log_path = data_dir / "db.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.uri: str | None = None
+
+    def stop_leftover(self) -> None:
+        """Stop a database process left behind by a killed server on this data dir."""
+        try:
+            info = json.loads(self.pid_path.read_text())
+            proc = psutil.Process(int(info["pid"]))
+            cmdline = proc.cmdline()
+        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+            return
+        if str(self.storage_path) not in cmdline:
+            return  # the pid was reused by something else: leave it alone
+        log.warning("stopping a left-over database process (pid %s) of %s", proc.pid, self.data_dir)
+        _stop_process(proc, STOP_TIMEOUT_S)
+
+    def start(self) -> str:
+        """Start the server and return its URI once it answers ping.
+
+        Raises EmbeddedDatabaseError with the reason (and the log's tail).
+        """
+        self.storage_path.mkdir(parents=True, exist_ok=True)
+        self.stop_leftover()
+        last_error = ""
+        for _attempt in range(3):  # a free port can be taken between probe and bind
+            port = free_loopback_port()
+            argv = secantus_argv() + [
+                "--host", "127.0.0.1", "--port", str(port),
+                "--storage-path", str(self.storage_path), "--log-level", "WARNING",
+            ]
+            with open(self.log_path, "ab") as log_file:
+                self.process = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                    # Own session: a Ctrl-C in the terminal reaches Scriptbox, which
+                    # then stops the database in order, not both at once.
+                    start_new_session=True, preexec_fn=die_with_parent,
+                )
+            self.pid_path.write_text(json.dumps({"pid": self.process.pid, "port": port}))
+            uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+            try:
+                self._wait_ready(uri)
+            except EmbeddedDatabaseError as exc:
+                last_error = str(exc)
+                self.stop()
+                continue
+            self.uri = uri
+            log.info("embedded database ready at 127.0.0.1:%s (pid %s)", port, self.process.pid)
+            return uri
+        raise EmbeddedDatabaseError(f"{last_error}\n--- {self.log_path} ---\n{self._log_tail()}")
+
+    def _wait_ready(self, uri: str) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        client: MongoClient[dict[str, object]] = MongoClient(uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250)
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise EmbeddedDatabaseError(f"the embedded database exited with code {self.process.returncode}")
+                try:
+                    client.admin.command("ping")
+                    return
+                except PyMongoError:
+                    time.sleep(0.1)  # startup only: nothing to wait on but the port
+            raise EmbeddedDatabaseError(f"the embedded database did not answer within {START_TIMEOUT_S:.0f} s")
+        finally:
+            client.close()
+
+    def _log_tail(self, limit: int = 4000) -> str:
+        try:
+            return self.log_path.read_bytes()[-limit:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after a grace) and forget its pid."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            self.process = None
+        try:
+            self.pid_path.unlink()
+        except FileNotFoundError:
+            pass
+        self.uri = None

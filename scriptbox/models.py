@@ -1,0 +1,218 @@
+"""Validated records: script definitions (SPEC §2) and the run vocabulary.
+
+Validation uses pydantic (strict types, unknown fields refused) so that every
+rule of the contract lives in one declarative model and every failure maps to
+a field name the UI can show next to the input.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ValidationFailed
+
+CODE_IDENTIFIER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_SCRIPT_BYTES = 1024 * 1024
+MAX_ENV_VALUE_BYTES = 32 * 1024
+MAX_ENV_ENTRIES = 200
+
+SCRIPT_TYPES = ("bash", "node", "browser")
+RUNNERS = ("host", "vm2", "browser")
+ALLOWED_RUNNERS: dict[str, tuple[str, ...]] = {
+    "bash": ("host",),
+    "node": ("host", "vm2"),
+    "browser": ("browser",),
+}
+DEFAULT_RUNNER = {"bash": "host", "node": "host", "browser": "browser"}
+
+# Fields clients may send back unchanged (e.g. a document from GET) but never set.
+READ_ONLY_FIELDS = frozenset({"id", "_id", "createdAt", "updatedAt", "lastRun"})
+
+
+class RunStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    TIMED_OUT = "timed_out"
+
+
+ACTIVE_STATUSES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+FINISHED_STATUSES = ("succeeded", "failed", "canceled", "timed_out")
+TRIGGERS = ("manual", "api", "schedule")
+
+
+def _utf8_len(value: str) -> int:
+    return len(value.encode("utf-8", "surrogatepass"))
+
+
+class EnvEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: StrictStr
+    value: StrictStr
+
+    @field_validator("key")
+    @classmethod
+    def _key_shape(cls, key: str) -> str:
+        if not ENV_KEY_RE.match(key):
+            raise ValueError("must match ^[A-Za-z_][A-Za-z0-9_]*$ (letters, digits, _; not starting with a digit)")
+        return key
+
+    @field_validator("value")
+    @classmethod
+    def _value_size(cls, value: str) -> str:
+        if _utf8_len(value) > MAX_ENV_VALUE_BYTES:
+            raise ValueError("must be at most 32 KiB")
+        return value
+
+
+class ScriptDefinitionInput(BaseModel):
+    """A complete definition as stored (without id and timestamps)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    codeIdentifier: StrictStr
+    description: Annotated[StrictStr, Field(max_length=10_000)] = ""
+    type: StrictStr
+    runner: StrictStr | None = None
+    script: StrictStr = ""
+    defaultWorkingDirectory: StrictStr = ""
+    env: Annotated[list[EnvEntry], Field(max_length=MAX_ENV_ENTRIES)] = []
+    timeoutMs: Annotated[StrictInt, Field(ge=100, le=86_400_000)] = 300_000
+    enabled: StrictBool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, name: str) -> str:
+        if not name.strip():
+            raise ValueError("must not be blank")
+        return name
+
+    @field_validator("codeIdentifier")
+    @classmethod
+    def _code_identifier_shape(cls, value: str) -> str:
+        if not CODE_IDENTIFIER_RE.match(value):
+            raise ValueError("must match ^[a-z0-9][a-z0-9_-]{0,63}$ (lowercase letters, digits, _ and -; at most 64)")
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in SCRIPT_TYPES:
+            raise ValueError("must be one of bash, node, browser")
+        return value
+
+    @field_validator("runner")
+    @classmethod
+    def _known_runner(cls, value: str | None) -> str | None:
+        if value is not None and value not in RUNNERS:
+            raise ValueError("must be one of host, vm2, browser")
+        return value
+
+    @field_validator("script")
+    @classmethod
+    def _script_size(cls, value: str) -> str:
+        if _utf8_len(value) > MAX_SCRIPT_BYTES:
+            raise ValueError("must be at most 1 MiB (UTF-8)")
+        return value
+
+    @field_validator("defaultWorkingDirectory")
+    @classmethod
+    def _absolute_or_empty(cls, value: str) -> str:
+        if value and (not value.startswith("/") or "\x00" in value):
+            raise ValueError('must be "" or an absolute path')
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _unique_keys(cls, entries: list[EnvEntry]) -> list[EnvEntry]:
+        seen: set[str] = set()
+        for entry in entries:
+            if entry.key in seen:
+                raise ValueError(f"duplicate key {entry.key}")
+            seen.add(entry.key)
+        return entries
+
+    @model_validator(mode="after")
+    def _runner_pair(self) -> ScriptDefinitionInput:
+        if self.runner is None:
+            self.runner = DEFAULT_RUNNER[self.type]
+        elif self.runner not in ALLOWED_RUNNERS[self.type]:
+            allowed = ", ".join(ALLOWED_RUNNERS[self.type])
+            raise ValueError(f"runner:runner {self.runner} is not allowed for type {self.type} (allowed: {allowed})")
+        return self
+
+
+def _fields_from(error: ValidationError) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"]) or "body"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        # Model-level checks name their field as "field:message".
+        if not item["loc"] and ":" in message:
+            loc, message = message.split(":", 1)
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"] == "missing":
+            message = "is required"
+        fields.setdefault(loc, message)
+    return fields
+
+
+def _strip_read_only(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in READ_ONLY_FIELDS}
+
+
+def validate_new_definition(body: Any) -> dict[str, Any]:
+    """Validate a create request; returns the document to store.
+
+    Raises ValidationFailed with one message per bad field.
+    """
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be a JSON object")
+    try:
+        model = ScriptDefinitionInput.model_validate(_strip_read_only(body))
+    except ValidationError as exc:
+        raise ValidationFailed("the script definition is invalid", fields=_fields_from(exc)) from None
+    return model.model_dump()
+
+
+def validate_definition_update(existing: dict[str, Any], patch: Any) -> dict[str, Any]:
+    """Validate a partial update against the stored definition.
+
+    Returns the complete new document. When the type changes and no runner is
+    given, the runner is kept if still allowed, else reset to the type's default.
+    Raises ValidationFailed with one message per bad field.
+    """
+    if not isinstance(patch, dict):
+        raise ValidationFailed("the body must be a JSON object")
+    patch = _strip_read_only(patch)
+    current = {k: existing[k] for k in ScriptDefinitionInput.model_fields if k in existing}
+    merged = {**current, **patch}
+    if "type" in patch and "runner" not in patch:
+        new_type = patch["type"]
+        if new_type in ALLOWED_RUNNERS and current.get("runner") not in ALLOWED_RUNNERS[new_type]:
+            merged["runner"] = None
+    try:
+        model = ScriptDefinitionInput.model_validate(merged)
+    except ValidationError as exc:
+        raise ValidationFailed("the script definition is invalid", fields=_fields_from(exc)) from None
+    return model.model_dump()

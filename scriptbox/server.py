@@ -1,0 +1,168 @@
+"""The composition root of `serve`: builds every part, serves, and shuts down in order.
+
+Must run in a gevent-patched process (app.py patches first thing).
+Order of start: data-dir lock -> database (embedded or URI) -> indexes ->
+admin password -> engine -> HTTP. Stop is the reverse, on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import gevent
+import gevent.event
+from gevent.pywsgi import LoggingLogAdapter, WSGIServer
+
+from .auth import CredentialChecker, DesktopSessions, FailureThrottle, prepare_admin_password
+from .config import Settings
+from .datadir import DataDirBusy, DataDirLock
+from .embedded_db import EmbeddedDatabase, EmbeddedDatabaseError
+from .errors import DatabaseUnavailable
+from .guards import HostGuard
+from .services import Services
+from .store import Database
+from .store.definitions import DefinitionStore
+from .web import create_app
+
+log = logging.getLogger("scriptbox")
+
+HTTP_STOP_GRACE_S = 5.0
+
+
+def ui_dist_dir() -> Path:
+    """Where the built admin page lives (inside a PyInstaller bundle too)."""
+    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parent.parent))
+    return base / "ui" / "dist"
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _start_engine(services: Services) -> Any:
+    """Start the run engine when this build has one (scriptbox/engine.py)."""
+    try:
+        engine_module = importlib.import_module("scriptbox.engine")
+    except ModuleNotFoundError as exc:
+        if exc.name != "scriptbox.engine":
+            raise
+        return None
+    engine = engine_module.build_engine(services)
+    engine.start()
+    return engine
+
+
+def serve(settings: Settings, login_token: str | None = None) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the process exit code."""
+    configure_logging()
+    lock = DataDirLock(settings.data_dir)
+    try:
+        lock.acquire()
+    except DataDirBusy as exc:
+        print(f"scriptbox: {exc}", file=sys.stderr)
+        return 2
+
+    embedded: EmbeddedDatabase | None = None
+    database: Database | None = None
+    engine: Any = None
+    http: WSGIServer | None = None
+    try:
+        uri = settings.mongodb_uri
+        if uri is None:
+            embedded = EmbeddedDatabase(settings.data_dir)
+            print(f"Starting the embedded database in {embedded.storage_path} ...", flush=True)
+            uri = embedded.start()
+        database = Database(uri, settings.db_name)
+        try:
+            database.ensure_indexes()
+        except DatabaseUnavailable:
+            print("scriptbox: the database is unreachable; check --mongodb-uri", file=sys.stderr)
+            return 1
+        password = prepare_admin_password(settings.admin_password, settings.data_dir)
+        services = Services(
+            settings=settings,
+            database=database,
+            definitions=DefinitionStore(database),
+            credentials=CredentialChecker(settings.admin_user, password.password_hash),
+            host_guard=HostGuard(settings.host, settings.allowed_hosts),
+            ui_dir=ui_dist_dir(),
+            desktop_sessions=DesktopSessions(login_token),
+            throttle=FailureThrottle(),
+        )
+        if settings.run_worker:
+            engine = _start_engine(services)
+        app = create_app(services)
+        tls: dict[str, str] = {}
+        if settings.tls_enabled:
+            tls = {"certfile": str(settings.tls_cert), "keyfile": str(settings.tls_key)}
+        http = WSGIServer((settings.host, settings.port), app,
+                          log=LoggingLogAdapter(logging.getLogger("scriptbox.access")),
+                          error_log=LoggingLogAdapter(logging.getLogger("scriptbox.http"), logging.ERROR),
+                          **tls)
+        try:
+            http.start()
+        except OSError as exc:
+            print(f"scriptbox: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+            return 1
+
+        scheme = "https" if settings.tls_enabled else "http"
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        if password.generated:
+            print(f"Generated admin password for user {settings.admin_user!r} (shown once, stored hashed):\n"
+                  f"    {password.generated}", flush=True)
+        if not _is_loopback_host(settings.host) and not settings.tls_enabled:
+            print(f"WARNING: listening on {settings.host} without TLS: passwords and output cross the "
+                  "network in clear. Put Scriptbox behind a TLS proxy or set SCRIPTBOX_TLS_CERT/KEY.",
+                  file=sys.stderr, flush=True)
+        print(f"Scriptbox listening on {scheme}://{host}:{http.server_port}/admin/scripts", flush=True)
+
+        stop = gevent.event.Event()
+        exit_code = 0
+        gevent.signal_handler(signal.SIGTERM, stop.set)
+        gevent.signal_handler(signal.SIGINT, stop.set)
+        if embedded is not None:
+            def watch_database() -> None:
+                nonlocal exit_code
+                assert embedded is not None and embedded.process is not None
+                # gevent's subprocess makes wait() cooperative.
+                code = embedded.process.wait()
+                if not stop.is_set():
+                    log.error("the embedded database exited unexpectedly (code %s); stopping", code)
+                    exit_code = 1
+                    stop.set()
+
+            gevent.spawn(watch_database)
+        stop.wait()
+        log.info("shutting down")
+        return exit_code
+    except EmbeddedDatabaseError as exc:
+        print(f"scriptbox: cannot start the embedded database: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if http is not None:
+            http.close()  # stop accepting; open streams end when their runs do
+        if engine is not None:
+            engine.stop()
+        if http is not None:
+            http.stop(timeout=HTTP_STOP_GRACE_S)
+        if database is not None:
+            database.close()
+        if embedded is not None:
+            embedded.stop()
+        lock.release()

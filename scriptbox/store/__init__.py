@@ -1,0 +1,93 @@
+"""Persistence: the only package that talks to pymongo.
+
+``Database`` owns the client and turns a lost database into
+``DatabaseUnavailable`` (HTTP 503) instead of letting pymongo's connection
+errors escape as crashes. The per-collection stores live beside it.
+
+Conventions for every collection: ids are stored as ObjectId (including
+references such as ``script_runs.scriptId``) and shown to clients as hex in
+``id``; times are stored as BSON dates (UTC) and shown with ``iso()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import MongoClient
+from pymongo.database import Database as MongoDatabase
+from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
+
+from ..errors import DatabaseUnavailable
+
+# Short enough that a request fails fast with 503 when the database is gone,
+# long enough to ride out an embedded server restart or a replica-set election.
+SERVER_SELECTION_TIMEOUT_MS = 3000
+
+_CONNECTION_ERRORS = (ConnectionFailure, AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError)
+
+
+@contextlib.contextmanager
+def translate_db_errors() -> Iterator[None]:
+    """Turn pymongo connection failures into DatabaseUnavailable."""
+    try:
+        yield
+    except _CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable() from exc
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, at millisecond precision (what BSON dates keep)."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO-8601 UTC with a Z, as the API shows times (pymongo returns naive UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat(timespec="milliseconds") + "Z"
+
+
+def parse_object_id(value: str) -> ObjectId | None:
+    """The ObjectId of a 24-hex-digit string, or None when it is not one."""
+    if not isinstance(value, str) or len(value) != 24:
+        return None
+    try:
+        return ObjectId(value)
+    except InvalidId:
+        return None
+
+
+class Database:
+    """A connection to the Scriptbox database (embedded SecantusDB or MongoDB)."""
+
+    def __init__(self, uri: str, name: str, *, app_name: str = "scriptbox") -> None:
+        self.client: MongoClient[dict[str, Any]] = MongoClient(
+            uri,
+            appname=app_name,
+            tz_aware=False,
+            serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
+            connectTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
+        )
+        self.db: MongoDatabase[dict[str, Any]] = self.client[name]
+
+    def ping(self) -> None:
+        """Raises DatabaseUnavailable when the server does not answer."""
+        with translate_db_errors():
+            self.client.admin.command("ping")
+
+    def ensure_indexes(self) -> None:
+        """Create the indexes every process relies on (idempotent)."""
+        with translate_db_errors():
+            self.db.script_definitions.create_index("codeIdentifier", unique=True, name="codeIdentifier_unique")
+            self.db.script_runs.create_index([("scriptId", 1), ("createdAt", -1)], name="runs_by_script")
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,114 @@
+"""script_definitions: CRUD with timestamps set here, never by clients."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from ..errors import Conflict, NotFound, ValidationFailed
+from . import Database, iso, parse_object_id, translate_db_errors, utcnow
+
+ACTIVE_RUN_STATUSES = ("queued", "running")
+
+
+def definition_to_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """The API form of a stored definition: `id` hex, ISO times."""
+    out = {k: v for k, v in doc.items() if k != "_id"}
+    out["id"] = str(doc["_id"])
+    out["createdAt"] = iso(doc.get("createdAt"))
+    out["updatedAt"] = iso(doc.get("updatedAt"))
+    return out
+
+
+def _duplicate_identifier(value: str) -> ValidationFailed:
+    return ValidationFailed(
+        "the script definition is invalid",
+        fields={"codeIdentifier": f"{value!r} is already used by another script"},
+        code="duplicate_code_identifier",
+        status=409,
+    )
+
+
+class DefinitionStore:
+    """Reads and writes script definitions."""
+
+    def __init__(self, database: Database) -> None:
+        self._definitions = database.db.script_definitions
+        self._runs = database.db.script_runs
+
+    def list(self, query: str = "") -> list[dict[str, Any]]:
+        """Definitions sorted by name; `query` filters name/codeIdentifier (case-insensitive substring)."""
+        mongo_filter: dict[str, Any] = {}
+        if query:
+            pattern = {"$regex": re.escape(query), "$options": "i"}
+            mongo_filter = {"$or": [{"name": pattern}, {"codeIdentifier": pattern}]}
+        with translate_db_errors():
+            return list(self._definitions.find(mongo_filter).sort([("name", 1), ("_id", 1)]))
+
+    def get(self, definition_id: str) -> dict[str, Any]:
+        """The stored document; raises NotFound for unknown or malformed ids."""
+        oid = parse_object_id(definition_id)
+        doc = None
+        if oid is not None:
+            with translate_db_errors():
+                doc = self._definitions.find_one({"_id": oid})
+        if doc is None:
+            raise NotFound(f"no script with id {definition_id!r}")
+        return doc
+
+    def create(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Insert validated fields; raises 409 when codeIdentifier is taken."""
+        now = utcnow()
+        doc = {**fields, "createdAt": now, "updatedAt": now}
+        try:
+            with translate_db_errors():
+                result = self._definitions.insert_one(doc)
+        except DuplicateKeyError:
+            raise _duplicate_identifier(fields["codeIdentifier"]) from None
+        doc["_id"] = result.inserted_id
+        return doc
+
+    def replace_fields(self, definition_id: ObjectId, fields: dict[str, Any]) -> dict[str, Any]:
+        """Store the complete validated fields of an existing definition."""
+        try:
+            with translate_db_errors():
+                doc = self._definitions.find_one_and_update(
+                    {"_id": definition_id},
+                    {"$set": {**fields, "updatedAt": utcnow()}},
+                    return_document=ReturnDocument.AFTER,
+                )
+        except DuplicateKeyError:
+            raise _duplicate_identifier(fields["codeIdentifier"]) from None
+        if doc is None:
+            raise NotFound(f"no script with id {str(definition_id)!r}")
+        return doc
+
+    def delete(self, definition_id: str) -> None:
+        """Delete a definition, keeping its run history.
+
+        Raises NotFound, or Conflict while one of its runs is queued or running.
+        """
+        doc = self.get(definition_id)
+        with translate_db_errors():
+            if self._runs.find_one({"scriptId": doc["_id"], "status": {"$in": list(ACTIVE_RUN_STATUSES)}},
+                                   projection={"_id": 1}):
+                raise Conflict("the script has a queued or running run; cancel it or wait for it to finish",
+                               code="run_active")
+            self._definitions.delete_one({"_id": doc["_id"]})
+
+    def last_runs(self, definition_ids: list[ObjectId]) -> dict[ObjectId, dict[str, Any]]:
+        """The newest run of each definition, for the scripts list."""
+        if not definition_ids:
+            return {}
+        pipeline = [
+            {"$match": {"scriptId": {"$in": definition_ids}}},
+            {"$sort": {"scriptId": 1, "createdAt": -1}},
+            {"$group": {"_id": "$scriptId", "run": {"$first": {
+                "id": "$_id", "status": "$status", "createdAt": "$createdAt", "finishedAt": "$finishedAt"}}}},
+        ]
+        with translate_db_errors():
+            return {row["_id"]: row["run"] for row in self._runs.aggregate(pipeline)}
