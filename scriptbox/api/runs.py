@@ -1,0 +1,166 @@
+"""Run routes of SPEC §3: start, list, read, log, stream (SSE), cancel, browser result."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from bottle import Bottle, HTTPResponse, request, response
+
+from ..errors import DatabaseUnavailable, NotFound, ValidationFailed
+from ..services import Services
+from ..sse import parse_last_event_id, run_stream
+from ..store import parse_object_id
+from ..store.runs import STATUSES, decode_cursor, run_to_json
+from .common import read_json_body
+
+RUN_ID = "<run_id:re:[0-9a-fA-F]{24}>"
+DEFINITION_ID = "<definition_id:re:[0-9a-fA-F]{24}>"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+CLIENT_TRIGGERS = ("manual", "api")
+
+
+def parse_trigger(body: Any) -> str:
+    """The trigger of a run request; raises ValidationFailed naming bad fields."""
+    if body is None:
+        return "api"
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be a JSON object")
+    unknown = {str(k): "unknown field" for k in body if k != "trigger"}
+    trigger = body.get("trigger", "api")
+    fields = dict(unknown)
+    if trigger == "schedule":
+        fields["trigger"] = "schedule is reserved for the scheduler"
+    elif trigger not in CLIENT_TRIGGERS:
+        fields["trigger"] = "must be manual or api"
+    if fields:
+        raise ValidationFailed("the run request is invalid", fields=fields)
+    return str(trigger)
+
+
+def parse_list_query(query: Any) -> dict[str, Any]:
+    """scriptId, status (one or comma-separated), limit, before; 400 on bad values."""
+    fields: dict[str, str] = {}
+    out: dict[str, Any] = {"script_id": None, "statuses": None, "limit": DEFAULT_LIMIT, "before": None}
+    script_id = query.getunicode("scriptId")
+    if script_id:
+        oid = parse_object_id(script_id)
+        if oid is None:
+            fields["scriptId"] = "must be a script id (24 hex digits)"
+        out["script_id"] = oid
+    status = query.getunicode("status")
+    if status:
+        statuses = [s.strip() for s in status.split(",") if s.strip()]
+        bad = [s for s in statuses if s not in STATUSES]
+        if bad or not statuses:
+            fields["status"] = "must be one or more of " + ", ".join(STATUSES)
+        out["statuses"] = statuses
+    limit = query.getunicode("limit")
+    if limit is not None and limit != "":
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+            fields["limit"] = f"must be a whole number from 1 to {MAX_LIMIT}"
+        else:
+            out["limit"] = int(limit)
+    before = query.getunicode("before")
+    if before:
+        cursor = decode_cursor(before)
+        if cursor is None:
+            fields["before"] = "must be a nextBefore value from a previous page"
+        out["before"] = cursor
+    if fields:
+        raise ValidationFailed("invalid query parameters", fields=fields)
+    return out
+
+
+def register(app: Bottle, services: Services) -> None:
+    def engine() -> Any:
+        if services.engine is None:
+            # A process that does not execute runs (serve --no-worker) still
+            # needs the engine's request side; build it on first use.
+            from ..engine import build_engine
+
+            build_engine(services)
+        return services.engine
+
+    def get_run(run_id: str) -> dict[str, Any]:
+        doc = engine().runs.get(run_id)
+        if doc is None:
+            raise NotFound(f"no run with id {run_id!r}")
+        return doc
+
+    @app.post(f"/api/admin/scripts/{DEFINITION_ID}/run")
+    def start_run(definition_id: str) -> dict[str, Any]:
+        trigger = parse_trigger(read_json_body(request, required=False))
+        user = request.environ.get("scriptbox.user")
+        doc = engine().submit(definition_id, trigger, user)
+        response.status = 202
+        response.set_header("Location", f"/api/admin/scripts/runs/{doc['_id']}")
+        return {"runId": str(doc["_id"]), "status": doc["status"]}
+
+    @app.get("/api/admin/scripts/runs")
+    def list_runs() -> dict[str, Any]:
+        params = parse_list_query(request.query)
+        docs, next_before = engine().runs.list(params["script_id"], params["statuses"], params["limit"],
+                                               params["before"])
+        return {"runs": [run_to_json(d) for d in docs], "nextBefore": next_before}
+
+    @app.get(f"/api/admin/scripts/runs/{RUN_ID}")
+    def read_run(run_id: str) -> dict[str, Any]:
+        return run_to_json(get_run(run_id))
+
+    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/log")
+    def read_log(run_id: str) -> HTTPResponse:
+        doc = get_run(run_id)
+        runs = engine().runs
+
+        def body() -> Iterator[bytes]:
+            parts: list[bytes] = []
+            size = 0
+            try:
+                for chunk in runs.chunks_after(doc["_id"], -1):
+                    data = chunk["data"].encode("utf-8")
+                    parts.append(data)
+                    size += len(data)
+                    if size >= 256 * 1024:
+                        yield b"".join(parts)
+                        parts, size = [], 0
+            except DatabaseUnavailable:
+                parts.append(b"\n[scriptbox] the database became unreachable; the log is incomplete\n")
+            if parts:
+                yield b"".join(parts)
+
+        resp = HTTPResponse(body=body(), status=200)
+        resp.content_type = "text/plain; charset=utf-8"
+        resp.set_header("Cache-Control", "no-store")
+        return resp
+
+    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/stream")
+    def stream_run(run_id: str) -> HTTPResponse:
+        get_run(run_id)
+        eng = engine()
+        last = parse_last_event_id(request.get_header("Last-Event-ID"), request.query.getunicode("lastEventId"))
+
+        def body() -> Iterator[bytes]:
+            try:
+                yield from run_stream(eng.stream_source(), run_id, last, heartbeat_s=eng.options.heartbeat_s)
+            except DatabaseUnavailable:
+                # The client reconnects (EventSource does) and resumes by id.
+                return
+
+        resp = HTTPResponse(body=body(), status=200)
+        resp.content_type = "text/event-stream; charset=utf-8"
+        resp.set_header("Cache-Control", "no-cache")
+        resp.set_header("X-Accel-Buffering", "no")
+        return resp
+
+    @app.post(f"/api/admin/scripts/runs/{RUN_ID}/cancel")
+    def cancel_run(run_id: str) -> dict[str, Any]:
+        doc = engine().cancel(run_id)
+        response.status = 202
+        return run_to_json(doc)
+
+    @app.post(f"/api/admin/scripts/runs/{RUN_ID}/browser-result")
+    def browser_result(run_id: str) -> dict[str, Any]:
+        body = read_json_body(request)
+        return run_to_json(engine().browser_result(run_id, body))

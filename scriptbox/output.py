@@ -1,0 +1,450 @@
+"""Run output: pipe reading, decoding, the live hub and batched persistence.
+
+Memory is bounded at every stage, whatever a script prints:
+
+- a pipe is read in blocks of at most `READ_SIZE` bytes by its own greenlet,
+  and a block is not read before the previous one is handed on;
+- the stored log of a run stops at `max_log_bytes` (then one marker chunk);
+- chunks waiting for the database are bounded by `ChunkWriter.max_pending`:
+  when the database falls behind, readers wait, so the script blocks on its
+  pipe instead of the server buffering;
+- each live viewer's queue is bounded by `Viewer.max_bytes`: a viewer that is
+  slower than the script holds the script back for up to `stall_timeout_s`,
+  after which it is disconnected (it reconnects with Last-Event-ID).
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.socket
+
+from scriptbox import sse
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+# A reader delivers what it has at most this often per stream (the first
+# output after a quiet period goes out at once). Chatty scripts therefore
+# produce ~10 chunks/s per stream instead of one per line, which keeps the
+# database (roughly 5k inserted documents/s for SecantusDB) far from busy.
+COALESCE_S = 0.1
+TRUNCATION_NOTE = (
+    "\n[scriptbox] stored log limit of {limit} bytes reached: further output is "
+    "shown live but not stored\n"
+)
+
+
+@dataclass
+class HubEvent:
+    """One message for live viewers; `frame` is the SSE bytes, built once."""
+
+    kind: str  # "output" | "status" | "end"
+    frame: bytes
+    seq: int | None = None
+    doc: dict[str, Any] | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.frame)
+
+
+class Viewer:
+    """A bounded queue of events for one SSE connection."""
+
+    def __init__(self, run_id: str, max_bytes: int) -> None:
+        self.run_id = run_id
+        self.max_bytes = max_bytes
+        self._items: deque[HubEvent] = deque()
+        self._bytes = 0
+        self._ready = gevent.event.Event()
+        self._room = gevent.event.Event()
+        self._room.set()
+        self.overflowed = False
+        self.closed = False
+
+    def offer(self, event: HubEvent, force: bool = False) -> bool:
+        """Queue without waiting; False if there is no room (unless forced)."""
+        if self.closed:
+            return True
+        if not force and self._items and self._bytes + event.size > self.max_bytes:
+            self._room.clear()
+            return False
+        self._items.append(event)
+        self._bytes += event.size
+        self._ready.set()
+        return True
+
+    def wait_for_room(self, timeout: float) -> bool:
+        return bool(self._room.wait(timeout))
+
+    def overflow(self) -> None:
+        """Give up on this viewer: its stream ends and the client reconnects."""
+        self.overflowed = True
+        self._items.clear()
+        self._bytes = 0
+        self._ready.set()
+        self._room.set()
+
+    def take(self, timeout: float | None) -> list[HubEvent]:
+        """Everything queued, waiting up to `timeout` for at least one event."""
+        if not self._items and not self.overflowed:
+            self._ready.wait(timeout)
+        items = list(self._items)
+        self._items.clear()
+        self._bytes = 0
+        self._ready.clear()
+        self._room.set()
+        return items
+
+    def close(self) -> None:
+        self.closed = True
+        self._items.clear()
+        self._room.set()
+
+
+class OutputHub:
+    """Live viewers indexed by run; publishing touches only that run's viewers."""
+
+    def __init__(self, viewer_max_bytes: int = 4 * 1024 * 1024, stall_timeout_s: float = 10.0) -> None:
+        self.viewer_max_bytes = viewer_max_bytes
+        self.stall_timeout_s = stall_timeout_s
+        self._viewers: dict[str, set[Viewer]] = {}
+
+    def subscribe(self, run_id: str, seed: Iterable[HubEvent] = ()) -> Viewer:
+        """Register a viewer; `seed` events are queued first (not bounded).
+
+        Registration and seeding happen without yielding to other greenlets,
+        so no event published in between can be missed.
+        """
+        viewer = Viewer(run_id, self.viewer_max_bytes)
+        for ev in seed:
+            viewer.offer(ev, force=True)
+        self._viewers.setdefault(run_id, set()).add(viewer)
+        return viewer
+
+    def unsubscribe(self, viewer: Viewer) -> None:
+        viewer.close()
+        viewers = self._viewers.get(viewer.run_id)
+        if viewers is not None:
+            viewers.discard(viewer)
+            if not viewers:
+                del self._viewers[viewer.run_id]
+
+    def viewer_count(self, run_id: str | None = None) -> int:
+        if run_id is None:
+            return sum(len(v) for v in self._viewers.values())
+        return len(self._viewers.get(run_id, ()))
+
+    def publish(self, run_id: str, event: HubEvent, wait: bool = True) -> None:
+        """Hand `event` to every viewer of the run.
+
+        With `wait`, a full viewer makes the caller wait (backpressure on the
+        script) up to `stall_timeout_s`; a viewer still full then is dropped.
+        Status and end events are small and are always queued (`wait=False`).
+        """
+        viewers = self._viewers.get(run_id)
+        if not viewers:
+            return
+        slow: list[Viewer] = []
+        for viewer in list(viewers):
+            if not viewer.offer(event, force=not wait):
+                slow.append(viewer)
+        for viewer in slow:
+            deadline = time.monotonic() + self.stall_timeout_s
+            while not viewer.closed and not viewer.overflowed:
+                if viewer.offer(event):
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not viewer.wait_for_room(remaining):
+                    log.info("viewer of run %s too slow; disconnecting it", run_id)
+                    viewer.overflow()
+                    break
+
+
+@dataclass
+class PendingChunk:
+    run_id: str
+    doc: dict[str, Any]
+    event: HubEvent
+    size: int
+
+
+class ChunkWriter:
+    """Persists output chunks of all runs with one bulk insert per interval.
+
+    `insert` is called with a list of chunk documents from many runs (the
+    store's `insert_chunks`). Chunks stay visible through `unflushed()` until
+    their insert has completed, so a viewer that subscribes meanwhile finds
+    them either in the database or in its seed.
+    """
+
+    def __init__(
+        self,
+        insert: Callable[[list[dict[str, Any]]], None],
+        interval_s: float = 0.2,
+        max_pending: int = 8 * 1024 * 1024,
+        on_flushed: Callable[[], None] | None = None,
+    ) -> None:
+        self._insert = insert
+        self.interval_s = interval_s
+        self.max_pending = max_pending
+        self._on_flushed = on_flushed
+        self._pending: list[PendingChunk] = []
+        self._inflight: list[PendingChunk] = []
+        self._pending_bytes = 0
+        self._wake = gevent.event.Event()
+        self._room = gevent.event.Event()
+        self._room.set()
+        self._flushed = gevent.event.Event()
+        self._generation = 0  # completed flushes
+        self._loop: gevent.Greenlet | None = None
+        self._stopping = False
+        self.batches = 0
+        self.documents = 0
+
+    def start(self) -> None:
+        if self._loop is None:
+            self._loop = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        """Flush what is pending and stop the loop."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop is not None:
+            self._loop.join(timeout=10)
+            self._loop.kill()
+            self._loop = None
+
+    def add(self, run_id: str, doc: dict[str, Any], event: HubEvent) -> None:
+        size = len(doc.get("data", "")) + 64
+        self._pending.append(PendingChunk(run_id, doc, event, size))
+        self._pending_bytes += size
+        if self._pending_bytes >= self.max_pending:
+            self._room.clear()
+            self._wake.set()
+
+    def wait_for_room(self) -> None:
+        """Block the caller (a pipe reader) while the database is behind."""
+        while self._pending_bytes >= self.max_pending and not self._stopping:
+            self._room.wait(1.0)
+
+    def unflushed(self, run_id: str) -> list[HubEvent]:
+        """Events of a run that are not yet known to be in the database."""
+        return [p.event for p in self._inflight + self._pending if p.run_id == run_id]
+
+    def flush_now(self, timeout: float = 30.0) -> bool:
+        """Wait until everything added so far is persisted."""
+        target = self._generation + (2 if self._inflight else 1)
+        if not self._pending and not self._inflight:
+            return True
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        while self._generation < target:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._flushed.clear()
+            self._wake.set()
+            self._flushed.wait(min(remaining, 1.0))
+        return True
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            if self._pending:
+                self._flush_once()
+            else:
+                self._generation += 1
+                self._flushed.set()
+            if self._on_flushed is not None:
+                try:
+                    self._on_flushed()
+                except Exception:  # noqa: BLE001 - progress updates must not stop persistence
+                    log.exception("progress update failed")
+            if self._stopping and not self._pending:
+                return
+
+    def _flush_once(self) -> None:
+        batch, self._pending = self._pending, []
+        self._inflight = batch
+        delay = 0.2
+        while True:
+            try:
+                self._insert([p.doc for p in batch])
+                break
+            except Exception:  # noqa: BLE001 - the database may be briefly away; retry
+                log.exception("storing %d output chunks failed; retrying", len(batch))
+                gevent.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                if self._stopping and delay >= 5.0:
+                    log.error("dropping %d output chunks at shutdown", len(batch))
+                    break
+        self.batches += 1
+        self.documents += len(batch)
+        self._inflight = []
+        self._pending_bytes -= sum(p.size for p in batch)
+        self._generation += 1
+        self._flushed.set()
+        if self._pending_bytes < self.max_pending:
+            self._room.set()
+
+
+class TailBuffer:
+    """The last `limit` bytes of output as text (outputTail)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._parts: deque[str] = deque()
+        self._chars = 0
+
+    def add(self, text: str) -> None:
+        if self.limit <= 0:
+            return
+        if len(text) > self.limit:
+            # Characters are at most 4 bytes; keep enough characters to fill
+            # `limit` bytes even when they are all ASCII.
+            text = text[-self.limit :]
+        self._parts.append(text)
+        self._chars += len(text)
+        while self._parts and self._chars - len(self._parts[0]) >= self.limit:
+            self._chars -= len(self._parts.popleft())
+
+    def text(self) -> str:
+        joined = "".join(self._parts)
+        raw = joined.encode("utf-8")
+        if len(raw) <= self.limit:
+            return joined
+        # Cut at a character boundary.
+        return raw[-self.limit :].decode("utf-8", "ignore")
+
+
+@dataclass
+class RunOutput:
+    """Output bookkeeping of one run: sequence numbers, cap, tail, totals."""
+
+    run_id: str
+    max_log_bytes: int
+    tail: TailBuffer
+    writer: ChunkWriter
+    hub: OutputHub
+    make_doc: Callable[[int, str, str, bool], dict[str, Any]]
+    seq: int = 0
+    stored_bytes: int = 0
+    output_bytes: int = 0
+    truncated: bool = False
+    dirty: bool = False
+    chunk_count: int = field(default=0)
+
+    def emit(self, stream: str, text: str, raw_len: int, system: bool = False) -> None:
+        """Record, store (within the cap) and publish one piece of output."""
+        self.output_bytes += raw_len
+        if not text:
+            return
+        self.tail.add(text)
+        self.dirty = True
+        if self.truncated:
+            self._publish(stream, text, system, store=False)
+            return
+        encoded_len = len(text.encode("utf-8")) if not text.isascii() else len(text)
+        room = self.max_log_bytes - self.stored_bytes
+        if encoded_len <= room:
+            self.stored_bytes += encoded_len
+            self._publish(stream, text, system, store=True)
+            return
+        # Split at the cap: the part that fits is stored, then one marker
+        # chunk, then the rest goes to live viewers only.
+        head = text.encode("utf-8")[: max(room, 0)].decode("utf-8", "ignore")
+        rest = text[len(head) :]
+        if head:
+            self.stored_bytes += len(head.encode("utf-8"))
+            self._publish(stream, head, system, store=True)
+        self.truncated = True
+        note = TRUNCATION_NOTE.format(limit=self.max_log_bytes)
+        self._publish("stderr", note, True, store=True)
+        if rest:
+            self._publish(stream, rest, system, store=False)
+
+    def _publish(self, stream: str, text: str, system: bool, store: bool) -> None:
+        self.seq += 1
+        event = HubEvent("output", sse.output_frame(self.seq, stream, text, system), self.seq)
+        if store:
+            self.chunk_count += 1
+            self.writer.add(self.run_id, self.make_doc(self.seq, stream, text, system), event)
+        self.hub.publish(self.run_id, event)
+        if store:
+            self.writer.wait_for_room()
+
+
+def set_nonblocking(fd: int) -> None:
+    os.set_blocking(fd, False)
+
+
+def read_stream(
+    fd: int,
+    stream: str,
+    sink: Callable[[str, str, int], None],
+    coalesce_s: float = COALESCE_S,
+    read_size: int = READ_SIZE,
+) -> None:
+    """Read a pipe until EOF, decoding UTF-8 incrementally, and feed `sink`.
+
+    Blocking reads are cooperative (gevent waits for readability; no polling).
+    Output that follows shortly after a delivery is held up to `coalesce_s`
+    and delivered in one piece; a partial line is never held longer than that.
+    `sink(stream, text, raw_byte_count)` receives decoded text; invalid bytes
+    become U+FFFD and a character split across reads is kept whole.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    set_nonblocking(fd)
+    buf = bytearray()
+    last_emit = 0.0
+
+    def deliver(final: bool = False) -> None:
+        nonlocal last_emit
+        text = decoder.decode(bytes(buf), final=final)
+        count = len(buf)
+        buf.clear()
+        if text or count:
+            sink(stream, text, count)
+        last_emit = time.monotonic()
+
+    while True:
+        try:
+            data = os.read(fd, read_size)
+        except BlockingIOError:
+            # Nothing to read now: wait for the pipe, but not past the moment
+            # held-back output is due.
+            if not buf:
+                gevent.socket.wait_read(fd)
+                continue
+            remaining = last_emit + coalesce_s - time.monotonic()
+            if remaining > 0:
+                try:
+                    gevent.socket.wait_read(fd, timeout=remaining)
+                    continue
+                except gevent.socket.timeout:
+                    pass
+            deliver()
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.EBADF, errno.EIO):
+                break
+            raise
+        if not data:
+            break
+        buf += data
+        if len(buf) >= read_size or time.monotonic() - last_emit >= coalesce_s:
+            deliver()
+    deliver(final=True)
