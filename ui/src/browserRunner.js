@@ -1,0 +1,210 @@
+// Runs `browser` scripts in a dedicated Web Worker and reports the outcome (SPEC §6).
+//
+// The worker is a module worker made from a Blob URL holding the bootstrap and the script.
+// It is created with credentials: "omit", so even module imports it might attempt carry no
+// Basic-auth credentials; the bootstrap removes fetch/XHR/WebSocket/storage APIs first.
+// The page enforces the timeout and cancel by terminating the worker.
+//
+// Local runs live in a registry independent of any view, so navigating inside the app
+// does not kill a running script; views subscribe to a run's output by run id.
+import { api } from "./api.js";
+import { bootstrap } from "./worker-bootstrap.js";
+
+// What we send back to the server is bounded: the first KEEP_HEAD bytes and a rolling
+// KEEP_TAIL, with a marker for what was dropped in between.
+const KEEP_HEAD = 4 * 1024 * 1024;
+const KEEP_TAIL = 256 * 1024;
+
+const runs = new Map();
+
+export function localRun(runId) {
+  return runs.get(runId) || null;
+}
+
+export function activeLocalRuns() {
+  return [...runs.values()].filter((r) => !r.finished);
+}
+
+class LocalRun {
+  constructor(runId, script) {
+    this.runId = runId;
+    this.scriptId = script.id;
+    this.status = "running";
+    this.exitCode = null;
+    this.error = null;
+    this.finished = false;
+    this.startedAt = Date.now();
+    this.finishedAt = null;
+    this.timeoutMs = Number(script.timeoutMs) || 300_000;
+    this.listeners = new Set();
+    this.chunks = []; // [{stream, data}] replayed to late subscribers
+    this.headBytes = 0;
+    this.tail = [];
+    this.tailBytes = 0;
+    this.droppedBytes = 0;
+    this.runDoc = null;
+    this.reported = null; // promise of the browser-result answer
+    this.start(script);
+  }
+
+  start(script) {
+    const source = [
+      `const bootstrap = ${bootstrap.toString()};`,
+      `const run = bootstrap(self, ${JSON.stringify(envObject(script.env))});`,
+      "run(async function (env, console) {",
+      script.script || "",
+      "\n});",
+    ].join("\n");
+    this.url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+    try {
+      this.worker = new Worker(this.url, { type: "module", credentials: "omit", name: `scriptbox-run-${this.runId}` });
+    } catch (err) {
+      this.output("stderr", `Could not start the worker: ${err.message}\n`);
+      this.finish("failed", 1, err.message);
+      return;
+    }
+    this.worker.onmessage = (ev) => {
+      const m = ev.data || {};
+      if (m.t === "out") this.output(m.stream === "stderr" ? "stderr" : "stdout", String(m.data));
+      else if (m.t === "done") this.finish(m.ok ? "succeeded" : "failed", m.ok ? 0 : 1, m.error);
+    };
+    this.worker.onerror = (ev) => {
+      // Errors the bootstrap could not catch: chiefly a syntax error in the script.
+      ev.preventDefault();
+      const msg = ev.message || "the script could not be loaded (syntax error?)";
+      this.output("stderr", `${msg}\n`);
+      this.finish("failed", 1, msg);
+    };
+    this.timer = setTimeout(() => {
+      this.output("stderr", `\nTimed out after ${this.timeoutMs} ms; the worker was stopped.\n`);
+      this.finish("timed_out", null, `timed out after ${this.timeoutMs} ms`);
+    }, this.timeoutMs);
+  }
+
+  output(stream, data) {
+    if (this.finished || !data) return;
+    const chunk = { stream, data };
+    const size = data.length;
+    if (this.headBytes + size <= KEEP_HEAD) {
+      this.headBytes += size;
+      this.chunks.push(chunk);
+    } else {
+      this.tail.push(chunk);
+      this.tailBytes += size;
+      while (this.tailBytes > KEEP_TAIL && this.tail.length > 1) {
+        const old = this.tail.shift();
+        this.tailBytes -= old.data.length;
+        this.droppedBytes += old.data.length;
+      }
+    }
+    for (const fn of this.listeners) fn.onOutput?.(stream, data);
+  }
+
+  /** Replays what is kept, then delivers live output; returns an unsubscribe function. */
+  subscribe(listener) {
+    for (const c of this.recorded()) listener.onOutput?.(c.stream, c.data);
+    if (this.finished) listener.onEnd?.(this.summary());
+    else this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  recorded() {
+    if (!this.tail.length) return this.chunks;
+    const marker = this.droppedBytes
+      ? [{ stream: "stderr", data: `\n[${this.droppedBytes} characters of output dropped by the browser runner]\n` }]
+      : [];
+    return [...this.chunks, ...marker, ...this.tail];
+  }
+
+  cancel() {
+    if (this.finished) return;
+    this.output("stderr", "\nCanceled; the worker was stopped.\n");
+    this.finish("canceled", null, "canceled by the user");
+  }
+
+  summary() {
+    return {
+      id: this.runId,
+      scriptId: this.scriptId,
+      status: this.status,
+      exitCode: this.exitCode,
+      startedAt: new Date(this.startedAt).toISOString(),
+      finishedAt: this.finishedAt ? new Date(this.finishedAt).toISOString() : null,
+      ...(this.runDoc || {}),
+    };
+  }
+
+  finish(status, exitCode, error) {
+    if (this.finished) return;
+    this.finished = true;
+    this.status = status;
+    this.exitCode = exitCode;
+    this.error = error || null;
+    this.finishedAt = Date.now();
+    clearTimeout(this.timer);
+    if (this.worker) this.worker.terminate();
+    URL.revokeObjectURL(this.url);
+    const body = { status, exitCode, output: coalesce(this.recorded()) };
+    if (error) body.error = String(error).slice(0, 4000);
+    this.reported = api.browserResult(this.runId, body).then(
+      (doc) => {
+        this.runDoc = doc;
+        return doc;
+      },
+      (err) => {
+        // A run canceled through the API meanwhile answers 409; show what the server has.
+        this.reportError = err;
+        return api.getRun(this.runId).then((doc) => (this.runDoc = doc)).catch(() => null);
+      },
+    );
+    this.reported.then(() => {
+      for (const fn of this.listeners) fn.onEnd?.(this.summary());
+      this.listeners.clear();
+    });
+  }
+
+  /** Best effort report when the page goes away mid-run. */
+  abandon() {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.worker) this.worker.terminate();
+    const body = JSON.stringify({
+      status: "canceled",
+      exitCode: null,
+      output: [...coalesce(this.recorded()), { stream: "stderr", data: "\nThe admin page was closed; the browser run stopped.\n" }],
+      error: "admin page closed",
+    });
+    const blob = new Blob([body], { type: "application/json" });
+    navigator.sendBeacon?.(`/api/admin/scripts/runs/${encodeURIComponent(this.runId)}/browser-result`, blob);
+  }
+}
+
+function envObject(env) {
+  const out = {};
+  for (const row of Array.isArray(env) ? env : []) {
+    if (row && typeof row.key === "string" && row.key) out[row.key] = String(row.value ?? "");
+  }
+  return out;
+}
+
+/** Merges consecutive chunks of the same stream so the result body stays small. */
+function coalesce(chunks) {
+  const out = [];
+  for (const c of chunks) {
+    const last = out[out.length - 1];
+    if (last && last.stream === c.stream && last.data.length < 65536) last.data += c.data;
+    else out.push({ stream: c.stream, data: c.data });
+  }
+  return out;
+}
+
+/** Starts a browser run for an already created run id (POST .../run answered it). */
+export function startBrowserRun(runId, script) {
+  const run = new LocalRun(runId, script);
+  runs.set(runId, run);
+  return run;
+}
+
+window.addEventListener("pagehide", () => {
+  for (const run of activeLocalRuns()) run.abandon();
+});

@@ -1,0 +1,105 @@
+// Run history tables (per script and overall) with "load more" paging on the `before`
+// cursor from GET /api/admin/scripts/runs.
+import { api } from "./api.js";
+import { h, replace } from "./dom.js";
+import { formatDateTime, formatDuration, formatRelative, runDuration } from "./format.js";
+import { statusBadge, statusLabel } from "./widgets.js";
+
+const STATUSES = ["queued", "running", "succeeded", "failed", "canceled", "timed_out"];
+
+export class RunHistory {
+  /**
+   * scriptId: only this script's runs (no script column); scriptName(id, run) names a run's
+   * script for the overall view; pageSize: rows per page.
+   */
+  constructor({ scriptId = null, scriptName = null, pageSize = 25, showFilter = true, navigate } = {}) {
+    this.scriptId = scriptId;
+    this.scriptName = scriptName;
+    this.pageSize = pageSize;
+    this.navigate = navigate;
+    this.status = "";
+    this.cursor = null;
+    this.loading = false;
+    this.gen = 0;
+    this.tbody = h("tbody");
+    this.more = h("button.btn", { type: "button", hidden: true, onclick: () => this.load(false) }, "Load older runs");
+    this.info = h("p.muted.history-info", { role: "status" });
+    const filterId = `hist-status-${Math.random().toString(36).slice(2)}`;
+    this.filter = showFilter
+      ? h(
+          "div.history-filter",
+          h("label", { for: filterId }, "Status"),
+          h(
+            "select",
+            { id: filterId, onchange: (e) => { this.status = e.target.value; this.load(true); } },
+            h("option", { value: "" }, "All"),
+            STATUSES.map((s) => h("option", { value: s }, statusLabel(s))),
+          ),
+        )
+      : null;
+    const head = ["Status", this.scriptId ? null : "Script", "Trigger", "Started", "Duration", "Exit"].filter(Boolean);
+    this.el = h(
+      "div.history",
+      this.filter,
+      h(
+        "div.table-wrap",
+        h("table.runs-table", h("thead", h("tr", head.map((t) => h("th", { scope: "col" }, t)))), this.tbody),
+      ),
+      this.info,
+      h("div.history-more", this.more),
+    );
+  }
+
+  /** (Re)loads; reset=true starts from the newest run. */
+  async load(reset = true) {
+    if (this.loading && !reset) return;
+    const gen = reset ? ++this.gen : this.gen;
+    this.loading = true;
+    this.more.disabled = true;
+    if (reset) this.cursor = null;
+    try {
+      const data = await api.listRuns({
+        scriptId: this.scriptId || undefined,
+        status: this.status || undefined,
+        limit: this.pageSize,
+        before: reset ? undefined : this.cursor,
+      });
+      if (gen !== this.gen) return;
+      const runs = (data && data.runs) || [];
+      if (reset) replace(this.tbody);
+      for (const run of runs) this.tbody.appendChild(this.row(run));
+      this.cursor = data ? data.nextBefore || null : null;
+      this.more.hidden = !this.cursor;
+      this.info.textContent = this.tbody.children.length ? "" : "No runs yet.";
+    } catch (err) {
+      if (gen !== this.gen) return;
+      this.info.textContent = `Could not load runs: ${err.message}`;
+    } finally {
+      if (gen === this.gen) {
+        this.loading = false;
+        this.more.disabled = false;
+      }
+    }
+  }
+
+  row(run) {
+    const href = `/admin/scripts/runs/${run.id}`;
+    const started = run.startedAt || run.createdAt;
+    const dur = runDuration(run);
+    const name = this.scriptId ? null : (this.scriptName?.(run.scriptId, run) || run.meta?.name || run.scriptId);
+    const tr = h(
+      "tr.run-row",
+      { dataset: { runId: run.id, status: run.status }, onclick: (e) => {
+        if (e.target.closest("a")) return;
+        this.navigate?.(href);
+      } },
+      h("td", h("a", { href, "data-link": true, "aria-label": `Run ${statusLabel(run.status)} ${formatDateTime(started)}` }, statusBadge(run.status))),
+      name !== null ? h("td.cell-script", name) : null,
+      h("td", h("span.trigger", run.trigger || "—")),
+      h("td", { title: started || "" }, h("time", { datetime: started || "" }, formatDateTime(started)), h("span.muted.rel", ` · ${formatRelative(started)}`)),
+      h("td.num", dur === null ? "—" : formatDuration(dur)),
+      h("td.num", run.exitCode === null || run.exitCode === undefined ? "—" : String(run.exitCode)),
+    );
+    return tr;
+  }
+}

@@ -1,0 +1,163 @@
+// Entry point: the app shell, the client-side router and the global keyboard shortcuts.
+//
+// Routes (the server answers index.html for all of them):
+//   /admin/scripts               home: recent runs (on a narrow window: the list)
+//   /admin/scripts/new           a new script
+//   /admin/scripts/runs          all runs
+//   /admin/scripts/runs/<runId>  one run
+//   /admin/scripts/<id>          one script: editor, run panel, history
+import "./styles.css";
+import { activeLocalRuns } from "./browserRunner.js";
+import { h } from "./dom.js";
+import { RunView, RunsView, HomeView } from "./runViews.js";
+import { ScriptView } from "./scriptView.js";
+import { Sidebar } from "./sidebar.js";
+
+const ROOT = "/admin/scripts";
+const LIST_REFRESH_MS = 15_000;
+
+export function route(pathname) {
+  const path = pathname.replace(/\/+$/, "");
+  if (path === ROOT || path === "") return { name: "home" };
+  const rest = path.startsWith(`${ROOT}/`) ? path.slice(ROOT.length + 1) : null;
+  if (rest === null) return { name: "home" };
+  if (rest === "new") return { name: "new" };
+  if (rest === "runs") return { name: "runs" };
+  const run = /^runs\/([^/]+)$/.exec(rest);
+  if (run) return { name: "run", runId: decodeURIComponent(run[1]) };
+  const script = /^([^/]+)$/.exec(rest);
+  if (script) return { name: "script", id: decodeURIComponent(script[1]) };
+  return { name: "notfound" };
+}
+
+class App {
+  constructor(root) {
+    this.view = null;
+    this.url = location.pathname;
+    this.sidebar = new Sidebar({
+      navigate: (href) => this.navigate(href),
+      onToggled: (doc) => {
+        if (this.view instanceof ScriptView && this.view.script?.id === doc.id) this.view.onToggled?.(doc);
+      },
+    });
+    this.main = h("main.main#main", { tabindex: "-1" });
+    this.navScripts = h("a.nav-link", { href: ROOT, "data-link": true }, "Scripts");
+    this.navRuns = h("a.nav-link", { href: `${ROOT}/runs`, "data-link": true }, "Runs");
+    root.append(
+      h("a.skip-link", { href: "#main" }, "Skip to content"),
+      h(
+        "header.topbar",
+        h("a.brand", { href: ROOT, "data-link": true }, h("span.brand-mark", { "aria-hidden": "true" }, "›_"), "Scriptbox"),
+        h("nav.topnav", { "aria-label": "Main" }, this.navScripts, this.navRuns),
+        h("div.topbar-hint.muted", h("kbd", "⌘S"), " save ", h("kbd", "⌘↵"), " run"),
+      ),
+      h("div.shell", this.sidebar.el, this.main),
+    );
+
+    document.addEventListener("click", (e) => this.onClick(e));
+    window.addEventListener("popstate", () => this.onPopState());
+    // Capture phase so the shortcuts win over the code editor's own bindings.
+    window.addEventListener("keydown", (e) => this.onKeyDown(e), true);
+    window.addEventListener("beforeunload", (e) => {
+      if (this.view?.hasUnsavedChanges?.() || activeLocalRuns().length) {
+        e.preventDefault();
+        e.returnValue = "";
+      }
+    });
+    setInterval(() => {
+      if (document.visibilityState === "visible") this.sidebar.refresh();
+    }, LIST_REFRESH_MS);
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") this.sidebar.refresh();
+    });
+
+    this.sidebar.refresh();
+    this.show(route(location.pathname));
+  }
+
+  onClick(e) {
+    if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+    const a = e.target.closest("a[href]");
+    if (!a || a.target || a.hasAttribute("download")) return;
+    const url = new URL(a.href, location.href);
+    if (url.origin !== location.origin || !(url.pathname === ROOT || url.pathname.startsWith(`${ROOT}/`))) return;
+    e.preventDefault();
+    this.navigate(url.pathname);
+  }
+
+  async navigate(path, { force = false } = {}) {
+    if (path === location.pathname && !force) return;
+    if (!force && this.view?.canLeave && !(await this.view.canLeave())) return;
+    history.pushState({}, "", path);
+    this.url = path;
+    this.show(route(path));
+  }
+
+  /** Changes the address without re-rendering (a new script got its id). */
+  replaceUrl(path) {
+    history.replaceState({}, "", path);
+    this.url = path;
+    this.updateChrome(route(path));
+  }
+
+  async onPopState() {
+    const target = location.pathname;
+    if (this.view?.canLeave) {
+      // The address already changed; put it back while we ask.
+      history.pushState({}, "", this.url);
+      if (!(await this.view.canLeave())) return;
+      history.replaceState({}, "", target);
+    }
+    this.url = target;
+    this.show(route(target));
+  }
+
+  onKeyDown(e) {
+    const mod = e.ctrlKey || e.metaKey;
+    if (!mod || e.altKey) return;
+    let action = null;
+    if (e.key === "s" || e.key === "S") action = "save";
+    else if (e.key === "Enter") action = "run";
+    if (!action) return;
+    if (document.querySelector("dialog[open]")) return;
+    if (action === "save") e.preventDefault(); // never the browser's "save page"
+    if (this.view?.onKey) {
+      e.preventDefault();
+      e.stopPropagation();
+      this.view.onKey(action);
+    }
+  }
+
+  updateChrome(r) {
+    document.body.dataset.route = r.name;
+    this.sidebar.setActive(r.name === "script" ? r.id : null);
+    this.navScripts.toggleAttribute("aria-current", r.name !== "runs" && r.name !== "run");
+    this.navRuns.toggleAttribute("aria-current", r.name === "runs" || r.name === "run");
+    if (this.navScripts.hasAttribute("aria-current")) this.navScripts.setAttribute("aria-current", "page");
+    if (this.navRuns.hasAttribute("aria-current")) this.navRuns.setAttribute("aria-current", "page");
+  }
+
+  show(r) {
+    if (this.view) this.view.destroy();
+    this.updateChrome(r);
+    let view;
+    if (r.name === "home") view = new HomeView({ app: this });
+    else if (r.name === "new") view = new ScriptView({ id: null, app: this });
+    else if (r.name === "script") view = new ScriptView({ id: r.id, app: this });
+    else if (r.name === "runs") view = new RunsView({ app: this });
+    else if (r.name === "run") view = new RunView({ runId: r.runId, app: this });
+    else view = { el: h("div.empty-state", h("h1", "Page not found"), h("a.btn", { href: ROOT, "data-link": true }, "Back to scripts")), destroy() {} };
+    this.view = view;
+    this.main.replaceChildren(view.el);
+    this.main.scrollTop = 0;
+    view.mount?.();
+  }
+}
+
+function start() {
+  const root = document.getElementById("app");
+  window.scriptbox = new App(root);
+}
+
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+else start();

@@ -1,0 +1,240 @@
+// The output panel: renders run output with ANSI colours, incrementally and bounded.
+//
+// Chunks are queued by push() and turned into DOM once per animation frame, so a fast
+// stream (10 MB) costs one batched DOM update per frame rather than one per chunk. The
+// page keeps at most MAX_LINES lines / MAX_CHARS characters; older lines are dropped and a
+// notice points to the stored log. Output is data: every piece of text reaches the DOM as
+// a text node or a span's textContent, never as markup.
+import { AnsiParser } from "./ansi.js";
+import { h } from "./dom.js";
+
+export const MAX_LINES = 10_000;
+export const MAX_CHARS = 2_000_000;
+const MAX_LINE_CHARS = 100_000;
+const STICK_SLACK_PX = 24;
+
+export class OutputView {
+  constructor() {
+    this.notice = h("div.output-trimmed", { hidden: true, role: "status" });
+    this.body = h("div.output-lines");
+    this.empty = h("div.output-empty", "No output yet.");
+    this.scroller = h(
+      "div.output",
+      { tabindex: "0", role: "log", "aria-live": "off", "aria-label": "Run output" },
+      this.empty,
+      this.body,
+    );
+    this.jump = h("button.output-jump", { type: "button", hidden: true, onclick: () => this.scrollToBottom() }, "↓ Follow output");
+    this.el = h("div.output-wrap", this.notice, this.scroller, this.jump);
+    this.scroller.addEventListener("scroll", () => this.onScroll(), { passive: true });
+    this.logUrl = null;
+    this.reset();
+  }
+
+  reset() {
+    if (this.raf) cancelAnimationFrame(this.raf);
+    this.raf = 0;
+    this.queue = [];
+    this.parsers = { stdout: new AnsiParser(), stderr: new AnsiParser() };
+    this.lines = [];
+    this.totalChars = 0;
+    this.trimmedLines = 0;
+    this.bytesSeen = 0;
+    this.stick = true;
+    this.body.textContent = "";
+    this.empty.hidden = false;
+    this.empty.textContent = "No output yet.";
+    this.notice.hidden = true;
+    this.jump.hidden = true;
+  }
+
+  setEmptyText(text) {
+    this.empty.textContent = text;
+  }
+
+  /** Link shown in the "earlier output trimmed" notice. */
+  setLogUrl(url) {
+    this.logUrl = url;
+    if (!this.notice.hidden) this.renderNotice();
+  }
+
+  /** Queues output for the next frame. */
+  push(stream, data) {
+    if (!data) return;
+    this.queue.push(stream === "stderr" ? "stderr" : "stdout", data);
+    this.bytesSeen += data.length;
+    if (!this.raf) this.raf = requestAnimationFrame(() => this.flush());
+  }
+
+  /** Processes everything queued now (also used by tests via the frame loop). */
+  flush() {
+    this.raf = 0;
+    const q = this.queue;
+    if (!q.length) return;
+    this.queue = [];
+    const lines = this.lines;
+    let firstDirty = lines.length ? lines.length - 1 : 0;
+    if (!lines.length) lines.push(newLine());
+    for (let i = 0; i < q.length; i += 2) {
+      const stream = q[i];
+      this.parsers[stream].feed(q[i + 1], (tok) => {
+        let cur = lines[lines.length - 1];
+        if (tok.t === "text") {
+          if (cur.cr) this.resetLine(cur);
+          addSegment(cur, tok.text, tok.style, stream);
+          this.totalChars += tok.text.length;
+          if (cur.chars > MAX_LINE_CHARS) this.totalChars -= truncateLine(cur);
+        } else if (tok.t === "nl") {
+          cur.cr = false;
+          cur.segs = null; // closed lines never change again; only their element remains
+          cur.closed = true;
+          lines.push(newLine());
+        } else if (tok.t === "cr") {
+          cur.cr = true;
+        } else if (tok.t === "erase") {
+          this.resetLine(cur);
+        }
+      });
+    }
+    // Trim from the front; lines that never reached the DOM cost nothing.
+    let dropped = 0;
+    while (lines.length > MAX_LINES || (this.totalChars > MAX_CHARS && lines.length > 1)) {
+      const old = lines.shift();
+      if (old.el) old.el.remove();
+      this.totalChars -= old.chars;
+      dropped += 1;
+    }
+    if (dropped) {
+      this.trimmedLines += dropped;
+      firstDirty = Math.max(0, firstDirty - dropped);
+      this.renderNotice();
+    }
+    const frag = document.createDocumentFragment();
+    for (let i = firstDirty; i < lines.length; i++) {
+      const line = lines[i];
+      if (!line.el) {
+        line.el = document.createElement("div");
+        line.el.className = "line";
+        renderSegments(line.el, line.pending);
+        frag.appendChild(line.el);
+      } else if (line.rebuild) {
+        line.el.textContent = "";
+        renderSegments(line.el, line.segs || line.pending);
+      } else if (line.pending.length) {
+        renderSegments(line.el, line.pending);
+      }
+      if (line.err && !line.el.classList.contains("err")) line.el.classList.add("err");
+      line.pending = [];
+      line.rebuild = false;
+    }
+    this.body.appendChild(frag);
+    if (!this.empty.hidden && (this.totalChars > 0 || lines.length > 1)) this.empty.hidden = true;
+    if (this.stick) this.scroller.scrollTop = this.scroller.scrollHeight;
+    else this.jump.hidden = false;
+  }
+
+  resetLine(line) {
+    this.totalChars -= line.chars;
+    line.chars = 0;
+    line.segs = [];
+    line.pending = [];
+    line.rebuild = true;
+    line.cr = false;
+  }
+
+  renderNotice() {
+    this.notice.hidden = false;
+    this.notice.textContent = "";
+    this.notice.append(`Earlier output trimmed (${this.trimmedLines.toLocaleString()} lines) — the page keeps the last ${MAX_LINES.toLocaleString()} lines. `);
+    if (this.logUrl) this.notice.append(h("a", { href: this.logUrl, target: "_blank", rel: "noopener" }, "Open the stored log"));
+  }
+
+  onScroll() {
+    const s = this.scroller;
+    const atBottom = s.scrollHeight - s.scrollTop - s.clientHeight <= STICK_SLACK_PX;
+    this.stick = atBottom;
+    this.jump.hidden = atBottom;
+  }
+
+  scrollToBottom() {
+    this.stick = true;
+    this.jump.hidden = true;
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+  }
+
+  /** Plain text currently shown (for copy buttons and tests). */
+  text() {
+    return this.lines.map((l) => (l.el ? l.el.textContent : "")).join("\n");
+  }
+
+  destroy() {
+    if (this.raf) cancelAnimationFrame(this.raf);
+    this.raf = 0;
+    this.queue = [];
+  }
+}
+
+function newLine() {
+  // segs: every segment of the (open) line, kept so it can be rebuilt after truncation;
+  // pending: segments not yet in the DOM.
+  return { el: null, segs: [], pending: [], chars: 0, cr: false, rebuild: false, err: false, closed: false };
+}
+
+function addSegment(line, text, style, stream) {
+  if (stream === "stderr") line.err = true;
+  line.chars += text.length;
+  const last = line.pending[line.pending.length - 1];
+  if (last && last.style === style && last.stream === stream) {
+    last.text += text;
+    if (line.segs) {
+      // pending and segs share segment objects, so the text is already updated there.
+    }
+  } else {
+    const seg = { text, style, stream };
+    line.pending.push(seg);
+    if (line.segs) line.segs.push(seg);
+  }
+}
+
+/** Drops the start of an overlong open line; returns how many characters went. */
+function truncateLine(line) {
+  const segs = line.segs || line.pending;
+  let excess = line.chars - MAX_LINE_CHARS;
+  const removed = excess;
+  while (excess > 0 && segs.length) {
+    const s = segs[0];
+    if (s.text.length <= excess) {
+      excess -= s.text.length;
+      segs.shift();
+    } else {
+      s.text = s.text.slice(excess);
+      excess = 0;
+    }
+  }
+  if (segs.length && !segs[0].truncMark) {
+    segs.unshift({ text: "… ", style: { key: "trunc", classes: "ansi-dim", css: {} }, stream: "stdout", truncMark: true });
+  }
+  line.chars = MAX_LINE_CHARS;
+  line.pending = segs.slice();
+  line.segs = segs;
+  line.rebuild = true;
+  return removed;
+}
+
+function renderSegments(el, segs) {
+  for (const seg of segs) {
+    const st = seg.style;
+    if (!st.classes && !st.css?.color && !st.css?.backgroundColor && seg.stream === "stdout") {
+      el.appendChild(document.createTextNode(seg.text));
+      continue;
+    }
+    const span = document.createElement("span");
+    let cls = st.classes || "";
+    if (seg.stream === "stderr") cls = cls ? `${cls} stderr` : "stderr";
+    if (cls) span.className = cls;
+    if (st.css?.color) span.style.color = st.css.color;
+    if (st.css?.backgroundColor) span.style.backgroundColor = st.css.backgroundColor;
+    span.textContent = seg.text;
+    el.appendChild(span);
+  }
+}

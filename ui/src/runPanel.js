@@ -1,0 +1,175 @@
+// A run's live view: status badge, elapsed time, exit code, cancel, links, and the output.
+// Follows server runs through SSE and browser runs through the local worker registry.
+import { api } from "./api.js";
+import { localRun } from "./browserRunner.js";
+import { h } from "./dom.js";
+import { formatDuration, isActive, parseTime } from "./format.js";
+import { OutputView } from "./output.js";
+import { RunStream } from "./stream.js";
+import { setStatusBadge, toast } from "./widgets.js";
+
+export class RunPanel {
+  /** onChange(run) is called whenever the run's status or document changes. */
+  constructor({ onChange, showOpenLink = true } = {}) {
+    this.onChange = onChange;
+    this.run = null;
+    this.stream = null;
+    this.unsubscribe = null;
+    this.ticker = 0;
+    this.badge = h("span.badge.status", { "data-testid": "run-status" });
+    setStatusBadge(this.badge, "idle");
+    this.elapsed = h("span.run-elapsed", { title: "Elapsed time", "data-testid": "run-elapsed" });
+    this.exit = h("span.run-exit", { "data-testid": "run-exit" });
+    this.conn = h("span.run-conn", { hidden: true, role: "status" });
+    this.openLink = showOpenLink ? h("a.btn.ghost.small", { hidden: true, "data-link": true }, "Open run") : null;
+    this.logLink = h("a.btn.ghost.small", { hidden: true, target: "_blank", rel: "noopener" }, "Stored log");
+    this.cancelBtn = h("button.btn.small.danger-outline", { type: "button", hidden: true, onclick: () => this.cancel() }, "Cancel run");
+    this.output = new OutputView();
+    this.output.setEmptyText("Run the script to see its output here.");
+    this.el = h(
+      "section.run-panel",
+      { "aria-label": "Run output" },
+      h(
+        "div.run-bar",
+        h("div.run-facts", this.badge, this.elapsed, this.exit, this.conn),
+        h("div.run-links", this.openLink, this.logLink, this.cancelBtn),
+      ),
+      this.output.el,
+    );
+  }
+
+  /** Shows a run (live or finished). `run` may be a document or just {id}. */
+  async show(runOrId) {
+    const runId = typeof runOrId === "string" ? runOrId : runOrId.id;
+    this.detach();
+    this.output.reset();
+    this.output.setEmptyText("Waiting for output…");
+    this.output.setLogUrl(api.logUrl(runId));
+    this.el.dataset.runId = runId;
+    this.runId = runId;
+    this.setRun(typeof runOrId === "string" ? { id: runId, status: "queued" } : runOrId);
+    if (this.openLink) {
+      this.openLink.href = `/admin/scripts/runs/${runId}`;
+      this.openLink.hidden = false;
+    }
+    this.logLink.href = api.logUrl(runId);
+    this.logLink.hidden = false;
+
+    const local = localRun(runId);
+    if (local && !local.finished) {
+      this.setRun({ ...this.run, status: "running", startedAt: new Date(local.startedAt).toISOString() });
+      this.unsubscribe = local.subscribe({
+        onOutput: (stream, data) => this.output.push(stream, data),
+        onEnd: (summary) => {
+          this.setRun({ ...this.run, ...summary });
+          this.afterEnd();
+        },
+      });
+      return;
+    }
+    if (typeof runOrId === "string" || !runOrId.createdAt) {
+      try {
+        const doc = await api.getRun(runId);
+        if (this.runId !== runId) return;
+        this.setRun(doc);
+      } catch (err) {
+        if (this.runId !== runId) return;
+        this.output.setEmptyText(`Cannot load this run: ${err.message}`);
+        return;
+      }
+    }
+    this.stream = new RunStream(api.streamUrl(runId), {
+      onOutput: (stream, data) => this.output.push(stream, data),
+      onStatus: (data) => this.setRun({ ...this.run, ...data }),
+      onEnd: (doc) => {
+        this.setRun({ ...this.run, ...doc });
+        this.afterEnd();
+      },
+      onConnection: (state) => this.setConnection(state),
+    });
+  }
+
+  afterEnd() {
+    if (!this.output.lines.length || (this.output.totalChars === 0 && this.output.lines.length <= 1)) {
+      this.output.setEmptyText("The run produced no output.");
+    }
+  }
+
+  setConnection(state) {
+    const active = this.run && isActive(this.run.status);
+    if (state === "reconnecting" && active) {
+      this.conn.hidden = false;
+      this.conn.textContent = "reconnecting…";
+    } else {
+      this.conn.hidden = true;
+    }
+  }
+
+  setRun(run) {
+    this.run = run;
+    setStatusBadge(this.badge, run.status);
+    this.el.dataset.status = run.status;
+    const active = isActive(run.status);
+    this.cancelBtn.hidden = !active;
+    this.cancelBtn.disabled = false;
+    if (run.exitCode === null || run.exitCode === undefined) {
+      this.exit.textContent = "";
+      this.exit.hidden = true;
+    } else {
+      this.exit.hidden = false;
+      this.exit.textContent = `exit ${run.exitCode}`;
+      this.exit.classList.toggle("nonzero", run.exitCode !== 0);
+    }
+    this.tick();
+    if (active && !this.ticker) this.ticker = setInterval(() => this.tick(), 200);
+    if (!active && this.ticker) {
+      clearInterval(this.ticker);
+      this.ticker = 0;
+    }
+    if (!active) this.conn.hidden = true;
+    this.onChange?.(run);
+  }
+
+  tick() {
+    const run = this.run;
+    if (!run) return;
+    const start = parseTime(run.startedAt);
+    if (start === null) {
+      this.elapsed.textContent = run.status === "queued" ? "waiting" : "";
+      return;
+    }
+    const end = parseTime(run.finishedAt);
+    this.elapsed.textContent = formatDuration((end === null ? Date.now() : end) - start);
+  }
+
+  async cancel() {
+    const runId = this.runId;
+    if (!runId) return;
+    this.cancelBtn.disabled = true;
+    const local = localRun(runId);
+    if (local && !local.finished) {
+      local.cancel();
+      return;
+    }
+    try {
+      await api.cancelRun(runId);
+    } catch (err) {
+      if (err.status !== 409) toast(`Cancel failed: ${err.message}`, "error");
+      this.cancelBtn.disabled = false;
+    }
+  }
+
+  detach() {
+    if (this.stream) this.stream.close();
+    this.stream = null;
+    if (this.unsubscribe) this.unsubscribe();
+    this.unsubscribe = null;
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = 0;
+  }
+
+  destroy() {
+    this.detach();
+    this.output.destroy();
+  }
+}

@@ -1,0 +1,131 @@
+// /admin/scripts/runs (all runs) and /admin/scripts/runs/<runId> (one run: its live
+// output while it runs, its stored output when finished).
+import { api } from "./api.js";
+import { h, replace } from "./dom.js";
+import { formatDateTime, formatDuration, runDuration } from "./format.js";
+import { RunHistory } from "./history.js";
+import { RunPanel } from "./runPanel.js";
+import { statusLabel } from "./widgets.js";
+
+export class RunsView {
+  constructor({ app }) {
+    this.app = app;
+    this.history = new RunHistory({
+      pageSize: 50,
+      scriptName: (id, run) => app.sidebar.byId(id)?.name || run.meta?.name || null,
+      navigate: (href) => app.navigate(href),
+    });
+    this.el = h(
+      "section.view.runs-view",
+      h("header.view-head", h("div.view-head-text", h("a.back-link", { href: "/admin/scripts", "data-link": true }, "‹ Scripts"), h("h1.view-title", "Run history"), h("div.view-subtitle.muted", "All scripts, newest first"))),
+      h("div.view-body", this.history.el),
+    );
+  }
+
+  mount() {
+    document.title = "Runs · Scriptbox";
+    return this.history.load(true);
+  }
+
+  destroy() {}
+}
+
+export class RunView {
+  constructor({ runId, app }) {
+    this.runId = runId;
+    this.app = app;
+    this.panel = new RunPanel({ showOpenLink: false, onChange: (run) => this.renderFacts(run) });
+    this.title = h("h1.view-title", "Run");
+    this.scriptLink = h("a", { "data-link": true });
+    this.facts = h("dl.facts");
+    this.meta = h("details.meta", h("summary", "Details"), h("dl.facts.meta-list"));
+    this.el = h(
+      "section.view.run-view",
+      h("header.view-head", h("div.view-head-text", h("a.back-link", { href: "/admin/scripts/runs", "data-link": true }, "‹ Run history"), this.title, h("div.view-subtitle", this.scriptLink))),
+      h("div.view-body.run-body", this.facts, this.panel.el, this.meta),
+    );
+  }
+
+  async mount() {
+    document.title = "Run · Scriptbox";
+    let run;
+    try {
+      run = await api.getRun(this.runId);
+    } catch (err) {
+      replace(this.el, h("div.empty-state", h("h1", err.status === 404 ? "Run not found" : "Cannot load the run"), h("p", err.message), h("a.btn", { href: "/admin/scripts/runs", "data-link": true }, "Run history")));
+      return;
+    }
+    if (this.destroyed) return;
+    const script = this.app.sidebar.byId(run.scriptId);
+    const name = script?.name || run.meta?.name || "deleted script";
+    this.title.textContent = `Run of ${name}`;
+    document.title = `Run of ${name} · Scriptbox`;
+    if (script) {
+      this.scriptLink.href = `/admin/scripts/${run.scriptId}`;
+      this.scriptLink.textContent = `Open ${script.name}`;
+    } else {
+      this.scriptLink.removeAttribute("href");
+      this.scriptLink.textContent = run.meta?.codeIdentifier || "";
+    }
+    this.panel.show(run);
+  }
+
+  renderFacts(run) {
+    const started = run.startedAt || run.createdAt;
+    const dur = runDuration(run);
+    const rows = [
+      ["Status", statusLabel(run.status)],
+      ["Trigger", run.trigger || "—"],
+      ["Created", formatDateTime(run.createdAt)],
+      ["Started", formatDateTime(started)],
+      ["Finished", formatDateTime(run.finishedAt)],
+      ["Duration", dur === null ? "—" : formatDuration(dur)],
+      ["Exit code", run.exitCode === null || run.exitCode === undefined ? "—" : String(run.exitCode)],
+    ];
+    replace(this.facts, rows.map(([k, v]) => h("div.fact", h("dt", k), h("dd", v))));
+    const list = this.meta.querySelector(".meta-list");
+    const meta = run.meta && typeof run.meta === "object" ? run.meta : {};
+    replace(
+      list,
+      [["Run id", run.id], ...Object.entries(meta)].map(([k, v]) =>
+        h("div.fact", h("dt", k), h("dd.mono", typeof v === "object" && v !== null ? JSON.stringify(v) : String(v))),
+      ),
+    );
+  }
+
+  destroy() {
+    this.destroyed = true;
+    this.panel.destroy();
+  }
+}
+
+export class HomeView {
+  constructor({ app }) {
+    this.app = app;
+    this.history = new RunHistory({
+      pageSize: 10,
+      showFilter: false,
+      scriptName: (id, run) => app.sidebar.byId(id)?.name || run.meta?.name || null,
+      navigate: (href) => app.navigate(href),
+    });
+    this.history.more.hidden = true;
+    this.el = h(
+      "section.view.home-view",
+      h("header.view-head", h("div.view-head-text", h("h1.view-title", "Scriptbox"), h("div.view-subtitle.muted", "Pick a script on the left, or create one."))),
+      h(
+        "div.view-body",
+        h("div.home-actions", h("a.btn.primary", { href: "/admin/scripts/new", "data-link": true }, "+ New script"), h("a.btn", { href: "/admin/scripts/runs", "data-link": true }, "All runs")),
+        h("h2.section-title", "Recent runs"),
+        this.history.el,
+      ),
+    );
+  }
+
+  async mount() {
+    document.title = "Scripts · Scriptbox";
+    await this.history.load(true);
+    this.history.more.hidden = true;
+  }
+
+  destroy() {}
+}

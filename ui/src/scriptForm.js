@@ -1,0 +1,279 @@
+// The definition form: every field of SPEC §2, the code editor, the env editor, and the
+// server's field-level errors shown next to the fields they name.
+import { createCodeEditor } from "./codeEditor.js";
+import { h, uid } from "./dom.js";
+import { timeoutHint } from "./format.js";
+
+export const RUNNERS = { bash: ["host"], node: ["host", "vm2"], browser: ["browser"] };
+const RUNNER_LABEL = { host: "host (server process)", vm2: "vm2 (sandboxed node)", browser: "browser (Web Worker in this page)" };
+const TYPE_LABEL = { bash: "bash", node: "node", browser: "browser JavaScript" };
+
+export const EMPTY_SCRIPT = {
+  name: "",
+  codeIdentifier: "",
+  description: "",
+  type: "bash",
+  runner: "host",
+  script: "",
+  defaultWorkingDirectory: "",
+  env: [],
+  timeoutMs: 300000,
+  enabled: true,
+};
+
+const SAMPLE = {
+  bash: '#!/usr/bin/env bash\nset -euo pipefail\n\necho "Hello from $(hostname)"\n',
+  node: 'console.log("Hello from node", process.version);\n',
+  browser: 'console.log("Hello from a Web Worker");\nawait new Promise((r) => setTimeout(r, 500));\nconsole.log("done");\n',
+};
+
+export function sampleFor(type) {
+  return SAMPLE[type] || "";
+}
+
+/** Turns "My Script!" into "my-script". */
+export function slugify(name) {
+  return name
+    .toLowerCase()
+    .normalize("NFKD")
+    .replace(/[\u0300-\u036f]/g, "")
+    .replace(/[^a-z0-9_-]+/g, "-")
+    .replace(/^[-_]+|-+$/g, "")
+    .slice(0, 64);
+}
+
+export class ScriptForm {
+  constructor({ script, isNew, onChange, onSubmit }) {
+    this.onChange = onChange;
+    this.isNew = isNew;
+    this.identTouched = !isNew;
+    this.errorSlots = new Map(); // field name -> error element
+    this.envRows = [];
+    const f = { ...EMPTY_SCRIPT, ...script };
+
+    this.name = this.input("name", "text", f.name, { autocomplete: "off", maxlength: 200, required: true });
+    this.ident = this.input("codeIdentifier", "text", f.codeIdentifier, { autocomplete: "off", spellcheck: "false", class: "mono", required: true });
+    this.ident.addEventListener("input", () => { this.identTouched = this.ident.value !== ""; });
+    this.name.addEventListener("input", () => {
+      if (this.isNew && !this.identTouched) this.ident.value = slugify(this.name.value);
+    });
+    this.description = h("textarea", { id: uid("description"), name: "description", rows: 2 });
+    this.description.value = f.description || "";
+    this.type = h("select", { id: uid("type"), name: "type" }, Object.keys(RUNNERS).map((t) => h("option", { value: t }, TYPE_LABEL[t])));
+    this.type.value = f.type in RUNNERS ? f.type : "bash";
+    this.runner = h("select", { id: uid("runner"), name: "runner" });
+    this.fillRunners(f.runner);
+    this.cwd = this.input("defaultWorkingDirectory", "text", f.defaultWorkingDirectory || "", { class: "mono", placeholder: "/absolute/path (empty: the server's default)", spellcheck: "false" });
+    this.timeout = this.input("timeoutMs", "text", f.timeoutMs ?? "", { inputmode: "numeric", class: "mono", placeholder: "300000" });
+    this.timeoutHint = h("span.hint-inline", timeoutHint(this.timeout.value));
+    this.timeout.addEventListener("input", () => { this.timeoutHint.textContent = timeoutHint(this.timeout.value); });
+    this.enabled = h("input", { type: "checkbox", id: uid("enabled"), name: "enabled", role: "switch", checked: f.enabled !== false });
+
+    this.type.addEventListener("change", () => {
+      const before = this.runner.value;
+      this.fillRunners(before);
+      this.code.setType(this.type.value);
+      this.updateTypeHints();
+    });
+
+    this.codeHost = h("div.code-host");
+    this.envBody = h("div.env-rows");
+    this.addEnvBtn = h("button.btn.small", { type: "button", onclick: () => { this.addEnvRow({ key: "", value: "" }, true); this.changed(); } }, "+ Add variable");
+    this.formErrors = h("div.form-errors", { role: "alert", hidden: true });
+    this.cwdHint = h("p.hint");
+
+    this.el = h(
+      "form.script-form",
+      { novalidate: true, autocomplete: "off", onsubmit: (e) => { e.preventDefault(); onSubmit?.(); } },
+      h(
+        "div.grid-2",
+        this.field("name", "Name", this.name),
+        this.field("codeIdentifier", "Code identifier", this.ident, h("p.hint", "Lowercase letters, digits, - and _; unique.")),
+      ),
+      h(
+        "div.grid-4",
+        this.field("type", "Type", this.type),
+        this.field("runner", "Runner", this.runner),
+        this.field("timeoutMs", "Timeout (ms)", h("div.with-hint", this.timeout, this.timeoutHint)),
+        this.field("enabled", "Enabled", h("label.switch", { for: this.enabled.id }, this.enabled, h("span.switch-track", { "aria-hidden": "true" }), h("span.switch-text", "Can be run"))),
+      ),
+      this.field("script", "Script", this.codeHost, null, true),
+      this.field("description", "Description", this.description),
+      this.field("defaultWorkingDirectory", "Working directory", this.cwd, this.cwdHint),
+      h(
+        "fieldset.field.env-field",
+        { dataset: { field: "env" } },
+        h("legend", "Environment variables"),
+        this.envBody,
+        this.errorSlot("env"),
+        h("div.env-actions", this.addEnvBtn),
+      ),
+      this.formErrors,
+    );
+    this.el.addEventListener("input", () => this.changed());
+    this.el.addEventListener("change", () => this.changed());
+
+    // The code editor needs its host in the document to measure; it works detached too.
+    this.code = createCodeEditor({ parent: this.codeHost, doc: f.script || "", type: this.type.value, label: "Script", onChange: () => this.changed() });
+    for (const row of Array.isArray(f.env) ? f.env : []) this.addEnvRow(row, false);
+    this.updateTypeHints();
+  }
+
+  input(name, type, value, attrs = {}) {
+    const el = h("input", { id: uid(name), name, type, ...attrs });
+    el.value = value === null || value === undefined ? "" : String(value);
+    return el;
+  }
+
+  /** A labelled field with its error slot; errors are wired with aria-describedby. */
+  field(name, label, control, hint = null, isCode = false) {
+    const err = this.errorSlot(name);
+    const target = control.matches?.("input, select, textarea") ? control : control.querySelector?.("input, select, textarea");
+    const labelEl = isCode
+      ? h("span.label", { id: uid("lbl") }, label)
+      : h("label.label", { for: target ? target.id : undefined }, label);
+    if (target) {
+      const ids = [err.id];
+      if (hint && hint.id) ids.push(hint.id);
+      target.setAttribute("aria-describedby", ids.join(" "));
+    }
+    return h(`div.field${isCode ? ".code-field" : ""}`, { dataset: { field: name } }, labelEl, control, hint, err);
+  }
+
+  errorSlot(name) {
+    const el = h("p.field-error", { id: uid(`err-${name}`), hidden: true, "data-error-for": name });
+    this.errorSlots.set(name, el);
+    return el;
+  }
+
+  fillRunners(preferred) {
+    const allowed = RUNNERS[this.type.value] || ["host"];
+    this.runner.textContent = "";
+    for (const r of allowed) this.runner.appendChild(h("option", { value: r }, RUNNER_LABEL[r] || r));
+    this.runner.value = allowed.includes(preferred) ? preferred : allowed[0];
+    this.runner.disabled = allowed.length === 1;
+  }
+
+  updateTypeHints() {
+    const t = this.type.value;
+    this.cwdHint.textContent = t === "browser"
+      ? "Not used by browser scripts: they run in a Web Worker in this page, without network access."
+      : "Checked when a run starts.";
+    this.cwd.disabled = t === "browser";
+  }
+
+  addEnvRow(row, focus) {
+    const index = this.envRows.length;
+    const key = h("input.mono", { type: "text", id: uid("env-key"), name: "env-key", placeholder: "NAME", spellcheck: "false", "aria-label": `Variable ${index + 1} name` });
+    key.value = row.key || "";
+    const value = h("input.mono", { type: "text", id: uid("env-value"), name: "env-value", placeholder: "value", spellcheck: "false", "aria-label": `Variable ${index + 1} value` });
+    value.value = row.value ?? "";
+    const err = h("p.field-error", { hidden: true, id: uid("env-err") });
+    const entry = { key, value, err };
+    const remove = h("button.btn.icon", { type: "button", "aria-label": `Remove variable ${index + 1}`, title: "Remove", onclick: () => {
+      entry.el.remove();
+      this.envRows = this.envRows.filter((r) => r !== entry);
+      this.changed();
+    } }, "✕");
+    entry.el = h("div.env-row", key, h("span.eq", { "aria-hidden": "true" }, "="), value, remove, err);
+    this.envRows.push(entry);
+    this.envBody.appendChild(entry.el);
+    if (focus) key.focus();
+  }
+
+  changed() {
+    this.onChange?.();
+  }
+
+  /** The document to send to the server. */
+  value() {
+    const t = this.timeout.value.trim();
+    let timeoutMs;
+    if (t === "") timeoutMs = undefined;
+    else if (/^\d+$/.test(t)) timeoutMs = Number(t);
+    else timeoutMs = t; // let the server say what is wrong with it, next to the field
+    const doc = {
+      name: this.name.value,
+      codeIdentifier: this.ident.value.trim(),
+      description: this.description.value,
+      type: this.type.value,
+      runner: this.runner.value,
+      script: this.code.getValue(),
+      defaultWorkingDirectory: this.cwd.value.trim(),
+      env: this.envRows.map((r) => ({ key: r.key.value.trim(), value: r.value.value })),
+      enabled: this.enabled.checked,
+    };
+    if (timeoutMs !== undefined) doc.timeoutMs = timeoutMs;
+    return doc;
+  }
+
+  /** Sets `enabled` without marking anything else changed (the list toggled it). */
+  setEnabled(on) {
+    this.enabled.checked = on;
+  }
+
+  clearErrors() {
+    for (const el of this.errorSlots.values()) {
+      el.hidden = true;
+      el.textContent = "";
+    }
+    for (const r of this.envRows) {
+      r.err.hidden = true;
+      r.err.textContent = "";
+      r.key.removeAttribute("aria-invalid");
+      r.value.removeAttribute("aria-invalid");
+    }
+    for (const el of this.el.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+    for (const el of this.el.querySelectorAll(".field.invalid")) el.classList.remove("invalid");
+    this.formErrors.hidden = true;
+    this.formErrors.textContent = "";
+  }
+
+  /** Shows `fields` from an error body next to their fields; returns the first bad control. */
+  showErrors(fields, message) {
+    this.clearErrors();
+    let first = null;
+    const leftovers = [];
+    for (const [key, msg] of Object.entries(fields || {})) {
+      const text = typeof msg === "string" ? msg : JSON.stringify(msg);
+      const env = /^env[.[](\d+)\]?(?:\.(key|value))?$/.exec(key);
+      if (env && this.envRows[Number(env[1])]) {
+        const row = this.envRows[Number(env[1])];
+        row.err.hidden = false;
+        row.err.textContent = row.err.textContent ? `${row.err.textContent}; ${text}` : text;
+        const ctl = env[2] === "value" ? row.value : row.key;
+        ctl.setAttribute("aria-invalid", "true");
+        ctl.setAttribute("aria-describedby", row.err.id || "");
+        first = first || ctl;
+        continue;
+      }
+      const slot = this.errorSlots.get(key) || this.errorSlots.get(key.split(".")[0]);
+      if (slot) {
+        slot.hidden = false;
+        slot.textContent = slot.textContent ? `${slot.textContent}; ${text}` : text;
+        const field = slot.closest(".field");
+        if (field) {
+          field.classList.add("invalid");
+          const ctl = field.querySelector("input, select, textarea, .cm-content");
+          if (ctl) {
+            ctl.setAttribute("aria-invalid", "true");
+            first = first || ctl;
+          }
+        }
+      } else {
+        leftovers.push(`${key}: ${text}`);
+      }
+    }
+    if (leftovers.length || (message && !Object.keys(fields || {}).length)) {
+      this.formErrors.hidden = false;
+      this.formErrors.textContent = "";
+      if (message) this.formErrors.appendChild(h("strong", message));
+      if (leftovers.length) this.formErrors.appendChild(h("ul", leftovers.map((l) => h("li", l))));
+    }
+    return first;
+  }
+
+  destroy() {
+    this.code.destroy();
+  }
+}

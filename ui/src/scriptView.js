@@ -1,0 +1,275 @@
+// /admin/scripts/new and /admin/scripts/<id>: the definition editor beside the run panel
+// (output and history tabs). Ctrl/Cmd+S saves, Ctrl/Cmd+Enter saves if needed and runs.
+import { api } from "./api.js";
+import { startBrowserRun } from "./browserRunner.js";
+import { h, replace } from "./dom.js";
+import { isActive } from "./format.js";
+import { RunHistory } from "./history.js";
+import { RunPanel } from "./runPanel.js";
+import { EMPTY_SCRIPT, ScriptForm, sampleFor } from "./scriptForm.js";
+import { confirmDialog, toast } from "./widgets.js";
+
+export class ScriptView {
+  constructor({ id, app }) {
+    this.id = id; // null for a new script
+    this.app = app;
+    this.script = null;
+    this.busy = false;
+    this.el = h("section.view.script-view", { "aria-busy": "true" }, h("p.muted.pad", "Loading…"));
+  }
+
+  async mount() {
+    let script = null;
+    if (this.id) {
+      try {
+        script = await api.getScript(this.id);
+      } catch (err) {
+        replace(this.el, h("div.empty-state", h("h1", err.status === 404 ? "Script not found" : "Cannot load the script"), h("p", err.message), h("a.btn", { href: "/admin/scripts", "data-link": true }, "Back to scripts")));
+        this.el.removeAttribute("aria-busy");
+        return;
+      }
+      if (this.destroyed) return;
+    }
+    this.build(script);
+    if (script) this.showLatestRun();
+  }
+
+  build(script) {
+    this.script = script;
+    const isNew = !script;
+    const initial = script || { ...EMPTY_SCRIPT, script: sampleFor("bash") };
+    this.form = new ScriptForm({
+      script: initial,
+      isNew,
+      onChange: () => this.scheduleDirtyCheck(),
+      onSubmit: () => this.save(),
+    });
+    this.baseline = JSON.stringify(this.form.value());
+
+    this.title = h("h1.view-title");
+    this.subtitle = h("div.view-subtitle");
+    this.dirtyMark = h("span.dirty-mark", { hidden: true, role: "status" }, "Unsaved changes");
+    this.saveBtn = h("button.btn#save-script", { type: "button", onclick: () => this.save(), title: "Save (Ctrl/⌘+S)" }, "Save", h("kbd", "⌘S"));
+    this.runBtn = h("button.btn.primary#run-script", { type: "button", onclick: () => this.runNow(), title: "Run (Ctrl/⌘+Enter)" }, "▶ Run", h("kbd", "⌘↵"));
+    this.deleteBtn = h("button.btn.danger-outline#delete-script", { type: "button", onclick: () => this.remove(), hidden: isNew }, "Delete");
+
+    this.panel = new RunPanel({ onChange: (run) => this.onRunChange(run) });
+    this.history = new RunHistory({ scriptId: script?.id, pageSize: 20, showFilter: false, navigate: (href) => this.app.navigate(href) });
+    this.tabOutput = h("button.tab#tab-output", { type: "button", role: "tab", "aria-selected": "true", "aria-controls": "pane-output", onclick: () => this.selectTab("output") }, "Output");
+    this.tabHistory = h("button.tab#tab-history", { type: "button", role: "tab", "aria-selected": "false", "aria-controls": "pane-history", onclick: () => this.selectTab("history") }, "History");
+    this.paneOutput = h("div.tab-pane#pane-output", { role: "tabpanel", "aria-labelledby": "tab-output" }, this.panel.el);
+    this.paneHistory = h("div.tab-pane#pane-history", { role: "tabpanel", "aria-labelledby": "tab-history", hidden: true }, this.history.el);
+
+    replace(
+      this.el,
+      h(
+        "header.view-head",
+        h("div.view-head-text", h("a.back-link", { href: "/admin/scripts", "data-link": true, "aria-label": "All scripts" }, "‹ Scripts"), this.title, this.subtitle),
+        h("div.view-actions", this.dirtyMark, this.saveBtn, this.runBtn, this.deleteBtn),
+      ),
+      h(
+        "div.script-body",
+        h("div.editor-pane", this.form.el),
+        h(
+          "div.run-pane",
+          h("div.tabs", { role: "tablist", "aria-label": "Run panel" }, this.tabOutput, this.tabHistory),
+          this.paneOutput,
+          this.paneHistory,
+        ),
+      ),
+    );
+    this.el.removeAttribute("aria-busy");
+    this.updateHeader();
+    this.updateButtons();
+    if (isNew) this.form.name.focus();
+  }
+
+  updateHeader() {
+    const s = this.script;
+    this.title.textContent = s ? s.name : "New script";
+    replace(
+      this.subtitle,
+      s
+        ? [
+            h("code.ident", s.codeIdentifier),
+            h("span.kind", s.type === s.runner ? s.type : `${s.type} · ${s.runner}`),
+            s.enabled === false ? h("span.badge.muted-badge", "disabled") : null,
+          ]
+        : h("span.muted", "Fill in the fields and save (Ctrl/⌘+S)."),
+    );
+    document.title = `${s ? s.name : "New script"} · Scriptbox`;
+  }
+
+  selectTab(which) {
+    const out = which === "output";
+    this.tabOutput.setAttribute("aria-selected", String(out));
+    this.tabHistory.setAttribute("aria-selected", String(!out));
+    this.paneOutput.hidden = !out;
+    this.paneHistory.hidden = out;
+    if (!out && this.script) this.history.load(true);
+  }
+
+  async showLatestRun() {
+    try {
+      const data = await api.listRuns({ scriptId: this.script.id, limit: 1 });
+      const run = data?.runs?.[0];
+      if (run && !this.destroyed && !this.panel.runId) this.panel.show(run);
+    } catch {
+      // the panel simply stays empty
+    }
+  }
+
+  scheduleDirtyCheck() {
+    if (this.dirtyRaf) return;
+    this.dirtyRaf = requestAnimationFrame(() => {
+      this.dirtyRaf = 0;
+      this.updateButtons();
+    });
+  }
+
+  isDirty() {
+    return !!this.form && JSON.stringify(this.form.value()) !== this.baseline;
+  }
+
+  updateButtons() {
+    if (!this.form) return;
+    const dirty = this.isDirty();
+    this.dirtyMark.hidden = !dirty;
+    this.saveBtn.classList.toggle("attention", dirty);
+    const running = this.panel.run && isActive(this.panel.run.status);
+    this.runBtn.disabled = this.busy || !!running;
+    this.saveBtn.disabled = this.busy;
+    this.runBtn.title = dirty || !this.script ? "Save and run (Ctrl/⌘+Enter)" : "Run (Ctrl/⌘+Enter)";
+  }
+
+  /** Saves; resolves to true when the definition on the server matches the form. */
+  async save() {
+    if (!this.form || this.busy) return false;
+    if (this.script && !this.isDirty()) {
+      this.form.clearErrors();
+      return true;
+    }
+    this.busy = true;
+    this.updateButtons();
+    const doc = this.form.value();
+    try {
+      const saved = this.script ? await api.updateScript(this.script.id, doc) : await api.createScript(doc);
+      const wasNew = !this.script;
+      this.script = saved;
+      this.id = saved.id;
+      this.form.isNew = false;
+      this.form.clearErrors();
+      this.baseline = JSON.stringify(this.form.value());
+      this.deleteBtn.hidden = false;
+      this.history.scriptId = saved.id;
+      this.updateHeader();
+      this.app.sidebar.upsert(saved);
+      this.app.sidebar.setActive(saved.id);
+      if (wasNew) this.app.replaceUrl(`/admin/scripts/${saved.id}`);
+      toast(wasNew ? "Script created" : "Saved", "success", 1800);
+      return true;
+    } catch (err) {
+      const first = this.form.showErrors(err.fields, err.message);
+      if (err.status === 400 && first) first.focus();
+      toast(err.status === 400 ? "Not saved: fix the highlighted fields" : `Not saved: ${err.message}`, "error");
+      return false;
+    } finally {
+      this.busy = false;
+      this.updateButtons();
+    }
+  }
+
+  async runNow() {
+    if (!this.form || this.busy) return;
+    if (this.panel.run && isActive(this.panel.run.status)) return;
+    if (!this.script || this.isDirty()) {
+      if (!(await this.save())) return;
+    }
+    this.busy = true;
+    this.updateButtons();
+    const script = this.script;
+    try {
+      const { runId } = await api.runScript(script.id);
+      this.selectTab("output");
+      if (script.type === "browser") startBrowserRun(runId, script);
+      await this.panel.show(runId);
+      this.app.sidebar.upsert({ id: script.id, lastRun: { id: runId, status: "running", createdAt: new Date().toISOString(), finishedAt: null } });
+    } catch (err) {
+      toast(err.status === 409 ? `Cannot run: ${err.message}` : `Run failed to start: ${err.message}`, "error");
+    } finally {
+      this.busy = false;
+      this.updateButtons();
+    }
+  }
+
+  onRunChange(run) {
+    this.updateButtons();
+    if (!this.script || run.scriptId && run.scriptId !== this.script.id) return;
+    if (!isActive(run.status) && run.finishedAt) {
+      this.app.sidebar.upsert({ id: this.script.id, lastRun: { id: run.id, status: run.status, createdAt: run.createdAt, finishedAt: run.finishedAt } });
+      if (!this.paneHistory.hidden) this.history.load(true);
+    }
+  }
+
+  async remove() {
+    if (!this.script) return;
+    const ok = await confirmDialog({
+      title: `Delete “${this.script.name}”?`,
+      message: "The definition is removed; its run history stays. This cannot be undone.",
+      confirm: "Delete script",
+      danger: true,
+    });
+    if (!ok) return;
+    try {
+      await api.deleteScript(this.script.id);
+      this.app.sidebar.remove(this.script.id);
+      toast(`Deleted ${this.script.name}`, "success");
+      this.baseline = JSON.stringify(this.form.value()); // nothing left to lose
+      this.script = null;
+      this.form = null;
+      this.app.navigate("/admin/scripts", { force: true });
+    } catch (err) {
+      toast(err.status === 409 ? `Cannot delete: ${err.message}` : `Delete failed: ${err.message}`, "error");
+    }
+  }
+
+  /** Asked before leaving the view; true when there is nothing to lose. */
+  async canLeave() {
+    if (!this.isDirty()) return true;
+    return confirmDialog({
+      title: "Discard unsaved changes?",
+      message: "This script has changes that are not saved.",
+      confirm: "Discard changes",
+      cancel: "Keep editing",
+      danger: true,
+    });
+  }
+
+  /** The list's enabled switch changed this script: take it over without dirtying the form. */
+  onToggled(doc) {
+    if (!this.form || !this.script) return;
+    this.script = { ...this.script, enabled: doc.enabled };
+    this.form.setEnabled(doc.enabled);
+    const base = JSON.parse(this.baseline);
+    base.enabled = doc.enabled;
+    this.baseline = JSON.stringify(base);
+    this.updateHeader();
+    this.updateButtons();
+  }
+
+  hasUnsavedChanges() {
+    return this.isDirty();
+  }
+
+  onKey(action) {
+    if (action === "save") this.save();
+    else if (action === "run") this.runNow();
+  }
+
+  destroy() {
+    this.destroyed = true;
+    if (this.dirtyRaf) cancelAnimationFrame(this.dirtyRaf);
+    this.panel?.destroy();
+    this.form?.destroy();
+  }
+}
