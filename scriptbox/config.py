@@ -106,8 +106,10 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
     SettingSpec("allowed_hosts", "SCRIPTBOX_ALLOWED_HOSTS", None, _host_list,
                 "Comma-separated extra Host names accepted (DNS-rebinding guard), e.g. "
                 "scripts.example.com when behind a reverse proxy."),
-    SettingSpec("tls_cert", "SCRIPTBOX_TLS_CERT", None, _path, "PEM certificate file; serve HTTPS when set with the key."),
-    SettingSpec("tls_key", "SCRIPTBOX_TLS_KEY", None, _path, "PEM private key file for SCRIPTBOX_TLS_CERT.", secret=True),
+    SettingSpec("tls_cert", "SCRIPTBOX_TLS_CERT", None, _path,
+                "PEM certificate file; serve HTTPS when set with the key."),
+    SettingSpec("tls_key", "SCRIPTBOX_TLS_KEY", None, _path,
+                "PEM private key file for SCRIPTBOX_TLS_CERT.", secret=True),
 )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -112,6 +111,10 @@ class EmbeddedDatabase:
             argv = secantus_argv() + [
                 "--host", "127.0.0.1", "--port", str(port),
                 "--storage-path", str(self.storage_path), "--log-level", "WARNING",
+                # Without it a killed database loses its last commits (seen in
+                # tests); run history is worth ~1 ms per write, and the run
+                # engine batches its writes anyway.
+                "--sync-on-commit",
             ]
             with open(self.log_path, "ab") as log_file:
                 self.process = subprocess.Popen(

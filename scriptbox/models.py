@@ -8,7 +8,7 @@ a field name the UI can show next to the input.
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -44,7 +44,7 @@ DEFAULT_RUNNER = {"bash": "host", "node": "host", "browser": "browser"}
 READ_ONLY_FIELDS = frozenset({"id", "_id", "createdAt", "updatedAt", "lastRun"})
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"

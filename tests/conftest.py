@@ -113,11 +113,17 @@ class ScriptboxServer:
             argv += ["--mongodb-uri", self.mongodb_uri]
         return argv + self.extra_args
 
-    def start(self, wait: bool = True) -> ScriptboxServer:
+    def start(self, wait: bool = True, stdin_text: str | None = None) -> ScriptboxServer:
+        """Start the process; `stdin_text` is written to its stdin (else stdin is empty)."""
         self._ready.clear()
         self.output.clear()
-        self.process = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdin=subprocess.DEVNULL,
+        self.process = subprocess.Popen(self.argv, cwd=REPO, env=self.env,
+                                        stdin=subprocess.DEVNULL if stdin_text is None else subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        if stdin_text is not None:
+            assert self.process.stdin is not None
+            self.process.stdin.write(stdin_text)
+            self.process.stdin.close()
         threading.Thread(target=self._drain, args=(self.process,), daemon=True).start()
         if wait:
             self.wait_ready()

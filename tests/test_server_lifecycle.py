@@ -1,0 +1,181 @@
+"""Starting, stopping and crashing: the embedded database, the data dir, a lost database."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import requests
+
+from conftest import REPO, ScriptboxServer
+from scriptbox.embedded_db import free_loopback_port, secantus_argv
+
+
+def database_processes(data_dir: Path) -> list[psutil.Process]:
+    """SecantusDB processes serving `data_dir`."""
+    storage = str(data_dir / "db")
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if storage in (proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def wait_until(predicate: Any, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_the_embedded_database_keeps_data_across_a_clean_restart(server_factory: Any, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = server_factory(data_dir=data_dir, mongodb_uri=None).start()
+    assert "Starting the embedded database" in first.text
+    assert len(database_processes(data_dir)) == 1
+    doc = first.api().create_script(name="Kept")
+    assert first.stop() == 0
+    assert database_processes(data_dir) == []
+
+    second = server_factory(data_dir=data_dir, mongodb_uri=None, db_name=first.db_name).start()
+    assert second.api().get(f"/api/admin/scripts/{doc['id']}").json()["name"] == "Kept"
+    assert second.stop() == 0
+    assert database_processes(data_dir) == []
+
+
+def test_a_sigkilled_server_leaves_nothing_that_blocks_the_next_start(server_factory: Any, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = server_factory(data_dir=data_dir, mongodb_uri=None).start()
+    doc = first.api().create_script(name="Survives a crash")
+    first.kill()
+    # The database child dies with its parent.
+    assert wait_until(lambda: database_processes(data_dir) == []), database_processes(data_dir)
+
+    second = server_factory(data_dir=data_dir, mongodb_uri=None, db_name=first.db_name).start()
+    assert second.api().get(f"/api/admin/scripts/{doc['id']}").status_code == 200
+    assert second.stop() == 0
+
+
+def test_a_leftover_database_process_is_stopped_on_the_next_start(server_factory: Any, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = server_factory(data_dir=data_dir, mongodb_uri=None).start()
+    (db_process,) = database_processes(data_dir)
+    # Simulate a database that missed its parent's death: keep it alive by
+    # stopping the server with SIGKILL while the database ignores nothing.
+    db_process.send_signal(signal.SIGSTOP)  # frozen: it cannot act on PDEATHSIG yet
+    first.kill()
+    try:
+        second = server_factory(data_dir=data_dir, mongodb_uri=None)
+        db_process.send_signal(signal.SIGCONT)
+        second.start()
+        assert second.api().get("/api/admin/scripts").status_code == 200
+    finally:
+        if db_process.is_running():
+            db_process.send_signal(signal.SIGCONT)
+    assert not db_process.is_running() or db_process.status() == psutil.STATUS_ZOMBIE
+    assert second.stop() == 0
+    assert database_processes(data_dir) == []
+
+
+def test_a_second_server_on_the_same_data_dir_is_refused(server_factory: Any, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = server_factory(data_dir=data_dir).start()
+    second = server_factory(data_dir=data_dir).start(wait=False)
+    assert second.process is not None
+    assert second.process.wait(30) == 2
+    time.sleep(0.2)
+    assert "already using the data dir" in second.text and str(first.process.pid) in second.text  # type: ignore
+    assert first.api().get("/api/admin/scripts").status_code == 200
+
+
+@pytest.mark.parametrize(("args", "env", "named"), [
+    (["--port", "70000"], {}, "--port"),
+    ([], {"SCRIPTBOX_PORT": "http"}, "SCRIPTBOX_PORT"),
+    ([], {"SCRIPTBOX_MAX_CONCURRENT_RUNS": "0"}, "SCRIPTBOX_MAX_CONCURRENT_RUNS"),
+    ([], {"SCRIPTBOX_MAX_LOG_BYTES": "lots"}, "SCRIPTBOX_MAX_LOG_BYTES"),
+    ([], {"SCRIPTBOX_TAIL_BYTES": "-1"}, "SCRIPTBOX_TAIL_BYTES"),
+    ([], {"SCRIPTBOX_DB_NAME": "a/b"}, "SCRIPTBOX_DB_NAME"),
+    ([], {"SCRIPTBOX_ADMIN_USER": ""}, "SCRIPTBOX_ADMIN_USER"),
+    ([], {"SCRIPTBOX_TLS_CERT": "/nonexistent.pem", "SCRIPTBOX_TLS_KEY": "/nonexistent.key"}, "SCRIPTBOX_TLS_CERT"),
+    (["--mongodb-uri", "http://db:27017"], {}, "--mongodb-uri"),
+])
+def test_bad_settings_are_refused_at_start_naming_the_setting(tmp_path: Path, args: list[str], env: dict[str, str],
+                                                              named: str) -> None:
+    import os
+
+    result = subprocess.run([sys.executable, str(REPO / "app.py"), "serve", "--data-dir", str(tmp_path), *args],
+                            env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr and "Traceback" not in result.stderr
+
+
+def test_flags_win_over_environment(server_factory: Any) -> None:
+    port = free_loopback_port()
+    instance = server_factory(env={"SCRIPTBOX_PORT": "1"}, port=port).start()
+    assert f"127.0.0.1:{port}" in instance.text
+
+
+def test_a_busy_port_is_reported_clearly(server_factory: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        instance = server_factory(port=taken.getsockname()[1]).start(wait=False)
+        assert instance.process is not None
+        assert instance.process.wait(30) == 1
+        time.sleep(0.2)
+        assert "cannot listen" in instance.text and "Traceback" not in instance.text
+
+
+def test_a_lost_database_gives_503_and_the_server_recovers(server_factory: Any, tmp_path: Path) -> None:
+    port = free_loopback_port()
+    argv = secantus_argv() + ["--host", "127.0.0.1", "--port", str(port), "--storage-path", str(tmp_path / "db"),
+                             "--sync-on-commit"]
+
+    def start_db() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_until(lambda: _port_open(port), 60)
+        return proc
+
+    db = start_db()
+    try:
+        instance: ScriptboxServer = server_factory(mongodb_uri=f"mongodb://127.0.0.1:{port}/?directConnection=true")
+        instance.start()
+        api = instance.api()
+        doc = api.create_script(name="Before the outage")
+
+        db.kill()
+        db.wait()
+        for method, path, body in [("GET", "/api/admin/scripts", None),
+                                   ("GET", f"/api/admin/scripts/{doc['id']}", None),
+                                   ("POST", "/api/admin/scripts", {"name": "x", "codeIdentifier": "during",
+                                                                   "type": "bash"})]:
+            response = api.request(method, path, json=body)
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "database_unavailable"
+        health = requests.get(instance.base_url + "/healthz", timeout=30)
+        assert health.status_code == 503 and health.json()["db"] == "unreachable"
+        assert instance.process is not None and instance.process.poll() is None
+
+        db = start_db()
+        assert wait_until(lambda: requests.get(instance.base_url + "/healthz", timeout=30).status_code == 200, 30)
+        after = api.get(f"/api/admin/scripts/{doc['id']}")
+        assert after.status_code == 200, (after.text, api.get("/api/admin/scripts").text)
+        assert after.json()["name"] == "Before the outage"
+    finally:
+        db.kill()
+        db.wait()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
