@@ -1,0 +1,182 @@
+"""The node/vm2 runner: a script's body runs in a vm2 `VM` in its own node process.
+
+vm2 alone is not a security boundary we rely on (its README says new escapes
+keep being found), so the process around it is locked down as well; see
+docs/vm2.md. This module only *describes* that process (a LaunchSpec); the run
+engine spawns it, streams its output and enforces the outer timeout.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from scriptbox.runners.base import LaunchSpec, RunnerUnavailable
+
+HARNESS_DIR = Path(__file__).resolve().parent / "vm2"
+
+# V8 heap of the sandbox thread (and of the supervising main thread).
+HEAP_LIMIT_MB = 192
+# RLIMIT_AS for the whole node process. node 20 with the harness's worker
+# thread reserves about 1.6 GiB of virtual memory before running anything
+# (code ranges, heap reservations, thread stacks), so the limit must sit well
+# above that; 2.5 GiB leaves roughly 0.9 GiB for what the V8 heap limit does
+# not cover (ArrayBuffers, large strings' backing stores, native buffers).
+ADDRESS_SPACE_LIMIT_BYTES = 2560 * 1024 * 1024
+# SIGALRM backstop, armed before exec: if neither the harness nor the engine
+# has ended the process this long after the run's timeout, the kernel does.
+ALARM_GRACE_SECONDS = 5
+
+MIN_NODE_MAJOR = 20
+VM2_VERSION_PREFIX = "3.12."
+INSTALL_HINT = f"run `cd {HARNESS_DIR} && npm ci` (part of `make install`)"
+
+# Exit codes of the harness (scriptbox/runners/vm2/common.js). The engine maps
+# EXIT_TIMED_OUT to `timed_out`, 0 to `succeeded` and every other code to
+# `failed`; EXIT_REASONS gives a short reason for `meta`.
+EXIT_OK = 0
+EXIT_SCRIPT_FAILED = 1
+EXIT_HARNESS_ERROR = 2
+EXIT_OUT_OF_MEMORY = 3
+EXIT_TIMED_OUT = 124
+EXIT_REASONS: dict[int, str] = {
+    EXIT_SCRIPT_FAILED: "uncaught error in the vm2 sandbox",
+    EXIT_HARNESS_ERROR: "vm2 harness error",
+    EXIT_OUT_OF_MEMORY: "out of memory in the vm2 sandbox",
+    EXIT_TIMED_OUT: "timed out inside the vm2 sandbox",
+}
+
+
+@functools.lru_cache(maxsize=8)
+def _node_version(node: str) -> tuple[int, int, int]:
+    """The version of the node binary at `node`; raises RunnerUnavailable."""
+    try:
+        out = subprocess.run(
+            [node, "--version"], capture_output=True, text=True, timeout=30, env={}, check=True
+        ).stdout.strip()
+        major, minor, patch = (int(part) for part in out.lstrip("v").split(".")[:3])
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise RunnerUnavailable(f"cannot run {node} --version: {exc}") from exc
+    return major, minor, patch
+
+
+def _permission_flag(version: tuple[int, int, int]) -> str:
+    # node 22.13 / 23.5 renamed the (then stable) permission model flag.
+    major, minor, _ = version
+    if major > 23 or (major == 23 and minor >= 5) or (major == 22 and minor >= 13):
+        return "--permission"
+    return "--experimental-permission"
+
+
+def _installed_vm2_version(harness_dir: Path) -> str:
+    package_json = harness_dir / "node_modules" / "vm2" / "package.json"
+    try:
+        version = json.loads(package_json.read_text(encoding="utf-8"))["version"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunnerUnavailable(f"the vm2 package is not installed: {INSTALL_HINT}") from exc
+    if not isinstance(version, str) or not version.startswith(VM2_VERSION_PREFIX):
+        raise RunnerUnavailable(f"vm2 {VM2_VERSION_PREFIX}x is required, found {version!r}: {INSTALL_HINT}")
+    return version
+
+
+def _address_space_limit() -> int:
+    # Never ask for more than the hard limit we were given (setrlimit would fail).
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard == resource.RLIM_INFINITY:
+        return ADDRESS_SPACE_LIMIT_BYTES
+    return min(ADDRESS_SPACE_LIMIT_BYTES, hard)
+
+
+def _make_preexec(address_space: int, alarm_seconds: int) -> Callable[[], None]:
+    def preexec() -> None:
+        # Runs in the child between fork and exec: only async-signal-safe-ish work.
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        # Pending alarms survive execve; node leaves SIGALRM at its default (terminate).
+        signal.alarm(alarm_seconds)
+
+    return preexec
+
+
+def prepare_vm2_launch(
+    script: str,
+    script_env: dict[str, str],
+    timeout_ms: int,
+    *,
+    harness_dir: Path = HARNESS_DIR,
+) -> LaunchSpec:
+    """Describe the node process that runs `script` in a vm2 sandbox.
+
+    The script, its env and its timeout go to the harness as one JSON document
+    on stdin; the process itself gets an empty environment, a fresh private
+    temporary working directory (removed by the spec's cleanup), a V8 heap
+    limit, an address-space limit, node's permission model (read access to the
+    harness directory only, no child processes, no writes) and a SIGALRM
+    backstop.
+
+    Raises RunnerUnavailable when node is missing or too old, or when the vm2
+    package is not installed; ValueError when timeout_ms is not positive.
+    """
+    if timeout_ms < 1:
+        raise ValueError("timeout_ms must be positive")
+    node = shutil.which("node")
+    if node is None:
+        raise RunnerUnavailable("node was not found on PATH: the vm2 runner needs Node.js 20 or newer")
+    version = _node_version(node)
+    if version[0] < MIN_NODE_MAJOR:
+        raise RunnerUnavailable(
+            f"the vm2 runner needs Node.js {MIN_NODE_MAJOR} or newer, found {'.'.join(map(str, version))}"
+        )
+    harness_dir = harness_dir.resolve()
+    harness = harness_dir / "harness.js"
+    if not harness.is_file():
+        raise RunnerUnavailable(f"the vm2 harness is missing: {harness}")
+    vm2_version = _installed_vm2_version(harness_dir)
+    if "," in str(harness_dir):
+        # --allow-fs-read takes a comma-separated list.
+        raise RunnerUnavailable(f"the vm2 harness directory must not contain a comma: {harness_dir}")
+
+    argv = [
+        node,
+        f"--max-old-space-size={HEAP_LIMIT_MB}",
+        _permission_flag(version),
+        f"--allow-fs-read={harness_dir}",
+        "--allow-worker",
+        "--disallow-code-generation-from-strings",
+        # Keeps node's own warnings (e.g. "permission model is experimental")
+        # out of the run's output.
+        "--no-warnings",
+        str(harness),
+    ]
+    stdin_data = json.dumps({"script": script, "env": dict(script_env), "timeoutMs": timeout_ms}).encode("utf-8")
+    address_space = _address_space_limit()
+    alarm_seconds = math.ceil(timeout_ms / 1000) + ALARM_GRACE_SECONDS
+
+    workdir = tempfile.mkdtemp(prefix="scriptbox-vm2-")  # mode 0700
+
+    def cleanup() -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    return LaunchSpec(
+        argv=argv,
+        env={},
+        cwd=workdir,
+        stdin_data=stdin_data,
+        preexec=_make_preexec(address_space, alarm_seconds),
+        cleanup=cleanup,
+        label="vm2",
+        extra_meta={
+            "nodeVersion": ".".join(map(str, version)),
+            "vm2Version": vm2_version,
+            "heapLimitMb": HEAP_LIMIT_MB,
+            "addressSpaceLimitBytes": address_space,
+        },
+    )
