@@ -315,6 +315,20 @@ def _close_soon(window: webview.Window) -> None:
     threading.Thread(target=window.destroy, name="scriptbox-close", daemon=True).start()
 
 
+def _prepare_qt() -> None:
+    """Process-wide Qt settings; they must be in place before pywebview starts Qt."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # Chromium refuses to start its sandbox as root; the window only shows our own
+        # loopback server. Set for this process only, not for the server's scripts.
+        os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")
+    # WM_CLASS "scriptbox" whatever the program is called (app.py, the bundle), so
+    # desktops match the window to scriptbox.desktop (StartupWMClass) and its icon.
+    os.environ.setdefault("RESOURCE_NAME", "scriptbox")
+    from qtpy.QtCore import QCoreApplication
+
+    QCoreApplication.setApplicationName("scriptbox")
+
+
 def _check_display() -> None:
     if sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
@@ -367,10 +381,8 @@ def _run(settings: Settings, on_window_ready: WindowCallback | None, options: De
     server_env = server_environment(settings, os.environ)
     command = [*(options.server_command or default_server_command()), "--data-dir", str(settings.data_dir)]
     gui = options.gui or ("qt" if sys.platform.startswith("linux") else None)
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        # Chromium refuses to start its sandbox as root; the window only shows our own
-        # loopback server. Set for this process only, not for the server's scripts.
-        os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")
+    if gui == "qt":
+        _prepare_qt()
 
     server = ServerProcess.start(
         command,
