@@ -139,7 +139,7 @@ SCENARIOS: dict[str, Scenario] = {
         script="(async () => { throw new RangeError('nobody catches this') })(); 'not the promise'",
         exit_code=EXIT_SCRIPT_FAILED,
         status="failed",
-        stderr=("Uncaught (in promise)", "nobody catches this"),
+        stderr=("Uncaught (in promise) RangeError: nobody catches this",),
     ),
     "memory_bomb": Scenario(
         script="const hog = []; while (true) hog.push(new Array(100000).fill(1.5))",

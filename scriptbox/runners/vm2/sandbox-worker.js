@@ -54,16 +54,25 @@ function finish(code, message) {
 	process.exit(code);
 }
 
+/** A string data property of `obj` or its prototypes; getters are never run. */
+function dataString(obj, key) {
+	let current = obj;
+	for (let depth = 0; current !== null && depth < 50; depth++) {
+		const d = Reflect.getOwnPropertyDescriptor(current, key);
+		if (d !== undefined) return typeof d.value === 'string' ? d.value : undefined;
+		current = Reflect.getPrototypeOf(current);
+	}
+	return undefined;
+}
+
 /** Text for a raw sandbox value without calling any of its code. */
 function describeRaw(value) {
 	if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return util.inspect(value);
-	for (const key of ['stack', 'message']) {
-		try {
-			const d = Reflect.getOwnPropertyDescriptor(value, key);
-			if (d !== undefined && typeof d.value === 'string') return key === 'stack' ? d.value : `Error: ${d.value}`;
-		} catch {
-			// fall through to the generic text
-		}
+	try {
+		const message = dataString(value, 'message');
+		if (message !== undefined) return `${dataString(value, 'name') || 'Error'}: ${message}`;
+	} catch {
+		// fall through to the generic text
 	}
 	return '[non-error value]';
 }
