@@ -20,6 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(serve)
     # Hidden: the desktop launcher passes a one-time login token on stdin.
     serve.add_argument("--desktop-login-stdin", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--no-worker", dest="no_worker", action="store_true",
+                       help="serve API and UI but execute no runs (a `worker` process executes them)")
+    worker = commands.add_parser("worker", help="execute queued runs from a shared MongoDB; no HTTP")
+    add_setting_flags(worker)
     desktop = commands.add_parser("desktop", help="open the admin UI in a native window on a private server")
     add_setting_flags(desktop)
     return parser
@@ -34,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(secantus_main(argv[1:]) or 0)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["serve", *argv]
-    if argv[0] == "serve":
+    if argv[0] in ("serve", "worker"):
         # First thing, before any other module (sockets, ssl, threading) is imported.
         from gevent import monkey
 
@@ -43,9 +47,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from scriptbox.config import ConfigError, load_settings
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "desktop_login_stdin")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "desktop_login_stdin", "no_worker")}
     try:
-        settings = load_settings(flags, desktop_login_stdin=bool(getattr(args, "desktop_login_stdin", False)))
+        settings = load_settings(flags, desktop_login_stdin=bool(getattr(args, "desktop_login_stdin", False)),
+                                 run_worker=not getattr(args, "no_worker", False))
     except ConfigError as exc:
         print(f"scriptbox: {exc}", file=sys.stderr)
         return 2
@@ -54,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         from scriptbox.desktop import run_desktop
 
         return run_desktop(settings)
+
+    if args.command == "worker":
+        from scriptbox.server import work
+
+        return work(settings)
 
     login_token = None
     if settings.desktop_login_stdin:

@@ -7,11 +7,11 @@ admin password -> engine -> HTTP. Stop is the reverse, on SIGTERM or SIGINT.
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import logging
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from .auth import CredentialChecker, DesktopSessions, FailureThrottle, prepare_a
 from .config import Settings
 from .datadir import DataDirBusy, DataDirLock
 from .embedded_db import EmbeddedDatabase, EmbeddedDatabaseError
+from .engine import build_engine
 from .errors import DatabaseUnavailable
 from .guards import HostGuard
 from .services import Services
@@ -55,17 +56,71 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
-def _start_engine(services: Services) -> Any:
-    """Start the run engine when this build has one (scriptbox/engine.py)."""
+@dataclass
+class WorkerServices:
+    """What the engine needs in a `worker` process, which serves no HTTP."""
+
+    settings: Settings
+    database: Database
+    definitions: DefinitionStore
+    runs: Any = None
+    engine: Any = None
+
+
+def _wait_for_stop(embedded: EmbeddedDatabase | None) -> int:
+    """Block until SIGTERM/SIGINT (exit 0) or the embedded database dies (exit 1)."""
+    stop = gevent.event.Event()
+    exit_code = 0
+    gevent.signal_handler(signal.SIGTERM, stop.set)
+    gevent.signal_handler(signal.SIGINT, stop.set)
+    if embedded is not None:
+        def watch_database() -> None:
+            nonlocal exit_code
+            assert embedded is not None and embedded.process is not None
+            # gevent's subprocess makes wait() cooperative.
+            code = embedded.process.wait()
+            if not stop.is_set():
+                log.error("the embedded database exited unexpectedly (code %s); stopping", code)
+                exit_code = 1
+                stop.set()
+
+        gevent.spawn(watch_database)
+    stop.wait()
+    log.info("shutting down")
+    return exit_code
+
+
+def work(settings: Settings) -> int:
+    """`worker`: execute queued runs from a shared MongoDB, serve no HTTP (SPEC §9)."""
+    configure_logging()
+    if settings.mongodb_uri is None:
+        print("scriptbox: worker needs --mongodb-uri (the database shared with the serve processes)",
+              file=sys.stderr)
+        return 2
+    lock = DataDirLock(settings.data_dir)
     try:
-        engine_module = importlib.import_module("scriptbox.engine")
-    except ModuleNotFoundError as exc:
-        if exc.name != "scriptbox.engine":
-            raise
-        return None
-    engine = engine_module.build_engine(services)
-    engine.start()
-    return engine
+        lock.acquire()
+    except DataDirBusy as exc:
+        print(f"scriptbox: {exc}", file=sys.stderr)
+        return 2
+    database = Database(settings.mongodb_uri, settings.db_name)
+    engine = None
+    try:
+        try:
+            database.ensure_indexes()
+        except DatabaseUnavailable:
+            print("scriptbox: the database is unreachable; check --mongodb-uri", file=sys.stderr)
+            return 1
+        services = WorkerServices(settings, database, DefinitionStore(database))
+        engine = build_engine(services)
+        engine.start()
+        print(f"Scriptbox worker executing runs from database {settings.db_name!r}", flush=True)
+        return _wait_for_stop(None)
+    finally:
+        if engine is not None:
+            engine.stop()
+        database.close()
+        lock.release()
 
 
 def serve(settings: Settings, login_token: str | None = None) -> int:
@@ -105,8 +160,9 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             desktop_sessions=DesktopSessions(login_token),
             throttle=FailureThrottle(),
         )
-        if settings.run_worker:
-            engine = _start_engine(services)
+        # Without a worker (serve --no-worker) the engine still submits runs,
+        # cancels them and streams their output; it just executes nothing.
+        engine = build_engine(services)
         app = create_app(services)
         tls: dict[str, str] = {}
         if settings.tls_enabled:
@@ -116,10 +172,13 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
                           error_log=LoggingLogAdapter(logging.getLogger("scriptbox.http"), logging.ERROR),
                           **tls)
         try:
-            http.start()
+            http.init_socket()  # bind before recovery claims queued runs: a busy port fails nothing
         except OSError as exc:
+            http = None
             print(f"scriptbox: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
             return 1
+        engine.start()
+        http.start()
 
         scheme = "https" if settings.tls_enabled else "http"
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -132,25 +191,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
                   file=sys.stderr, flush=True)
         print(f"Scriptbox listening on {scheme}://{host}:{http.server_port}/admin/scripts", flush=True)
 
-        stop = gevent.event.Event()
-        exit_code = 0
-        gevent.signal_handler(signal.SIGTERM, stop.set)
-        gevent.signal_handler(signal.SIGINT, stop.set)
-        if embedded is not None:
-            def watch_database() -> None:
-                nonlocal exit_code
-                assert embedded is not None and embedded.process is not None
-                # gevent's subprocess makes wait() cooperative.
-                code = embedded.process.wait()
-                if not stop.is_set():
-                    log.error("the embedded database exited unexpectedly (code %s); stopping", code)
-                    exit_code = 1
-                    stop.set()
-
-            gevent.spawn(watch_database)
-        stop.wait()
-        log.info("shutting down")
-        return exit_code
+        return _wait_for_stop(embedded)
     except EmbeddedDatabaseError as exc:
         print(f"scriptbox: cannot start the embedded database: {exc}", file=sys.stderr)
         return 1

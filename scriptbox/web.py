@@ -8,7 +8,6 @@ as a JSON 500, never a traceback page).
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import logging
 import time
@@ -18,6 +17,8 @@ from typing import Any
 import bottle
 from bottle import Bottle, HTTPError, HTTPResponse, request, response, static_file
 
+from .api import definitions as definitions_api
+from .api import runs as runs_api
 from .api.common import read_json_body
 from .auth import SESSION_COOKIE, is_loopback, parse_basic_auth
 from .errors import STATUS_CODES, ApiError, DatabaseUnavailable, Forbidden, Unauthorized, ValidationFailed, error_body
@@ -29,9 +30,6 @@ log = logging.getLogger(__name__)
 JSON_TYPE = "application/json; charset=utf-8"
 PROTECTED_PREFIXES = ("/api/admin/", "/admin/")
 PROTECTED_EXACT = ("/api/admin", "/admin")
-# Route modules, each exposing register(app, services). A module that is not
-# part of this build (e.g. while a capability is being developed) is skipped.
-ROUTE_MODULES = ("scriptbox.api.definitions", "scriptbox.api.runs")
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -205,12 +203,6 @@ def create_app(services: Services) -> Bottle:
         resp.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="Strict", path="/")
         return resp
 
-    for module_name in ROUTE_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(app, services)
+    definitions_api.register(app, services)
+    runs_api.register(app, services)
     return app
