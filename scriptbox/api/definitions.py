@@ -22,7 +22,7 @@ def register(app: Bottle, services: Services) -> None:
     @app.get("/api/admin/scripts")
     def list_definitions() -> dict[str, Any]:
         query = request.query.getunicode("q", default="") or ""
-        docs = definitions.list(query.strip())
+        docs = definitions.search(query.strip())
         last_runs = definitions.last_runs([doc["_id"] for doc in docs])
         items = []
         for doc in docs:

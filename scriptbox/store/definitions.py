@@ -40,7 +40,7 @@ class DefinitionStore:
         self._definitions = database.db.script_definitions
         self._runs = database.db.script_runs
 
-    def list(self, query: str = "") -> list[dict[str, Any]]:
+    def search(self, query: str = "") -> list[dict[str, Any]]:
         """Definitions sorted by name; `query` filters name/codeIdentifier (case-insensitive substring)."""
         mongo_filter: dict[str, Any] = {}
         if query:
@@ -104,7 +104,7 @@ class DefinitionStore:
         """The newest run of each definition, for the scripts list."""
         if not definition_ids:
             return {}
-        pipeline = [
+        pipeline: list[dict[str, Any]] = [
             {"$match": {"scriptId": {"$in": definition_ids}}},
             {"$sort": {"scriptId": 1, "createdAt": -1}},
             {"$group": {"_id": "$scriptId", "run": {"$first": {
