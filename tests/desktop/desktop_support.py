@@ -4,6 +4,7 @@ a process's output, and find processes a test left behind."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -98,3 +99,17 @@ def finish(process: subprocess.Popen[str], timeout: float = 90.0) -> tuple[int, 
         output, _ = process.communicate()
         raise AssertionError(f"the process did not end within {timeout:.0f} s:\n{output}") from None
     return process.returncode, output
+
+
+def wait_for_line_matching(process: subprocess.Popen[str], pattern: re.Pattern[str], timeout: float) -> list[str]:
+    """Read the process's output until a line matches `pattern`; returns the lines."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    for line in process.stdout:
+        lines.append(line)
+        if pattern.search(line):
+            return lines
+        if time.monotonic() > deadline:
+            break
+    raise AssertionError(f"no line matching {pattern.pattern!r}:\n{''.join(lines)}")
