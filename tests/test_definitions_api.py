@@ -132,6 +132,18 @@ def test_it_updates_partially_and_keeps_the_rest(api: Api) -> None:
     assert api.put(f"/api/admin/scripts/{doc['id']}", json=updated).status_code == 200
 
 
+def test_two_admins_saving_the_same_loaded_version_do_not_overwrite_each_other(api: Api) -> None:
+    loaded = api.create_script(description="v1")
+    first = api.put(f"/api/admin/scripts/{loaded['id']}", json={**loaded, "description": "alice"})
+    assert first.status_code == 200
+    second = api.put(f"/api/admin/scripts/{loaded['id']}", json={**loaded, "description": "bob"})
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "edit_conflict"
+    assert api.get(f"/api/admin/scripts/{loaded['id']}").json()["description"] == "alice"
+    # Automation that sends no updatedAt just updates.
+    assert api.put(f"/api/admin/scripts/{loaded['id']}", json={"description": "bot"}).status_code == 200
+
+
 def test_it_resets_the_runner_when_the_type_changes_without_one(api: Api) -> None:
     doc = api.create_script(type="node", runner="vm2")
     assert api.put(f"/api/admin/scripts/{doc['id']}", json={"type": "node"}).json()["runner"] == "vm2"

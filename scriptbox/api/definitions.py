@@ -6,10 +6,11 @@ from typing import Any
 
 from bottle import Bottle, HTTPResponse, request, response
 
+from ..errors import Conflict
 from ..models import validate_definition_update, validate_new_definition
 from ..services import Services
 from ..store import iso
-from ..store.definitions import definition_to_json
+from ..store.definitions import EDIT_CONFLICT_MESSAGE, definition_to_json
 from .common import read_json_body
 
 # Ids are ObjectId hex; anything else (e.g. "runs") never reaches these routes.
@@ -52,7 +53,15 @@ def register(app: Bottle, services: Services) -> None:
         patch = read_json_body(request)
         existing = definitions.get(definition_id)
         fields = validate_definition_update(existing, patch)
-        return definition_to_json(definitions.replace_fields(existing["_id"], fields))
+        # A client that sends back the `updatedAt` it loaded (the admin page
+        # does) is refused with 409 if someone saved in between, instead of
+        # silently overwriting the other admin's change.
+        expected = None
+        if isinstance(patch, dict) and "updatedAt" in patch:
+            if patch["updatedAt"] != iso(existing["updatedAt"]):
+                raise Conflict(EDIT_CONFLICT_MESSAGE, code="edit_conflict")
+            expected = existing["updatedAt"]
+        return definition_to_json(definitions.replace_fields(existing["_id"], fields, expected))
 
     @app.delete(f"/api/admin/scripts/{DEFINITION_ID}")
     def delete_definition(definition_id: str) -> HTTPResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -13,6 +14,8 @@ from ..errors import Conflict, NotFound, ValidationFailed
 from . import Database, iso, parse_object_id, translate_db_errors, utcnow
 
 ACTIVE_RUN_STATUSES = ("queued", "running")
+EDIT_CONFLICT_MESSAGE = ("the script was changed by someone else since you loaded it; "
+                         "reload it to see their changes, then apply yours again")
 
 
 def definition_to_json(doc: dict[str, Any]) -> dict[str, Any]:
@@ -72,20 +75,34 @@ class DefinitionStore:
         doc["_id"] = result.inserted_id
         return doc
 
-    def replace_fields(self, definition_id: ObjectId, fields: dict[str, Any]) -> dict[str, Any]:
-        """Store the complete validated fields of an existing definition."""
+    def replace_fields(self, definition_id: ObjectId, fields: dict[str, Any],
+                       expected_updated_at: datetime | None = None) -> dict[str, Any]:
+        """Store the complete validated fields of an existing definition.
+
+        With `expected_updated_at`, the write happens only if nobody changed the
+        definition since then; otherwise raises Conflict (two admins editing).
+        """
+        condition: dict[str, Any] = {"_id": definition_id}
+        if expected_updated_at is not None:
+            condition["updatedAt"] = expected_updated_at
         try:
             with translate_db_errors():
                 doc = self._definitions.find_one_and_update(
-                    {"_id": definition_id},
+                    condition,
                     {"$set": {**fields, "updatedAt": utcnow()}},
                     return_document=ReturnDocument.AFTER,
                 )
         except DuplicateKeyError:
             raise _duplicate_identifier(fields["codeIdentifier"]) from None
         if doc is None:
+            if expected_updated_at is not None and self._exists(definition_id):
+                raise Conflict(EDIT_CONFLICT_MESSAGE, code="edit_conflict")
             raise NotFound(f"no script with id {str(definition_id)!r}")
         return doc
+
+    def _exists(self, definition_id: ObjectId) -> bool:
+        with translate_db_errors():
+            return self._definitions.find_one({"_id": definition_id}, projection={"_id": 1}) is not None
 
     def delete(self, definition_id: str) -> None:
         """Delete a definition, keeping its run history.
