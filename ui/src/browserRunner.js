@@ -48,13 +48,16 @@ class LocalRun {
   }
 
   start(script) {
-    const source = [
+    const head = [
       `const bootstrap = ${bootstrap.toString()};`,
-      `const run = bootstrap(self, ${JSON.stringify(envObject(script.env))});`,
+      "const run = bootstrap(self, %ENV%, %LINE%);",
       "run(async function (env, console) {",
-      script.script || "",
-      "\n});",
     ].join("\n");
+    // The user's first line number within the Blob, for readable stack traces.
+    const firstLine = head.split("\n").length + 1;
+    const source = `${head
+      .replace("%ENV%", () => JSON.stringify(envObject(script.env)))
+      .replace("%LINE%", () => String(firstLine))}\n${script.script || ""}\n});`;
     this.url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
     try {
       this.worker = new Worker(this.url, { type: "module", credentials: "omit", name: `scriptbox-run-${this.runId}` });

@@ -73,3 +73,9 @@ export function timeoutHint(value) {
   if (!Number.isFinite(n) || n <= 0 || String(value).trim() === "") return "";
   return `= ${formatDuration(n)}`;
 }
+
+/** The script name recorded with a run (its snapshot), if any. */
+export function snapshotOf(run) {
+  const meta = (run && run.meta) || {};
+  return meta.snapshot || meta.definition || meta;
+}

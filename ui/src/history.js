@@ -2,7 +2,7 @@
 // cursor from GET /api/admin/scripts/runs.
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
-import { formatDateTime, formatDuration, formatRelative, runDuration } from "./format.js";
+import { formatDateTime, formatDuration, formatRelative, runDuration, snapshotOf } from "./format.js";
 import { statusBadge, statusLabel } from "./widgets.js";
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "canceled", "timed_out"];
@@ -86,7 +86,7 @@ export class RunHistory {
     const href = `/admin/scripts/runs/${run.id}`;
     const started = run.startedAt || run.createdAt;
     const dur = runDuration(run);
-    const name = this.scriptId ? null : (this.scriptName?.(run.scriptId, run) || run.meta?.name || run.scriptId);
+    const name = this.scriptId ? null : (this.scriptName?.(run.scriptId, run) || snapshotOf(run).name || run.scriptId);
     const tr = h(
       "tr.run-row",
       { dataset: { runId: run.id, status: run.status }, onclick: (e) => {

@@ -33,7 +33,7 @@ export function route(pathname) {
 class App {
   constructor(root) {
     this.view = null;
-    this.url = location.pathname;
+    this.url = location.pathname + location.search;
     this.sidebar = new Sidebar({
       navigate: (href) => this.navigate(href),
       onToggled: (doc) => {
@@ -82,15 +82,15 @@ class App {
     const url = new URL(a.href, location.href);
     if (url.origin !== location.origin || !(url.pathname === ROOT || url.pathname.startsWith(`${ROOT}/`))) return;
     e.preventDefault();
-    this.navigate(url.pathname);
+    this.navigate(url.pathname + url.search);
   }
 
   async navigate(path, { force = false } = {}) {
-    if (path === location.pathname && !force) return;
+    if (path === location.pathname + location.search && !force) return;
     if (!force && this.view?.canLeave && !(await this.view.canLeave())) return;
     history.pushState({}, "", path);
     this.url = path;
-    this.show(route(path));
+    this.show(route(new URL(path, location.href).pathname));
   }
 
   /** Changes the address without re-rendering (a new script got its id). */
@@ -101,7 +101,7 @@ class App {
   }
 
   async onPopState() {
-    const target = location.pathname;
+    const target = location.pathname + location.search;
     if (this.view?.canLeave) {
       // The address already changed; put it back while we ask.
       history.pushState({}, "", this.url);
@@ -109,7 +109,7 @@ class App {
       history.replaceState({}, "", target);
     }
     this.url = target;
-    this.show(route(target));
+    this.show(route(location.pathname));
   }
 
   onKeyDown(e) {

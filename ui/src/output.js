@@ -49,7 +49,7 @@ export class OutputView {
   }
 
   setEmptyText(text) {
-    this.empty.textContent = text;
+    if (!this.empty.hidden) this.empty.textContent = text;
   }
 
   /** Link shown in the "earlier output trimmed" notice. */
@@ -66,7 +66,12 @@ export class OutputView {
     if (!this.raf) this.raf = requestAnimationFrame(() => this.flush());
   }
 
-  /** Processes everything queued now (also used by tests via the frame loop). */
+  /** True when nothing has been shown or queued. */
+  isEmpty() {
+    return !this.queue.length && this.totalChars === 0 && this.lines.length <= 1;
+  }
+
+  /** Processes everything queued now (normally once per animation frame). */
   flush() {
     this.raf = 0;
     const q = this.queue;
@@ -112,6 +117,8 @@ export class OutputView {
     const frag = document.createDocumentFragment();
     for (let i = firstDirty; i < lines.length; i++) {
       const line = lines[i];
+      // The empty line after a trailing newline appears once something is written to it.
+      if (!line.el && !line.closed && line.chars === 0 && !line.pending.length) continue;
       if (!line.el) {
         line.el = document.createElement("div");
         line.el.className = "line";
@@ -128,7 +135,10 @@ export class OutputView {
       line.rebuild = false;
     }
     this.body.appendChild(frag);
-    if (!this.empty.hidden && (this.totalChars > 0 || lines.length > 1)) this.empty.hidden = true;
+    if (!this.empty.hidden && (this.totalChars > 0 || lines.length > 1)) {
+      this.empty.hidden = true;
+      this.empty.textContent = "";
+    }
     if (this.stick) this.scroller.scrollTop = this.scroller.scrollHeight;
     else this.jump.hidden = false;
   }

@@ -90,9 +90,7 @@ export class RunPanel {
   }
 
   afterEnd() {
-    if (!this.output.lines.length || (this.output.totalChars === 0 && this.output.lines.length <= 1)) {
-      this.output.setEmptyText("The run produced no output.");
-    }
+    if (this.output.isEmpty()) this.output.setEmptyText("The run produced no output.");
   }
 
   setConnection(state) {

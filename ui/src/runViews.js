@@ -2,7 +2,7 @@
 // output while it runs, its stored output when finished).
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
-import { formatDateTime, formatDuration, runDuration } from "./format.js";
+import { formatDateTime, formatDuration, runDuration, snapshotOf } from "./format.js";
 import { RunHistory } from "./history.js";
 import { RunPanel } from "./runPanel.js";
 import { statusLabel } from "./widgets.js";
@@ -10,9 +10,11 @@ import { statusLabel } from "./widgets.js";
 export class RunsView {
   constructor({ app }) {
     this.app = app;
+    // ?limit=N sets the page size (default 50, the API allows up to 500).
+    const limit = Number(new URLSearchParams(location.search).get("limit"));
     this.history = new RunHistory({
-      pageSize: 50,
-      scriptName: (id, run) => app.sidebar.byId(id)?.name || run.meta?.name || null,
+      pageSize: Number.isInteger(limit) && limit >= 1 && limit <= 500 ? limit : 50,
+      scriptName: (id, run) => app.sidebar.byId(id)?.name || snapshotOf(run).name || null,
       navigate: (href) => app.navigate(href),
     });
     this.el = h(
@@ -57,7 +59,8 @@ export class RunView {
     }
     if (this.destroyed) return;
     const script = this.app.sidebar.byId(run.scriptId);
-    const name = script?.name || run.meta?.name || "deleted script";
+    const snap = snapshotOf(run);
+    const name = script?.name || snap.name || "a deleted script";
     this.title.textContent = `Run of ${name}`;
     document.title = `Run of ${name} · Scriptbox`;
     if (script) {
@@ -65,7 +68,7 @@ export class RunView {
       this.scriptLink.textContent = `Open ${script.name}`;
     } else {
       this.scriptLink.removeAttribute("href");
-      this.scriptLink.textContent = run.meta?.codeIdentifier || "";
+      this.scriptLink.textContent = snap.codeIdentifier ? `${snap.codeIdentifier} (deleted)` : "";
     }
     this.panel.show(run);
   }
@@ -87,7 +90,7 @@ export class RunView {
     const meta = run.meta && typeof run.meta === "object" ? run.meta : {};
     replace(
       list,
-      [["Run id", run.id], ...Object.entries(meta)].map(([k, v]) =>
+      [["Run id", run.id], ...flatten(meta)].map(([k, v]) =>
         h("div.fact", h("dt", k), h("dd.mono", typeof v === "object" && v !== null ? JSON.stringify(v) : String(v))),
       ),
     );
@@ -99,13 +102,23 @@ export class RunView {
   }
 }
 
+/** [["snapshot.name", "x"], ...] for nested meta objects. */
+function flatten(obj, prefix = "") {
+  const out = [];
+  for (const [k, v] of Object.entries(obj)) {
+    if (v && typeof v === "object" && !Array.isArray(v)) out.push(...flatten(v, `${prefix}${k}.`));
+    else out.push([`${prefix}${k}`, v === null ? "—" : v]);
+  }
+  return out;
+}
+
 export class HomeView {
   constructor({ app }) {
     this.app = app;
     this.history = new RunHistory({
       pageSize: 10,
       showFilter: false,
-      scriptName: (id, run) => app.sidebar.byId(id)?.name || run.meta?.name || null,
+      scriptName: (id, run) => app.sidebar.byId(id)?.name || snapshotOf(run).name || null,
       navigate: (href) => app.navigate(href),
     });
     this.history.more.hidden = true;

@@ -5,8 +5,8 @@ import { h, uid } from "./dom.js";
 import { timeoutHint } from "./format.js";
 
 export const RUNNERS = { bash: ["host"], node: ["host", "vm2"], browser: ["browser"] };
-const RUNNER_LABEL = { host: "host (server process)", vm2: "vm2 (sandboxed node)", browser: "browser (Web Worker in this page)" };
-const TYPE_LABEL = { bash: "bash", node: "node", browser: "browser JavaScript" };
+const RUNNER_LABEL = { host: "host", vm2: "vm2 (sandbox)", browser: "browser (Web Worker)" };
+const TYPE_LABEL = { bash: "bash", node: "node", browser: "browser JS" };
 
 export const EMPTY_SCRIPT = {
   name: "",

@@ -3,7 +3,7 @@
 import { api, scriptsOf } from "./api.js";
 import { h, replace } from "./dom.js";
 import { formatRelative, isActive } from "./format.js";
-import { statusBadge, toast } from "./widgets.js";
+import { statusIcon, statusLabel, toast } from "./widgets.js";
 
 export class Sidebar {
   constructor({ navigate, onToggled }) {
@@ -127,7 +127,13 @@ export class Sidebar {
         h(
           "span.script-last",
           last
-            ? [statusBadge(last.status, { class: "small" }), h("span.muted", { title: last.finishedAt || last.createdAt || "" }, isActive(last.status) ? "now" : formatRelative(last.finishedAt || last.createdAt))]
+            ? h(
+                `span.last-run.status-text-${last.status}`,
+                { title: `Last run ${statusLabel(last.status)} ${last.finishedAt || last.createdAt || ""}`, "data-status": last.status },
+                h("span.status-icon", { "aria-hidden": "true" }, statusIcon(last.status)),
+                h("span.visually-hidden", `Last run ${statusLabel(last.status)}, `),
+                isActive(last.status) ? statusLabel(last.status) : formatRelative(last.finishedAt || last.createdAt),
+              )
             : h("span.muted", "never run"),
         ),
       ),

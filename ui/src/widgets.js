@@ -26,6 +26,10 @@ export function statusLabel(status) {
   return STATUS_LABEL[status] || String(status || "unknown");
 }
 
+export function statusIcon(status) {
+  return STATUS_ICON[status] || "•";
+}
+
 export function statusBadge(status, extra = {}) {
   const s = status || "idle";
   return h(

@@ -6,7 +6,7 @@
 // server access beyond its own worker), routes console.* to the page, tracks timers so a
 // script that schedules work runs until that work is done (like node), and reports the
 // outcome. The page enforces the timeout and cancel with worker.terminate().
-export function bootstrap(self, env) {
+export function bootstrap(self, env, firstLine) {
   "use strict";
   const post = self.postMessage.bind(self);
   const realSetTimeout = self.setTimeout.bind(self);
@@ -63,9 +63,23 @@ export function bootstrap(self, env) {
       return value;
     };
   };
+  // Stack frames point into the worker's Blob; show them as lines of the user's script
+  // and leave out the bootstrap's own frames.
+  const here = String(self.location && self.location.href);
+  const cleanStack = (stack) => stack
+    .split("\n")
+    .map((line) => {
+      const at = line.indexOf(here);
+      if (at === -1) return line;
+      const m = /^:(\d+):(\d+)/.exec(line.slice(at + here.length));
+      if (!m || Number(m[1]) < firstLine) return null;
+      return `${line.slice(0, at)}script:${Number(m[1]) - firstLine + 1}:${m[2]}${line.slice(at + here.length + m[0].length)}`;
+    })
+    .filter((line) => line !== null)
+    .join("\n");
   const show = (v) => {
     if (typeof v === "string") return v;
-    if (v instanceof Error) return v.stack && v.stack.includes(v.message) ? v.stack : `${v.name}: ${v.message}`;
+    if (v instanceof Error) return v.stack && v.stack.includes(v.message) ? cleanStack(v.stack) : `${v.name}: ${v.message}`;
     if (v === undefined) return "undefined";
     if (typeof v === "function") return `[Function ${v.name || "anonymous"}]`;
     if (typeof v === "symbol" || typeof v === "number" || typeof v === "boolean" || v === null) return String(v);
