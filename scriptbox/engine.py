@@ -370,7 +370,7 @@ class Engine:
         try:
             spec = self._launch_spec(definition, run.run_id, script_id)
         except RunnerUnavailable as exc:
-            self.runs.update_running(run.oid, self.executor["id"], {"meta.snapshot": snapshot})
+            self._note(run, {"meta.snapshot": snapshot})
             self._fail_to_start(run, str(exc))
             return
         snapshot["workingDirectory"] = spec.cwd
@@ -390,20 +390,41 @@ class Engine:
                 close_fds=True,
             )
         except OSError as exc:
-            self.runs.update_running(run.oid, self.executor["id"], {"meta.snapshot": snapshot})
+            self._note(run, {"meta.snapshot": snapshot})
             self._fail_to_start(run, f"cannot start {spec.argv[0]}: {exc.strerror or exc}")
             self._cleanup(spec)
             return
         run.procs = proctree.RunProcesses(run.run_id, proc.pid)
-        self.runs.update_running(run.oid, self.executor["id"], {
-            "meta.snapshot": snapshot, "meta.pid": proc.pid, "procStart": run.procs.root_start})
-        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            status, exit_code, error, sig = self._supervise(run, proc, spec, snapshot)
+        except BaseException:
+            # Whatever went wrong here, the run's processes must not outlive it.
+            run.procs.kill(self.options.kill_grace_s, sleep=gevent.sleep)
+            raise
+        finally:
+            for pipe in (proc.stdout, proc.stderr, proc.stdin):
+                if pipe is not None:
+                    try:
+                        pipe.close()
+                    except OSError:
+                        pass
+            self._cleanup(spec)
+        self._finish(run, status, exit_code=exit_code, error=error, sig=sig)
+
+    def _supervise(self, run: ActiveRun, proc: gevent.subprocess.Popen, spec: LaunchSpec,
+                   snapshot: dict[str, Any]) -> tuple[str, int | None, str | None, str | None]:
+        """Watch a started run until its processes are gone; returns its outcome.
+
+        Returns (status, exitCode, error, signal name).
+        """
+        assert run.procs is not None and proc.stdout is not None and proc.stderr is not None
         readers = [
             gevent.spawn(read_stream, proc.stdout.fileno(), "stdout", run.output.emit),
             gevent.spawn(read_stream, proc.stderr.fileno(), "stderr", run.output.emit),
         ]
         if spec.stdin_data is not None:
             gevent.spawn(self._feed_stdin, proc, spec.stdin_data)
+        self._note(run, {"meta.snapshot": snapshot, "meta.pid": proc.pid, "procStart": run.procs.root_start})
 
         timeout_s = snapshot["timeoutMs"] / 1000.0
         deadline = time.monotonic() + timeout_s
@@ -427,30 +448,30 @@ class Engine:
         if len(finished_readers) < len(readers):
             log.warning("run %s: output pipe still open after its processes were killed; closing it", run.run_id)
             gevent.killall(readers, block=True, timeout=1)
-        for pipe in (proc.stdout, proc.stderr):
-            try:
-                pipe.close()
-            except OSError:
-                pass
 
         exit_code = returncode if returncode >= 0 else None
         sig = _signal_name(-returncode) if returncode < 0 else None
+        timed_out = f"timed out after {snapshot['timeoutMs']} ms"
         if reason == "timeout":
-            status, error = "timed_out", f"timed out after {snapshot['timeoutMs']} ms"
-        elif reason == "cancel":
-            status, error = "canceled", "canceled"
-        elif reason == "shutdown":
-            status, error = "failed", "server shut down"
-        elif spec.label == "vm2" and returncode == VM2_TIMEOUT_EXIT:
-            status, error = "timed_out", f"timed out after {snapshot['timeoutMs']} ms"
-        elif returncode == 0:
-            status, error = "succeeded", None
-        elif sig is not None:
-            status, error = "failed", f"killed by {sig}"
-        else:
-            status, error = "failed", None
-        self._finish(run, status, exit_code=exit_code, error=error, sig=sig)
-        self._cleanup(spec)
+            return "timed_out", exit_code, timed_out, sig
+        if reason == "cancel":
+            return "canceled", exit_code, "canceled", sig
+        if reason == "shutdown":
+            return "failed", exit_code, "server shut down", sig
+        if spec.label == "vm2" and returncode == VM2_TIMEOUT_EXIT:
+            return "timed_out", exit_code, timed_out, sig
+        if returncode == 0:
+            return "succeeded", 0, None, None
+        if sig is not None:
+            return "failed", None, f"killed by {sig}", sig
+        return "failed", exit_code, None, None
+
+    def _note(self, run: ActiveRun, fields: dict[str, Any]) -> None:
+        """Record details of a running run; best effort (the outcome matters more)."""
+        try:
+            self.runs.update_running(run.oid, self.executor["id"], fields)
+        except DatabaseUnavailable:
+            log.warning("run %s: could not record %s (database unreachable)", run.run_id, sorted(fields))
 
     def _feed_stdin(self, proc: gevent.subprocess.Popen, data: bytes) -> None:
         assert proc.stdin is not None
@@ -492,8 +513,20 @@ class Engine:
         self.writer.flush_now()
         fields = self._output_fields(run.output)
         fields.update({"exitCode": exit_code, "meta.error": error, "meta.signal": sig})
-        done = self.runs.finish(run.oid, status, fields,
-                                expect={"status": "running", "executor.id": self.executor["id"]})
+        delay = 0.5
+        while True:
+            try:
+                done = self.runs.finish(run.oid, status, fields,
+                                        expect={"status": "running", "executor.id": self.executor["id"]})
+                break
+            except DatabaseUnavailable:
+                # Keep trying while the lease would still be ours; after that
+                # the reaper of any process ends the run as "executor lost".
+                if delay > self.options.lease_s:
+                    raise
+                log.warning("run %s: cannot record its end yet (database unreachable); retrying", run.run_id)
+                gevent.sleep(delay)
+                delay *= 2
         if done is None:
             # Someone else ended it (recovery after our lease lapsed); keep theirs.
             done = self.runs.get(run.oid)
@@ -592,8 +625,8 @@ class Engine:
                             "leaseUntil": {"$lt": now}})
             else:
                 executor = doc.get("executor") or {}
-                if executor.get("id") == self.executor["id"]:
-                    continue
+                if executor.get("id") == self.executor["id"] and str(oid) in self._active:
+                    continue  # ours and alive; the renewal was merely late
                 if executor.get("host") == self.host:
                     self._kill_leftovers(doc)
                 done = self.runs.finish(oid, "failed", {"meta.error": "executor lost: its lease expired"},

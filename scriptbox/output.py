@@ -116,7 +116,7 @@ class Viewer:
 class OutputHub:
     """Live viewers indexed by run; publishing touches only that run's viewers."""
 
-    def __init__(self, viewer_max_bytes: int = 4 * 1024 * 1024, stall_timeout_s: float = 10.0) -> None:
+    def __init__(self, viewer_max_bytes: int = 4 * 1024 * 1024, stall_timeout_s: float = 5.0) -> None:
         self.viewer_max_bytes = viewer_max_bytes
         self.stall_timeout_s = stall_timeout_s
         self._viewers: dict[str, set[Viewer]] = {}
