@@ -170,6 +170,9 @@ class ServerProcess:
                 env=dict(env),
                 text=True,
                 bufsize=1,
+                # Own session: a Ctrl-C in the terminal reaches the launcher alone,
+                # which then closes the window and stops the server in order.
+                start_new_session=True,
                 preexec_fn=_die_with_parent(os.getpid()) if sys.platform.startswith("linux") else None,  # noqa: PLW1509
             )
             assert proc.stdin is not None and proc.stdout is not None

@@ -39,6 +39,7 @@ def start_driver(
     return subprocess.Popen(
         argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # its own process group, as in a terminal: Ctrl-C goes to the group
     )
 
 

@@ -4,6 +4,7 @@ server with its embedded SecantusDB, driven from inside by window_driver.py."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import time
@@ -93,15 +94,16 @@ def test_server_crash_closes_the_window_and_takes_the_database_along(
 
 
 @pytest.mark.parametrize(
-    ("sig", "expected_exit"),
+    ("sig", "to_group", "expected_exit"),
     [
-        (signal.SIGTERM, 0),  # closes the window like the user would, then stops the server
-        (signal.SIGKILL, -signal.SIGKILL),  # a launcher crash: the server must notice alone
+        (signal.SIGTERM, False, 0),  # closes the window like the user would, then stops the server
+        (signal.SIGINT, True, 0),  # Ctrl-C in the terminal: the launcher's whole process group
+        (signal.SIGKILL, False, -signal.SIGKILL),  # a launcher crash: the server must notice alone
     ],
-    ids=["sigterm", "sigkill"],
+    ids=["sigterm", "ctrl-c", "sigkill"],
 )
 def test_launcher_signal_stops_server_and_database(
-    display: str, data_dir: Path, tmp_path: Path, sig: signal.Signals, expected_exit: int
+    display: str, data_dir: Path, tmp_path: Path, sig: signal.Signals, to_group: bool, expected_exit: int
 ) -> None:
     report_path = tmp_path / "report.json"
     driver = start_driver("hold", report_path, desktop_env(display, data_dir, PASSWORD))
@@ -110,7 +112,10 @@ def test_launcher_signal_stops_server_and_database(
         report = json.loads(report_path.read_text())
         assert psutil.pid_exists(report["server_pid"]) and report["database_pids"]
         time.sleep(0.3)  # let the probe thread return: the window is now just open
-        driver.send_signal(sig)
+        if to_group:
+            os.killpg(driver.pid, sig)
+        else:
+            driver.send_signal(sig)
         code, output = finish(driver, timeout=STOP_TIMEOUT_S + 10)
     finally:
         if driver.poll() is None:
