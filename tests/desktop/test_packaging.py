@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from desktop_support import REPO, finish, kill_all, wait_for_line, wait_for_line_matching, wait_until_gone
 
@@ -35,14 +36,19 @@ def unit_settings() -> dict[str, list[str]]:
     return settings
 
 
-def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+@pytest.mark.parametrize("credentials", [False, True], ids=["as-shipped", "with-credentials"])
+def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path, credentials: bool) -> None:
     # verify checks that ExecStart's program exists; the bundle is not installed in
     # /opt here, so a copy of the unit points at a stand-in program, nothing else changed.
     program = tmp_path / "scriptbox"
     program.write_text("#!/bin/sh\n")
     program.chmod(0o755)
+    text = UNIT.read_text().replace("/opt/scriptbox/scriptbox", str(program))
+    if credentials:  # the commented-out secret lines docs/deploy.md tells to enable
+        text = re.sub(r"^#(LoadCredential=|Environment=SCRIPTBOX_)", r"\1", text, flags=re.MULTILINE)
+        assert text.count("LoadCredential=") == 2
     unit = tmp_path / "scriptbox.service"
-    unit.write_text(UNIT.read_text().replace("/opt/scriptbox/scriptbox", str(program)))
+    unit.write_text(text)
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     # Unknown keys and bad values are only warnings for verify: any output fails the test.
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
