@@ -7,12 +7,16 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 from desktop_support import (
+    REPO,
     desktop_env,
     finish,
     kill_all,
@@ -125,3 +129,31 @@ def test_launcher_signal_stops_server_and_database(
     assert code == expected_exit, output
     assert left == [], [p.info for p in left]
     assert processes_using(data_dir) == []
+
+
+def run_app_desktop(env: dict[str, str], data_dir: Path) -> tuple[int, str]:
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "app.py"), "desktop", "--data-dir", str(data_dir)], cwd=REPO, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    return finish(process, timeout=60)
+
+
+def test_desktop_without_a_display_says_so_and_starts_nothing(data_dir: Path) -> None:
+    env = desktop_env(":0", data_dir, PASSWORD)
+    del env["DISPLAY"]
+    code, output = run_app_desktop(env, data_dir)
+    assert code == 1
+    assert "no graphical display" in output
+    assert processes_using(data_dir) == []
+
+
+def test_desktop_reports_a_server_that_cannot_start_and_opens_no_window(
+    display: str, data_dir: Path, server_factory: Any
+) -> None:
+    # `serve` already holds this data dir: the desktop's own server must refuse it.
+    server_factory(data_dir=data_dir).start()
+    code, output = run_app_desktop(desktop_env(display, data_dir, PASSWORD), data_dir)
+    assert code == 1, output
+    assert "already using the data dir" in output  # the server's own reason, passed through
+    assert "exited during start-up" in output
