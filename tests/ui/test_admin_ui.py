@@ -337,3 +337,21 @@ def test_screenshots_of_the_main_views(open_ui_page: Callable[..., Page], api: A
         page.wait_for_timeout(400)
         page.screenshot(path=str(artifacts / f"ui-{name}-narrow.png"), full_page=True)
     expect(page.locator("#scripts-list")).to_be_hidden()  # narrow: the script view has the whole width
+
+
+def test_saving_over_someone_elses_newer_save_asks_before_overwriting(ui_page: Page, api: Api) -> None:
+    script = api.create_script(name="Shared")
+    ui_page.goto(f"/admin/scripts/{script['id']}")
+    ui_page.get_by_label("Name", exact=True).fill("Shared (mine)")
+    assert api.put(f"/api/admin/scripts/{script['id']}", json={"name": "Shared (theirs)"}).status_code == 200
+
+    ui_page.keyboard.press("Control+s")
+    dialog = ui_page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Changed by someone else")
+    dialog.get_by_role("button", name="Keep editing").click()
+    assert api.get(f"/api/admin/scripts/{script['id']}").json()["name"] == "Shared (theirs)"
+
+    ui_page.locator("#save-script").click()
+    ui_page.get_by_role("dialog").get_by_role("button", name="Overwrite with mine").click()
+    expect(ui_page.locator(".dirty-mark")).to_be_hidden()
+    assert api.get(f"/api/admin/scripts/{script['id']}").json()["name"] == "Shared (mine)"

@@ -41,10 +41,10 @@ export class RunHistory {
     this.el = h(
       "div.history",
       this.filter,
-      h(
+      (this.tableWrap = h(
         "div.table-wrap",
         h("table.runs-table", h("thead", h("tr", head.map((t) => h("th", { scope: "col" }, t)))), this.tbody),
-      ),
+      )),
       this.info,
       h("div.history-more", this.more),
     );
@@ -70,7 +70,9 @@ export class RunHistory {
       for (const run of runs) this.tbody.appendChild(this.row(run));
       this.cursor = data ? data.nextBefore || null : null;
       this.more.hidden = !this.cursor;
-      this.info.textContent = this.tbody.children.length ? "" : "No runs yet.";
+      const none = !this.tbody.children.length;
+      this.info.textContent = none ? (this.status ? "No runs with this status." : "No runs yet.") : "";
+      this.tableWrap.hidden = none;
     } catch (err) {
       if (gen !== this.gen) return;
       this.info.textContent = `Could not load runs: ${err.message}`;

@@ -12,6 +12,7 @@ import { h } from "./dom.js";
 import { RunView, RunsView, HomeView } from "./runViews.js";
 import { ScriptView } from "./scriptView.js";
 import { Sidebar } from "./sidebar.js";
+import { MOD_KEY } from "./widgets.js";
 
 const ROOT = "/admin/scripts";
 const LIST_REFRESH_MS = 15_000;
@@ -49,7 +50,7 @@ class App {
         "header.topbar",
         h("a.brand", { href: ROOT, "data-link": true }, h("span.brand-mark", { "aria-hidden": "true" }, "›_"), "Scriptbox"),
         h("nav.topnav", { "aria-label": "Main" }, this.navScripts, this.navRuns),
-        h("div.topbar-hint.muted", h("kbd", "⌘S"), " save ", h("kbd", "⌘↵"), " run"),
+        h("div.topbar-hint.muted", h("kbd", `${MOD_KEY} S`), " save ", h("kbd", `${MOD_KEY} ↵`), " run"),
       ),
       h("div.shell", this.sidebar.el, this.main),
     );

@@ -11,6 +11,8 @@ import { h } from "./dom.js";
 export const MAX_LINES = 10_000;
 export const MAX_CHARS = 2_000_000;
 const MAX_LINE_CHARS = 100_000;
+const FRAME_LINE_BUDGET = 2_000;
+const SKIP_AHEAD_BYTES = 512 * 1024;
 const STICK_SLACK_PX = 24;
 
 export class OutputView {
@@ -77,10 +79,11 @@ export class OutputView {
     const q = this.queue;
     if (!q.length) return;
     this.queue = [];
+    const start = this.skipAhead(q);
     const lines = this.lines;
     let firstDirty = lines.length ? lines.length - 1 : 0;
     if (!lines.length) lines.push(newLine());
-    for (let i = 0; i < q.length; i += 2) {
+    for (let i = start; i < q.length; i += 2) {
       const stream = q[i];
       this.parsers[stream].feed(q[i + 1], (tok) => {
         let cur = lines[lines.length - 1];
@@ -101,17 +104,33 @@ export class OutputView {
         }
       });
     }
-    // Trim from the front; lines that never reached the DOM cost nothing.
-    let dropped = 0;
-    while (lines.length > MAX_LINES || (this.totalChars > MAX_CHARS && lines.length > 1)) {
-      const old = lines.shift();
-      if (old.el) old.el.remove();
-      this.totalChars -= old.chars;
-      dropped += 1;
+    // Trim from the front (one splice: shift() per line is quadratic on a firehose).
+    let drop = 0;
+    let chars = this.totalChars;
+    while (lines.length - drop > MAX_LINES || (chars > MAX_CHARS && lines.length - drop > 1)) {
+      chars -= lines[drop].chars;
+      drop += 1;
     }
-    if (dropped) {
-      this.trimmedLines += dropped;
-      firstDirty = Math.max(0, firstDirty - dropped);
+    // Never build more than FRAME_LINE_BUDGET new line elements in one frame: when more
+    // arrived, everything older than the newest FRAME_LINE_BUDGET lines goes too, so what
+    // stays is always one contiguous tail of the output.
+    const rendered = lines.length && lines[lines.length - 1].el ? lines.length : lines.findIndex((l) => !l.el);
+    const fresh = lines.length - Math.max(rendered, drop);
+    if (fresh > FRAME_LINE_BUDGET) {
+      drop = lines.length - FRAME_LINE_BUDGET;
+      chars = this.totalChars;
+      for (let i = 0; i < drop; i++) chars -= lines[i].chars;
+    }
+    if (drop) {
+      const gone = lines.splice(0, drop);
+      if (drop >= rendered) {
+        this.body.textContent = ""; // every rendered line went: clear in one go
+      } else {
+        for (const old of gone) if (old.el) old.el.remove();
+      }
+      this.totalChars = chars;
+      this.trimmedLines += drop;
+      firstDirty = Math.max(0, firstDirty - drop);
       this.renderNotice();
     }
     const frag = document.createDocumentFragment();
@@ -143,6 +162,46 @@ export class OutputView {
     else this.jump.hidden = false;
   }
 
+  /**
+   * With a big backlog (a firehose), only the newest FRAME_LINE_BUDGET lines can survive
+   * this frame. Older queued text then only runs through the ANSI parsers for their colour
+   * state; the lines shown so far go too. Returns the queue index to parse from (the
+   * queue entry there may have been cut to start after a newline).
+   */
+  skipAhead(q) {
+    let total = 0;
+    for (let i = 1; i < q.length; i += 2) total += q[i].length;
+    if (total < SKIP_AHEAD_BYTES) return 0;
+    let newlines = 0;
+    for (let i = q.length - 1; i > 0; i -= 2) {
+      const text = q[i];
+      let at = text.length;
+      while ((at = text.lastIndexOf("\n", at - 1)) !== -1) {
+        newlines += 1;
+        if (newlines > FRAME_LINE_BUDGET) {
+          // Keep text[at+1..] and everything after entry i; skip the rest.
+          const skipped = [];
+          for (let j = 0; j < i - 1; j += 2) skipped.push(j);
+          for (const j of skipped) this.parsers[q[j]].feed(q[j + 1], noop);
+          const head = text.slice(0, at + 1);
+          this.parsers[q[i - 1]].feed(head, noop);
+          q[i] = text.slice(at + 1);
+          let gone = this.lines.length;
+          for (const j of skipped) gone += countNewlines(q[j + 1]);
+          gone += countNewlines(head);
+          this.lines = [newLine()];
+          this.totalChars = 0;
+          this.body.textContent = "";
+          this.trimmedLines += gone;
+          this.renderNotice();
+          return i - 1;
+        }
+        if (at === 0) break;
+      }
+    }
+    return 0;
+  }
+
   resetLine(line) {
     this.totalChars -= line.chars;
     line.chars = 0;
@@ -155,7 +214,7 @@ export class OutputView {
   renderNotice() {
     this.notice.hidden = false;
     this.notice.textContent = "";
-    this.notice.append(`Earlier output trimmed (${this.trimmedLines.toLocaleString()} lines) — the page keeps the last ${MAX_LINES.toLocaleString()} lines. `);
+    this.notice.append(`Earlier output trimmed (${this.trimmedLines.toLocaleString()} lines); the page shows only the most recent output. `);
     if (this.logUrl) this.notice.append(h("a", { href: this.logUrl, target: "_blank", rel: "noopener" }, "Open the stored log"));
   }
 
@@ -182,6 +241,15 @@ export class OutputView {
     this.raf = 0;
     this.queue = [];
   }
+}
+
+function noop() {}
+
+function countNewlines(text) {
+  let n = 0;
+  let at = -1;
+  while ((at = text.indexOf("\n", at + 1)) !== -1) n += 1;
+  return n;
 }
 
 function newLine() {

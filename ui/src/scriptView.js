@@ -7,7 +7,7 @@ import { isActive } from "./format.js";
 import { RunHistory } from "./history.js";
 import { RunPanel } from "./runPanel.js";
 import { EMPTY_SCRIPT, ScriptForm, sampleFor } from "./scriptForm.js";
-import { confirmDialog, toast } from "./widgets.js";
+import { MOD_KEY, confirmDialog, toast } from "./widgets.js";
 
 export class ScriptView {
   constructor({ id, app }) {
@@ -49,8 +49,8 @@ export class ScriptView {
     this.title = h("h1.view-title");
     this.subtitle = h("div.view-subtitle");
     this.dirtyMark = h("span.dirty-mark", { hidden: true, role: "status" }, "Unsaved changes");
-    this.saveBtn = h("button.btn#save-script", { type: "button", onclick: () => this.save(), title: "Save (Ctrl/⌘+S)" }, "Save", h("kbd", "⌘S"));
-    this.runBtn = h("button.btn.primary#run-script", { type: "button", onclick: () => this.runNow(), title: "Run (Ctrl/⌘+Enter)" }, "▶ Run", h("kbd", "⌘↵"));
+    this.saveBtn = h("button.btn#save-script", { type: "button", onclick: () => this.save(), title: "Save (Ctrl/⌘+S)" }, "Save", h("kbd", `${MOD_KEY} S`));
+    this.runBtn = h("button.btn.primary#run-script", { type: "button", onclick: () => this.runNow(), title: "Run (Ctrl/⌘+Enter)" }, "▶ Run", h("kbd", `${MOD_KEY} ↵`));
     this.deleteBtn = h("button.btn.danger-outline#delete-script", { type: "button", onclick: () => this.remove(), hidden: isNew }, "Delete");
 
     this.panel = new RunPanel({ onChange: (run) => this.onRunChange(run) });
@@ -143,7 +143,7 @@ export class ScriptView {
   }
 
   /** Saves; resolves to true when the definition on the server matches the form. */
-  async save() {
+  async save({ overwrite = false } = {}) {
     if (!this.form || this.busy) return false;
     if (this.script && !this.isDirty()) {
       this.form.clearErrors();
@@ -152,6 +152,10 @@ export class ScriptView {
     this.busy = true;
     this.updateButtons();
     const doc = this.form.value();
+    // Sending back the updatedAt we loaded makes the server refuse (409 edit_conflict) a
+    // save over someone else's newer one, unless the admin chose to overwrite it.
+    if (this.script && !overwrite) doc.updatedAt = this.script.updatedAt;
+    let conflict = false;
     try {
       const saved = this.script ? await api.updateScript(this.script.id, doc) : await api.createScript(doc);
       const wasNew = !this.script;
@@ -169,6 +173,10 @@ export class ScriptView {
       toast(wasNew ? "Script created" : "Saved", "success", 1800);
       return true;
     } catch (err) {
+      if (err.status === 409 && err.code === "edit_conflict") {
+        conflict = true;
+        return false;
+      }
       const first = this.form.showErrors(err.fields, err.message);
       if (err.status === 400 && first) first.focus();
       toast(err.status === 400 ? "Not saved: fix the highlighted fields" : `Not saved: ${err.message}`, "error");
@@ -176,7 +184,21 @@ export class ScriptView {
     } finally {
       this.busy = false;
       this.updateButtons();
+      if (conflict) this.resolveConflict();
     }
+  }
+
+  /** Someone saved this script after we loaded it: overwrite, or keep editing. */
+  async resolveConflict() {
+    const overwrite = await confirmDialog({
+      title: "Changed by someone else",
+      message: "This script was saved elsewhere after you opened it. Overwrite that version with yours, or keep editing (reload the page to see theirs; your changes would be lost).",
+      confirm: "Overwrite with mine",
+      cancel: "Keep editing",
+      danger: true,
+    });
+    if (overwrite) return this.save({ overwrite: true });
+    return false;
   }
 
   async runNow() {
@@ -248,7 +270,7 @@ export class ScriptView {
   /** The list's enabled switch changed this script: take it over without dirtying the form. */
   onToggled(doc) {
     if (!this.form || !this.script) return;
-    this.script = { ...this.script, enabled: doc.enabled };
+    this.script = { ...this.script, enabled: doc.enabled, updatedAt: doc.updatedAt };
     this.form.setEnabled(doc.enabled);
     const base = JSON.parse(this.baseline);
     base.enabled = doc.enabled;

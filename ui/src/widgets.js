@@ -12,15 +12,19 @@ const STATUS_LABEL = {
   unsaved: "not saved",
 };
 
+// Glyphs that DejaVu (the Linux fallback font) has, so they never render as boxes.
 const STATUS_ICON = {
-  queued: "◷",
+  queued: "○",
   running: "●",
   succeeded: "✓",
   failed: "✕",
   canceled: "⊘",
-  timed_out: "⧗",
-  idle: "○",
+  timed_out: "◷",
+  idle: "–",
 };
+
+/** "⌘" on Apple platforms, "Ctrl" elsewhere (for shortcut hints). */
+export const MOD_KEY = typeof navigator !== "undefined" && /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent) ? "⌘" : "Ctrl";
 
 export function statusLabel(status) {
   return STATUS_LABEL[status] || String(status || "unknown");
