@@ -151,7 +151,7 @@ class ServerProcess:
         env: Mapping[str, str],
         timeout: float,
         attempts: int,
-        output: IO[str],
+        output: IO[str] | None,
     ) -> ServerProcess:
         """Start the server and wait for its "listening" line.
 
@@ -220,13 +220,21 @@ def _stop(proc: subprocess.Popen[str], grace: float) -> int:
     return proc.wait()
 
 
-def _forward_output(stream: IO[str], output: IO[str], ready: queue.Queue[str | None]) -> None:
+def _forward_output(stream: IO[str], output: IO[str] | None, ready: queue.Queue[str | None]) -> None:
     """Copy the server's stdout to ours (it prints the generated admin password there on
-    the first start) and report its URL once; None means it closed stdout unready."""
+    the first start) and report its URL once; None means it closed stdout unready.
+
+    Keeps draining the pipe even when our own stdout is gone (no console, closed
+    terminal): a full pipe would block the server.
+    """
     announced = False
     for line in stream:
-        output.write(line)
-        output.flush()
+        if output is not None:
+            try:
+                output.write(line)
+                output.flush()
+            except (OSError, ValueError):
+                output = None
         if not announced and line.startswith(LISTENING_PREFIX):
             announced = True
             ready.put(line[len(LISTENING_PREFIX) :].strip())
