@@ -97,8 +97,13 @@ class ScriptboxServer:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.mongodb_uri = mongodb_uri
         self.db_name = db_name or f"sbx_{uuid.uuid4().hex[:12]}"
+        home = data_dir.parent / f"{data_dir.name}-home"
+        home.mkdir(parents=True, exist_ok=True)
+        # A home of its own: `bash -lc` then reads no ~/.profile of this machine
+        # (here it runs `pyenv rehash`, whose lock, left by a killed run, would
+        # stall every later run of every test for a minute).
         self.env = {**os.environ, "SCRIPTBOX_DB_NAME": self.db_name, "SCRIPTBOX_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                    "PYTHONUNBUFFERED": "1"}
+                    "PYTHONUNBUFFERED": "1", "HOME": str(home)}
         self.env.update(env or {})
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[str] | None = None
