@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 ARGS ?=
 
-.PHONY: run desktop test lint deps test-deps desktop-deps ui vm2 system-deps bench clean
+.PHONY: run desktop test lint deps test-deps desktop-deps bundle ui vm2 system-deps bench clean
 
 run: deps
 	$(PY) app.py serve $(ARGS)
@@ -35,11 +35,19 @@ $(VENV)/.test: requirements-test.txt $(VENV)/.runtime
 	$(PIP) install -q -r requirements-test.txt
 	touch $@
 
-$(VENV)/.desktop: $(wildcard requirements-desktop.txt) $(VENV)/.runtime
-	@if [ -f requirements-desktop.txt ]; then $(PIP) install -q -r requirements-desktop.txt; fi
+$(VENV)/.desktop: requirements-desktop.txt $(VENV)/.runtime
+	$(PIP) install -q -r requirements-desktop.txt
 	touch $@
 
 desktop-deps: $(VENV)/.desktop
+
+$(VENV)/.packaging: packaging/requirements-build.txt $(VENV)/.desktop
+	$(PIP) install -q -r packaging/requirements-build.txt
+	touch $@
+
+# The one-folder desktop bundle in dist/scriptbox (docs/desktop.md).
+bundle: deps desktop-deps $(VENV)/.packaging
+	PY=$(PY) packaging/build.sh
 
 # --- Node: the vm2 runner and the admin UI -------------------------------
 vm2:
@@ -52,7 +60,7 @@ ui:
 deps: $(VENV)/.runtime vm2 ui
 
 # --- Everything `test` needs beyond `run` --------------------------------
-test-deps: deps desktop-deps $(VENV)/.test
+test-deps: deps desktop-deps $(VENV)/.test $(VENV)/.packaging
 
 system-deps:
 	./scripts/install-system-deps.sh
