@@ -10,6 +10,8 @@
   server, 1280x800; it fails the test if the page threw an uncaught error.
 * ``open_ui_page`` (function): makes more such pages (other viewport, colour scheme).
 * ``artifacts``: tests/artifacts/, where screenshots go.
+* ``DroppableProxy``: a TCP relay in front of the server whose open connections a
+  test can cut, as a flaky network would (real sockets, no mocks).
 
 tests/ui is a package (``ui.conftest``), so ``conftest`` below is tests/conftest.py.
 """
@@ -17,7 +19,9 @@ tests/ui is a package (``ui.conftest``), so ``conftest`` below is tests/conftest
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,67 @@ def ui_dist() -> Path:
     return dist
 
 
+class DroppableProxy:
+    """Relays 127.0.0.1:<port> to the server; drop_all() cuts every open connection."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.lock = threading.Lock()
+        self.open: list[socket.socket] = []
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.open += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def drop_all(self) -> None:
+        with self.lock:
+            sockets, self.open = self.open, []
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.listener.close()
+        self.drop_all()
+
+
+@pytest.fixture()
+def proxy(server: ScriptboxServer) -> Iterator[DroppableProxy]:
+    relay = DroppableProxy(server.port)
+    yield relay
+    relay.close()
+
+
 @pytest.fixture(scope="module")
 def server(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScriptboxServer]:
     home = tmp_path_factory.mktemp("home")
@@ -70,13 +135,14 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-def open_page(browser: Browser, server: ScriptboxServer, **context_args: Any) -> tuple[Page, list[str]]:
-    """A signed-in page on `server` (a ScriptboxServer); returns it with the list that
-    collects the page's uncaught errors."""
+def open_page(browser: Browser, server: ScriptboxServer, base_url: str | None = None,
+              **context_args: Any) -> tuple[Page, list[str]]:
+    """A signed-in page on `server` (or on `base_url`, e.g. a proxy in front of it);
+    returns it with the list that collects the page's uncaught errors."""
     user, password = server.api().session.auth
     context_args.setdefault("viewport", VIEWPORT)
     context = browser.new_context(
-        base_url=server.base_url,
+        base_url=base_url or server.base_url,
         http_credentials={"username": user, "password": password},
         **context_args,
     )
@@ -97,8 +163,8 @@ def ui_page(browser: Browser, server: ScriptboxServer) -> Iterator[Page]:
 
 @pytest.fixture()
 def open_ui_page(browser: Browser, server: ScriptboxServer) -> Iterator[Callable[..., Page]]:
-    """open_ui_page(viewport=..., color_scheme=...) -> a signed-in page; closed and
-    checked for uncaught errors at the end of the test."""
+    """open_ui_page(viewport=..., color_scheme=..., base_url=...) -> a signed-in page;
+    closed and checked for uncaught errors at the end of the test."""
     opened: list[tuple[Page, list[str]]] = []
 
     def make(**context_args: Any) -> Page:

@@ -10,10 +10,12 @@
 import { api } from "./api.js";
 import { bootstrap } from "./worker-bootstrap.js";
 
-// What we send back to the server is bounded: the first KEEP_HEAD bytes and a rolling
-// KEEP_TAIL, with a marker for what was dropped in between.
-const KEEP_HEAD = 4 * 1024 * 1024;
+// What we send back to the server is bounded: the first KEEP_HEAD characters and a
+// rolling KEEP_TAIL, with a marker for what was dropped in between; and the JSON body is
+// cut further if it would pass the server's 8 MiB request limit (MAX_BODY).
+const KEEP_HEAD = 3 * 1024 * 1024;
 const KEEP_TAIL = 256 * 1024;
+const MAX_BODY = 7.5 * 1024 * 1024;
 
 const runs = new Map();
 
@@ -88,10 +90,11 @@ class LocalRun {
     if (this.finished || !data) return;
     const chunk = { stream, data };
     const size = data.length;
-    if (this.headBytes + size <= KEEP_HEAD) {
+    if (!this.headFull && this.headBytes + size <= KEEP_HEAD) {
       this.headBytes += size;
       this.chunks.push(chunk);
     } else {
+      this.headFull = true; // from now on only the rolling tail, so the order stays right
       this.tail.push(chunk);
       this.tailBytes += size;
       while (this.tailBytes > KEEP_TAIL && this.tail.length > 1) {
@@ -147,8 +150,7 @@ class LocalRun {
     clearTimeout(this.timer);
     if (this.worker) this.worker.terminate();
     URL.revokeObjectURL(this.url);
-    const body = { status, exitCode, output: coalesce(this.recorded()) };
-    if (error) body.error = String(error).slice(0, 4000);
+    const body = resultBody(status, exitCode, error, this.recorded());
     this.reported = api.browserResult(this.runId, body).then(
       (doc) => {
         this.runDoc = doc;
@@ -171,13 +173,9 @@ class LocalRun {
     if (this.finished) return;
     this.finished = true;
     if (this.worker) this.worker.terminate();
-    const body = JSON.stringify({
-      status: "canceled",
-      exitCode: null,
-      output: [...coalesce(this.recorded()), { stream: "stderr", data: "\nThe admin page was closed; the browser run stopped.\n" }],
-      error: "admin page closed",
-    });
-    const blob = new Blob([body], { type: "application/json" });
+    const closing = { stream: "stderr", data: "\nThe admin page was closed; the browser run stopped.\n" };
+    const body = resultBody("canceled", null, "admin page closed", [...this.recorded(), closing]);
+    const blob = new Blob([JSON.stringify(body)], { type: "application/json" });
     navigator.sendBeacon?.(`/api/admin/scripts/runs/${encodeURIComponent(this.runId)}/browser-result`, blob);
   }
 }
@@ -188,6 +186,33 @@ function envObject(env) {
     if (row && typeof row.key === "string" && row.key) out[row.key] = String(row.value ?? "");
   }
   return out;
+}
+
+/** The browser-result body, shrunk (oldest output first) until it fits MAX_BODY bytes. */
+export function resultBody(status, exitCode, error, chunks) {
+  const body = { status, exitCode, output: coalesce(chunks) };
+  if (error) body.error = String(error).slice(0, 2000);
+  let size = new Blob([JSON.stringify(body)]).size;
+  while (size > MAX_BODY && body.output.length) {
+    // Drop from the front, keeping the end of the output (where errors usually are).
+    let cut = size - MAX_BODY;
+    const out = body.output;
+    let dropped = 0;
+    while (cut > 0 && out.length > 1) {
+      const first = out.shift();
+      cut -= first.data.length;
+      dropped += first.data.length;
+    }
+    if (out.length === 1 && cut > 0) {
+      const keep = Math.max(0, out[0].data.length - cut * 2);
+      dropped += out[0].data.length - keep;
+      out[0].data = out[0].data.slice(-keep || out[0].data.length);
+      if (keep === 0) out.length = 0;
+    }
+    out.unshift({ stream: "stderr", data: `[${dropped} characters of earlier output dropped to fit the upload]\n` });
+    size = new Blob([JSON.stringify(body)]).size;
+  }
+  return body;
 }
 
 /** Merges consecutive chunks of the same stream so the result body stays small. */

@@ -19,7 +19,7 @@ export class RunPanel {
     this.badge = h("span.badge.status", { "data-testid": "run-status" });
     setStatusBadge(this.badge, "idle");
     this.elapsed = h("span.run-elapsed", { title: "Elapsed time", "data-testid": "run-elapsed" });
-    this.exit = h("span.run-exit", { "data-testid": "run-exit" });
+    this.exit = h("span.run-exit", { "data-testid": "run-exit", hidden: true });
     this.conn = h("span.run-conn", { hidden: true, role: "status" });
     this.openLink = showOpenLink ? h("a.btn.ghost.small", { hidden: true, "data-link": true }, "Open run") : null;
     this.logLink = h("a.btn.ghost.small", { hidden: true, target: "_blank", rel: "noopener" }, "Stored log");

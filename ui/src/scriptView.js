@@ -49,8 +49,8 @@ export class ScriptView {
     this.title = h("h1.view-title");
     this.subtitle = h("div.view-subtitle");
     this.dirtyMark = h("span.dirty-mark", { hidden: true, role: "status" }, "Unsaved changes");
-    this.saveBtn = h("button.btn#save-script", { type: "button", onclick: () => this.save(), title: "Save (Ctrl/⌘+S)" }, "Save", h("kbd", `${MOD_KEY} S`));
-    this.runBtn = h("button.btn.primary#run-script", { type: "button", onclick: () => this.runNow(), title: "Run (Ctrl/⌘+Enter)" }, "▶ Run", h("kbd", `${MOD_KEY} ↵`));
+    this.saveBtn = h("button.btn#save-script", { type: "button", onclick: () => this.save(), title: `Save (${MOD_KEY}+S)` }, "Save", h("kbd", `${MOD_KEY} S`));
+    this.runBtn = h("button.btn.primary#run-script", { type: "button", onclick: () => this.runNow(), title: `Run (${MOD_KEY}+Enter)` }, "▶ Run", h("kbd", `${MOD_KEY} ↵`));
     this.deleteBtn = h("button.btn.danger-outline#delete-script", { type: "button", onclick: () => this.remove(), hidden: isNew }, "Delete");
 
     this.panel = new RunPanel({ onChange: (run) => this.onRunChange(run) });
@@ -72,13 +72,20 @@ export class ScriptView {
         h("div.editor-pane", this.form.el),
         h(
           "div.run-pane",
-          h("div.tabs", { role: "tablist", "aria-label": "Run panel" }, this.tabOutput, this.tabHistory),
+          h("div.tabs", { role: "tablist", "aria-label": "Run panel", onkeydown: (e) => {
+            // Arrow keys move between tabs (WAI-ARIA tabs pattern).
+            if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
+            const next = this.tabOutput.getAttribute("aria-selected") === "true" ? "history" : "output";
+            this.selectTab(next);
+            (next === "output" ? this.tabOutput : this.tabHistory).focus();
+          } }, this.tabOutput, this.tabHistory),
           this.paneOutput,
           this.paneHistory,
         ),
       ),
     );
     this.el.removeAttribute("aria-busy");
+    this.tabHistory.tabIndex = -1;
     this.updateHeader();
     this.updateButtons();
     if (isNew) this.form.name.focus();
@@ -95,7 +102,7 @@ export class ScriptView {
             h("span.kind", s.type === s.runner ? s.type : `${s.type} · ${s.runner}`),
             s.enabled === false ? h("span.badge.muted-badge", "disabled") : null,
           ]
-        : h("span.muted", "Fill in the fields and save (Ctrl/⌘+S)."),
+        : h("span.muted", `Fill in the fields and save (${MOD_KEY}+S).`),
     );
     document.title = `${s ? s.name : "New script"} · Scriptbox`;
   }
@@ -104,6 +111,8 @@ export class ScriptView {
     const out = which === "output";
     this.tabOutput.setAttribute("aria-selected", String(out));
     this.tabHistory.setAttribute("aria-selected", String(!out));
+    this.tabOutput.tabIndex = out ? 0 : -1;
+    this.tabHistory.tabIndex = out ? -1 : 0;
     this.paneOutput.hidden = !out;
     this.paneHistory.hidden = out;
     if (!out && this.script) this.history.load(true);
@@ -139,7 +148,7 @@ export class ScriptView {
     const running = this.panel.run && isActive(this.panel.run.status);
     this.runBtn.disabled = this.busy || !!running;
     this.saveBtn.disabled = this.busy;
-    this.runBtn.title = dirty || !this.script ? "Save and run (Ctrl/⌘+Enter)" : "Run (Ctrl/⌘+Enter)";
+    this.runBtn.title = dirty || !this.script ? `Save and run (${MOD_KEY}+Enter)` : `Run (${MOD_KEY}+Enter)`;
   }
 
   /** Saves; resolves to true when the definition on the server matches the form. */

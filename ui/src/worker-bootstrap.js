@@ -108,11 +108,30 @@ export function bootstrap(self, env, firstLine) {
     }
     return args.map(show).join(" ");
   };
+  // Output is batched: one message per stream switch, per 64 KiB or per 50 ms, so a
+  // loop of console.log calls costs a few messages, not one each; a busy synchronous
+  // loop still sends every 50 ms because the check runs inside each write.
   let indent = "";
+  let buffer = "";
+  let bufferStream = "stdout";
+  let bufferSince = 0;
+  let flushTimer = 0;
+  const flush = () => {
+    if (flushTimer) realClearTimeout(flushTimer);
+    flushTimer = 0;
+    if (!buffer) return;
+    post({ t: "out", stream: bufferStream, data: buffer });
+    buffer = "";
+  };
   const write = (stream, args) => {
     let text = format(args);
     if (indent) text = text.split("\n").map((l) => indent + l).join("\n");
-    post({ t: "out", stream, data: `${text}\n` });
+    if (buffer && stream !== bufferStream) flush();
+    if (!buffer) bufferSince = performance.now();
+    bufferStream = stream;
+    buffer += `${text}\n`;
+    if (buffer.length >= 65536 || performance.now() - bufferSince >= 50) flush();
+    else if (!flushTimer) flushTimer = realSetTimeout(flush, 0);
   };
   const counts = new Map();
   const timers = new Map();
@@ -157,6 +176,7 @@ export function bootstrap(self, env, firstLine) {
   const finish = (ok, error) => {
     if (finished) return;
     finished = true;
+    flush();
     post({ t: "done", ok, error: error || null });
   };
   const maybeFinish = () => {
@@ -164,6 +184,7 @@ export function bootstrap(self, env, firstLine) {
   };
   const fail = (err) => {
     const text = show(err);
+    flush();
     post({ t: "out", stream: "stderr", data: `Uncaught ${text}\n` });
     finish(false, err && err.message ? err.message : text);
   };
