@@ -116,7 +116,7 @@ class Viewer:
 class OutputHub:
     """Live viewers indexed by run; publishing touches only that run's viewers."""
 
-    def __init__(self, viewer_max_bytes: int = 4 * 1024 * 1024, stall_timeout_s: float = 5.0) -> None:
+    def __init__(self, viewer_max_bytes: int = 1024 * 1024, stall_timeout_s: float = 5.0) -> None:
         self.viewer_max_bytes = viewer_max_bytes
         self.stall_timeout_s = stall_timeout_s
         self._viewers: dict[str, set[Viewer]] = {}
@@ -193,12 +193,17 @@ class ChunkWriter:
         self,
         insert: Callable[[list[dict[str, Any]]], None],
         interval_s: float = 0.2,
-        max_pending: int = 8 * 1024 * 1024,
+        max_pending: int = 4 * 1024 * 1024,
+        max_batch_bytes: int = 1024 * 1024,
         on_flushed: Callable[[], None] | None = None,
     ) -> None:
         self._insert = insert
         self.interval_s = interval_s
         self.max_pending = max_pending
+        # pymongo holds a few encoded copies of a batch while sending it, so
+        # one bulk write is kept to about this size (several per interval when
+        # a run floods its output; still one per interval for ordinary runs).
+        self.max_batch_bytes = max_batch_bytes
         self._on_flushed = on_flushed
         self._pending: list[PendingChunk] = []
         self._inflight: list[PendingChunk] = []
@@ -207,7 +212,10 @@ class ChunkWriter:
         self._room = gevent.event.Event()
         self._room.set()
         self._flushed = gevent.event.Event()
-        self._generation = 0  # completed flushes
+        # Chunks are persisted in the order they were added, so two counters
+        # tell whether everything added before some moment is stored.
+        self._added = 0
+        self._persisted = 0
         self._loop: gevent.Greenlet | None = None
         self._stopping = False
         self.batches = 0
@@ -230,6 +238,7 @@ class ChunkWriter:
         size = len(doc.get("data", "")) + 64
         self._pending.append(PendingChunk(run_id, doc, event, size))
         self._pending_bytes += size
+        self._added += 1
         if self._pending_bytes >= self.max_pending:
             self._room.clear()
             self._wake.set()
@@ -244,13 +253,10 @@ class ChunkWriter:
         return [p.event for p in self._inflight + self._pending if p.run_id == run_id]
 
     def flush_now(self, timeout: float = 30.0) -> bool:
-        """Wait until everything added so far is persisted."""
-        target = self._generation + (2 if self._inflight else 1)
-        if not self._pending and not self._inflight:
-            return True
+        """Wait until everything added so far is persisted (False on timeout)."""
+        target = self._added
         deadline = time.monotonic() + timeout
-        self._wake.set()
-        while self._generation < target:
+        while self._persisted < target:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -264,9 +270,9 @@ class ChunkWriter:
             self._wake.wait(self.interval_s)
             self._wake.clear()
             if self._pending:
-                self._flush_once()
+                while self._pending:
+                    self._flush_once()
             else:
-                self._generation += 1
                 self._flushed.set()
             if self._on_flushed is not None:
                 try:
@@ -277,7 +283,14 @@ class ChunkWriter:
                 return
 
     def _flush_once(self) -> None:
-        batch, self._pending = self._pending, []
+        taken = 0
+        size = 0
+        for p in self._pending:
+            if taken and size + p.size > self.max_batch_bytes:
+                break
+            taken += 1
+            size += p.size
+        batch, self._pending = self._pending[:taken], self._pending[taken:]
         self._inflight = batch
         delay = 0.2
         while True:
@@ -295,7 +308,7 @@ class ChunkWriter:
         self.documents += len(batch)
         self._inflight = []
         self._pending_bytes -= sum(p.size for p in batch)
-        self._generation += 1
+        self._persisted += len(batch)
         self._flushed.set()
         if self._pending_bytes < self.max_pending:
             self._room.set()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import Api
 from runs_support import SseStream, output_text, start_run, wait_status
+
+from conftest import Api
 
 
 def test_a_finished_run_replays_everything_and_ends(api: Api) -> None:
@@ -77,7 +78,8 @@ def test_a_partial_line_arrives_within_a_second(api: Api) -> None:
 
 def test_utf8_split_across_writes_is_not_broken_and_invalid_bytes_become_fffd(api: Api) -> None:
     # "€" is e2 82 ac: written in two parts with a pause between the writes.
-    script = r"printf '\xe2\x82'; sleep 0.4; printf '\xac\n'; printf 'bad \xff\xfe end\n'; printf '\e[31mred\e[0m\rcr\n'"
+    script = (r"printf '\xe2\x82'; sleep 0.4; printf '\xac\n'; "
+              r"printf 'bad \xff\xfe end\n'; printf '\e[31mred\e[0m\rcr\n'")
     definition = api.create_script(script=script)
     run_id = start_run(api, definition["id"])
     events = SseStream(api, run_id).until_end()
@@ -126,3 +128,20 @@ def test_stream_needs_auth(server) -> None:  # type: ignore[no-untyped-def]
 
     response = requests.get(server.base_url + "/api/admin/scripts/runs/0123456789abcdef01234567/stream", timeout=10)
     assert response.status_code == 401
+
+
+def test_an_idle_stream_gets_a_heartbeat_comment_within_15_seconds(api: Api) -> None:
+    definition = api.create_script(script="sleep 30")
+    run_id = start_run(api, definition["id"])
+    response = api.get(f"/api/admin/scripts/runs/{run_id}/stream", stream=True, timeout=30)
+    started = time.monotonic()
+    received = b""
+    for block in response.iter_content(chunk_size=None):
+        received += block
+        if b"\n: keepalive\n\n" in received or received.startswith(b": keepalive"):
+            break
+    elapsed = time.monotonic() - started
+    response.close()
+    api.post(f"/api/admin/scripts/runs/{run_id}/cancel")
+    assert b": keepalive\n\n" in received
+    assert 13.0 < elapsed < 16.5

@@ -1,0 +1,80 @@
+"""The output pieces in-process, on real pipes and real objects (no server)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gevent
+
+from scriptbox.output import ChunkWriter, OutputHub, RunOutput, TailBuffer, read_stream
+
+
+def _output(max_log_bytes: int, tail: int = 64) -> tuple[RunOutput, list[dict[str, Any]], OutputHub]:
+    stored: list[dict[str, Any]] = []
+    hub = OutputHub()
+    writer = ChunkWriter(stored.extend, interval_s=0.01)
+    out = RunOutput(run_id="r", max_log_bytes=max_log_bytes, tail=TailBuffer(tail), writer=writer, hub=hub,
+                    make_doc=lambda seq, stream, data, system: {"seq": seq, "stream": stream, "data": data,
+                                                                "system": system})
+    writer.start()
+    return out, stored, hub
+
+
+def test_the_log_cap_splits_at_a_character_boundary_then_marks_and_stops_storing() -> None:
+    out, stored, hub = _output(max_log_bytes=10)
+    viewer = hub.subscribe("r")
+    out.emit("stdout", "abcdefgh€€", 14)  # the cap falls inside the second €
+    out.emit("stdout", "more", 4)
+    assert out.writer.flush_now(5)
+    out.writer.stop()
+    assert [(d["seq"], d["data"]) for d in stored[:2]] == [(1, "abcdefgh"), (2, stored[1]["data"])]
+    assert stored[1]["system"] and "stored log limit of 10 bytes" in stored[1]["data"]
+    assert len(stored) == 2
+    assert out.truncated and out.output_bytes == 18 and out.stored_bytes == 8
+    live = viewer.take(0)
+    assert [e.seq for e in live] == [1, 2, 3, 4]  # live viewers get everything, in order
+    assert b"\\u20ac" not in live[2].frame and "€€".encode() in live[2].frame
+
+
+def test_the_tail_keeps_the_last_bytes_only() -> None:
+    tail = TailBuffer(10)
+    for i in range(1000):
+        tail.add(f"{i}\n")
+    assert tail.text() == "97\n998\n999\n"[-10:]
+    tail.add("ééééééé")  # 14 bytes
+    assert len(tail.text().encode()) <= 10 and tail.text() == "ééééé"
+
+
+def test_reading_a_pipe_decodes_split_characters_and_replaces_invalid_bytes() -> None:
+    read_fd, write_fd = os.pipe()
+    got: list[tuple[str, str, int]] = []
+    reader = gevent.spawn(read_stream, read_fd, "stdout", lambda s, t, n: got.append((s, t, n)), 0.0)
+    os.write(write_fd, b"\xe2\x82")
+    gevent.sleep(0.05)
+    os.write(write_fd, b"\xac ok \xff\n")
+    gevent.sleep(0.05)
+    os.close(write_fd)
+    reader.join(5)
+    os.close(read_fd)
+    assert "".join(t for _, t, _ in got) == "€ ok \ufffd\n"
+    assert sum(n for _, _, n in got) == 9
+    assert all(s == "stdout" for s, _, _ in got)
+
+
+def test_a_full_viewer_is_dropped_after_the_stall_timeout_and_others_keep_going() -> None:
+    hub = OutputHub(viewer_max_bytes=100, stall_timeout_s=0.2)
+    slow = hub.subscribe("r")
+    fast = hub.subscribe("r")
+    from scriptbox.output import HubEvent
+
+    def consume() -> None:
+        while not fast.closed:
+            fast.take(0.05)
+
+    consumer = gevent.spawn(consume)
+    for i in range(5):
+        hub.publish("r", HubEvent("output", b"x" * 60, i))
+    assert slow.overflowed and not fast.overflowed
+    fast.close()
+    consumer.join(1)
