@@ -11,7 +11,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from conftest import Api, unique_name
+from ui.conftest import Api, unique_name
 
 FINISHED = ("succeeded", "failed", "canceled", "timed_out")
 OUTPUT = ".run-panel .output"

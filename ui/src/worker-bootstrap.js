@@ -108,13 +108,14 @@ export function bootstrap(self, env, firstLine) {
     }
     return args.map(show).join(" ");
   };
-  // Output is batched: one message per stream switch, per 64 KiB or per 50 ms, so a
-  // loop of console.log calls costs a few messages, not one each; a busy synchronous
-  // loop still sends every 50 ms because the check runs inside each write.
+  // Output is batched only while it floods: a write more than 50 ms after the last
+  // message goes out at once (so the line before a hang is seen); writes in quick
+  // succession collect into one message per 50 ms / 64 KiB / stream switch, so a loop
+  // of console.log calls costs a few messages, not one each.
   let indent = "";
   let buffer = "";
   let bufferStream = "stdout";
-  let bufferSince = 0;
+  let lastPost = -Infinity;
   let flushTimer = 0;
   const flush = () => {
     if (flushTimer) realClearTimeout(flushTimer);
@@ -122,16 +123,16 @@ export function bootstrap(self, env, firstLine) {
     if (!buffer) return;
     post({ t: "out", stream: bufferStream, data: buffer });
     buffer = "";
+    lastPost = performance.now();
   };
   const write = (stream, args) => {
     let text = format(args);
     if (indent) text = text.split("\n").map((l) => indent + l).join("\n");
     if (buffer && stream !== bufferStream) flush();
-    if (!buffer) bufferSince = performance.now();
     bufferStream = stream;
     buffer += `${text}\n`;
-    if (buffer.length >= 65536 || performance.now() - bufferSince >= 50) flush();
-    else if (!flushTimer) flushTimer = realSetTimeout(flush, 0);
+    if (buffer.length >= 65536 || performance.now() - lastPost >= 50) flush();
+    else if (!flushTimer) flushTimer = realSetTimeout(flush, 50);
   };
   const counts = new Map();
   const timers = new Map();
