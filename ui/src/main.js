@@ -40,6 +40,7 @@ class App {
       onToggled: (doc) => {
         if (this.view instanceof ScriptView && this.view.script?.id === doc.id) this.view.onToggled?.(doc);
       },
+      onRefreshed: (scripts) => this.view?.onScriptsRefreshed?.(scripts),
     });
     this.main = h("main.main#main", { tabindex: "-1" });
     this.navScripts = h("a.nav-link", { href: ROOT, "data-link": true }, "Scripts");

@@ -5,7 +5,6 @@ import { h, replace } from "./dom.js";
 import { formatDateTime, formatDuration, runDuration, snapshotOf } from "./format.js";
 import { RunHistory } from "./history.js";
 import { RunPanel } from "./runPanel.js";
-import { statusLabel } from "./widgets.js";
 
 export class RunsView {
   constructor({ app }) {
@@ -58,7 +57,10 @@ export class RunView {
       return;
     }
     if (this.destroyed) return;
-    const script = this.app.sidebar.byId(run.scriptId);
+    // The list may still be loading: ask for the definition itself (404: it was deleted).
+    let script = this.app.sidebar.byId(run.scriptId);
+    if (!script) script = await api.getScript(run.scriptId).catch(() => null);
+    if (this.destroyed) return;
     const snap = snapshotOf(run);
     const name = script?.name || snap.name || "a deleted script";
     this.title.textContent = `Run of ${name}`;
@@ -77,8 +79,8 @@ export class RunView {
     const started = run.startedAt || run.createdAt;
     const dur = runDuration(run);
     const rows = [
-      ["Status", statusLabel(run.status)],
       ["Trigger", run.trigger || "—"],
+      ["Requested by", run.meta?.requestedBy || "—"],
       ["Created", formatDateTime(run.createdAt)],
       ["Started", formatDateTime(started)],
       ["Finished", formatDateTime(run.finishedAt)],
@@ -136,6 +138,12 @@ export class HomeView {
 
   async mount() {
     document.title = "Scripts · Scriptbox";
+    await this.history.load(true);
+    this.history.more.hidden = true;
+  }
+
+  /** Recent runs follow the list's periodic refresh. */
+  async onScriptsRefreshed() {
     await this.history.load(true);
     this.history.more.hidden = true;
   }

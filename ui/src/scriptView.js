@@ -288,6 +288,16 @@ export class ScriptView {
     this.updateButtons();
   }
 
+  /** The list refreshed: follow a run of this script that someone else started. */
+  onScriptsRefreshed(scripts) {
+    if (!this.script || !this.panel) return;
+    const last = scripts.find((s) => s.id === this.script.id)?.lastRun;
+    const showing = this.panel.run;
+    if (last && isActive(last.status) && last.id !== this.panel.runId && !(showing && isActive(showing.status))) {
+      this.panel.show(last.id);
+    }
+  }
+
   hasUnsavedChanges() {
     return this.isDirty();
   }

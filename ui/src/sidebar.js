@@ -6,9 +6,10 @@ import { formatRelative, isActive } from "./format.js";
 import { statusIcon, statusLabel, toast } from "./widgets.js";
 
 export class Sidebar {
-  constructor({ navigate, onToggled }) {
+  constructor({ navigate, onToggled, onRefreshed }) {
     this.navigate = navigate;
     this.onToggled = onToggled;
+    this.onRefreshed = onRefreshed;
     this.scripts = [];
     this.activeId = null;
     this.loaded = false;
@@ -45,6 +46,7 @@ export class Sidebar {
       this.scripts = scriptsOf(await api.listScripts());
       this.loaded = true;
       this.render();
+      this.onRefreshed?.(this.scripts);
     } catch (err) {
       this.status.hidden = false;
       this.status.textContent = `Could not load scripts: ${err.message}`;
