@@ -182,7 +182,8 @@ def test_a_browser_script_runs_in_a_worker_and_is_recorded(ui_page: Page, api: A
 
 
 def test_a_browser_script_that_throws_or_never_ends_fails_or_times_out(ui_page: Page, api: Api) -> None:
-    failing = api.create_script(name="Thrower", type="browser", script="console.log('before');\nthrow new Error('boom');")
+    failing = api.create_script(name="Thrower", type="browser",
+                                script="console.log('before');\nthrow new Error('boom');")
     ui_page.goto(f"/admin/scripts/{failing['id']}")
     ui_page.locator("#run-script").click()
     expect(ui_page.locator(STATUS)).to_have_attribute("data-status", "failed")
@@ -191,7 +192,8 @@ def test_a_browser_script_that_throws_or_never_ends_fails_or_times_out(ui_page: 
     run = wait_finished(api, shown_run_id(ui_page))
     assert (run["status"], run["exitCode"]) == ("failed", 1)
 
-    endless = api.create_script(name="Endless", type="browser", timeoutMs=700, script="console.log('spinning');\nwhile (true) {}")
+    endless = api.create_script(name="Endless", type="browser", timeoutMs=700,
+                                script="console.log('spinning');\nwhile (true) {}")
     ui_page.goto(f"/admin/scripts/{endless['id']}")
     ui_page.locator("#run-script").click()
     expect(ui_page.locator(STATUS)).to_have_attribute("data-status", "timed_out")
@@ -201,7 +203,8 @@ def test_a_browser_script_that_throws_or_never_ends_fails_or_times_out(ui_page: 
 
 
 def test_history_pages_with_the_cursor_and_opens_a_runs_stored_log(ui_page: Page, api: Api) -> None:
-    script = api.create_script(name="History maker", script="printf 'run output \\033[32mgreen\\033[0m\\n'; echo oops >&2; exit 2")
+    script = api.create_script(name="History maker",
+                               script="printf 'run output \\033[32mgreen\\033[0m\\n'; echo oops >&2; exit 2")
     run_ids = []
     for _ in range(3):
         run_id = api.post(f"/api/admin/scripts/{script['id']}/run", json={"trigger": "api"}).json()["runId"]
@@ -291,12 +294,17 @@ def test_the_list_filters_and_toggles_enabled(ui_page: Page, api: Api) -> None:
 def test_large_output_stays_responsive_and_bounded(ui_page: Page, api: Api) -> None:
     # ~10 MB in ~200k lines, as fast as bash can write it.
     script = api.create_script(name="Firehose", script=(
-        "yes 'a fairly long line of output, \\033[36mwith colour\\033[0m, to fill the panel quickly' | head -c 10000000; echo; echo END"))
+        "yes 'a fairly long line of output, \\033[36mwith colour\\033[0m, to fill the panel quickly'"
+        " | head -c 10000000; echo; echo END"))
     ui_page.goto(f"/admin/scripts/{script['id']}")
     # Measure the longest gap between animation frames while the output arrives.
     ui_page.evaluate("""() => {
         window.__maxGap = 0; let last = performance.now();
-        const loop = (t) => { window.__maxGap = Math.max(window.__maxGap, t - last); last = t; window.__raf = requestAnimationFrame(loop); };
+        const loop = (t) => {
+            window.__maxGap = Math.max(window.__maxGap, t - last);
+            last = t;
+            window.__raf = requestAnimationFrame(loop);
+        };
         window.__raf = requestAnimationFrame(loop);
     }""")
     started = time.monotonic()
