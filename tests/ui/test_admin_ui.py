@@ -368,3 +368,25 @@ def test_saving_over_someone_elses_newer_save_asks_before_overwriting(ui_page: P
     ui_page.get_by_role("dialog").get_by_role("button", name="Overwrite with mine").click()
     expect(ui_page.locator(".dirty-mark")).to_be_hidden()
     assert api.get(f"/api/admin/scripts/{script['id']}").json()["name"] == "Shared (mine)"
+
+
+def test_the_type_offers_only_its_runners_and_switches_the_highlighting(ui_page: Page) -> None:
+    ui_page.goto("/admin/scripts/new")
+    type_select = ui_page.get_by_label("Type", exact=True)
+    runner = ui_page.get_by_label("Runner", exact=True)
+    expect(runner).to_have_value("host")
+    expect(runner).to_be_disabled()  # bash has one runner
+    set_code(ui_page, "for f in *; do echo \"$f\"; done # files\n")
+    expect(ui_page.locator(".code-host .tok-keyword").first).to_have_text("for")
+    expect(ui_page.locator(".code-host .cm-lineNumbers .cm-gutterElement", has_text="2")).to_have_count(1)
+
+    type_select.select_option("node")
+    expect(runner.locator("option")).to_have_text(["host", "vm2 (sandbox)"])
+    runner.select_option("vm2")
+    set_code(ui_page, "const answer = 42; // js\n")
+    expect(ui_page.locator(".code-host .tok-keyword").first).to_have_text("const")
+    expect(ui_page.locator(".code-host .tok-comment")).to_have_text("// js")
+
+    type_select.select_option("browser")
+    expect(runner).to_have_value("browser")
+    expect(ui_page.get_by_label("Working directory")).to_be_disabled()
