@@ -192,6 +192,13 @@ def test_a_browser_script_that_throws_or_never_ends_fails_or_times_out(ui_page: 
     run = wait_finished(api, shown_run_id(ui_page))
     assert (run["status"], run["exitCode"]) == ("failed", 1)
 
+    broken = api.create_script(name="Broken", type="browser", script="console.log('never'")
+    ui_page.goto(f"/admin/scripts/{broken['id']}")
+    ui_page.locator("#run-script").click()
+    expect(ui_page.locator(STATUS)).to_have_attribute("data-status", "failed")
+    expect(ui_page.locator(f"{OUTPUT} .stderr")).to_contain_text(re.compile(r"SyntaxError: .+ \(script line 1\)"))
+    assert wait_finished(api, shown_run_id(ui_page))["status"] == "failed"
+
     endless = api.create_script(name="Endless", type="browser", timeoutMs=700,
                                 script="console.log('spinning');\nwhile (true) {}")
     ui_page.goto(f"/admin/scripts/{endless['id']}")

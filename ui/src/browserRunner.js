@@ -74,11 +74,16 @@ class LocalRun {
       else if (m.t === "done") this.finish(m.ok ? "succeeded" : "failed", m.ok ? 0 : 1, m.error);
     };
     this.worker.onerror = (ev) => {
-      // Errors the bootstrap could not catch: chiefly a syntax error in the script.
+      // Errors the bootstrap could not catch: chiefly a syntax error in the script. A
+      // module worker's load error carries no message, so ask a parse check for one.
       ev.preventDefault();
-      const msg = ev.message || "the script could not be loaded (syntax error?)";
-      this.output("stderr", `${msg}\n`);
-      this.finish("failed", 1, msg);
+      const report = (msg) => {
+        if (this.finished) return;
+        this.output("stderr", `${msg}\n`);
+        this.finish("failed", 1, msg);
+      };
+      if (ev.message) report(ev.message);
+      else explainLoadError(script.script || "").then(report);
     };
     this.timer = setTimeout(() => {
       this.output("stderr", `\nTimed out after ${this.timeoutMs} ms; the worker was stopped.\n`);
@@ -178,6 +183,41 @@ class LocalRun {
     const blob = new Blob([JSON.stringify(body)], { type: "application/json" });
     navigator.sendBeacon?.(`/api/admin/scripts/runs/${encodeURIComponent(this.runId)}/browser-result`, blob);
   }
+}
+
+/**
+ * Why a script does not load, from a classic worker that only parses it: the code sits
+ * inside a function expression that is never called, after the same lockdown as a run.
+ * Classic workers report syntax errors with a message and a line number.
+ */
+function explainLoadError(code) {
+  const fallback = "SyntaxError: the script could not be parsed";
+  const head = `const bootstrap = ${bootstrap.toString()};\nbootstrap(self, {}, 0);\n(async function (env, console) {`;
+  const firstLine = head.split("\n").length + 1;
+  const source = `${head}\n${code}\n});\nself.postMessage("parsed");`;
+  const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+  return new Promise((resolve) => {
+    let worker = null;
+    const done = (msg) => {
+      clearTimeout(timer);
+      worker?.terminate();
+      URL.revokeObjectURL(url);
+      resolve(msg);
+    };
+    const timer = setTimeout(() => done(fallback), 3000);
+    try {
+      worker = new Worker(url, { name: "scriptbox-parse-check" });
+    } catch {
+      done(fallback);
+      return;
+    }
+    worker.onmessage = () => done(fallback);
+    worker.onerror = (ev) => {
+      ev.preventDefault();
+      const line = ev.lineno ? ` (script line ${Math.max(1, ev.lineno - firstLine + 1)})` : "";
+      done(ev.message ? `${ev.message.replace(/^Uncaught /, "")}${line}` : fallback);
+    };
+  });
 }
 
 function envObject(env) {
