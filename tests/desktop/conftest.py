@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from desktop_support import REPO
+from .desktop_support import REPO
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 SCREEN = "1400x1000x24"
