@@ -10,17 +10,19 @@ stdout byte) measured in this same process.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
+import tempfile
 import time
 
 import requests
 from _harness import BenchServer, sse_events, summary
 
 
-def bare_spawn() -> float:
+def bare_spawn(env: dict[str, str] | None) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.Popen(["bash", "-lc", "echo hi"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(["bash", "-lc", "echo hi"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
     assert proc.stdout is not None
     proc.stdout.read(1)
     elapsed = time.perf_counter() - t0
@@ -32,9 +34,14 @@ def bare_spawn() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--home", choices=("user", "empty"), default="empty",
+                        help="HOME for bash -l: this user's (its profile scripts may be slow) or an empty directory")
     args = parser.parse_args()
 
-    server = BenchServer()
+    env = None
+    if args.home == "empty":
+        env = {**os.environ, "HOME": tempfile.mkdtemp(prefix="scriptbox-bench-home-")}
+    server = BenchServer(env={"HOME": env["HOME"]} if env else None)
     try:
         script_id = server.create_script(script="echo hi")
         post_session = requests.Session()
@@ -50,7 +57,7 @@ def main() -> None:
         latencies, bare = [], []
         for _ in range(args.runs):
             # Interleaved, so both see the same machine load.
-            bare.append(bare_spawn())
+            bare.append(bare_spawn(env))
             t0 = time.perf_counter()
             run_id = server.start_run(script_id, post_session)
             with stream_session.get(server.base + f"/api/admin/scripts/runs/{run_id}/stream", stream=True) as r:
