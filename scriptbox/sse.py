@@ -67,8 +67,8 @@ class RunStreamSource:
         self,
         get_run: Callable[[str], dict[str, Any] | None],
         chunks_after: Callable[[str, int], Iterator[dict[str, Any]]],
-        subscribe: Callable[[str], "Viewer"],
-        hub: "OutputHub",
+        subscribe: Callable[[str], Viewer],
+        hub: OutputHub,
         is_local: Callable[[str], bool],
         run_json: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> None:
