@@ -65,5 +65,11 @@ test-deps: deps desktop-deps $(VENV)/.test $(VENV)/.packaging
 system-deps:
 	./scripts/install-system-deps.sh
 
+# Benchmarks print median and spread next to a raw baseline (numbers in docs/engine.md).
+bench: deps
+	$(PY) bench/start_latency.py
+	$(PY) bench/throughput.py
+	$(PY) bench/fanout.py
+
 clean:
 	rm -rf $(VENV) ui/node_modules ui/dist scriptbox/runners/vm2/node_modules build dist
