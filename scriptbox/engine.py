@@ -37,6 +37,7 @@ from bson import ObjectId
 
 from scriptbox import proctree, sse
 from scriptbox.errors import ApiError, Conflict, DatabaseUnavailable, NotFound, ValidationFailed
+from scriptbox.models import DEFAULT_RUNNER
 from scriptbox.output import ChunkWriter, HubEvent, OutputHub, RunOutput, TailBuffer, Viewer, read_stream
 from scriptbox.runners.base import LaunchSpec, RunnerUnavailable
 from scriptbox.runners.host import prepare_host_launch
@@ -45,7 +46,6 @@ from scriptbox.store.runs import FINISHED, RunStore, run_to_json
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RUNNER = {"bash": "host", "node": "host", "browser": "browser"}
 BROWSER_GRACE_S = 30.0
 VM2_TIMEOUT_EXIT = 124  # the vm2 harness exits 124 when its own timeout fires
 
@@ -127,8 +127,9 @@ class Engine:
         self.options = options or EngineOptions()
         self.host = host or socket.gethostname()
         pid = os.getpid()
-        self.executor = {
-            "id": f"{self.host}/{pid}/{secrets.token_hex(4)}",
+        self.executor_id = f"{self.host}/{pid}/{secrets.token_hex(4)}"
+        self.executor: dict[str, Any] = {
+            "id": self.executor_id,
             "host": self.host,
             "pid": pid,
             "start": _proc_start(pid),
@@ -469,7 +470,7 @@ class Engine:
     def _note(self, run: ActiveRun, fields: dict[str, Any]) -> None:
         """Record details of a running run; best effort (the outcome matters more)."""
         try:
-            self.runs.update_running(run.oid, self.executor["id"], fields)
+            self.runs.update_running(run.oid, self.executor_id, fields)
         except DatabaseUnavailable:
             log.warning("run %s: could not record %s (database unreachable)", run.run_id, sorted(fields))
 
@@ -517,7 +518,7 @@ class Engine:
         while True:
             try:
                 done = self.runs.finish(run.oid, status, fields,
-                                        expect={"status": "running", "executor.id": self.executor["id"]})
+                                        expect={"status": "running", "executor.id": self.executor_id})
                 break
             except DatabaseUnavailable:
                 # Keep trying while the lease would still be ours; after that
@@ -585,7 +586,7 @@ class Engine:
                         if run is not None:
                             run.request_stop("cancel")
                     if now - last_renew >= self.options.renew_every_s:
-                        self.runs.renew_leases(ids, self.executor["id"], self.options.lease_s)
+                        self.runs.renew_leases(ids, self.executor_id, self.options.lease_s)
                         last_renew = now
                     table = proctree.scan()
                     for run in list(self._active.values()):
@@ -625,7 +626,7 @@ class Engine:
                             "leaseUntil": {"$lt": now}})
             else:
                 executor = doc.get("executor") or {}
-                if executor.get("id") == self.executor["id"] and str(oid) in self._active:
+                if executor.get("id") == self.executor_id and str(oid) in self._active:
                     continue  # ours and alive; the renewal was merely late
                 if executor.get("host") == self.host:
                     self._kill_leftovers(doc)
@@ -640,7 +641,7 @@ class Engine:
         """At start: end runs of a previous server on this host (SPEC §6)."""
         for doc in self.runs.running_on_host(self.host):
             executor = doc.get("executor") or {}
-            if executor.get("id") == self.executor["id"]:
+            if executor.get("id") == self.executor_id:
                 continue
             pid, start = executor.get("pid"), executor.get("start")
             if isinstance(pid, int) and start is not None and _proc_start(pid) == start:

@@ -158,8 +158,8 @@ class RunProcesses:
             self._seen.setdefault(pid, info.start)
         # Forget pids that are gone so the map does not grow without bound.
         for pid, start in list(self._seen.items()):
-            info = table.get(pid)
-            if info is None or info.start != start:
+            current = table.get(pid)
+            if current is None or current.start != start:
                 del self._seen[pid]
 
     def find(self, table: dict[int, ProcInfo] | None = None, env_scan: bool = True) -> list[ProcInfo]:

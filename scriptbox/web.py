@@ -142,7 +142,7 @@ def create_app(services: Services) -> Bottle:
             message = "internal error; see the server log"
         return json.dumps(error_body(STATUS_CODES.get(status, "error"), message))
 
-    app.default_error_handler = error_handler  # type: ignore[method-assign]
+    app.default_error_handler = error_handler
 
     @app.get("/healthz")
     def healthz() -> HTTPResponse:

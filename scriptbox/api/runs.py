@@ -75,12 +75,8 @@ def parse_list_query(query: Any) -> dict[str, Any]:
 
 def register(app: Bottle, services: Services) -> None:
     def engine() -> Any:
-        if services.engine is None:
-            # A process that does not execute runs (serve --no-worker) still
-            # needs the engine's request side; build it on first use.
-            from ..engine import build_engine
-
-            build_engine(services)
+        # Built in server.py before the app serves; with --no-worker it still
+        # submits, cancels and streams, it just executes nothing.
         return services.engine
 
     def get_run(run_id: str) -> dict[str, Any]:
@@ -101,7 +97,7 @@ def register(app: Bottle, services: Services) -> None:
     @app.get("/api/admin/scripts/runs")
     def list_runs() -> dict[str, Any]:
         params = parse_list_query(request.query)
-        docs, next_before = engine().runs.list(params["script_id"], params["statuses"], params["limit"],
+        docs, next_before = engine().runs.page(params["script_id"], params["statuses"], params["limit"],
                                                params["before"])
         return {"runs": [run_to_json(d) for d in docs], "nextBefore": next_before}
 

@@ -210,7 +210,7 @@ class RunStore:
         with translate_db_errors():
             self.runs.bulk_write(ops, ordered=False)
 
-    def list(
+    def page(
         self,
         script_id: ObjectId | None,
         statuses: list[str] | None,
