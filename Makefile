@@ -17,10 +17,13 @@ desktop: deps desktop-deps
 	$(PY) app.py desktop $(ARGS)
 
 test: system-deps test-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: test-deps
-	$(VENV)/bin/ruff check app.py scriptbox tests bench
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # --- Python -------------------------------------------------------------
 $(VENV)/bin/python:

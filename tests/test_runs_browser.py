@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
-from runs_support import SseStream, get_run, output_text, start_run, wait_status
-
 from conftest import Api
+from runs_support import SseStream, get_run, output_text, start_run, wait_status
 
 
 def _browser_script(api: Api, **fields: object) -> dict:  # type: ignore[type-arg]

@@ -6,9 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
-from runs_support import SseStream, rss_bytes, start_run, wait_status
-
 from conftest import ScriptboxServer
+from runs_support import SseStream, rss_bytes, start_run, wait_status
 
 MIB = 1024 * 1024
 # 30 MiB of 100-byte lines (the last one cut short).

@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from runs_support import SseStream, output_text, start_run, wait_status
-
 from conftest import Api
+from runs_support import SseStream, output_text, start_run, wait_status
 
 
 def test_a_finished_run_replays_everything_and_ends(api: Api) -> None:

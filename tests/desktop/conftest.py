@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from .desktop_support import REPO
 
 ARTIFACTS = REPO / "tests" / "artifacts"

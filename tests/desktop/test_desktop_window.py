@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
+
 from .desktop_support import (
     REPO,
     desktop_env,

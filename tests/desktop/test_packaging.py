@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 import requests
-from .desktop_support import REPO, finish, kill_all, wait_for_line, wait_for_line_matching, wait_until_gone
 
 from scriptbox.embedded_db import free_loopback_port
+
+from .desktop_support import REPO, finish, kill_all, wait_for_line, wait_for_line_matching, wait_until_gone
 
 UNIT = REPO / "packaging" / "systemd" / "scriptbox.service"
 SYSUSERS = REPO / "packaging" / "systemd" / "scriptbox.sysusers"
