@@ -1,20 +1,35 @@
 """Benchmark 3: fan-out.
 
-20 concurrent runs, each printing a line every 10 ms for 10 s, watched by 100
-SSE viewers (5 per run). Checks that every viewer receives every line of its
-run, in order; reports server CPU, RSS, events and database documents.
+20 concurrent node runs, each printing a line every 10 ms for 10 s, watched by
+100 SSE viewers (5 per run). Checks that every viewer receives every line of
+its run, in order, and that the stored logs hold every line; reports wall
+time, CPU (server, its embedded database) and RSS growth.
 
-    .venv/bin/python bench/fanout.py [--runs 20] [--viewers 100] [--seconds 10]
+Raw baseline, in this same process and interleaved with the Scriptbox
+repetitions: the same 20 scripts run directly as subprocesses, their stdout
+pipes read by this process (one thread, a selector, lines checked in order);
+its wall time and the CPU of that reading. The scripts' own CPU is shown for
+both sides (the server's reaped children; this process's), so the two sides
+are seen to do the same work.
+
+Repeated --reps times (default 3); prints median and spread.
+
+    .venv/bin/python bench/fanout.py [--runs 20] [--viewers 100] [--seconds 10] [--reps 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
+import selectors
+import subprocess
 import threading
 import time
+from dataclasses import dataclass
 
 import requests
-from _harness import AUTH, BenchServer, mib, sse_events
+from _harness import AUTH, BenchServer, bench_home, cpu_seconds, mib, reset_peak_rss, rss, spread, sse_events
 
 NODE_SCRIPT = """
 const total = Number(process.env.LINES);
@@ -27,72 +42,191 @@ const timer = setInterval(() => {
 """
 
 
+def own_cpu(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Baseline:
+    wall: float
+    reader_cpu: float
+    scripts_cpu: float
+    complete: int  # scripts whose every line arrived in order
+
+
+def raw_fanout(runs: int, lines: int, env: dict[str, str]) -> Baseline:
+    """The same scripts as direct subprocesses, their pipes read here."""
+    script_env = {**env, "LINES": str(lines)}
+    cpu0, children0 = own_cpu(), own_cpu(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(["node", "-e", NODE_SCRIPT], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              env=script_env) for _ in range(runs)]
+    selector = selectors.DefaultSelector()
+    state: dict[int, list] = {}  # fd -> [next expected line, pending text, in order so far]
+    for proc in procs:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        selector.register(fd, selectors.EVENT_READ)
+        state[fd] = [1, b"", True]
+    open_fds = len(procs)
+    while open_fds:
+        for key, _ in selector.select():
+            fd = int(key.fd)
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                selector.unregister(fd)
+                open_fds -= 1
+                continue
+            entry = state[fd]
+            *complete, entry[1] = (entry[1] + chunk).split(b"\n")
+            for line in complete:
+                entry[2] = entry[2] and line == b"line %d" % entry[0]
+                entry[0] += 1
+    for proc in procs:
+        proc.wait()
+    wall = time.perf_counter() - t0
+    reader_cpu = own_cpu() - cpu0
+    selector.close()
+    for proc in procs:
+        assert proc.stdout is not None
+        proc.stdout.close()
+    complete = sum(1 for expected, pending, ok in state.values() if ok and pending == b"" and expected - 1 == lines)
+    return Baseline(wall, reader_cpu, own_cpu(resource.RUSAGE_CHILDREN) - children0, complete)
+
+
+@dataclass
+class Watched:
+    wall: float
+    server_cpu: float
+    db_cpu: float
+    scripts_cpu: float
+    viewers_cpu: float
+    idle: int
+    growth: int
+    db_idle: int
+    db_growth: int
+    complete: int  # viewers that received every line of their run in order
+    events: int
+    stored_lines: int
+    statuses: set[str]
+
+
+def watched_fanout(server: BenchServer, script_id: str, runs: int, viewers: int, lines: int) -> Watched:
+    """`runs` runs through Scriptbox, each watched by viewers // runs SSE clients."""
+    db = server.db_pid()
+    results: dict[int, tuple[bool, int, int]] = {}
+    ready = threading.Barrier(viewers + 1)
+    run_ids: list[str] = []
+
+    def view(index: int) -> None:
+        session = requests.Session()
+        session.auth = AUTH
+        ready.wait()
+        run_id = run_ids[index % len(run_ids)]
+        expected = 1
+        ok = True
+        events = 0
+        pending = ""
+        with session.get(server.base + f"/api/admin/scripts/runs/{run_id}/stream", stream=True, timeout=120) as r:
+            for name, _, data in sse_events(r):
+                if name == "output":
+                    events += 1
+                    pending += data["data"]
+                    *complete, pending = pending.split("\n")
+                    for line in complete:
+                        ok = ok and line == f"line {expected}"
+                        expected += 1
+                elif name == "end":
+                    break
+        results[index] = (ok and pending == "", expected - 1, events)
+
+    threads = [threading.Thread(target=view, args=(i,)) for i in range(viewers)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    idle, db_idle = server.rss(), rss(db) if db else 0
+    server.reset_peak_rss()
+    if db:
+        reset_peak_rss(db)
+    cpu0, db0, scripts0, viewers0 = (server.cpu_seconds(), cpu_seconds(db) if db else 0.0,
+                                     server.children_cpu_seconds(), own_cpu())
+    t0 = time.perf_counter()
+    run_ids.extend(server.start_run(script_id) for _ in range(runs))
+    ready.wait()
+    for t in threads:
+        t.join(300)
+    wall = time.perf_counter() - t0
+    server_cpu = server.cpu_seconds() - cpu0
+    db_cpu = (cpu_seconds(db) - db0) if db else 0.0
+    viewers_cpu = own_cpu() - viewers0
+    growth = server.rss("VmHWM") - idle
+    db_growth = (rss(db, "VmHWM") - db_idle) if db else 0
+    statuses = {server.run(r)["status"] for r in run_ids}
+    # Runs are reaped (and their CPU counted) once their status is final.
+    scripts_cpu = server.children_cpu_seconds() - scripts0
+    stored_lines = sum(len(server.session.get(server.base + f"/api/admin/scripts/runs/{r}/log", timeout=30)
+                           .text.splitlines()) for r in run_ids)
+    return Watched(
+        wall=wall, server_cpu=server_cpu, db_cpu=db_cpu, scripts_cpu=scripts_cpu, viewers_cpu=viewers_cpu,
+        idle=idle, growth=growth, db_idle=db_idle, db_growth=db_growth,
+        complete=sum(1 for ok, n, _ in results.values() if ok and n == lines),
+        events=sum(e for _, _, e in results.values()), stored_lines=stored_lines, statuses=statuses)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--viewers", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
-    lines = int(args.seconds * 100)
+    with bench_home() as env:
+        measure(args.runs, args.viewers, int(args.seconds * 100), args.reps, env)
 
-    server = BenchServer(env={"SCRIPTBOX_MAX_CONCURRENT_RUNS": str(args.runs)})
+
+def measure(runs: int, viewers: int, lines: int, reps: int, env: dict[str, str]) -> None:
+    server = BenchServer(env={**env, "SCRIPTBOX_MAX_CONCURRENT_RUNS": str(runs)})
     try:
         script_id = server.create_script(type="node", script=NODE_SCRIPT, env=[{"key": "LINES", "value": str(lines)}])
-        run_ids = [server.start_run(script_id) for _ in range(args.runs)]
-        results: dict[int, tuple[bool, int, int]] = {}
-        ready = threading.Barrier(args.viewers + 1)
+        raw_fanout(2, 10, env)  # warm up node's code cache and this process
+        raw: list[Baseline] = []
+        watched: list[Watched] = []
+        for _ in range(reps):
+            raw.append(raw_fanout(runs, lines, env))
+            time.sleep(0.5)
+            watched.append(watched_fanout(server, script_id, runs, viewers, lines))
+            time.sleep(0.5)
 
-        def view(index: int) -> None:
-            run_id = run_ids[index % len(run_ids)]
-            session = requests.Session()
-            session.auth = AUTH
-            expected = 1
-            ok = True
-            events = 0
-            pending = ""
-            ready.wait()
-            with session.get(server.base + f"/api/admin/scripts/runs/{run_id}/stream", stream=True,
-                             timeout=120) as r:
-                for name, _, data in sse_events(r):
-                    if name == "output":
-                        events += 1
-                        pending += data["data"]
-                        *complete, pending = pending.split("\n")
-                        for line in complete:
-                            ok = ok and line == f"line {expected}"
-                            expected += 1
-                    elif name == "end":
-                        break
-            results[index] = (ok and pending == "", expected - 1, events)
+        def pct(cpu: list[float], wall: list[float]) -> list[float]:
+            return [c / w * 100 for c, w in zip(cpu, wall, strict=True)]
 
-        threads = [threading.Thread(target=view, args=(i,)) for i in range(args.viewers)]
-        for t in threads:
-            t.start()
-        server.reset_peak_rss()
-        idle = server.rss()
-        cpu0 = server.cpu_seconds()
-        t0 = time.perf_counter()
-        ready.wait()
-        for t in threads:
-            t.join(300)
-        elapsed = time.perf_counter() - t0
-        cpu = server.cpu_seconds() - cpu0
-        peak = server.rss("VmHWM")
-        complete = sum(1 for ok, n, _ in results.values() if ok and n == lines)
-        events = sum(e for _, _, e in results.values())
-        statuses = {server.run(r)["status"] for r in run_ids}
-        stored_lines = sum(len(server.session.get(server.base + f"/api/admin/scripts/runs/{r}/log").text.splitlines())
-                           for r in run_ids)
-        print(f"{args.runs} runs x {lines} lines, {args.viewers} viewers: "
-              f"{complete}/{args.viewers} viewers got every line in order; run statuses {sorted(statuses)}")
-        print(f"wall {elapsed:.1f} s; server CPU {cpu:.2f} s ({cpu / elapsed * 100:.0f}% of one core)")
-        print(f"SSE output events delivered: {events} ({events / elapsed:.0f}/s) for "
-              f"{args.viewers * lines} lines ({args.viewers * lines / elapsed:.0f} lines/s)")
-        print(f"server RSS: idle {mib(idle)}, peak {mib(peak)} (+{mib(peak - idle)})")
-        # Each viewer sees one output event per stored chunk of its run.
-        chunk_docs = round(events * args.runs / args.viewers)
-        print(f"stored log lines across runs: {stored_lines}; about {chunk_docs} chunk documents "
-              f"({chunk_docs / elapsed:.0f}/s, written in one bulk insert per 200 ms)")
+        w_wall = [w.wall for w in watched]
+        r_wall = [r.wall for r in raw]
+        print(f"{runs} runs x {lines} lines (one per 10 ms), {viewers} SSE viewers, {reps} repetitions")
+        print("Scriptbox:")
+        print(f"  viewers that got every line in order: {[w.complete for w in watched]} of {viewers}; "
+              f"run statuses {sorted(set().union(*(w.statuses for w in watched)))}; "
+              f"stored log lines {[w.stored_lines for w in watched]} of {runs * lines}")
+        print(f"  wall (POST of the first run -> last viewer's `end`): {spread(w_wall, ' s', digits=2)}")
+        print(f"  server CPU:   {spread(pct([w.server_cpu for w in watched], w_wall), '% of one core')}")
+        print(f"  database CPU: {spread(pct([w.db_cpu for w in watched], w_wall), '% of one core')}")
+        print(f"  server + database CPU: "
+              f"{spread(pct([w.server_cpu + w.db_cpu for w in watched], w_wall), '% of one core')}")
+        print(f"  server RSS growth (peak - idle): {spread([w.growth for w in watched], ' MiB', 1 / 2**20)}; "
+              f"idle before each repetition {', '.join(mib(w.idle) for w in watched)}")
+        print(f"  database RSS growth:             {spread([w.db_growth for w in watched], ' MiB', 1 / 2**20)}; "
+              f"idle before each repetition {', '.join(mib(w.db_idle) for w in watched)}")
+        print(f"  SSE output events delivered per repetition: {spread([w.events for w in watched], '', digits=0)} "
+              f"for {viewers * lines} lines")
+        print(f"  the {viewers} viewers' CPU (this process): "
+              f"{spread(pct([w.viewers_cpu for w in watched], w_wall), '% of one core')}")
+        print(f"  the scripts' own CPU: {spread([w.scripts_cpu for w in watched], ' s', digits=2)}")
+        print("raw baseline (same scripts as subprocesses, pipes read by this process):")
+        print(f"  scripts that delivered every line in order: {[r.complete for r in raw]} of {runs}")
+        print(f"  wall (first spawn -> last EOF): {spread(r_wall, ' s', digits=2)}")
+        print(f"  reader CPU:   {spread(pct([r.reader_cpu for r in raw], r_wall), '% of one core')}")
+        print(f"  the scripts' own CPU: {spread([r.scripts_cpu for r in raw], ' s', digits=2)}")
     finally:
         server.stop()
 

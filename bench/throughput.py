@@ -1,68 +1,160 @@
 """Benchmark 2: output throughput.
 
-A script writes 200 MB to stdout; one live SSE client receives it. Reports the
-delivered MB/s, next to the raw rate of the same command into /dev/null, and
-the server's RSS (idle, and its peak: VmHWM).
+A bash script writes --mb MB (default 200) to stdout and one live SSE client
+receives all of it, timed from POST /run to the `end` event. Repeated --reps
+times (default 5), each repetition interleaved with two raw baselines of the
+same command run by this same process with the same environment:
+  - into /dev/null (`bash -lc '<command> > /dev/null'`): the producer's own rate;
+  - through a pipe read by this process in 64 KiB reads: the rate of the
+    simplest possible reader, which is what Scriptbox replaces.
+Prints median and spread of MB/s for all three, CPU per run (server, its
+embedded database, this SSE client), and the server's RSS: idle, and the peak
+(VmHWM) over all repetitions.
 
-    .venv/bin/python bench/throughput.py [--mb 200]
+    .venv/bin/python bench/throughput.py [--mb 200] [--reps 5] [--home empty|user]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import subprocess
 import time
 
-from _harness import BenchServer, mib, sse_events
+from _harness import BenchServer, bench_home, cpu_seconds, mib, reset_peak_rss, rss, spread, sse_events
 
 LINE = "x" * 99
+CHUNK = 64 * 1024
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_of(pid: int | None) -> float:
+    return cpu_seconds(pid) if pid else 0.0
+
+
+def raw_devnull(command: str, env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["bash", "-lc", command + " > /dev/null"], check=True, env=env, stdin=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def raw_pipe(command: str, env: dict[str, str], total: int) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["bash", "-lc", command], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    received = 0
+    while chunk := os.read(fd, CHUNK):
+        received += len(chunk)
+    proc.wait()
+    elapsed = time.perf_counter() - t0
+    proc.stdout.close()
+    assert received == total and proc.returncode == 0, (received, total, proc.returncode)
+    return elapsed
+
+
+def stream_run(server: BenchServer, script_id: str, total: int) -> tuple[float, int, str]:
+    """(seconds from POST /run to `end`, output events, run id)."""
+    t0 = time.perf_counter()
+    run_id = server.start_run(script_id)
+    received = 0
+    events = 0
+    with server.session.get(server.base + f"/api/admin/scripts/runs/{run_id}/stream", stream=True) as r:
+        for name, _, data in sse_events(r):
+            if name == "output" and not data.get("system"):
+                received += len(data["data"])
+                events += 1
+            elif name == "end":
+                break
+    elapsed = time.perf_counter() - t0
+    assert received == total, (received, total)
+    return elapsed, events, run_id
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--mb", type=int, default=200, help="megabytes (10^6 bytes) the script prints")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--home", choices=("user", "empty"), default="empty",
+                        help="HOME for bash -l, on both sides: this user's or an empty directory")
     args = parser.parse_args()
-    total = args.mb * 1_000_000
+    with bench_home(args.home) as env:
+        measure(args.mb * 1_000_000, args.reps, env, args.home)
+
+
+def measure(total: int, reps: int, env: dict[str, str], home: str) -> None:
     command = f"yes '{LINE}' | head -c {total}"
-
-    t0 = time.perf_counter()
-    subprocess.run(["bash", "-c", command + " > /dev/null"], check=True)
-    raw = time.perf_counter() - t0
-
-    server = BenchServer()
+    server = BenchServer(env=env)
     try:
-        script_id = server.create_script(script=command, timeoutMs=600_000)
+        script_id = server.create_script(script=command, timeoutMs=3_600_000)
         warm = server.start_run(server.create_script(script="echo warm"))
         with server.session.get(server.base + f"/api/admin/scripts/runs/{warm}/stream", stream=True) as r:
             for name, _, _ in sse_events(r):
                 if name == "end":
                     break
+        raw_devnull(command, env)
         time.sleep(0.5)
+        db = server.db_pid()
         idle = server.rss()
+        db_idle = rss(db) if db else 0
         server.reset_peak_rss()
-        cpu0 = server.cpu_seconds()
-        received = 0
-        events = 0
-        t0 = time.perf_counter()
-        run_id = server.start_run(script_id)
-        with server.session.get(server.base + f"/api/admin/scripts/runs/{run_id}/stream", stream=True) as r:
-            for name, _, data in sse_events(r):
-                if name == "output" and not data.get("system"):
-                    received += len(data["data"])
-                    events += 1
-                elif name == "end":
-                    break
-        elapsed = time.perf_counter() - t0
-        cpu = server.cpu_seconds() - cpu0
+        if db:
+            reset_peak_rss(db)
+
+        sse_s: list[float] = []
+        devnull_s: list[float] = []
+        pipe_s: list[float] = []
+        server_cpu: list[float] = []
+        db_cpu: list[float] = []
+        client_cpu: list[float] = []
+        idles: list[int] = []
+        db_idles: list[int] = []
+        events: list[int] = []
+        run_ids: list[str] = []
+        for _ in range(reps):
+            devnull_s.append(raw_devnull(command, env))
+            pipe_s.append(raw_pipe(command, env, total))
+            time.sleep(0.2)
+            idles.append(server.rss())
+            db_idles.append(rss(db) if db else 0)
+            cpu0, db0, own0 = server.cpu_seconds(), cpu_of(db), own_cpu_seconds()
+            elapsed, n_events, run_id = stream_run(server, script_id, total)
+            server_cpu.append(server.cpu_seconds() - cpu0)
+            db_cpu.append(cpu_of(db) - db0)
+            client_cpu.append(own_cpu_seconds() - own0)
+            sse_s.append(elapsed)
+            events.append(n_events)
+            run_ids.append(run_id)
         peak = server.rss("VmHWM")
-        run = server.run(run_id)
-        assert received == total, (received, total)
-        assert run["status"] == "succeeded", run["status"]
-        print(f"raw pipe into /dev/null:     {total / raw / 1e6:8.1f} MB/s ({raw:.2f} s)")
-        print(f"delivered to one SSE client: {total / elapsed / 1e6:8.1f} MB/s ({elapsed:.2f} s, {events} events)")
-        print(f"server CPU during the run:   {cpu:.2f} s")
-        print(f"server RSS: idle {mib(idle)}, peak during the run {mib(peak)} (+{mib(peak - idle)})")
-        print(f"stored log: truncated={run['meta']['logTruncated']}, outputBytes={run['meta']['outputBytes']}")
+        db_peak = rss(db, "VmHWM") if db else 0
+        after = server.rss()
+        runs = [server.run(r) for r in run_ids]
+        assert all(r["status"] == "succeeded" for r in runs), [r["status"] for r in runs]
+
+        def rate(seconds: list[float]) -> list[float]:
+            return [total / s / 1e6 for s in seconds]
+
+        print(f"{total / 1e6:.0f} MB printed by one bash script, {reps} repetitions, HOME {home} on both sides")
+        print(f"delivered to one SSE client:     {spread(rate(sse_s), ' MB/s')}")
+        print(f"raw: read through a pipe here:   {spread(rate(pipe_s), ' MB/s')}")
+        print(f"raw: into /dev/null:             {spread(rate(devnull_s), ' MB/s')}")
+        print(f"SSE delivery time per run:       {spread(sse_s, ' s', digits=2)}; "
+              f"output events per run {sorted(set(events))}")
+        print(f"CPU per run: server {spread(server_cpu, ' s', digits=2)}")
+        print(f"             database {spread(db_cpu, ' s', digits=2) if db else 'n/a (external)'}")
+        print(f"             this SSE client {spread(client_cpu, ' s', digits=2)}")
+        print(f"server RSS: idle {mib(idle)}, before each run {mib(min(idles))} to {mib(max(idles))}, "
+              f"peak over all runs {mib(peak)} (+{mib(peak - idle)} above idle), after the last {mib(after)}")
+        if db:
+            print(f"database RSS: idle {mib(db_idle)}, before each run {mib(min(db_idles))} to {mib(max(db_idles))}, "
+                  f"peak over all runs {mib(db_peak)} (+{mib(db_peak - db_idle)}), after the last {mib(rss(db))}")
+        meta = runs[-1]["meta"]
+        print(f"stored log per run: truncated={meta['logTruncated']}, outputBytes={meta['outputBytes']}")
     finally:
         server.stop()
 
