@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 START_TIMEOUT_S = 60.0
+EMBEDDED_CACHE_SIZE = "256M"
 STOP_TIMEOUT_S = 15.0
 
 
@@ -115,6 +116,9 @@ class EmbeddedDatabase:
                 # tests); run history is worth ~1 ms per write, and the run
                 # engine batches its writes anyway.
                 "--sync-on-commit",
+                # WiredTiger's cache defaults to 1 GB and keeps what it read or
+                # wrote: too much for a console's database on a laptop.
+                "--cache-size", EMBEDDED_CACHE_SIZE,
             ]
             with open(self.log_path, "ab") as log_file:
                 self.process = subprocess.Popen(

@@ -7,6 +7,7 @@ PACKAGES=(
   xvfb xauth imagemagick x11-utils    # desktop tests: virtual screen + screenshots
   libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libnss3  # Qt WebEngine
   libxcb-image0 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1  # Qt's xcb plugin
+  openssl                             # TLS test: a self-signed certificate
   desktop-file-utils systemd binutils  # packaging tests: .desktop validation, systemd-analyze, PyInstaller
 )
 missing=()
