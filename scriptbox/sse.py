@@ -15,6 +15,7 @@ the stream polls the database every `remote_poll_s` instead.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -45,17 +46,23 @@ def output_frame(seq: int, stream: str, data: str, system: bool = False) -> byte
     return frame("output", body, seq)
 
 
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
+
+
 def parse_last_event_id(header: str | None, query: str | None) -> int | None:
     """Last-Event-ID from the header (preferred) or `?lastEventId=`.
 
     Anything that is not a non-negative integer is ignored (a fresh start),
-    because browsers resend whatever id they last saw.
+    because browsers resend whatever id they last saw. Only ASCII digits count
+    (str.isdigit() also accepts "²", which int() refuses), and at most 18 of
+    them: a larger number is no sequence of ours and would not fit the
+    database's 64-bit integers.
     """
     for raw in (header, query):
         if raw is None:
             continue
         raw = raw.strip()
-        if raw.isdigit():
+        if _EVENT_ID.fullmatch(raw):
             return int(raw)
     return None
 

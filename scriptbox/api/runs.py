@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ DEFINITION_ID = "<definition_id:re:[0-9a-fA-F]{24}>"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 CLIENT_TRIGGERS = ("manual", "api")
+_LIMIT = re.compile(r"[0-9]{1,6}")
 
 
 def parse_trigger(body: Any) -> str:
@@ -58,7 +60,8 @@ def parse_list_query(query: Any) -> dict[str, Any]:
         out["statuses"] = statuses
     limit = query.getunicode("limit")
     if limit is not None and limit != "":
-        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if not _LIMIT.fullmatch(limit) or not 1 <= int(limit) <= MAX_LIMIT:
             fields["limit"] = f"must be a whole number from 1 to {MAX_LIMIT}"
         else:
             out["limit"] = int(limit)
