@@ -18,6 +18,7 @@ The engine must run in a gevent-patched process: every wait is cooperative.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -390,9 +391,13 @@ class Engine:
                 preexec_fn=spec.preexec,
                 close_fds=True,
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
+            # ValueError: Popen refuses a NUL byte in argv/env before forking.
             self._note(run, {"meta.snapshot": snapshot})
-            self._fail_to_start(run, f"cannot start {spec.argv[0]}: {exc.strerror or exc}")
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if isinstance(exc, OSError) and exc.errno == errno.E2BIG:
+                reason += " (the script's env is larger than the system allows for a new process)"
+            self._fail_to_start(run, f"cannot start {spec.argv[0]}: {reason}")
             self._cleanup(spec)
             return
         run.procs = proctree.RunProcesses(run.run_id, proc.pid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from conftest import Api
 from runs_support import SseStream, output_text, run_script
@@ -35,6 +36,30 @@ def test_run_list_limit_with_a_non_ascii_digit_is_a_400_naming_limit(api: Api) -
     response = api.get("/api/admin/scripts/runs", params={"limit": "²"})
     assert response.status_code == 400, response.text
     assert "limit" in response.json()["error"]["fields"]
+
+
+def test_bash_script_longer_than_one_process_argument_runs_and_its_temp_file_is_removed(api: Api) -> None:
+    # Linux refuses a single argv string over 128 KiB; the contract allows 1 MiB.
+    script = 'echo "file=$BASH_SOURCE"; exit 3\n' + "#" * 300_000 + "\n"
+    run, log = run_script(api, script)
+    assert run["status"] == "failed" and run["exitCode"] == 3, (run, log)
+    path = log.split("file=", 1)[1].strip()
+    assert path and not os.path.exists(path)
+
+
+def test_node_script_longer_than_one_process_argument_runs_like_node_e(api: Api) -> None:
+    script = "console.log(typeof require, typeof module, process.cwd() !== '')\n//" + "x" * 300_000
+    run, log = run_script(api, script, type="node")
+    assert run["status"] == "succeeded", (run, log)
+    assert log == "function object true\n"
+
+
+def test_nul_character_in_script_or_env_fails_to_start_with_the_reason(api: Api) -> None:
+    for fields in ({"script": "echo a\u0000b"}, {"env": [{"key": "A", "value": "x\u0000y"}]}):
+        run, log = run_script(api, fields.pop("script", "echo hi"), **fields)
+        assert run["status"] == "failed" and run["exitCode"] is None
+        assert "NUL" in run["meta"]["error"] and "NUL" in log
+        assert "internal error" not in run["meta"]["error"]
 
 
 def test_sse_stream_of_a_finished_run_replays_everything_then_ends(api: Api) -> None:

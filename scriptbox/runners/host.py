@@ -6,9 +6,12 @@ reads its output and owns its lifecycle.
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import shutil
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 
 from scriptbox.runners.base import LaunchSpec, RunnerUnavailable
 
@@ -17,6 +20,11 @@ from scriptbox.runners.base import LaunchSpec, RunnerUnavailable
 # usual names under which a MongoDB URI is passed around.
 _SECRET_PREFIXES = ("SCRIPTBOX_",)
 _SECRET_NAMES = frozenset({"MONGODB_URI", "MONGO_URI", "MONGO_URL", "MONGODB_URL"})
+
+# Linux refuses any single argument longer than MAX_ARG_STRLEN (32 pages,
+# 128 KiB with its NUL) with E2BIG, but a script may be up to 1 MiB (SPEC §2).
+# A longer script is written to a private file and the -c/-e program loads it.
+INLINE_SCRIPT_MAX_BYTES = 128 * 1024 - 1
 
 
 def is_secret_env(name: str) -> bool:
@@ -82,18 +90,52 @@ def prepare_host_launch(
     script = str(definition.get("script") or "")
     env_items = definition.get("env") or []
     assert isinstance(env_items, list)
+    # execve() cannot pass a NUL byte; say so instead of failing inside Popen.
+    if "\0" in script:
+        raise RunnerUnavailable("the script contains a NUL character, which cannot be passed to a process")
+    for item in env_items:
+        if "\0" in str(item.get("value", "")):
+            raise RunnerUnavailable(f"env {item.get('key')} contains a NUL character, "
+                                    "which cannot be passed to a process")
     env = host_environment(os.environ if base_env is None else base_env, env_items, run_id, script_id)
     cwd = resolve_working_directory(str(definition.get("defaultWorkingDirectory") or ""), data_dir)
-    if kind == "bash":
-        exe = shutil.which("bash", path=env.get("PATH"))
-        if exe is None:
-            raise RunnerUnavailable("bash is not installed (not found on PATH)")
-        argv = [exe, "-lc", script]
-    elif kind == "node":
-        exe = shutil.which("node", path=env.get("PATH"))
-        if exe is None:
-            raise RunnerUnavailable("node is not installed (not found on PATH)")
-        argv = [exe, "-e", script]
-    else:
+    if kind not in ("bash", "node"):
         raise RunnerUnavailable(f"the host runner cannot run scripts of type {kind!r}")
-    return LaunchSpec(argv=argv, env=env, cwd=cwd, stdin_data=None, label=kind)
+    exe = shutil.which(kind, path=env.get("PATH"))
+    if exe is None:
+        raise RunnerUnavailable(f"{kind} is not installed (not found on PATH)")
+    cleanup: Callable[[], None] | None = None
+    if len(script.encode("utf-8")) > INLINE_SCRIPT_MAX_BYTES:
+        path, cleanup = _write_script_file(script, ".sh" if kind == "bash" else ".js")
+        if kind == "bash":
+            # `.` reads the whole file before running it, so the file may go
+            # away (cleanup) while the run is still going.
+            script = f". {shlex.quote(path)}"
+        else:
+            # -e code sees require/module/__dirname as globals; so does code
+            # run in this context, exactly as if it had been passed with -e.
+            script = (f"require('vm').runInThisContext(require('fs').readFileSync({_js_string(path)}, 'utf8'),"
+                      " {filename: '[eval]'})")
+    argv = [exe, "-lc", script] if kind == "bash" else [exe, "-e", script]
+    return LaunchSpec(argv=argv, env=env, cwd=cwd, stdin_data=None, cleanup=cleanup, label=kind)
+
+
+def _write_script_file(script: str, suffix: str) -> tuple[str, Callable[[], None]]:
+    """Write a too-long script to a private (0700) temp dir; returns (path, cleanup)."""
+    try:
+        folder = tempfile.mkdtemp(prefix="scriptbox-script-")
+        path = os.path.join(folder, "script" + suffix)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(script)
+    except OSError as exc:
+        raise RunnerUnavailable(f"cannot write the script to a temporary file: {exc.strerror or exc}") from exc
+
+    def cleanup() -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    return path, cleanup
+
+
+def _js_string(text: str) -> str:
+    """A JavaScript string literal (JSON is valid JavaScript here)."""
+    return json.dumps(text)
