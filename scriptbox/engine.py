@@ -400,7 +400,8 @@ class Engine:
             self._fail_to_start(run, f"cannot start {spec.argv[0]}: {reason}")
             self._cleanup(spec)
             return
-        run.procs = proctree.RunProcesses(run.run_id, proc.pid)
+        pipes = [os.fstat(p.fileno()).st_ino for p in (proc.stdout, proc.stderr) if p is not None]
+        run.procs = proctree.RunProcesses(run.run_id, proc.pid, pipe_inodes=pipes)
         try:
             status, exit_code, error, sig = self._supervise(run, proc, spec, snapshot)
         except BaseException:

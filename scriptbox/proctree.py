@@ -10,7 +10,9 @@ A run's processes are found four ways, because each alone misses some:
 - as a safety net, any process whose environment carries
   `SCRIPTBOX_RUN_ID=<run id>`: a daemon that forked twice and called `setsid`
   is reparented away from the tree but keeps the environment it was started
-  with.
+  with;
+- and any process that still holds the run's output pipes open (a daemon that
+  also cleared its environment, e.g. `setsid env -i ...`, still writes there).
 
 Every process is identified by (pid, start time), and its start time is checked
 again right before a signal, so a pid that the kernel has reused for an
@@ -99,6 +101,27 @@ def has_run_env(pid: int, run_id: str) -> bool:
     return needle in b"\0" + environ + b"\0"
 
 
+def pipe_holders(inodes: Iterable[int], table: dict[int, ProcInfo]) -> set[int]:
+    """Pids that have a pipe with one of these inodes open (any fd)."""
+    wanted = {f"pipe:[{inode}]" for inode in inodes}
+    found: set[int] = set()
+    if not wanted:
+        return found
+    for pid in table:
+        try:
+            fds = os.listdir(f"{_PROC}/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"{_PROC}/{pid}/fd/{fd}") in wanted:
+                    found.add(pid)
+                    break
+            except OSError:
+                continue
+    return found
+
+
 def children_map(table: dict[int, ProcInfo]) -> dict[int, list[int]]:
     """ppid -> child pids."""
     kids: dict[int, list[int]] = {}
@@ -141,9 +164,11 @@ def become_subreaper() -> bool:
 class RunProcesses:
     """The processes of one run: tracking while it runs, killing at the end."""
 
-    def __init__(self, run_id: str, root_pid: int) -> None:
+    def __init__(self, run_id: str, root_pid: int, pipe_inodes: Iterable[int] = ()) -> None:
         self.run_id = run_id
         self.root_pid = root_pid
+        # Inodes of the run's stdout/stderr pipes (see pipe_holders).
+        self.pipe_inodes = frozenset(pipe_inodes)
         root = read_proc(root_pid)
         self.root_start = root.start if root else -1
         # pid -> start time of every descendant ever seen.
@@ -183,6 +208,9 @@ class RunProcesses:
             for info in table.values():
                 if info.pid not in members and info.alive and has_run_env(info.pid, self.run_id):
                     members.add(info.pid)
+            for pid in pipe_holders(self.pipe_inodes, table):
+                if table[pid].start >= self.root_start:
+                    members.add(pid)
         # Children of members belong to the run too (even with a cleared env).
         members |= descendants(members, table)
         members.discard(self._self_pid)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from pathlib import Path
 
 from conftest import Api
-from runs_support import SseStream, output_text, run_script
+from runs_support import SseStream, get_run, output_text, pid_alive, run_script, start_run, wait_status
 
 
 def _replayed_output(body: str) -> str:
@@ -60,6 +62,26 @@ def test_nul_character_in_script_or_env_fails_to_start_with_the_reason(api: Api)
         assert run["status"] == "failed" and run["exitCode"] is None
         assert "NUL" in run["meta"]["error"] and "NUL" in log
         assert "internal error" not in run["meta"]["error"]
+
+
+def test_daemon_with_a_cleared_environment_holding_the_output_pipe_is_killed(api: Api, tmp_path: Path) -> None:
+    # setsid + double fork + `env -i`: not in the tree, session or environment
+    # of the run; only the output pipe it still holds ties it to the run.
+    pid_file = tmp_path / "daemon.pid"
+    script = f"( setsid env -i /bin/sh -c 'echo $$ > {pid_file}; exec sleep 1000' & ); sleep 0.5; echo started"
+    definition = api.create_script(script=script)
+    run_id = start_run(api, definition["id"])
+    run = wait_status(api, run_id)
+    assert run["status"] == "succeeded", run
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 15
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = pid_alive(pid)
+    if alive:
+        os.kill(pid, 9)
+    assert not alive, "the daemon of the run survived it"
+    assert get_run(api, run_id)["status"] == "succeeded"
 
 
 def test_sse_stream_of_a_finished_run_replays_everything_then_ends(api: Api) -> None:
