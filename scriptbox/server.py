@@ -8,6 +8,7 @@ admin password -> engine -> HTTP. Stop is the reverse, on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import signal
 import socket
@@ -18,14 +19,14 @@ from typing import Any
 
 import gevent
 import gevent.event
-from gevent.pywsgi import LoggingLogAdapter, WSGIServer
+from gevent.pywsgi import LoggingLogAdapter, WSGIHandler, WSGIServer
 
 from .auth import CredentialChecker, DesktopSessions, FailureThrottle, prepare_admin_password
 from .config import Settings
 from .datadir import DataDirBusy, DataDirLock
 from .embedded_db import EmbeddedDatabase, EmbeddedDatabaseError
 from .engine import build_engine
-from .errors import DatabaseUnavailable
+from .errors import STATUS_CODES, DatabaseUnavailable, error_body
 from .guards import HostGuard
 from .services import Services
 from .store import Database
@@ -37,6 +38,56 @@ log = logging.getLogger("scriptbox")
 HTTP_STOP_GRACE_S = 5.0
 
 
+def _raw_json_error(status: int, message: str) -> bytes:
+    """A complete HTTP error response with the JSON error body, for the socket."""
+    body = json.dumps(error_body(STATUS_CODES.get(status, "error"), message)).encode()
+    reason = HTTP_REASONS.get(status, "Error")
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+HTTP_REASONS = {400: "Bad Request", 414: "URI Too Long", 500: "Internal Server Error"}
+_PROTOCOL_ERRORS = {
+    "400": _raw_json_error(400, "the request is not valid HTTP"),
+    "414": _raw_json_error(414, "the request line is too long"),
+}
+
+
+class JsonErrorHandler(WSGIHandler):
+    """gevent's handler, with the JSON error body on errors it answers itself.
+
+    gevent answers malformed requests (bad request line, URL over 8 KiB,
+    broken chunked body) before the app sees them, with an empty body; every
+    error of Scriptbox is JSON (SPEC §3). These hooks are gevent internals,
+    pinned with gevent in requirements.txt and covered by test_error_shape.py.
+    """
+
+    def handle_one_request(self) -> Any:
+        result = super().handle_one_request()
+        if isinstance(result, tuple) and result[0] in _PROTOCOL_ERRORS:
+            return (result[0], _PROTOCOL_ERRORS[result[0]])
+        return result
+
+    def _handle_client_error(self, ex: BaseException) -> Any:
+        status, _ = super()._handle_client_error(ex)
+        return (status, _PROTOCOL_ERRORS.get(status, _PROTOCOL_ERRORS["400"]))
+
+    def _send_error_response_if_possible(self, error_code: int) -> None:
+        if self.response_length:
+            self.close_connection = True
+            return
+        message = "the request is not valid HTTP" if error_code < 500 else "internal error; see the server log"
+        body = json.dumps(error_body(STATUS_CODES.get(error_code, "error"), message)).encode()
+        try:
+            self.start_response(f"{error_code} {HTTP_REASONS.get(error_code, 'Error')}", [
+                ("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(body))),
+                ("Connection", "close")])
+            self.write(body)
+        except OSError:
+            self.close_connection = True
+
+
 class NoDelayWSGIServer(WSGIServer):
     """A WSGIServer whose connections send small writes at once.
 
@@ -44,6 +95,8 @@ class NoDelayWSGIServer(WSGIServer):
     small SSE events and short JSON answers back by ~40 ms (measured by the
     start-latency benchmark).
     """
+
+    handler_class = JsonErrorHandler
 
     def handle(self, sock: socket.socket, address: Any) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6):

@@ -140,6 +140,10 @@ def test_two_admins_saving_the_same_loaded_version_do_not_overwrite_each_other(a
     assert second.status_code == 409
     assert second.json()["error"]["code"] == "edit_conflict"
     assert api.get(f"/api/admin/scripts/{loaded['id']}").json()["description"] == "alice"
+    for stale in ["garbage", 5, None, loaded["updatedAt"].removesuffix("Z")]:
+        malformed = api.put(f"/api/admin/scripts/{loaded['id']}", json={"description": "x", "updatedAt": stale})
+        assert malformed.status_code == 400, (stale, malformed.text)
+        assert "updatedAt" in malformed.json()["error"]["fields"]
     # Automation that sends no updatedAt just updates.
     assert api.put(f"/api/admin/scripts/{loaded['id']}", json={"description": "bot"}).status_code == 200
 

@@ -6,6 +6,7 @@ nothing stored is changed by a refused request.
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any
 
@@ -159,6 +160,43 @@ def test_auth_and_origin_errors_share_the_shape(server: ScriptboxServer) -> None
     assert_error_shape(server.api().post("/api/admin/scripts", json={}, headers={"Origin": "https://x.example"}),
                        {403})
     assert_error_shape(server.api().get("/api/admin/scripts", headers={"Host": "x.example"}), {403})
+
+
+def _raw_exchange(server: ScriptboxServer, request: bytes) -> tuple[str, bytes]:
+    """Send raw bytes; returns (status line, body) of the answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    return head.split(b"\r\n", 1)[0].decode("latin-1"), body
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"GET / HTTP/9.9\r\n\r\n", "400"),
+    (b"NOT-HTTP\r\n\r\n", "400"),
+    (b"GET /api/admin/scripts?q=" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "414"),
+])
+def test_protocol_errors_answered_by_the_http_server_are_json_too(server: ScriptboxServer, request_bytes: bytes,
+                                                                 status: str) -> None:
+    status_line, body = _raw_exchange(server, request_bytes)
+    assert status_line.split(" ")[1] == status, status_line
+    error = json.loads(body)["error"]
+    assert error["code"] and error["message"]
+
+
+def test_a_chunked_body_is_read_and_limited_like_any_other(api: Api) -> None:
+    def chunks(payload: bytes) -> Any:
+        for start in range(0, len(payload), 65536):
+            yield payload[start:start + 65536]
+
+    small = json.dumps({"name": "Chunked", "codeIdentifier": "chunked-body", "type": "bash"}).encode()
+    response = api.post("/api/admin/scripts", data=chunks(small), headers={"Content-Type": "application/json"})
+    assert response.status_code == 201, response.text
+    big = b'{"name": "' + b"x" * (9 * 1024 * 1024) + b'"}'
+    response = api.post("/api/admin/scripts", data=chunks(big), headers={"Content-Type": "application/json"})
+    assert_error_shape(response, {413})
 
 
 def test_garbage_on_the_socket_does_not_take_the_server_down(server: ScriptboxServer) -> None:

@@ -21,7 +21,12 @@ def read_json_body(request: LocalRequest, *, required: bool = True) -> Any:
     """
     if request.content_length > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the request body is larger than {MAX_BODY_BYTES} bytes")
-    raw = request.body.read(MAX_BODY_BYTES + 1)
+    if request.chunked:
+        # The WSGI server has already removed the chunked framing; Bottle would
+        # try again and fail, so read the (bounded) stream directly.
+        raw = request.environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
+    else:
+        raw = request.body.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the request body is larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():

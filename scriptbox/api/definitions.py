@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from bottle import Bottle, HTTPResponse, request, response
 
-from ..errors import Conflict
+from ..errors import Conflict, ValidationFailed
 from ..models import validate_definition_update, validate_new_definition
 from ..services import Services
 from ..store import iso
@@ -15,6 +16,17 @@ from .common import read_json_body
 
 # Ids are ObjectId hex; anything else (e.g. "runs") never reaches these routes.
 DEFINITION_ID = "<definition_id:re:[0-9a-fA-F]{24}>"
+
+
+def _is_iso_time(value: Any) -> bool:
+    """True for times as this API writes them (ISO-8601 UTC with Z)."""
+    if not isinstance(value, str) or not value.endswith("Z"):
+        return False
+    try:
+        datetime.fromisoformat(value.removesuffix("Z"))
+    except ValueError:
+        return False
+    return True
 
 
 def register(app: Bottle, services: Services) -> None:
@@ -58,6 +70,9 @@ def register(app: Bottle, services: Services) -> None:
         # silently overwriting the other admin's change.
         expected = None
         if isinstance(patch, dict) and "updatedAt" in patch:
+            if not _is_iso_time(patch["updatedAt"]):
+                raise ValidationFailed("the script definition is invalid",
+                                       fields={"updatedAt": "must be the updatedAt of a loaded definition"})
             if patch["updatedAt"] != iso(existing["updatedAt"]):
                 raise Conflict(EDIT_CONFLICT_MESSAGE, code="edit_conflict")
             expected = existing["updatedAt"]
