@@ -43,7 +43,7 @@ from scriptbox.output import ChunkWriter, HubEvent, OutputHub, RunOutput, TailBu
 from scriptbox.runners.base import LaunchSpec, RunnerUnavailable
 from scriptbox.runners.host import prepare_host_launch
 from scriptbox.store import parse_object_id, utcnow
-from scriptbox.store.runs import FINISHED, RunStore, run_to_json
+from scriptbox.store.runs import FINISHED, META_DEFAULTS, RunStore, run_to_json
 
 log = logging.getLogger(__name__)
 
@@ -196,16 +196,7 @@ class Engine:
             "finishedAt": None,
             "exitCode": None,
             "outputTail": "",
-            "meta": {
-                "snapshot": snapshot,
-                "node": None,
-                "pid": None,
-                "signal": None,
-                "error": None,
-                "outputBytes": 0,
-                "logTruncated": False,
-                "requestedBy": requested_by,
-            },
+            "meta": {**META_DEFAULTS, "snapshot": snapshot, "requestedBy": requested_by},
         }
         if snapshot["runner"] == "browser":
             # Executed by the admin page, never here; the watchdog ends it if

@@ -8,7 +8,6 @@ a field name the UI can show next to the input.
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -44,18 +43,10 @@ DEFAULT_RUNNER = {"bash": "host", "node": "host", "browser": "browser"}
 READ_ONLY_FIELDS = frozenset({"id", "_id", "createdAt", "updatedAt", "lastRun"})
 
 
-class RunStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-    TIMED_OUT = "timed_out"
-
-
-ACTIVE_STATUSES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+# The run vocabulary (SPEC §2): queued -> running -> one finished status.
+ACTIVE_STATUSES = ("queued", "running")
 FINISHED_STATUSES = ("succeeded", "failed", "canceled", "timed_out")
-TRIGGERS = ("manual", "api", "schedule")
+RUN_STATUSES = ACTIVE_STATUSES + FINISHED_STATUSES
 
 
 def _utf8_len(value: str) -> int:

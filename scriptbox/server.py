@@ -158,6 +158,17 @@ def _wait_for_stop(embedded: EmbeddedDatabase | None) -> int:
     return exit_code
 
 
+def _lock_data_dir(settings: Settings) -> DataDirLock | None:
+    """The data dir's lock, or None (reason printed) when another process holds it."""
+    lock = DataDirLock(settings.data_dir)
+    try:
+        lock.acquire()
+    except DataDirBusy as exc:
+        print(f"scriptbox: {exc}", file=sys.stderr)
+        return None
+    return lock
+
+
 def work(settings: Settings) -> int:
     """`worker`: execute queued runs from a shared MongoDB, serve no HTTP (SPEC §9)."""
     configure_logging()
@@ -165,11 +176,8 @@ def work(settings: Settings) -> int:
         print("scriptbox: worker needs --mongodb-uri (the database shared with the serve processes)",
               file=sys.stderr)
         return 2
-    lock = DataDirLock(settings.data_dir)
-    try:
-        lock.acquire()
-    except DataDirBusy as exc:
-        print(f"scriptbox: {exc}", file=sys.stderr)
+    lock = _lock_data_dir(settings)
+    if lock is None:
         return 2
     database = Database(settings.mongodb_uri, settings.db_name)
     engine = None
@@ -194,11 +202,8 @@ def work(settings: Settings) -> int:
 def serve(settings: Settings, login_token: str | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; returns the process exit code."""
     configure_logging()
-    lock = DataDirLock(settings.data_dir)
-    try:
-        lock.acquire()
-    except DataDirBusy as exc:
-        print(f"scriptbox: {exc}", file=sys.stderr)
+    lock = _lock_data_dir(settings)
+    if lock is None:
         return 2
 
     embedded: EmbeddedDatabase | None = None

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .models import FINISHED_STATUSES
+
 if TYPE_CHECKING:
     from scriptbox.output import OutputHub, Viewer
 
@@ -87,7 +89,7 @@ class RunStreamSource:
         self.run_json = run_json
 
 
-FINISHED = frozenset({"succeeded", "failed", "canceled", "timed_out"})
+FINISHED = frozenset(FINISHED_STATUSES)
 
 
 def run_stream(

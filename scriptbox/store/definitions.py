@@ -11,9 +11,9 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import Conflict, NotFound, ValidationFailed
+from ..models import ACTIVE_STATUSES
 from . import Database, iso, parse_object_id, translate_db_errors, utcnow
 
-ACTIVE_RUN_STATUSES = ("queued", "running")
 EDIT_CONFLICT_MESSAGE = ("the script was changed by someone else since you loaded it; "
                          "reload it to see their changes, then apply yours again")
 
@@ -111,7 +111,7 @@ class DefinitionStore:
         """
         doc = self.get(definition_id)
         with translate_db_errors():
-            if self._runs.find_one({"scriptId": doc["_id"], "status": {"$in": list(ACTIVE_RUN_STATUSES)}},
+            if self._runs.find_one({"scriptId": doc["_id"], "status": {"$in": list(ACTIVE_STATUSES)}},
                                    projection={"_id": 1}):
                 raise Conflict("the script has a queued or running run; cancel it or wait for it to finish",
                                code="run_active")

@@ -26,11 +26,12 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError
 
+from ..models import ACTIVE_STATUSES, FINISHED_STATUSES, RUN_STATUSES
 from . import Database, iso, parse_object_id, translate_db_errors, utcnow
 
-FINISHED = ("succeeded", "failed", "canceled", "timed_out")
-ACTIVE = ("queued", "running")
-STATUSES = ACTIVE + FINISHED
+FINISHED = FINISHED_STATUSES
+ACTIVE = ACTIVE_STATUSES
+STATUSES = RUN_STATUSES
 _DUPLICATE_KEY = 11000
 
 META_DEFAULTS: dict[str, Any] = {
