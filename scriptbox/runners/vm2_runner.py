@@ -37,7 +37,7 @@ ALARM_GRACE_SECONDS = 5
 
 MIN_NODE_MAJOR = 20
 VM2_VERSION_PREFIX = "3.12."
-INSTALL_HINT = f"run `cd {HARNESS_DIR} && npm ci` (part of `make install`)"
+INSTALL_HINT = f"run `cd {HARNESS_DIR} && npm ci` (`make run` and `make test` do)"
 
 # Exit codes of the harness (scriptbox/runners/vm2/common.js). The engine maps
 # EXIT_TIMED_OUT to `timed_out`, 0 to `succeeded` and every other code to
