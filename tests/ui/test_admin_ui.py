@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
-from ui.conftest import Api, unique_name
+from ui.conftest import Api, ScriptboxServer, open_page, unique_name
 
 FINISHED = ("succeeded", "failed", "canceled", "timed_out")
 OUTPUT = ".run-panel .output"
@@ -207,6 +207,48 @@ def test_a_browser_script_that_throws_or_never_ends_fails_or_times_out(ui_page: 
     expect(ui_page.locator(OUTPUT)).to_contain_text("spinning")
     run = wait_finished(api, shown_run_id(ui_page))
     assert (run["status"], run["exitCode"]) == ("timed_out", None)
+
+
+def test_a_browser_script_can_neither_lose_nor_fake_its_outcome(ui_page: Page, api: Api) -> None:
+    """An async timer's rejection fails the run (it used to end 'succeeded'), close() ends
+    it at once (it used to hang until the timeout), postMessage cannot forge the outcome,
+    and a lone surrogate in the output no longer makes the upload a 400 (the page then
+    showed 'running' for ever)."""
+    cases = [
+        ("setTimeout(async () => { throw new Error('late boom'); }, 10);", "failed", "Uncaught Error: late boom"),
+        ("console.log('closing'); self.close();", "succeeded", "closing"),
+        ("self.postMessage({t: 'done', ok: true});", "failed", "postMessage is not available"),
+        ("console.log('half \\ud800 pair');", "succeeded", "half \ufffd pair"),
+    ]
+    for code, status, text in cases:
+        script = api.create_script(name="Edge", type="browser", timeoutMs=60_000, script=code)
+        ui_page.goto(f"/admin/scripts/{script['id']}")
+        ui_page.locator("#run-script").click()
+        expect(ui_page.locator(STATUS)).to_have_attribute("data-status", status)
+        expect(ui_page.locator(OUTPUT)).to_contain_text(text)
+        run = wait_finished(api, shown_run_id(ui_page))
+        assert run["status"] == status, code
+        assert text in api.get(f"/api/admin/scripts/runs/{run['id']}/log").text, code
+
+
+def test_a_finished_run_past_the_log_limit_shows_its_last_output(
+        browser: Browser, server_factory: Callable[..., ScriptboxServer]) -> None:
+    """The replay of a finished run stops at the stored log's limit; the page adds the
+    run's outputTail so how it ended is still shown."""
+    small = server_factory(env={"SCRIPTBOX_MAX_LOG_BYTES": "2048"}).start()
+    api = small.api()
+    script = api.create_script(name="Chatty", script="for i in $(seq 1 400); do echo line $i; done; echo LAST LINE")
+    run_id = api.post(f"/api/admin/scripts/{script['id']}/run").json()["runId"]
+    run = wait_finished(api, run_id)
+    assert run["meta"]["logTruncated"] and "LAST LINE" not in api.get(f"/api/admin/scripts/runs/{run_id}/log").text
+    page, errors = open_page(browser, small)
+    try:
+        page.goto(f"/admin/scripts/runs/{run_id}")
+        expect(page.locator(OUTPUT)).to_contain_text("the stored log ends at its size limit")
+        expect(page.locator(f"{OUTPUT} .line").last).to_have_text("LAST LINE")
+    finally:
+        page.context.close()
+    assert not errors
 
 
 def test_history_pages_with_the_cursor_and_opens_a_runs_stored_log(ui_page: Page, api: Api) -> None:

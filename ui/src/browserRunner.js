@@ -8,6 +8,7 @@
 // Local runs live in a registry independent of any view, so navigating inside the app
 // does not kill a running script; views subscribe to a run's output by run id.
 import { api } from "./api.js";
+import { isActive } from "./format.js";
 import { bootstrap } from "./worker-bootstrap.js";
 
 // What we send back to the server is bounded: the first KEEP_HEAD characters and a
@@ -16,6 +17,8 @@ import { bootstrap } from "./worker-bootstrap.js";
 const KEEP_HEAD = 3 * 1024 * 1024;
 const KEEP_TAIL = 256 * 1024;
 const MAX_BODY = 7.5 * 1024 * 1024;
+// Reporting the outcome is retried when the server cannot be reached (or answers 5xx).
+const REPORT_RETRY_MS = [1000, 2000, 4000, 8000];
 
 const runs = new Map();
 
@@ -40,6 +43,7 @@ class LocalRun {
     this.timeoutMs = Number(script.timeoutMs) || 300_000;
     this.listeners = new Set();
     this.chunks = []; // [{stream, data}] replayed to late subscribers
+    this.notes = []; // the page's own remarks after the end (not uploaded)
     this.headBytes = 0;
     this.tail = [];
     this.tailBytes = 0;
@@ -70,7 +74,7 @@ class LocalRun {
     }
     this.worker.onmessage = (ev) => {
       const m = ev.data || {};
-      if (m.t === "out") this.output(m.stream === "stderr" ? "stderr" : "stdout", String(m.data));
+      if (m.t === "out") this.output(m.stream === "stderr" ? "stderr" : "stdout", wellFormed(String(m.data)));
       else if (m.t === "done") this.finish(m.ok ? "succeeded" : "failed", m.ok ? 0 : 1, m.error);
     };
     this.worker.onerror = (ev) => {
@@ -113,7 +117,7 @@ class LocalRun {
 
   /** Replays what is kept, then delivers live output; returns an unsubscribe function. */
   subscribe(listener) {
-    for (const c of this.recorded()) listener.onOutput?.(c.stream, c.data);
+    for (const c of [...this.recorded(), ...this.notes]) listener.onOutput?.(c.stream, c.data);
     if (this.finished) listener.onEnd?.(this.summary());
     else this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -155,22 +159,46 @@ class LocalRun {
     clearTimeout(this.timer);
     if (this.worker) this.worker.terminate();
     URL.revokeObjectURL(this.url);
-    const body = resultBody(status, exitCode, error, this.recorded());
-    this.reported = api.browserResult(this.runId, body).then(
-      (doc) => {
-        this.runDoc = doc;
-        return doc;
-      },
-      (err) => {
-        // A run canceled through the API meanwhile answers 409; show what the server has.
-        this.reportError = err;
-        return api.getRun(this.runId).then((doc) => (this.runDoc = doc)).catch(() => null);
-      },
-    );
+    const body = resultBody(status, exitCode, error && wellFormed(String(error)), this.recorded());
+    this.reported = this.report(body);
     this.reported.then(() => {
       for (const fn of this.listeners) fn.onEnd?.(this.summary());
       this.listeners.clear();
     });
+  }
+
+  /** Posts the outcome; resolves when the server has it or it cannot be recorded. */
+  async report(body) {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        this.runDoc = await api.browserResult(this.runId, body);
+        return;
+      } catch (err) {
+        this.reportError = err;
+        if ((err.status === 0 || err.status >= 500) && attempt < REPORT_RETRY_MS.length) {
+          if (attempt === 0) {
+            // Show the outcome now rather than "running" while we retry.
+            this.note(`\n[scriptbox] cannot record the result yet (${err.message}); retrying…\n`);
+            for (const fn of this.listeners) fn.onEnd?.(this.summary());
+          }
+          await new Promise((resolve) => setTimeout(resolve, REPORT_RETRY_MS[attempt]));
+          continue;
+        }
+        // 409: the run was ended elsewhere meanwhile (canceled through the API): show the
+        // server's record. Anything else: the local outcome stands, marked as unrecorded.
+        const doc = await api.getRun(this.runId).catch(() => null);
+        if (doc && !isActive(doc.status)) this.runDoc = doc;
+        else this.note(`\n[scriptbox] the result could not be recorded on the server: ${err.message}\n`);
+        return;
+      }
+    }
+  }
+
+  /** A page-side remark after the run finished: shown, not part of the uploaded output. */
+  note(text) {
+    const chunk = { stream: "stderr", data: text };
+    this.notes.push(chunk);
+    for (const fn of this.listeners) fn.onOutput?.(chunk.stream, chunk.data);
   }
 
   /** Best effort report when the page goes away mid-run. */
@@ -192,9 +220,10 @@ class LocalRun {
  */
 function explainLoadError(code) {
   const fallback = "SyntaxError: the script could not be parsed";
-  const head = `const bootstrap = ${bootstrap.toString()};\nbootstrap(self, {}, 0);\n(async function (env, console) {`;
+  // The lockdown takes postMessage away from scripts; the check keeps its own first.
+  const head = `const parsed = self.postMessage.bind(self);\nconst bootstrap = ${bootstrap.toString()};\nbootstrap(self, {}, 0);\n(async function (env, console) {`;
   const firstLine = head.split("\n").length + 1;
-  const source = `${head}\n${code}\n});\nself.postMessage("parsed");`;
+  const source = `${head}\n${code}\n});\nparsed("parsed");`;
   const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
   return new Promise((resolve) => {
     let worker = null;
@@ -218,6 +247,13 @@ function explainLoadError(code) {
       done(ev.message ? `${ev.message.replace(/^Uncaught /, "")}${line}` : fallback);
     };
   });
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/** The text with lone UTF-16 surrogates as U+FFFD: they cannot be sent as UTF-8 JSON. */
+export function wellFormed(text) {
+  return text.replace(LONE_SURROGATE, "\uFFFD");
 }
 
 function envObject(env) {

@@ -9,6 +9,7 @@
 export function bootstrap(self, env, firstLine) {
   "use strict";
   const post = self.postMessage.bind(self);
+  const realClose = self.close.bind(self);
   const realSetTimeout = self.setTimeout.bind(self);
   const realClearTimeout = self.clearTimeout.bind(self);
   const realSetInterval = self.setInterval.bind(self);
@@ -45,6 +46,25 @@ export function bootstrap(self, env, firstLine) {
       // already gone
     }
   }
+
+  // The page reads the worker's messages as the run's output and outcome: only the
+  // bootstrap may post them, or a script could end its run early or forge output.
+  for (let o = self; o; o = Object.getPrototypeOf(o)) {
+    if (Object.prototype.hasOwnProperty.call(o, "postMessage")) {
+      try {
+        delete o.postMessage;
+      } catch (_err) {
+        // shadowed below
+      }
+    }
+  }
+  Object.defineProperty(self, "postMessage", {
+    value: function postMessage() {
+      throw new Error("postMessage is not available to browser scripts (use console.log)");
+    },
+    writable: false,
+    configurable: false,
+  });
 
   // ---- console ----
   const seen = () => {
@@ -183,6 +203,10 @@ export function bootstrap(self, env, firstLine) {
   const maybeFinish = () => {
     if (mainDone && pending.size === 0) finish(true);
   };
+  // After the current task, a promise rejected and left unhandled in it is reported by
+  // an "unhandledrejection" event in a task the browser queues then; checking two tasks
+  // later lets that event fail the run before it could be reported a success.
+  const maybeFinishLater = () => realSetTimeout(() => realSetTimeout(maybeFinish, 0), 0);
   const fail = (err) => {
     const text = show(err);
     flush();
@@ -198,7 +222,7 @@ export function bootstrap(self, env, firstLine) {
         fail(err);
         return;
       }
-      maybeFinish();
+      maybeFinishLater();
     }, ms);
     pending.add(id);
     return id;
@@ -226,6 +250,18 @@ export function bootstrap(self, env, firstLine) {
     realClearInterval(id);
     realSetTimeout(maybeFinish, 0);
   };
+  // close() would stop the worker without a word to the page, which would then wait
+  // for the timeout: it ends the run now instead, as a successful exit.
+  Object.defineProperty(self, "close", {
+    value: function close() {
+      mainDone = true;
+      pending.clear();
+      finish(true);
+      realClose();
+    },
+    writable: false,
+    configurable: false,
+  });
   self.addEventListener("error", (ev) => {
     ev.preventDefault();
     fail(ev.error || new Error(ev.message));
@@ -245,7 +281,7 @@ export function bootstrap(self, env, firstLine) {
         () => {
           mainDone = true;
           // Let callbacks queued by the script's last await settle first.
-          realSetTimeout(maybeFinish, 0);
+          maybeFinishLater();
         },
         (err) => fail(err),
       );
