@@ -6,7 +6,10 @@ import { h } from "./dom.js";
 import { formatDuration, isActive, parseTime } from "./format.js";
 import { OutputView } from "./output.js";
 import { RunStream } from "./stream.js";
-import { setStatusBadge, toast } from "./widgets.js";
+import { setStatusBadge, statusLabel, toast } from "./widgets.js";
+
+// How much of the end of a run's output is compared with its outputTail.
+const TAIL_PROBE = 256;
 
 export class RunPanel {
   /** onChange(run) is called whenever the run's status or document changes. */
@@ -21,6 +24,8 @@ export class RunPanel {
     this.elapsed = h("span.run-elapsed", { title: "Elapsed time", "data-testid": "run-elapsed" });
     this.exit = h("span.run-exit", { "data-testid": "run-exit", hidden: true });
     this.conn = h("span.run-conn", { hidden: true, role: "status" });
+    // Why a run ended without its script's say (server shut down, executor lost, ...).
+    this.reason = h("span.run-reason", { "data-testid": "run-reason", hidden: true });
     this.openLink = showOpenLink ? h("a.btn.ghost.small", { hidden: true, "data-link": true }, "Open run") : null;
     this.logLink = h("a.btn.ghost.small", { hidden: true, target: "_blank", rel: "noopener" }, "Stored log");
     this.cancelBtn = h("button.btn.small.danger-outline", { type: "button", hidden: true, onclick: () => this.cancel() }, "Cancel run");
@@ -31,7 +36,7 @@ export class RunPanel {
       { "aria-label": "Run output" },
       h(
         "div.run-bar",
-        h("div.run-facts", this.badge, this.elapsed, this.exit, this.conn),
+        h("div.run-facts", this.badge, this.elapsed, this.exit, this.reason, this.conn),
         h("div.run-links", this.openLink, this.logLink, this.cancelBtn),
       ),
       this.output.el,
@@ -78,15 +83,34 @@ export class RunPanel {
         return;
       }
     }
+    this.received = "";
     this.stream = new RunStream(api.streamUrl(runId), {
-      onOutput: (stream, data) => this.output.push(stream, data),
+      onOutput: (stream, data) => {
+        this.received = (this.received + data).slice(-TAIL_PROBE * 2);
+        this.output.push(stream, data);
+      },
       onStatus: (data) => this.setRun({ ...this.run, ...data }),
       onEnd: (doc) => {
         this.setRun({ ...this.run, ...doc });
+        this.showTailPastLogLimit();
         this.afterEnd();
       },
       onConnection: (state) => this.setConnection(state),
     });
+  }
+
+  /**
+   * A finished run replays only its stored log, which stops at the server's size limit;
+   * what came after (often how the run ended) is then only in the run's outputTail.
+   * Shown when what we received does not end the way the run's output did.
+   */
+  showTailPastLogLimit() {
+    const run = this.run;
+    const tail = typeof run.outputTail === "string" ? run.outputTail : "";
+    if (!run.meta || !run.meta.logTruncated || !tail) return;
+    if (this.received.endsWith(tail.slice(-TAIL_PROBE))) return; // we saw it live
+    this.output.push("stderr", "\n[scriptbox] the stored log ends at its size limit; the run's last output:\n");
+    this.output.push("stdout", tail);
   }
 
   afterEnd() {
@@ -118,6 +142,12 @@ export class RunPanel {
       this.exit.textContent = `exit ${run.exitCode}`;
       this.exit.classList.toggle("nonzero", run.exitCode !== 0);
     }
+    let reason = !active && run.meta && run.meta.error ? String(run.meta.error) : "";
+    if (reason.toLowerCase() === statusLabel(run.status)) reason = ""; // the badge says it
+
+    this.reason.textContent = reason;
+    this.reason.title = reason;
+    this.reason.hidden = !reason;
     this.tick();
     if (active && !this.ticker) this.ticker = setInterval(() => this.tick(), 200);
     if (!active && this.ticker) {

@@ -88,7 +88,7 @@ export class Sidebar {
     const q = this.filterInput.value.trim().toLowerCase();
     const shown = this.scripts
       .filter((s) => !q || s.name.toLowerCase().includes(q) || s.codeIdentifier.toLowerCase().includes(q))
-      .sort((a, b) => a.name.localeCompare(b.name, undefined, { sensitivity: "base" }));
+      .sort((a, b) => a.name.localeCompare(b.name, undefined, { sensitivity: "base", numeric: true }));
     // Keep keyboard focus on the same script across re-renders (the list refreshes itself).
     const focused = this.list.contains(document.activeElement) ? document.activeElement : null;
     const focusId = focused?.closest("li")?.dataset.id;
