@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from bottle import LocalRequest
@@ -34,11 +35,27 @@ def read_json_body(request: LocalRequest, *, required: bool = True) -> Any:
             raise BadJson("a JSON body is required")
         return None
     try:
-        value = json.loads(raw.decode("utf-8"))
-        # Lone surrogates ("\\ud800") parse but cannot be stored as UTF-8.
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        text = raw.decode("utf-8")
+        value = json.loads(text)
+        if _LONE_SURROGATE.search(text) is not None:
+            value = _replace_lone_surrogates(value)
     except (UnicodeError, ValueError) as exc:
         raise BadJson(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise BadJson("the body is nested too deeply") from None
+    return value
+
+
+# A JSON escape of a UTF-16 surrogate ("\ud800"): valid JSON, but a lone one
+# cannot be stored as UTF-8. Like invalid output bytes, it becomes U+FFFD.
+_LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_replace_lone_surrogates(k): _replace_lone_surrogates(v) for k, v in value.items()}
     return value
