@@ -14,7 +14,6 @@ history by the admin page.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from .childproc import die_with_parent, free_loopback_port
+
 if TYPE_CHECKING:
     import webview
 
@@ -42,8 +43,6 @@ LISTENING_PREFIX = "Scriptbox listening on "
 LOGIN_PATH = "/desktop-login"
 ADMIN_PATH = "/admin/scripts"
 
-# From <linux/prctl.h>: deliver a signal to this process when its parent thread exits.
-_PR_SET_PDEATHSIG = 1
 
 WindowCallback = Callable[["webview.Window"], None]
 
@@ -87,13 +86,6 @@ def icon_path() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def free_loopback_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago (the caller retries if it is not)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _port_is_taken(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
@@ -101,23 +93,6 @@ def _port_is_taken(port: int) -> bool:
         except OSError:
             return True
     return False
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """A preexec_fn that makes the child get SIGTERM when this process dies.
-
-    Linux only; the server stops its embedded database on SIGTERM, so even a
-    SIGKILLed launcher leaves nothing behind.
-    """
-
-    def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        # The parent may have died between fork() and prctl(): nobody would tell us.
-        if os.getppid() != parent_pid:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
 
 
 class ServerProcess:
@@ -173,7 +148,7 @@ class ServerProcess:
                 # Own session: a Ctrl-C in the terminal reaches the launcher alone,
                 # which then closes the window and stops the server in order.
                 start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()) if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+                preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509
             )
             assert proc.stdin is not None and proc.stdout is not None
             try:

@@ -13,11 +13,10 @@ it answers ``ping``, and stops it. It must never outlive Scriptbox:
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
+import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,9 +26,10 @@ import psutil
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from .childproc import die_with_parent, free_loopback_port
+
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 START_TIMEOUT_S = 60.0
 EMBEDDED_CACHE_SIZE = "256M"
 STOP_TIMEOUT_S = 15.0
@@ -37,13 +37,6 @@ STOP_TIMEOUT_S = 15.0
 
 class EmbeddedDatabaseError(Exception):
     """The embedded database could not be started; the message says why."""
-
-
-def free_loopback_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def secantus_argv() -> list[str]:
@@ -55,13 +48,6 @@ def secantus_argv() -> list[str]:
     if getattr(sys, "frozen", False):
         return [sys.executable, "_secantusd"]
     return [sys.executable, "-c", "import sys; from secantus.cli import main; sys.exit(main())"]
-
-
-def die_with_parent() -> None:
-    """preexec_fn: ask the kernel to SIGTERM this child when its parent dies (Linux)."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _stop_process(proc: psutil.Process, timeout: float) -> None:
@@ -125,7 +111,7 @@ class EmbeddedDatabase:
                     argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                     # Own session: a Ctrl-C in the terminal reaches Scriptbox, which
                     # then stops the database in order, not both at once.
-                    start_new_session=True, preexec_fn=die_with_parent,
+                    start_new_session=True, preexec_fn=die_with_parent(os.getpid()),
                 )
             self.pid_path.write_text(json.dumps({"pid": self.process.pid, "port": port}))
             uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"

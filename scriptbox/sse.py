@@ -18,6 +18,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .models import FINISHED_STATUSES
@@ -69,24 +70,21 @@ def parse_last_event_id(header: str | None, query: str | None) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
 class RunStreamSource:
     """What a stream needs from the rest of the app (kept small for testing)."""
 
-    def __init__(
-        self,
-        get_run: Callable[[str], dict[str, Any] | None],
-        chunks_after: Callable[[str, int], Iterator[dict[str, Any]]],
-        subscribe: Callable[[str], Viewer],
-        hub: OutputHub,
-        is_local: Callable[[str], bool],
-        run_json: Callable[[dict[str, Any]], dict[str, Any]],
-    ) -> None:
-        self.get_run = get_run
-        self.chunks_after = chunks_after
-        self.subscribe = subscribe
-        self.hub = hub
-        self.is_local = is_local
-        self.run_json = run_json
+    get_run: Callable[[str], dict[str, Any] | None]
+    chunks_after: Callable[[str, int], Iterator[dict[str, Any]]]
+    subscribe: Callable[[str], Viewer]
+    hub: OutputHub
+    is_local: Callable[[str], bool]
+    run_json: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def chunk_frame(chunk: dict[str, Any]) -> bytes:
+    """The `output` event of a stored chunk."""
+    return output_frame(chunk["seq"], chunk["stream"], chunk["data"], bool(chunk.get("system")))
 
 
 FINISHED = frozenset(FINISHED_STATUSES)
@@ -115,7 +113,7 @@ def run_stream(
         # Replay what is stored. Chunks flushed after the viewer subscribed may
         # also sit in its queue; the seq check below drops the duplicates.
         for chunk in source.chunks_after(run_id, last):
-            out.append(output_frame(chunk["seq"], chunk["stream"], chunk["data"], bool(chunk.get("system"))))
+            out.append(chunk_frame(chunk))
             last = chunk["seq"]
             if len(out) >= 64:
                 yield b"".join(out)
@@ -154,7 +152,7 @@ def run_stream(
             if ended is None and not local and not events:
                 # Executed elsewhere (or not started yet): poll the database.
                 for chunk in source.chunks_after(run_id, last):
-                    out.append(output_frame(chunk["seq"], chunk["stream"], chunk["data"], bool(chunk.get("system"))))
+                    out.append(chunk_frame(chunk))
                     last = chunk["seq"]
                 doc = source.get_run(run_id)
                 if doc is None:
@@ -172,7 +170,7 @@ def run_stream(
                 # Anything persisted but not seen live (browser results, remote
                 # executors) comes from the database before `end`.
                 for chunk in source.chunks_after(run_id, last):
-                    out.append(output_frame(chunk["seq"], chunk["stream"], chunk["data"], bool(chunk.get("system"))))
+                    out.append(chunk_frame(chunk))
                     last = chunk["seq"]
                 out.append(frame("end", ended))
                 yield b"".join(out)

@@ -28,7 +28,8 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from scriptbox.embedded_db import EmbeddedDatabase, free_loopback_port  # noqa: E402
+from scriptbox.childproc import free_loopback_port  # noqa: E402
+from scriptbox.embedded_db import EmbeddedDatabase  # noqa: E402
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "test-password-123"

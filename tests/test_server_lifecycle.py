@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from conftest import REPO, ScriptboxServer
-from scriptbox.embedded_db import free_loopback_port, secantus_argv
+from scriptbox.childproc import free_loopback_port
+from scriptbox.embedded_db import secantus_argv
 
 
 def database_processes(data_dir: Path) -> list[psutil.Process]:

@@ -14,9 +14,9 @@ from ..sse import parse_last_event_id, run_stream
 from ..store import parse_object_id
 from ..store.runs import STATUSES, decode_cursor, run_to_json
 from .common import read_json_body
+from .definitions import DEFINITION_ID
 
 RUN_ID = "<run_id:re:[0-9a-fA-F]{24}>"
-DEFINITION_ID = "<definition_id:re:[0-9a-fA-F]{24}>"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 CLIENT_TRIGGERS = ("manual", "api")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from scriptbox.embedded_db import free_loopback_port
+from scriptbox.childproc import free_loopback_port
 
 from .desktop_support import REPO, finish, kill_all, wait_for_line, wait_for_line_matching, wait_until_gone
 
