@@ -235,7 +235,7 @@ class StartProbe:
         write_fd = self._write_fd
 
         def report() -> None:
-            # Plain syscalls only: this runs in the forked child.
+            # Plain syscalls only: this runs in the forked child, before exec.
             fd = os.open("/proc/self/stat", os.O_RDONLY)
             try:
                 raw = os.read(fd, 4096)
