@@ -8,6 +8,7 @@ status, exit code and log are known, so the end state can be checked exactly.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import threading
@@ -78,7 +79,7 @@ class Workload:
         while not self.stop.is_set():
             kind = KINDS[step % len(KINDS)]
             step += 1
-            self._guard(lambda: self._one_run(api, kind))
+            self._guard(functools.partial(self._one_run, api, kind))
 
     def _one_run(self, api: Api, kind: Kind) -> None:
         requested = time.monotonic()
@@ -111,19 +112,17 @@ class Workload:
             if not pool:
                 time.sleep(0.05)
                 continue
-            target = rng.choice(pool)
-            wanted = rng.randint(1, 5)
+            self._guard(functools.partial(self._peek, api, rng.choice(pool).run_id, rng.randint(1, 5)))
 
-            def peek() -> None:
-                stream = SseStream(api, target.run_id, timeout=30)
-                try:  # read a few events, then drop the connection mid-stream
-                    for count, _event in enumerate(stream.events(), 1):
-                        if count >= wanted:
-                            break
-                finally:
-                    stream.close()
-
-            self._guard(peek)
+    def _peek(self, api: Api, run_id: str, wanted: int) -> None:
+        """Read a few events of a run's stream, then drop the connection mid-stream."""
+        stream = SseStream(api, run_id, timeout=30)
+        try:
+            for count, _event in enumerate(stream.events(), 1):
+                if count >= wanted:
+                    break
+        finally:
+            stream.close()
 
     def _guard(self, action: Callable[[], None]) -> None:
         try:
