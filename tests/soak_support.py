@@ -53,6 +53,7 @@ class Started:
     kind: Kind
     requested_at: float  # time.monotonic() of the POST
     first_event_at: float | None = None  # first output seen by the client's SSE stream
+    ended_at: float | None = None  # `end` seen by the client's SSE stream
 
 
 @dataclass
@@ -74,7 +75,7 @@ class Workload:
         return cls(api, ids, **kwargs)
 
     def _client(self, index: int) -> None:
-        api = Api(self.api.base_url)  # its own keep-alive session
+        api = Api(self.api.base_url, auth=self.api.session.auth)  # its own keep-alive session
         step = index
         while not self.stop.is_set():
             kind = KINDS[step % len(KINDS)]
@@ -99,13 +100,14 @@ class Workload:
                         if cancel.status_code != 202:
                             raise AssertionError(f"cancel: {cancel.status_code} {cancel.text}")
                 if event.event == "end":
+                    item.ended_at = event.at
                     return
         finally:
             stream.close()
 
     def _viewer(self, seed: int) -> None:
         rng = random.Random(seed)
-        api = Api(self.api.base_url)
+        api = Api(self.api.base_url, auth=self.api.session.auth)
         while not self.stop.is_set():
             with self._lock:
                 pool = self.started[-20:]
