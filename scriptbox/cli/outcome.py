@@ -53,7 +53,10 @@ def outcome_message(run: dict[str, Any]) -> str | None:
         code = run.get("exitCode")
         if isinstance(code, int) and not isinstance(code, bool) and 1 <= code <= 255 and not error:
             return None
+        if code is None and (run.get("meta") or {}).get("pid") is None:
+            # No process was ever started (bad working directory, missing node, disabled runner...).
+            return f"run {run_id} could not start: {error or 'no reason recorded'}"
         if code is None:
-            return f"run {run_id} failed without an exit code: {error or 'it did not start'}"
+            return f"run {run_id} failed without an exit code: {error or 'no reason recorded'}"
         return f"run {run_id} failed with exit code {code}{reason}"
     return None
