@@ -349,6 +349,20 @@ def test_ctrl_c_at_a_terminal_asks_and_can_cancel_the_run(api: Api, url: str) ->
     assert bytes(child.stdout.data) == b"started\n"
 
 
+def test_follow_exits_141_without_a_traceback_when_its_reader_goes_away(api: Api, url: str) -> None:
+    doc = api.create_script(script="echo first; sleep 0.5; echo second; sleep 0.5; echo third")
+    process = subprocess.Popen([sys.executable, str(REPO / "app.py"), "run", doc["codeIdentifier"], "--follow"],
+                               env=cli_env(url), cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(6) == b"first\n"
+    process.stdout.close()  # like `| head -1`
+    assert process.wait(CLI_TIMEOUT_S) == 141
+    assert process.stderr.read() == b""
+    process.stderr.close()
+    assert wait_status(api, the_run_of(api, doc["id"])["id"])["status"] == "succeeded"
+
+
 # -- run without --follow, --wait, --param ------------------------------------
 
 def test_run_prints_the_run_id_alone_or_json(api: Api, url: str) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 
 from .client import ApiClient, path_segment
 from .credentials import load_connection
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STILL_RUNNING, EXIT_USAGE, ApiRefused, CliError
-from .follow import Follower, OutputSink
+from .errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_OK, EXIT_STILL_RUNNING, EXIT_USAGE, ApiRefused, CliError
+from .follow import Follower, OutputClosed, OutputSink
 from .outcome import exit_code_for, outcome_message
 from .output import definition_listing, duration, print_json, run_listing, short_time, table
 
@@ -310,10 +310,11 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # A reader such as `head` stopped reading: not an error worth a traceback.
+    except (BrokenPipeError, OutputClosed):
+        # A reader such as `head` stopped reading: no traceback, and the status a shell
+        # reports for SIGPIPE. A followed run goes on.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        return EXIT_BROKEN_PIPE
 
 
 def _hint(exc: CliError, scheme: str | None) -> str:

@@ -10,6 +10,7 @@ EXIT_USAGE = 2  # bad command line, missing or refused credentials, a request th
 EXIT_STILL_RUNNING = 3  # `run --wait N`: the run had not finished after N seconds
 EXIT_TIMED_OUT = 124  # as timeout(1)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: the run was canceled, or Ctrl-C detached from it
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: whoever read our stdout stopped reading
 
 
 class CliError(Exception):

@@ -9,9 +9,13 @@ when the server has not answered for GIVE_UP_S.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any, BinaryIO
 
 from .client import ApiClient, path_segment
@@ -21,6 +25,32 @@ from .events import read_events
 READ_TIMEOUT_S = 45.0  # three keepalive periods without a byte means the connection is dead
 GIVE_UP_S = 120.0
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class OutputClosed(Exception):
+    """Our stdout or stderr was closed by its reader. Not an OSError on purpose: the follower
+    retries OSErrors of the connection, and this one no reconnect can fix."""
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C inside the block takes effect when it ends, so an event is written whole or not at all
+    (a resume after "cancel" then neither repeats nor skips part of it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def remember(signum: int, frame: FrameType | None) -> None:
+        pending.append(signum)
+
+    previous = signal.signal(signal.SIGINT, remember)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
 
 
 class OutputSink:
@@ -34,8 +64,12 @@ class OutputSink:
         if not text:
             return
         target = self._files.get(stream, self._files["stderr"])
-        target.write(text.encode("utf-8", "replace"))
-        target.flush()
+        with interrupts_deferred():
+            try:
+                target.write(text.encode("utf-8", "replace"))
+                target.flush()
+            except BrokenPipeError:
+                raise OutputClosed() from None
         if target is self._files["stderr"]:
             self.stderr_at_line_start = text.endswith("\n")
 
@@ -107,12 +141,12 @@ class Follower:
         for event in read_events(response):
             self.events_seen += 1
             if event.name == "output" and isinstance(event.data, dict):
-                if event.id is not None:
-                    if self.last_event_id is not None and event.id <= self.last_event_id:
-                        continue  # never write a chunk twice, whatever the server resends
-                    self.last_event_id = event.id
+                if event.id is not None and self.last_event_id is not None and event.id <= self.last_event_id:
+                    continue  # never write a chunk twice, whatever the server resends
                 if self.on_output is not None:
                     self.on_output(str(event.data.get("stream")), str(event.data.get("data", "")))
+                if event.id is not None:
+                    self.last_event_id = event.id  # only once written: a resume starts after it
             elif event.name == "end" and isinstance(event.data, dict):
                 return event.data
         return None
