@@ -30,6 +30,7 @@ from scriptbox.cli.credentials import load_connection
 from scriptbox.cli.errors import CliError
 from scriptbox.cli.events import EventParser
 from scriptbox.cli.outcome import exit_code_for, outcome_message
+from test_error_shape import BAD_BODIES, assert_error_shape
 
 CLI_TIMEOUT_S = 90
 
@@ -222,6 +223,18 @@ def test_by_code_routes_answer_like_the_id_routes(api: Api, server: ScriptboxSer
     form = api.post(f"/api/admin/scripts/by-code/{code}/run", data="trigger=api",
                     headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert form.status_code == 403
+
+
+def test_by_code_run_answers_every_malformed_body_like_the_id_route(api: Api) -> None:
+    doc = api.create_script(script="true")
+    json_type = {"Content-Type": "application/json"}
+    for case, body in BAD_BODIES:
+        by_id = api.post(f"/api/admin/scripts/{doc['id']}/run", data=body, headers=json_type)
+        by_code = api.post(f"/api/admin/scripts/by-code/{doc['codeIdentifier']}/run", data=body, headers=json_type)
+        assert by_code.status_code == by_id.status_code, case
+        if by_id.status_code >= 400:
+            assert assert_error_shape(by_code)["code"] == assert_error_shape(by_id)["code"], case
+    assert len(runs_of(api, doc["id"])) == 2  # only the `null` body ("no options") started a run, once per route
 
 
 def test_by_code_is_never_taken_for_an_id_and_the_client_prefers_an_existing_id(api: Api, url: str) -> None:
