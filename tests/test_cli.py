@@ -419,6 +419,7 @@ def test_params_are_sent_only_when_given_and_the_servers_refusal_is_shown(api: A
         proxy.close()
     assert refused.returncode == 2
     assert b"(400 validation_failed)" in refused.stderr and b"params: unknown field" in refused.stderr
+    assert b"does not take run parameters yet" in refused.stderr
     first, second = (bytes(r) for r in proxy.requests if b"/run " in r)
     assert json.loads(first.split(b"\r\n\r\n", 1)[1]) == {"params": {"NAME": "a=b", "other": ""}}
     assert second.endswith(b"\r\n\r\n") and b"content-type" not in second.lower()

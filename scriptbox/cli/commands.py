@@ -318,7 +318,9 @@ def main(argv: list[str]) -> int:
 
 
 def _hint(exc: CliError, scheme: str | None) -> str:
-    """The message, with what to check when the server refused the credentials."""
+    """The message, with what to check when the server refused the credentials or the params."""
+    if isinstance(exc, ApiRefused) and exc.status == 400 and exc.fields.get("params") == "unknown field":
+        return exc.message + "\n  this server does not take run parameters yet: run without --param"
     if not isinstance(exc, ApiRefused) or exc.status != 401:
         return exc.message
     if scheme == "bearer":
