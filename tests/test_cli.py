@@ -337,7 +337,8 @@ def test_ctrl_c_without_a_terminal_detaches_and_the_run_goes_on(api: Api, url: s
     child.process.send_signal(signal.SIGINT)
     assert child.wait() == 130
     run = the_run_of(api, doc["id"])
-    assert f"detached; run {run['id']} keeps running".encode() in child.stderr.data
+    assert bytes(child.stderr.data) == (f"scriptbox: detached; run {run['id']} keeps running (scriptbox log "
+                                        f"{run['id']} --follow, scriptbox cancel {run['id']})\n").encode()
     assert get_run(api, run["id"])["status"] == "running"
     api.post(f"/api/admin/scripts/runs/{run['id']}/cancel")
     wait_status(api, run["id"])

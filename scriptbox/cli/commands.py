@@ -110,8 +110,8 @@ def follow_to_exit(client: ApiClient, run_id: str) -> int:
     try:
         run = watch(client, run_id, sink.write, None)
     except Detached:
-        sys.stderr.write(f"\nscriptbox: detached; run {run_id} keeps running "
-                         f"(scriptbox log {run_id} --follow, scriptbox cancel {run_id})\n")
+        sys.stderr.write(("" if sink.stderr_at_line_start else "\n") + f"scriptbox: detached; run {run_id} keeps "
+                         f"running (scriptbox log {run_id} --follow, scriptbox cancel {run_id})\n")
         return EXIT_INTERRUPTED
     assert run is not None  # no deadline
     message = outcome_message(run)
@@ -125,7 +125,7 @@ def wait_for(client: ApiClient, run_id: str, seconds: float, as_json: bool) -> i
     try:
         run = watch(client, run_id, None, time.monotonic() + seconds)
     except Detached:
-        sys.stderr.write(f"\nscriptbox: detached; run {run_id} keeps running\n")
+        sys.stderr.write(f"scriptbox: detached; run {run_id} keeps running\n")
         return EXIT_INTERRUPTED
     finished = run is not None
     if run is None:

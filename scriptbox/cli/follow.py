@@ -58,7 +58,7 @@ class OutputSink:
 
     def __init__(self, stdout: BinaryIO, stderr: BinaryIO) -> None:
         self._files = {"stdout": stdout, "stderr": stderr}
-        self.stderr_at_line_start = True
+        self.stderr_at_line_start = True  # so our own messages start on a line of their own
 
     def write(self, stream: str, text: str) -> None:
         if not text:
