@@ -330,6 +330,23 @@ def test_follow_resumes_with_last_event_id_after_its_connection_is_cut(api: Api,
     assert (result.stdout, result.stderr) == stored_output(api, run["id"])
 
 
+def test_follow_reconnects_across_a_server_crash_and_reports_how_the_run_ended(server_factory: Any) -> None:
+    server = server_factory().start()
+    api = server.api()
+    doc = api.create_script(script="echo before; sleep 60")
+    child = Child(server.base_url, "run", doc["codeIdentifier"], "--follow")
+    child.stdout.wait_for(b"before\n")
+    run_id = the_run_of(api, doc["id"])["id"]
+    server.kill()
+    server.start()  # same port and database: recovery ends the orphaned run
+    assert child.wait() == 1
+    assert bytes(child.stdout.data) == b"before\n"
+    run = get_run(server.api(), run_id)
+    assert bytes(child.stderr.data).endswith(
+        f"scriptbox: run {run_id} failed without an exit code: {run['meta']['error']}\n".encode())
+    assert run["meta"]["error"].startswith("executor lost")
+
+
 def test_ctrl_c_without_a_terminal_detaches_and_the_run_goes_on(api: Api, url: str) -> None:
     doc = api.create_script(script="echo started; sleep 30")
     child = Child(url, "run", doc["codeIdentifier"], "--follow")
@@ -364,7 +381,8 @@ def test_ctrl_c_at_a_terminal_asks_and_can_cancel_the_run(api: Api, url: str) ->
 
 
 def test_follow_exits_141_without_a_traceback_when_its_reader_goes_away(api: Api, url: str) -> None:
-    doc = api.create_script(script="echo first; sleep 0.5; echo second; sleep 0.5; echo third")
+    # Output keeps coming for seconds, so a write after our close is certain even on a slow machine.
+    doc = api.create_script(script="echo first; for i in 1 2 3 4 5 6; do sleep 0.5; echo more; done")
     process = subprocess.Popen([sys.executable, str(REPO / "app.py"), "run", doc["codeIdentifier"], "--follow"],
                                env=cli_env(url), cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
