@@ -108,6 +108,21 @@ def _executor_alive(executor: dict[str, Any]) -> bool:
     return isinstance(pid, int) and start is not None and _proc_start(pid) == start
 
 
+def _other_runs(active: dict[str, ActiveRun], run_id: str | None) -> proctree.Excluder:
+    """The proven processes of the runs in `active` other than `run_id`.
+
+    A run's kill excludes them before it expands anything (SPEC §6).
+    """
+    def excluded(table: dict[int, proctree.ProcInfo]) -> set[int]:
+        pids: set[int] = set()
+        for other in list(active.values()):
+            if other.run_id != run_id and other.procs is not None:
+                pids |= other.procs.members(table)
+        return pids
+
+    return excluded
+
+
 class Engine:
     """Executes runs of one Scriptbox process; also serves their live output."""
 
@@ -185,20 +200,6 @@ class Engine:
         greenlets = [r.greenlet for r in active if r.greenlet is not None]
         gevent.joinall(greenlets, timeout=self.options.kill_grace_s + self.options.reader_drain_s + 10)
         self.writer.stop()
-
-    def _other_runs(self, run_id: str | None) -> proctree.Excluder:
-        """The proven processes of this engine's runs other than `run_id`.
-
-        A run's kill excludes them before it expands anything (SPEC §6).
-        """
-        def excluded(table: dict[int, proctree.ProcInfo]) -> set[int]:
-            pids: set[int] = set()
-            for other in list(self._active.values()):
-                if other.run_id != run_id and other.procs is not None:
-                    pids |= other.procs.members(table)
-            return pids
-
-        return excluded
 
     # -- requests from the API ----------------------------------------------
 
@@ -427,7 +428,7 @@ class Engine:
                       run.run_id, proc.pid)
         pipes = [os.fstat(p.fileno()).st_ino for p in (proc.stdout, proc.stderr) if p is not None]
         run.procs = proctree.RunProcesses(run.run_id, proc.pid, root_start, pipe_inodes=pipes,
-                                          exclude=self._other_runs(run.run_id), protected=self.protected_pids)
+                                          exclude=_other_runs(self._active, run.run_id), protected=self.protected_pids)
         try:
             status, exit_code, error, sig = self._supervise(run, proc, spec, snapshot)
         except BaseException:
@@ -694,7 +695,7 @@ class Engine:
         # This engine's own runs and the embedded database are excluded first.
         return proctree.kill_orphaned_run(str(doc["_id"]), pid if isinstance(pid, int) else None,
                                           start if isinstance(start, int) else None, self.options.kill_grace_s,
-                                          sleep=gevent.sleep, exclude=self._other_runs(None),
+                                          sleep=gevent.sleep, exclude=_other_runs(self._active, None),
                                           protected=self.protected_pids)
 
 
