@@ -16,7 +16,7 @@ import requests
 
 from conftest import ADMIN_PASSWORD, ADMIN_USER
 from runs_support import SseStream, output_text, pid_alive, rss_bytes, start_run, wait_status
-from soak_support import Workload, check_runs, fd_count, live_run_ids
+from soak_support import KINDS, Workload, check_runs, fd_count, live_run_ids
 
 WARMUP_S = 8.0
 SOAK_S = 40.0
@@ -47,7 +47,8 @@ def test_soak_mixed_runs_with_viewers_leaves_everything_as_it_was(server_factory
 
     workload.run_for(SOAK_S)
     assert workload.errors == []
-    assert len(workload.started) - warm > 60, "the soak did too little to prove anything"
+    soaked = [item.kind.name for item in workload.started[warm:]]
+    assert all(soaked.count(kind.name) >= 3 for kind in KINDS), f"too little to prove anything: {soaked}"
     for item in workload.started:
         wait_status(api, item.run_id, timeout=60)
     assert check_runs(api, workload.started) == []
