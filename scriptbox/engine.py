@@ -203,10 +203,13 @@ class Engine:
 
     # -- requests from the API ----------------------------------------------
 
-    def submit(self, script_id: str, trigger: str, requested_by: str | None) -> dict[str, Any]:
+    def submit(self, script_id: str, trigger: str, requested_by: str | None, *,
+               meta: dict[str, Any] | None = None, waits_for: ObjectId | None = None) -> dict[str, Any]:
         """Create a run of a script; returns the stored run document.
 
-        Raises NotFound (unknown script) and Conflict (disabled script).
+        The scheduler adds to `meta` (scheduledFor, catchUp) and, for
+        overlap `queue`, the run this one must wait for. Raises NotFound
+        (unknown script) and Conflict (disabled script).
         """
         definition = self.get_definition(script_id)
         if not definition.get("enabled", True):
@@ -224,6 +227,10 @@ class Engine:
             "outputTail": "",
             "meta": {**META_DEFAULTS, "snapshot": snapshot, "requestedBy": requested_by},
         }
+        if meta:
+            doc["meta"].update(meta)
+        if waits_for is not None:
+            doc["waitsFor"] = waits_for
         if snapshot["runner"] == "browser":
             # Executed by the admin page, never here; the watchdog ends it if
             # the page never reports (leaseUntil is its deadline).

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from .errors import ValidationFailed
+from .schedule import ScheduleInput, strip_read_only
 
 CODE_IDENTIFIER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -89,6 +90,7 @@ class ScriptDefinitionInput(BaseModel):
     env: Annotated[list[EnvEntry], Field(max_length=MAX_ENV_ENTRIES)] = []
     timeoutMs: Annotated[StrictInt, Field(ge=100, le=86_400_000)] = 300_000
     enabled: StrictBool = True
+    schedule: ScheduleInput | None = None
 
     @field_validator("name")
     @classmethod
@@ -149,6 +151,8 @@ class ScriptDefinitionInput(BaseModel):
         elif self.runner not in ALLOWED_RUNNERS[self.type]:
             allowed = ", ".join(ALLOWED_RUNNERS[self.type])
             raise ValueError(f"runner:runner {self.runner} is not allowed for type {self.type} (allowed: {allowed})")
+        if self.schedule is not None and self.runner == "browser":
+            raise ValueError("schedule:browser scripts run only in an open admin page and cannot be scheduled")
         return self
 
 
@@ -169,7 +173,10 @@ def _fields_from(error: ValidationError) -> dict[str, str]:
 
 
 def _strip_read_only(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k not in READ_ONLY_FIELDS}
+    out = {k: v for k, v in body.items() if k not in READ_ONLY_FIELDS}
+    if "schedule" in out:
+        out["schedule"] = strip_read_only(out["schedule"])
+    return out
 
 
 def validate_new_definition(body: Any) -> dict[str, Any]:

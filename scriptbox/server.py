@@ -2,7 +2,7 @@
 
 Must run in a gevent-patched process (app.py patches first thing).
 Order of start: data-dir lock -> database (embedded or URI) -> indexes ->
-admin password -> engine -> HTTP. Stop is the reverse, on SIGTERM or SIGINT.
+admin password -> engine -> scheduler -> HTTP. Stop is the reverse, on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from .embedded_db import EmbeddedDatabase, EmbeddedDatabaseError
 from .engine import build_engine
 from .errors import STATUS_CODES, DatabaseUnavailable, error_body
 from .guards import HostGuard
+from .scheduler import Scheduler, build_scheduler
 from .services import Services
 from .store import Database
 from .store.definitions import DefinitionStore
@@ -209,6 +210,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     embedded: EmbeddedDatabase | None = None
     database: Database | None = None
     engine: Any = None
+    scheduler: Scheduler | None = None
     http: NoDelayWSGIServer | None = None
     try:
         uri = settings.mongodb_uri
@@ -236,6 +238,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
         # Without a worker (serve --no-worker) the engine still submits runs,
         # cancels them and streams their output; it just executes nothing.
         engine = build_engine(services)
+        scheduler = build_scheduler(services)
         app = create_app(services)
         tls: dict[str, str] = {}
         if settings.tls_enabled:
@@ -251,6 +254,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             print(f"scriptbox: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
             return 1
         engine.start()
+        scheduler.start()
         http.start()
 
         scheme = "https" if settings.tls_enabled else "http"
@@ -271,6 +275,8 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     finally:
         if http is not None:
             http.close()  # stop accepting; open streams end when their runs do
+        if scheduler is not None:
+            scheduler.stop()
         if engine is not None:
             engine.stop()
         if http is not None:

@@ -32,3 +32,10 @@ class Services:
     # typed loosely here to keep this module free of import cycles.
     runs: Any = None
     engine: Any = None
+    # scriptbox/scheduler.py; None where nothing schedules (tests of the app alone).
+    scheduler: Any = None
+
+    def definitions_changed(self) -> None:
+        """A definition was created, changed or deleted here: the scheduler looks again now."""
+        if self.scheduler is not None:
+            self.scheduler.wake()

@@ -19,6 +19,7 @@ from bottle import Bottle, HTTPError, HTTPResponse, request, response, static_fi
 
 from .api import definitions as definitions_api
 from .api import runs as runs_api
+from .api import schedules as schedules_api
 from .api.common import read_json_body
 from .auth import SESSION_COOKIE, is_loopback, parse_basic_auth
 from .errors import STATUS_CODES, ApiError, DatabaseUnavailable, Forbidden, Unauthorized, ValidationFailed, error_body
@@ -205,4 +206,5 @@ def create_app(services: Services) -> Bottle:
 
     definitions_api.register(app, services)
     runs_api.register(app, services)
+    schedules_api.register(app, services)
     return app

@@ -20,6 +20,7 @@ RUN_ID = "<run_id:re:[0-9a-fA-F]{24}>"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 CLIENT_TRIGGERS = ("manual", "api")
+RUN_TRIGGERS = ("manual", "api", "schedule")
 _LIMIT = re.compile(r"[0-9]{1,6}")
 
 
@@ -42,7 +43,7 @@ def parse_trigger(body: Any) -> str:
 
 
 def parse_list_query(query: Any) -> dict[str, Any]:
-    """scriptId, status (one or comma-separated), limit, before; 400 on bad values."""
+    """scriptId, status and trigger (one or comma-separated), limit, before; 400 on bad values."""
     fields: dict[str, str] = {}
     out: dict[str, Any] = {"script_id": None, "statuses": None, "limit": DEFAULT_LIMIT, "before": None}
     script_id = query.getunicode("scriptId")
@@ -58,6 +59,13 @@ def parse_list_query(query: Any) -> dict[str, Any]:
         if bad or not statuses:
             fields["status"] = "must be one or more of " + ", ".join(STATUSES)
         out["statuses"] = statuses
+    trigger = query.getunicode("trigger")
+    out["triggers"] = None
+    if trigger:
+        triggers = [t.strip() for t in trigger.split(",") if t.strip()]
+        if not triggers or any(t not in RUN_TRIGGERS for t in triggers):
+            fields["trigger"] = "must be one or more of " + ", ".join(RUN_TRIGGERS)
+        out["triggers"] = triggers
     limit = query.getunicode("limit")
     if limit is not None and limit != "":
         # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
@@ -114,7 +122,7 @@ def register(app: Bottle, services: Services) -> None:
     def list_runs() -> dict[str, Any]:
         params = parse_list_query(request.query)
         docs, next_before = engine().runs.page(params["script_id"], params["statuses"], params["limit"],
-                                               params["before"])
+                                               params["before"], params["triggers"])
         return {"runs": [run_to_json(d) for d in docs], "nextBefore": next_before}
 
     @app.get(f"/api/admin/scripts/runs/{RUN_ID}")

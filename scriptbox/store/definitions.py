@@ -12,6 +12,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..models import ACTIVE_STATUSES, CODE_IDENTIFIER_RE
+from ..schedule import present_schedule
 from . import Database, iso, parse_object_id, translate_db_errors, utcnow
 
 EDIT_CONFLICT_MESSAGE = ("the script was changed by someone else since you loaded it; "
@@ -20,8 +21,9 @@ EDIT_CONFLICT_MESSAGE = ("the script was changed by someone else since you loade
 
 def definition_to_json(doc: dict[str, Any]) -> dict[str, Any]:
     """The API form of a stored definition: `id` hex, ISO times."""
-    out = {k: v for k, v in doc.items() if k != "_id"}
+    out = {k: v for k, v in doc.items() if k not in ("_id", "scheduleState")}
     out["id"] = str(doc["_id"])
+    out["schedule"] = present_schedule(doc, utcnow())
     out["createdAt"] = iso(doc.get("createdAt"))
     out["updatedAt"] = iso(doc.get("updatedAt"))
     return out

@@ -117,7 +117,9 @@ class RunStore:
         now = utcnow()
         with translate_db_errors():
             return self.runs.find_one_and_update(
-                {"status": "queued"},
+                # A run queued behind another of its script (schedule overlap
+                # `queue`) waits until finish() releases it.
+                {"status": "queued", "waitsFor": None},
                 {"$set": {
                     "status": "running",
                     "startedAt": now,
@@ -156,7 +158,15 @@ class RunStore:
         update = {"$set": {"status": status, "finishedAt": utcnow(), **fields},
                   "$unset": {"leaseUntil": "", "cancelRequested": ""}}
         with translate_db_errors():
-            return self.runs.find_one_and_update(cond, update, return_document=ReturnDocument.AFTER)
+            done = self.runs.find_one_and_update(cond, update, return_document=ReturnDocument.AFTER)
+        if done is not None:
+            self.release_waiting(run_id)
+        return done
+
+    def release_waiting(self, run_id: ObjectId) -> None:
+        """Let runs queued behind `run_id` (schedule overlap `queue`) be claimed."""
+        with translate_db_errors():
+            self.runs.update_many({"waitsFor": run_id, "status": "queued"}, {"$set": {"waitsFor": None}})
 
     def request_cancel(self, run_id: ObjectId) -> dict[str, Any] | None:
         """Flag a running run for cancel; None if it is not running."""
@@ -217,9 +227,12 @@ class RunStore:
         statuses: list[str] | None,
         limit: int,
         before: tuple[datetime, ObjectId] | None,
+        triggers: list[str] | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Runs newest first, and the cursor for the next page (or None)."""
         query: dict[str, Any] = {}
+        if triggers:
+            query["trigger"] = {"$in": triggers}
         if script_id is not None:
             query["scriptId"] = script_id
         if statuses:
