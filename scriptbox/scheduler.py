@@ -90,6 +90,9 @@ class Scheduler:
         self.clock = clock
         self._entries: dict[ScriptKey, Entry] = {}
         self._wake = gevent.event.Event()
+        # What to re-read at the next wake: these definitions, or all of them.
+        self._changed: set[ScriptKey] = set()
+        self._full_refresh = False
         self._greenlet: gevent.Greenlet | None = None
         self._stopping = False
 
@@ -104,8 +107,13 @@ class Scheduler:
         if self._greenlet is not None:
             self._greenlet.kill(block=True, timeout=5)
 
-    def wake(self) -> None:
-        """A definition changed in this process: re-read definitions now."""
+    def wake(self, script_id: str | None = None) -> None:
+        """A definition changed in this process: re-read it (or, without an id, all) now."""
+        key = None if script_id is None else ScriptKey(script_id)
+        if key is None:
+            self._full_refresh = True
+        else:
+            self._changed.add(key)
         self._wake.set()
 
     # -- the loop -----------------------------------------------------------
@@ -116,11 +124,17 @@ class Scheduler:
         while not self._stopping:
             timeout = RETRY_S
             try:
-                if initial or self._wake.is_set() or time.monotonic() - last_refresh >= self.refresh_s:
-                    self._wake.clear()
+                self._wake.clear()
+                if initial or self._full_refresh or time.monotonic() - last_refresh >= self.refresh_s:
+                    self._full_refresh = False
+                    self._changed.clear()
                     self._refresh(initial)
                     initial = False
                     last_refresh = time.monotonic()
+                elif self._changed:
+                    changed, self._changed = self._changed, set()
+                    for script_id in changed:
+                        self._refresh_one(script_id)
                 self._fire_due()
                 timeout = self._sleep_for(last_refresh)
             except DatabaseUnavailable:
@@ -142,33 +156,44 @@ class Scheduler:
         now = self.clock()
         seen: set[ScriptKey] = set()
         for definition in self.store.scheduled_definitions():
-            script_id = definition["_id"]
-            seen.add(script_id)
-            fingerprint = _fingerprint(definition)
-            entry = self._entries.get(script_id)
-            if entry is not None and entry.fingerprint == fingerprint:
-                continue
-            schedule = definition["schedule"]
-            try:
-                cron = expand_cron(schedule["cron"])
-                time_zone(schedule.get("timezone", "UTC"))
-            except ScheduleError:
-                log.warning("scheduler: script %s has an unusable schedule; it does not fire", script_id)
-                self._entries.pop(script_id, None)
-                continue
-            new = Entry(script_id, fingerprint, cron, schedule.get("timezone", "UTC"), None)
-            self._entries[script_id] = new
-            start = now
-            if initial:
-                # At start: due times since the last one any process handled
-                # (or since the schedule was saved) were missed, except the
-                # last few seconds', which another running process may be
-                # firing right now; those are fired (once) like any other.
-                start = now - self.start_slack
-                self._catch_up(new, definition, start)
-            new.next_due = self._next_after(new, start)
+            seen.add(definition["_id"])
+            self._update_entry(definition, now, initial)
         for script_id in set(self._entries) - seen:
             del self._entries[script_id]
+
+    def _refresh_one(self, script_id: ScriptKey) -> None:
+        definition = self.store.definition(script_id)
+        schedule = (definition or {}).get("schedule") or {}
+        if definition is None or not definition.get("enabled", True) or not schedule.get("enabled", False):
+            self._entries.pop(script_id, None)
+            return
+        self._update_entry(definition, self.clock(), False)
+
+    def _update_entry(self, definition: dict[str, Any], now: datetime, initial: bool) -> None:
+        script_id = definition["_id"]
+        fingerprint = _fingerprint(definition)
+        entry = self._entries.get(script_id)
+        if entry is not None and entry.fingerprint == fingerprint:
+            return
+        schedule = definition["schedule"]
+        try:
+            cron = expand_cron(schedule["cron"])
+            time_zone(schedule.get("timezone", "UTC"))
+        except ScheduleError:
+            log.warning("scheduler: script %s has an unusable schedule; it does not fire", script_id)
+            self._entries.pop(script_id, None)
+            return
+        new = Entry(script_id, fingerprint, cron, schedule.get("timezone", "UTC"), None)
+        self._entries[script_id] = new
+        start = now
+        if initial:
+            # At start: due times since the last one any process handled
+            # (or since the schedule was saved) were missed, except the
+            # last few seconds', which another running process may be
+            # firing right now; those are fired (once) like any other.
+            start = now - self.start_slack
+            self._catch_up(new, definition, start)
+        new.next_due = self._next_after(new, start)
 
     def _next_after(self, entry: Entry, after: datetime) -> datetime | None:
         return next(iter_due_times(entry.cron, time_zone(entry.timezone), after), None)
@@ -194,7 +219,7 @@ class Scheduler:
         """The definition if it still fires as this entry says; else None (and re-read soon)."""
         definition = self.store.definition(entry.script_id)
         if definition is None or _fingerprint(definition) != entry.fingerprint:
-            self._wake.set()  # changed by another process since our last look
+            self.wake(str(entry.script_id))  # changed by another process since our last look
             return None
         schedule = definition.get("schedule") or {}
         if not definition.get("enabled", True) or not schedule.get("enabled", False):

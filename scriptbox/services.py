@@ -35,7 +35,7 @@ class Services:
     # scriptbox/scheduler.py; None where nothing schedules (tests of the app alone).
     scheduler: Any = None
 
-    def definitions_changed(self) -> None:
+    def definitions_changed(self, definition_id: str) -> None:
         """A definition was created, changed or deleted here: the scheduler looks again now."""
         if self.scheduler is not None:
-            self.scheduler.wake()
+            self.scheduler.wake(definition_id)

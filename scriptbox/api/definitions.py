@@ -56,7 +56,7 @@ def register(app: Bottle, services: Services) -> None:
     def create_definition() -> dict[str, Any]:
         fields = validate_new_definition(read_json_body(request))
         doc = definitions.create(fields)
-        services.definitions_changed()
+        services.definitions_changed(str(doc["_id"]))
         response.status = 201
         response.set_header("Location", f"/api/admin/scripts/{doc['_id']}")
         return definition_to_json(doc)
@@ -88,11 +88,11 @@ def register(app: Bottle, services: Services) -> None:
                 raise Conflict(EDIT_CONFLICT_MESSAGE, code="edit_conflict")
             expected = existing["updatedAt"]
         doc = definitions.replace_fields(existing["_id"], fields, expected)
-        services.definitions_changed()
+        services.definitions_changed(definition_id)
         return definition_to_json(doc)
 
     @app.delete(f"/api/admin/scripts/{DEFINITION_ID}")
     def delete_definition(definition_id: str) -> HTTPResponse:
         definitions.delete(definition_id)
-        services.definitions_changed()
+        services.definitions_changed(definition_id)
         return HTTPResponse(status=204)
