@@ -65,6 +65,7 @@ export const api = {
   browserResult: (runId, result) => request("POST", `${BASE}/runs/${enc(runId)}/browser-result`, result),
   logUrl: (runId) => `${BASE}/runs/${enc(runId)}/log`,
   streamUrl: (runId) => `${BASE}/runs/${enc(runId)}/stream`,
+  schedulePreview: (cron, timezone) => request("GET", `/api/admin/schedule-preview${qs({ cron, timezone })}`),
 };
 
 /** Normalises the list endpoint's answer (a bare array or {scripts: [...]}). */

@@ -6,6 +6,7 @@ import { formatDateTime, formatDuration, formatRelative, runDuration, snapshotOf
 import { statusBadge, statusLabel } from "./widgets.js";
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "canceled", "timed_out"];
+const TRIGGERS = [["manual", "Manual (admin page)"], ["api", "API"], ["schedule", "Schedule"]];
 
 export class RunHistory {
   /**
@@ -18,6 +19,7 @@ export class RunHistory {
     this.pageSize = pageSize;
     this.navigate = navigate;
     this.status = "";
+    this.trigger = "";
     this.cursor = null;
     this.loading = false;
     this.gen = 0;
@@ -25,6 +27,7 @@ export class RunHistory {
     this.more = h("button.btn", { type: "button", hidden: true, onclick: () => this.load(false) }, "Load older runs");
     this.info = h("p.muted.history-info", { role: "status" });
     const filterId = `hist-status-${Math.random().toString(36).slice(2)}`;
+    const triggerId = `hist-trigger-${Math.random().toString(36).slice(2)}`;
     this.filter = showFilter
       ? h(
           "div.history-filter",
@@ -34,6 +37,13 @@ export class RunHistory {
             { id: filterId, onchange: (e) => { this.status = e.target.value; this.load(true); } },
             h("option", { value: "" }, "All"),
             STATUSES.map((s) => h("option", { value: s }, statusLabel(s))),
+          ),
+          h("label", { for: triggerId }, "Trigger"),
+          h(
+            "select.history-trigger",
+            { id: triggerId, onchange: (e) => { this.trigger = e.target.value; this.load(true); } },
+            h("option", { value: "" }, "All"),
+            TRIGGERS.map(([v, l]) => h("option", { value: v }, l)),
           ),
         )
       : null;
@@ -61,6 +71,7 @@ export class RunHistory {
       const data = await api.listRuns({
         scriptId: this.scriptId || undefined,
         status: this.status || undefined,
+        trigger: this.trigger || undefined,
         limit: this.pageSize,
         before: reset ? undefined : this.cursor,
       });
@@ -71,7 +82,7 @@ export class RunHistory {
       this.cursor = data ? data.nextBefore || null : null;
       this.more.hidden = !this.cursor;
       const none = !this.tbody.children.length;
-      this.info.textContent = none ? (this.status ? "No runs with this status." : "No runs yet.") : "";
+      this.info.textContent = none ? (this.status || this.trigger ? "No runs match the filter." : "No runs yet.") : "";
       this.tableWrap.hidden = none;
     } catch (err) {
       if (gen !== this.gen) return;
@@ -97,7 +108,7 @@ export class RunHistory {
       } },
       h("td", h("a", { href, "data-link": true, "aria-label": `Run ${statusLabel(run.status)} ${formatDateTime(started)}` }, statusBadge(run.status))),
       name !== null ? h("td.cell-script", name) : null,
-      h("td", h("span.trigger", run.trigger || "—")),
+      h("td", h(`span.trigger.trigger-${run.trigger || "none"}`, { title: run.meta && run.meta.scheduledFor ? `Scheduled for ${run.meta.scheduledFor}` : undefined }, run.trigger || "—")),
       h("td", { title: started || "" }, h("time", { datetime: started || "" }, formatDateTime(started)), h("span.muted.rel", ` · ${formatRelative(started)}`)),
       h("td.num", dur === null ? "—" : formatDuration(dur)),
       h("td.num", run.exitCode === null || run.exitCode === undefined ? "—" : String(run.exitCode)),

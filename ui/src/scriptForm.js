@@ -3,6 +3,7 @@
 import { createCodeEditor } from "./codeEditor.js";
 import { h, uid } from "./dom.js";
 import { timeoutHint } from "./format.js";
+import { ScheduleSection } from "./schedule.js";
 
 export const RUNNERS = { bash: ["host"], node: ["host", "vm2"], browser: ["browser"] };
 const RUNNER_LABEL = { host: "host", vm2: "vm2 (sandbox)", browser: "browser (Web Worker)" };
@@ -19,6 +20,7 @@ export const EMPTY_SCRIPT = {
   env: [],
   timeoutMs: 300000,
   enabled: true,
+  schedule: null,
 };
 
 const SAMPLE = {
@@ -108,6 +110,7 @@ export class ScriptForm {
         this.errorSlot("env"),
         h("div.env-actions", this.addEnvBtn),
       ),
+      (this.schedule = new ScheduleSection({ schedule: f.schedule, errorSlot: (name) => this.errorSlot(name), onChange: () => this.changed() })).el,
       this.formErrors,
     );
     this.el.addEventListener("input", () => this.changed());
@@ -202,6 +205,7 @@ export class ScriptForm {
       defaultWorkingDirectory: this.cwd.value.trim(),
       env: this.envRows.map((r) => ({ key: r.key.value.trim(), value: r.value.value })),
       enabled: this.enabled.checked,
+      schedule: this.schedule.value(),
     };
     if (timeoutMs !== undefined) doc.timeoutMs = timeoutMs;
     return doc;
@@ -274,6 +278,7 @@ export class ScriptForm {
   }
 
   destroy() {
+    this.schedule.destroy();
     this.code.destroy();
   }
 }

@@ -3,6 +3,7 @@
 import { api, scriptsOf } from "./api.js";
 import { h, replace } from "./dom.js";
 import { formatRelative, isActive } from "./format.js";
+import { nextRunLabel } from "./schedule.js";
 import { statusIcon, statusLabel, toast } from "./widgets.js";
 
 export class Sidebar {
@@ -137,6 +138,7 @@ export class Sidebar {
                 isActive(last.status) ? statusLabel(last.status) : formatRelative(last.finishedAt || last.createdAt),
               )
             : h("span.muted", "never run"),
+          nextRunLabel(s),
         ),
       ),
       h("label.switch.compact", { for: toggleId, title: s.enabled === false ? "Disabled" : "Enabled" }, toggle, h("span.switch-track", { "aria-hidden": "true" })),
