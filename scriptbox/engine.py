@@ -117,6 +117,7 @@ class Engine:
         execute: bool = True,
         options: EngineOptions | None = None,
         host: str | None = None,
+        on_output_bytes: Callable[[int], None] | None = None,
     ) -> None:
         self.runs = runs
         self.get_definition = get_definition
@@ -126,6 +127,7 @@ class Engine:
         self.tail_bytes = tail_bytes
         self.execute = execute
         self.options = options or EngineOptions()
+        self.on_output_bytes = on_output_bytes
         self.host = host or socket.gethostname()
         pid = os.getpid()
         self.executor_id = f"{self.host}/{pid}/{secrets.token_hex(4)}"
@@ -331,7 +333,7 @@ class Engine:
             return doc
 
         return RunOutput(run_id=run_id, max_log_bytes=self.max_log_bytes, tail=TailBuffer(self.tail_bytes),
-                         writer=self.writer, hub=self.hub, make_doc=make_doc)
+                         writer=self.writer, hub=self.hub, make_doc=make_doc, on_bytes=self.on_output_bytes)
 
     # -- executing one run --------------------------------------------------
 
@@ -699,7 +701,8 @@ def build_engine(services: Any) -> Engine:
     Also sets `services.runs` and `services.engine` for the routes.
     """
     settings = services.settings
-    runs = RunStore(services.database)
+    metrics = services.metrics
+    runs = RunStore(services.database, on_claimed=metrics.run_claimed, on_finished=metrics.run_finished)
     engine = Engine(
         runs,
         services.definitions.get,
@@ -708,7 +711,9 @@ def build_engine(services: Any) -> Engine:
         max_log_bytes=settings.max_log_bytes,
         tail_bytes=settings.tail_bytes,
         execute=getattr(settings, "run_worker", True),
+        on_output_bytes=metrics.output_bytes,
     )
+    metrics.bind(runs.count_active, engine.active_count)
     services.runs = runs
     services.engine = engine
     return engine

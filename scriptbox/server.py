@@ -28,6 +28,7 @@ from .embedded_db import EmbeddedDatabase, EmbeddedDatabaseError
 from .engine import build_engine
 from .errors import STATUS_CODES, DatabaseUnavailable, error_body
 from .guards import HostGuard
+from .metrics import Metrics
 from .services import Services
 from .store import Database
 from .store.definitions import DefinitionStore
@@ -131,6 +132,7 @@ class WorkerServices:
     settings: Settings
     database: Database
     definitions: DefinitionStore
+    metrics: Metrics
     runs: Any = None
     engine: Any = None
 
@@ -187,7 +189,7 @@ def work(settings: Settings) -> int:
         except DatabaseUnavailable:
             print("scriptbox: the database is unreachable; check --mongodb-uri", file=sys.stderr)
             return 1
-        services = WorkerServices(settings, database, DefinitionStore(database))
+        services = WorkerServices(settings, database, DefinitionStore(database), Metrics())
         engine = build_engine(services)
         engine.start()
         print(f"Scriptbox worker executing runs from database {settings.db_name!r}", flush=True)
@@ -232,6 +234,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             ui_dir=ui_dist_dir(),
             desktop_sessions=DesktopSessions(login_token),
             throttle=FailureThrottle(),
+            metrics=Metrics(),
         )
         # Without a worker (serve --no-worker) the engine still submits runs,
         # cancels them and streams their output; it just executes nothing.

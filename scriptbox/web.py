@@ -20,6 +20,8 @@ from bottle import Bottle, HTTPError, HTTPResponse, request, response, static_fi
 from .api import definitions as definitions_api
 from .api import runs as runs_api
 from .api.common import read_json_body
+from .api.openapi import Doc, Reply, build_document
+from .api.schemas import DesktopLogin, Health
 from .auth import SESSION_COOKIE, is_loopback, parse_basic_auth
 from .errors import STATUS_CODES, ApiError, DatabaseUnavailable, Forbidden, Unauthorized, ValidationFailed, error_body
 from .guards import check_same_origin
@@ -29,7 +31,8 @@ log = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json; charset=utf-8"
 PROTECTED_PREFIXES = ("/api/admin/", "/admin/")
-PROTECTED_EXACT = ("/api/admin", "/admin")
+# /api/openapi.json and /metrics need the admin too: /healthz alone is open (SPEC §4).
+PROTECTED_EXACT = ("/api/admin", "/admin", "/api/openapi.json", "/metrics")
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -50,6 +53,12 @@ PLACEHOLDER_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"
 DESKTOP_LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Scriptbox</title></head><body style="font-family:sans-serif;padding:2em">
 <p>Signing in&hellip;</p></body></html>"""
+
+
+REDIRECT_DOC = Doc("Redirect to the admin page", "ui",
+                   {302: Reply("To /admin/scripts.", headers={"Location": "/admin/scripts"})})
+UI_PAGE_DOC = Doc("The admin page (a single-page app; every /admin/scripts path serves it)", "ui",
+                  {200: Reply("The page.", media="text/html")})
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
@@ -84,7 +93,8 @@ class JsonApiPlugin:
         return wrapper
 
 
-def _is_protected(path: str) -> bool:
+def is_protected(path: str) -> bool:
+    """Whether `path` needs the admin's credentials (also what the OpenAPI document says)."""
     return path in PROTECTED_EXACT or path.startswith(PROTECTED_PREFIXES)
 
 
@@ -116,7 +126,7 @@ def create_app(services: Services) -> Bottle:
         # Runs before routing, so unknown paths and wrong methods are guarded too.
         try:
             services.host_guard.check(request.environ)
-            if _is_protected(request.path):
+            if is_protected(request.path):
                 request.environ["scriptbox.user"] = _authenticate(services)
                 check_same_origin(request.environ)
         except ApiError as exc:
@@ -144,7 +154,9 @@ def create_app(services: Services) -> Bottle:
 
     app.default_error_handler = error_handler
 
-    @app.get("/healthz")
+    @app.get("/healthz", openapi=Doc(
+        "Liveness and database reachability (no auth)", "service",
+        {200: Reply("Up, database reachable.", Health), 503: Reply("The database is unreachable.", Health)}))
     def healthz() -> HTTPResponse:
         try:
             services.database.ping()
@@ -152,9 +164,9 @@ def create_app(services: Services) -> Bottle:
             return json_response({"status": "unavailable", "db": "unreachable", **exc.body()}, 503)
         return json_response({"status": "ok", "db": "ok"})
 
-    @app.get("/")
-    @app.get("/admin")
-    @app.get("/admin/")
+    @app.get("/", openapi=REDIRECT_DOC)
+    @app.get("/admin", openapi=REDIRECT_DOC)
+    @app.get("/admin/", openapi=REDIRECT_DOC)
     def to_admin() -> None:
         bottle.redirect("/admin/scripts", 302)
 
@@ -167,18 +179,21 @@ def create_app(services: Services) -> Bottle:
         resp.set_header("Cache-Control", "no-store")
         return resp
 
-    app.get("/admin/scripts")(ui_page)
-    app.get("/admin/scripts/")(ui_page)
-    app.get("/admin/scripts/<path:path>")(lambda path: ui_page())
+    app.get("/admin/scripts", openapi=UI_PAGE_DOC)(ui_page)
+    app.get("/admin/scripts/", openapi=UI_PAGE_DOC)(ui_page)
+    app.get("/admin/scripts/<path:path>", openapi=UI_PAGE_DOC)(lambda path: ui_page())
 
-    @app.get("/admin/assets/<path:path>")
+    @app.get("/admin/assets/<path:path>", openapi=Doc(
+        "A file of the admin page (JavaScript, CSS)", "ui", {200: Reply("The file.", media="*/*")}, errors=(404,)))
     def ui_asset(path: str) -> HTTPResponse:
         result = static_file(path, root=str(services.ui_dir / "assets"))
         if isinstance(result, HTTPError):
             raise result
         return result
 
-    @app.get("/desktop-login")
+    @app.get("/desktop-login", openapi=Doc(
+        "The desktop window's sign-in page (loopback, desktop mode only)", "ui",
+        {200: Reply("A page that exchanges the one-time token.", media="text/html")}, errors=(404,)))
     def desktop_login_page() -> HTTPResponse:
         if not services.desktop_sessions.enabled or not is_loopback(request.environ.get("REMOTE_ADDR")):
             raise HTTPError(404)
@@ -187,7 +202,10 @@ def create_app(services: Services) -> Bottle:
         resp.set_header("Cache-Control", "no-store")
         return resp
 
-    @app.post("/desktop-login")
+    @app.post("/desktop-login", openapi=Doc(
+        "Exchange the desktop window's one-time token for a session cookie (loopback, desktop mode only)", "ui",
+        {204: Reply("Signed in.", headers={"Set-Cookie": "the HttpOnly, SameSite=Strict session cookie"})},
+        errors=(404,), body=DesktopLogin, error_notes={403: "bad_login_token, or refused as for every route."}))
     def desktop_login() -> HTTPResponse:
         if not services.desktop_sessions.enabled or not is_loopback(request.environ.get("REMOTE_ADDR")):
             raise HTTPError(404)
@@ -205,4 +223,29 @@ def create_app(services: Services) -> Bottle:
 
     definitions_api.register(app, services)
     runs_api.register(app, services)
+    _register_tool_routes(app, services)
     return app
+
+
+def _register_tool_routes(app: Bottle, services: Services) -> None:
+    """The OpenAPI document and the Prometheus metrics (SPEC §8.8)."""
+    document: list[bytes] = []
+
+    @app.get("/api/openapi.json", openapi=Doc(
+        "This OpenAPI document", "service", {200: Reply("OpenAPI 3.1, generated from the routes.", media=JSON_TYPE)}))
+    def openapi_document() -> HTTPResponse:
+        if not document:  # built on first use, when every route is registered
+            document.append(json.dumps(build_document(app, is_protected), ensure_ascii=False).encode("utf-8"))
+        resp = HTTPResponse(body=document[0], status=200)
+        resp.content_type = JSON_TYPE
+        return resp
+
+    @app.get("/metrics", openapi=Doc(
+        "Prometheus metrics of this process", "service",
+        {200: Reply("Prometheus text exposition format.", media="text/plain")}))
+    def metrics() -> HTTPResponse:
+        body, content_type = services.metrics.exposition(request.get_header("Accept"))
+        resp = HTTPResponse(body=body, status=200)
+        resp.set_header("Content-Type", content_type)
+        resp.set_header("Cache-Control", "no-store")
+        return resp
