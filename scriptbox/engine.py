@@ -38,6 +38,7 @@ from bson import ObjectId
 
 from scriptbox import proctree, sse
 from scriptbox.errors import ApiError, Conflict, DatabaseUnavailable, NotFound, ValidationFailed
+from scriptbox.logs import bind_run
 from scriptbox.models import DEFAULT_RUNNER
 from scriptbox.output import ChunkWriter, HubEvent, OutputHub, RunOutput, TailBuffer, Viewer, read_stream
 from scriptbox.runners.base import LaunchSpec, RunnerUnavailable
@@ -338,6 +339,7 @@ class Engine:
     # -- executing one run --------------------------------------------------
 
     def _execute(self, run: ActiveRun) -> None:
+        bind_run(run.run_id)  # log records of this greenlet carry runId; its context ends with it
         try:
             self._execute_run(run)
         except Exception as exc:  # noqa: BLE001 - a run must always end
@@ -527,6 +529,8 @@ class Engine:
                 log.warning("run %s: cannot record its end yet (database unreachable); retrying", run.run_id)
                 gevent.sleep(delay)
                 delay *= 2
+        if done is not None:
+            log.info("run %s ended %s (exit code %s)", run.run_id, status, exit_code)
         if done is None:
             # Someone else ended it (recovery after our lease lapsed); keep theirs.
             done = self.runs.get(run.oid)

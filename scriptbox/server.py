@@ -28,6 +28,7 @@ from .embedded_db import EmbeddedDatabase, EmbeddedDatabaseError
 from .engine import build_engine
 from .errors import STATUS_CODES, DatabaseUnavailable, error_body
 from .guards import HostGuard
+from .logs import configure_logging
 from .metrics import Metrics
 from .services import Services
 from .store import Database
@@ -111,11 +112,6 @@ def ui_dist_dir() -> Path:
     return base / "ui" / "dist"
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def _is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
@@ -173,7 +169,7 @@ def _lock_data_dir(settings: Settings) -> DataDirLock | None:
 
 def work(settings: Settings) -> int:
     """`worker`: execute queued runs from a shared MongoDB, serve no HTTP (SPEC §9)."""
-    configure_logging()
+    configure_logging(settings.log_format)
     if settings.mongodb_uri is None:
         print("scriptbox: worker needs --mongodb-uri (the database shared with the serve processes)",
               file=sys.stderr)
@@ -203,7 +199,7 @@ def work(settings: Settings) -> int:
 
 def serve(settings: Settings, login_token: str | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; returns the process exit code."""
-    configure_logging()
+    configure_logging(settings.log_format)
     lock = _lock_data_dir(settings)
     if lock is None:
         return 2

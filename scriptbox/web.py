@@ -25,6 +25,7 @@ from .api.schemas import DesktopLogin, Health
 from .auth import SESSION_COOKIE, is_loopback, parse_basic_auth
 from .errors import STATUS_CODES, ApiError, DatabaseUnavailable, Forbidden, Unauthorized, ValidationFailed, error_body
 from .guards import check_same_origin
+from .logs import run_context
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,8 @@ class JsonApiPlugin:
         @functools.wraps(callback)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                result = callback(*args, **kwargs)
+                with run_context(kwargs.get("run_id")):  # log records of a run's routes carry runId
+                    result = callback(*args, **kwargs)
             except ApiError as exc:
                 raise api_error_response(exc) from None
             if isinstance(result, (dict, list)):
