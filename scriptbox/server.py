@@ -229,8 +229,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             host_guard=HostGuard(settings.host, settings.allowed_hosts),
             ui_dir=ui_dist_dir(),
             desktop_sessions=DesktopSessions(login_token),
-            throttle=FailureThrottle(),
-            metrics=Metrics(),
+            throttle=FailureThrottle(), metrics=Metrics(),
         )
         # Without a worker (serve --no-worker) the engine still submits runs,
         # cancels them and streams their output; it just executes nothing.
