@@ -41,10 +41,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from conftest import ADMIN_PASSWORD, ADMIN_USER, Api, ScriptboxServer
+from runs_support import start_run
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection, unsupported_method]
-MAX_EXAMPLES = 15
+MAX_EXAMPLES = 10
 REQUEST_TIMEOUT_S = 10
 
 
@@ -65,32 +66,58 @@ def api_schema(fuzz_server: ScriptboxServer) -> Any:
     return schema
 
 
+@pytest.fixture()
+def existing(fuzz_server: ScriptboxServer) -> dict[str, str]:
+    """Path parameters that name real things: a script and a finished run of it."""
+    api = fuzz_server.api()
+    script = api.create_script(script="echo seeded")
+    run_id = start_run(api, script["id"])
+    assert api.post(f"/api/admin/scripts/runs/{run_id}/cancel").status_code == 202  # --no-worker: still queued
+    return {"definition_id": script["id"], "run_id": run_id}
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
-def test_every_operation_keeps_its_documented_contract(api_schema: Any, mode: GenerationMode) -> None:
+def test_every_operation_keeps_its_documented_contract(api_schema: Any, existing: dict[str, str],
+                                                        mode: GenerationMode) -> None:
     # Driven through hypothesis directly: schemathesis's pytest plugin does not run on pytest 9.
     operations = [result.ok() for result in api_schema.get_all_operations()]
+    operations.sort(key=lambda op: op.method.upper() == "DELETE")  # the seeded script stays until the end
     documented = {f"{method.upper()} {path}" for path, item in api_schema.raw_schema["paths"].items()
                   for method in item}
     # schemathesis leaves out the document's own URL; everything else is exercised.
     assert {op.label for op in operations} == documented - {"GET /api/openapi.json"}
     failures: dict[str, str] = {}
     for operation in operations:
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy(generation_mode=mode))
-        def exercise(case: Any) -> None:
-            case.call_and_validate(checks=CHECKS, timeout=REQUEST_TIMEOUT_S)
-
-        try:
-            exercise()
-        except Unsatisfiable:
-            # Nothing to make invalid: no parameters and no body.
-            assert mode == GenerationMode.NEGATIVE, operation.label
-            assert not (len(operation.path_parameters) or len(operation.query) or len(operation.headers)
-                        or len(operation.body)), operation.label
-        except Exception as exc:  # noqa: BLE001 - collect every operation's failure, then report them all
-            failures[operation.label] = f"{type(exc).__name__}: {exc}"[:3000]
+        # Random ids (nothing there) and, for routes with ids, the seeded script and run.
+        rounds: list[dict[str, str] | None] = [None]
+        names = {p.name for p in operation.path_parameters}
+        if names and names <= set(existing):
+            rounds.append({name: existing[name] for name in names})
+        for path_parameters in rounds:
+            failure = _exercise(operation, mode, path_parameters)
+            if failure:
+                failures[f"{operation.label} {path_parameters or ''}"] = failure
     assert not failures, "\n\n".join(f"{label}\n{text}" for label, text in failures.items())
+
+
+def _exercise(operation: Any, mode: GenerationMode, path_parameters: dict[str, str] | None) -> str | None:
+    """Runs MAX_EXAMPLES cases of one operation; the first failure, or None."""
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters))
+    def exercise(case: Any) -> None:
+        case.call_and_validate(checks=CHECKS, timeout=REQUEST_TIMEOUT_S)
+
+    try:
+        exercise()
+    except Unsatisfiable:
+        # Nothing to make invalid: no body, no query, and the path is fixed or has no parameters.
+        assert mode == GenerationMode.NEGATIVE, operation.label
+        assert not (len(operation.query) or len(operation.headers) or len(operation.body)), operation.label
+        assert path_parameters is not None or not len(operation.path_parameters), operation.label
+    except Exception as exc:  # noqa: BLE001 - collect every operation's failure, then report them all
+        return f"{type(exc).__name__}: {exc}"[:3000]
+    return None
 
 
 # -- findings of the fuzzer, fixed and pinned ---------------------------------

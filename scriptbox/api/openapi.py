@@ -74,6 +74,7 @@ class Reply:
     description: str
     model: type[BaseModel] | None = None
     media: str | None = None  # non-JSON body (text/plain, text/event-stream, text/html)
+    events: Mapping[str, type[BaseModel]] = field(default_factory=dict)  # SSE: event name -> data model
     headers: Mapping[str, str] = field(default_factory=dict)  # name -> description
 
 
@@ -141,6 +142,7 @@ def _models_of(docs: list[Doc]) -> list[type[BaseModel]]:
     found: list[type[BaseModel]] = [ErrorBody, ScriptDefinitionInput]
     for doc in docs:
         candidates = [doc.body] + [r.model for r in doc.replies.values()]
+        candidates += [m for r in doc.replies.values() for m in r.events.values()]
         for model in candidates:
             if isinstance(model, type) and issubclass(model, BaseModel) and model not in found:
                 found.append(model)
@@ -179,6 +181,8 @@ def _operation(doc: Doc, path_params: list[dict[str, Any]], protected: bool,
         entry: dict[str, Any] = {"description": reply.description}
         if reply.model is not None:
             entry["content"] = {JSON: {"schema": _ref(names[reply.model])}}
+        elif reply.events:
+            entry["content"] = {reply.media or "text/event-stream": {"schema": _event_schema(reply.events, names)}}
         elif reply.media is not None:
             entry["content"] = {reply.media: {"schema": {"type": "string"}}}
         if reply.headers:
@@ -189,6 +193,21 @@ def _operation(doc: Doc, path_params: list[dict[str, Any]], protected: bool,
         responses[str(status)] = _error_reply(status, doc.error_notes.get(status))
     op["responses"] = responses
     return op
+
+
+def _event_schema(events: Mapping[str, type[BaseModel]], names: Mapping[type[BaseModel], str]) -> dict[str, Any]:
+    """One SSE event (OpenAPI 3.1 reads a text/event-stream schema per event): its name, id, JSON data."""
+    variants = []
+    for name, model in events.items():
+        variants.append({
+            "type": "object", "required": ["event", "data"],
+            "properties": {
+                "event": {"const": name},
+                "id": {"type": "string", "pattern": "^[0-9]+$"},
+                "data": {"type": "string", "contentMediaType": JSON, "contentSchema": _ref(names[model])},
+            },
+        })
+    return {"oneOf": variants}
 
 
 def _operation_id(route: Route, taken: set[str]) -> str:

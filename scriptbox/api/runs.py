@@ -16,7 +16,7 @@ from ..store.runs import STATUSES, decode_cursor, run_to_json
 from .common import read_json_body
 from .definitions import DEFINITION_ID
 from .openapi import Doc, Param, Reply
-from .schemas import BrowserResult, Run, RunList, RunRequest, RunStarted
+from .schemas import BrowserResult, OutputEvent, Run, RunList, RunRequest, RunStarted
 
 RUN_ID = "<run_id:re:[0-9a-fA-F]{24}>"
 DEFAULT_LIMIT = 50
@@ -159,7 +159,7 @@ def register(app: Bottle, services: Services) -> None:
         "Follow a run's output live (Server-Sent Events)", "runs",
         {200: Reply("`output` events (id = sequence number, data {stream, data}), `status` events, then `end` "
                     "with the finished run; `: keepalive` comments after 15 s of silence.",
-                    media="text/event-stream")},
+                    media="text/event-stream", events={"output": OutputEvent, "status": Run, "end": Run})},
         errors=(404, 503),
         params=(Param("Last-Event-ID", {"type": "string"}, "resume after this sequence number", where="header"),
                 Param("lastEventId", {"type": "string"}, "the same, for clients that cannot set headers"))))

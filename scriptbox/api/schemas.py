@@ -132,6 +132,16 @@ class RunStarted(BaseModel):
     status: RunStatus
 
 
+class OutputEvent(BaseModel):
+    """The data of an SSE `output` event (its id is the chunk's sequence number)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stream: Literal["stdout", "stderr"]
+    data: str
+    system: bool | None = Field(None, description="true on lines Scriptbox wrote itself (e.g. truncation)")
+
+
 class BrowserOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -29,6 +29,10 @@ function typeOf(schema) {
   if (!schema || typeof schema !== "object") return "any";
   const ref = refName(schema);
   if (ref) return schemaLink(ref);
+  if (Array.isArray(schema.oneOf) && schema.oneOf.every((s) => s.properties?.event?.const)) {
+    // A text/event-stream: one variant per event name, its data a JSON document.
+    return ["events ", schema.oneOf.flatMap((s, i) => [i ? ", " : "", h("code", s.properties.event.const), " (", typeOf(s.properties.data?.contentSchema), ")"])];
+  }
   if (Array.isArray(schema.anyOf)) {
     return schema.anyOf.flatMap((s, i) => (i ? [" | ", typeOf(s)] : [typeOf(s)]));
   }
