@@ -117,6 +117,9 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
                 "PEM certificate file; serve HTTPS when set with the key."),
     SettingSpec("tls_key", "SCRIPTBOX_TLS_KEY", None, _path,
                 "PEM private key file for SCRIPTBOX_TLS_CERT.", secret=True),
+    SettingSpec("metrics_port", "SCRIPTBOX_METRICS_PORT", None, _parse_port,
+                "worker only: serve GET /metrics (admin auth; needs SCRIPTBOX_ADMIN_PASSWORD) on this port "
+                "of SCRIPTBOX_HOST. Unset: a worker has no HTTP at all."),
     SettingSpec("log_format", "SCRIPTBOX_LOG_FORMAT", None, _log_format,
                 "Log records on stderr: text (default) or json (one object per line: time, level, logger, "
                 "message, runId when the record belongs to a run)."),
@@ -141,6 +144,7 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     log_format: str = "text"
+    metrics_port: int | None = None
     # Not user settings: set by the CLI for special modes.
     run_worker: bool = True
     desktop_login_stdin: bool = False

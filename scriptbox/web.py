@@ -22,10 +22,11 @@ from .api import runs as runs_api
 from .api.common import read_json_body
 from .api.openapi import Doc, Reply, build_document
 from .api.schemas import DesktopLogin, Health
-from .auth import SESSION_COOKIE, is_loopback, parse_basic_auth
+from .auth import SESSION_COOKIE, CredentialChecker, FailureThrottle, is_loopback, parse_basic_auth
 from .errors import STATUS_CODES, ApiError, DatabaseUnavailable, Forbidden, Unauthorized, ValidationFailed, error_body
-from .guards import check_same_origin
+from .guards import HostGuard, check_same_origin
 from .logs import run_context
+from .metrics import Metrics
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -100,17 +101,40 @@ def is_protected(path: str) -> bool:
     return path in PROTECTED_EXACT or path.startswith(PROTECTED_PREFIXES)
 
 
+def json_error_page(error: HTTPError) -> str:
+    """Bottle's own errors (404, 405, uncaught exceptions) as the JSON error shape."""
+    status = error.status_code
+    if status >= 500 and error.exception is not None and not isinstance(error.exception, DatabaseUnavailable):
+        log.error("unhandled error on %s %s", request.method, request.path,
+                  exc_info=(type(error.exception), error.exception, error.exception.__traceback__))
+    response.content_type = JSON_TYPE
+    message = str(error.body) if isinstance(error.body, str) and error.body else bottle.HTTP_CODES.get(status, "")
+    if status == 404:
+        message = f"nothing at {request.path}"
+    elif status == 405:
+        message = f"{request.method} is not allowed here"
+    elif status >= 500:
+        message = "internal error; see the server log"
+    return json.dumps(error_body(STATUS_CODES.get(status, "error"), message))
+
+
 def _authenticate(services: Services) -> str:
     """The user making this request; raises Unauthorized (after a throttle delay)."""
     peer = request.environ.get("REMOTE_ADDR", "")
     if is_loopback(peer) and services.desktop_sessions.is_valid(request.get_cookie(SESSION_COOKIE)):
         return services.credentials.user
+    return _basic_auth(services.credentials, services.throttle)
+
+
+def _basic_auth(checker: CredentialChecker, throttle: FailureThrottle) -> str:
+    """The user of a valid Basic Authorization header; raises Unauthorized (after a throttle delay)."""
+    peer = request.environ.get("REMOTE_ADDR", "")
     credentials = parse_basic_auth(request.environ.get("HTTP_AUTHORIZATION"))
-    if credentials is not None and services.credentials.check(*credentials):
-        services.throttle.succeeded(peer)
+    if credentials is not None and checker.check(*credentials):
+        throttle.succeeded(peer)
         return credentials[0]
     if credentials is not None:
-        delay = services.throttle.delay_for(peer)
+        delay = throttle.delay_for(peer)
         if delay:
             log.warning("failed login from %s; answering in %.2f s", peer, delay)
             time.sleep(delay)  # gevent-patched in the server: only this request waits
@@ -139,22 +163,7 @@ def create_app(services: Services) -> Bottle:
         for name, value in SECURITY_HEADERS.items():
             response.set_header(name, value)
 
-    def error_handler(error: HTTPError) -> str:
-        status = error.status_code
-        if status >= 500 and error.exception is not None and not isinstance(error.exception, DatabaseUnavailable):
-            log.error("unhandled error on %s %s", request.method, request.path,
-                      exc_info=(type(error.exception), error.exception, error.exception.__traceback__))
-        response.content_type = JSON_TYPE
-        message = str(error.body) if isinstance(error.body, str) and error.body else bottle.HTTP_CODES.get(status, "")
-        if status == 404:
-            message = f"nothing at {request.path}"
-        elif status == 405:
-            message = f"{request.method} is not allowed here"
-        elif status >= 500:
-            message = "internal error; see the server log"
-        return json.dumps(error_body(STATUS_CODES.get(status, "error"), message))
-
-    app.default_error_handler = error_handler
+    app.default_error_handler = json_error_page
 
     @app.get("/healthz", openapi=Doc(
         "Liveness and database reachability (no auth)", "service",
@@ -242,12 +251,45 @@ def _register_tool_routes(app: Bottle, services: Services) -> None:
         resp.content_type = JSON_TYPE
         return resp
 
-    @app.get("/metrics", openapi=Doc(
-        "Prometheus metrics of this process", "service",
-        {200: Reply("Prometheus text exposition format.", media="text/plain")}))
+    @app.get("/metrics", openapi=METRICS_DOC)
     def metrics() -> HTTPResponse:
-        body, content_type = services.metrics.exposition(request.get_header("Accept"))
-        resp = HTTPResponse(body=body, status=200)
-        resp.set_header("Content-Type", content_type)
-        resp.set_header("Cache-Control", "no-store")
-        return resp
+        return metrics_response(services.metrics)
+
+
+METRICS_DOC = Doc("Prometheus metrics of this process", "service",
+                  {200: Reply("Prometheus text exposition format (OpenMetrics if asked for).", media="text/plain")})
+
+
+def metrics_response(metrics: Metrics) -> HTTPResponse:
+    body, content_type = metrics.exposition(request.get_header("Accept"))
+    resp = HTTPResponse(body=body, status=200)
+    resp.set_header("Content-Type", content_type)
+    resp.set_header("Cache-Control", "no-store")
+    return resp
+
+
+def create_metrics_app(metrics: Metrics, checker: CredentialChecker, host_guard: HostGuard) -> Bottle:
+    """The only HTTP of a `worker` (SCRIPTBOX_METRICS_PORT): GET /metrics, admin auth, JSON errors."""
+    app = Bottle(catchall=True)
+    throttle = FailureThrottle()
+
+    @app.hook("before_request")
+    def guard_request() -> None:
+        try:
+            host_guard.check(request.environ)
+            _basic_auth(checker, throttle)
+        except ApiError as exc:
+            raise api_error_response(exc) from None
+
+    @app.hook("after_request")
+    def security_headers() -> None:
+        for name, value in SECURITY_HEADERS.items():
+            response.set_header(name, value)
+
+    app.default_error_handler = json_error_page
+
+    @app.get("/metrics")
+    def metrics_route() -> HTTPResponse:
+        return metrics_response(metrics)
+
+    return app

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Api, ScriptboxServer
+from conftest import ADMIN_PASSWORD, REPO, Api, ScriptboxServer
 from runs_support import SseStream, start_run, wait_status
+from scriptbox.childproc import free_loopback_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -110,3 +116,49 @@ def test_a_scraper_asking_for_openmetrics_gets_it(api: Api) -> None:
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("application/openmetrics-text")
     assert response.text.rstrip().endswith("# EOF")
+
+
+def test_a_worker_exports_its_own_metrics_on_its_metrics_port(server_factory: Any, mongodb_uri: str,
+                                                              tmp_path: Path) -> None:
+    web = server_factory(extra_args=["--no-worker"]).start()
+    api = web.api()
+    port = free_loopback_port()
+    env = {**os.environ, "SCRIPTBOX_DB_NAME": web.db_name, "SCRIPTBOX_ADMIN_PASSWORD": ADMIN_PASSWORD,
+           "SCRIPTBOX_METRICS_PORT": str(port), "HOME": str(tmp_path)}
+    worker = subprocess.Popen([sys.executable, str(REPO / "app.py"), "worker", "--mongodb-uri", mongodb_uri,
+                               "--data-dir", str(tmp_path / "worker")], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        worker_api = Api(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        while True:  # until the worker listens
+            try:
+                before = scrape(worker_api)
+                break
+            except requests.ConnectionError:
+                assert worker.poll() is None and time.monotonic() < deadline, "the worker did not start"
+                time.sleep(0.1)
+        assert Api(worker_api.base_url, auth=None).get("/metrics").status_code == 401
+        assert worker_api.get("/api/admin/scripts").status_code == 404  # metrics only
+        script = api.create_script(script="echo from-the-worker")
+        run_id = start_run(api, script["id"])
+        assert wait_status(api, run_id)["status"] == "succeeded"
+        after = scrape(worker_api)
+        key = {"status": "succeeded", "trigger": "api"}
+        assert value(after, "scriptbox_runs_total", **key) == value(before, "scriptbox_runs_total", **key) + 1
+        assert (value(after, "scriptbox_output_bytes_total")
+                == value(before, "scriptbox_output_bytes_total") + len("from-the-worker\n"))
+        # The serving process executed nothing: its counters did not move.
+        assert value(scrape(api), "scriptbox_runs_total", **key) == 0
+    finally:
+        worker.terminate()
+        assert worker.wait(30) == 0
+
+
+def test_a_worker_metrics_port_needs_an_admin_password(tmp_path: Path, mongodb_uri: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCRIPTBOX_")}
+    env["SCRIPTBOX_METRICS_PORT"] = "0"
+    result = subprocess.run([sys.executable, str(REPO / "app.py"), "worker", "--mongodb-uri", mongodb_uri,
+                             "--data-dir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "SCRIPTBOX_ADMIN_PASSWORD" in result.stderr
