@@ -73,6 +73,7 @@ bench: deps
 	$(PY) bench/start_latency.py
 	$(PY) bench/throughput.py
 	$(PY) bench/fanout.py
+	$(PY) bench/cli.py
 	$(PY) bench/tools.py
 
 clean:

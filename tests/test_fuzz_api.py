@@ -73,7 +73,7 @@ def existing(fuzz_server: ScriptboxServer) -> dict[str, str]:
     script = api.create_script(script="echo seeded")
     run_id = start_run(api, script["id"])
     assert api.post(f"/api/admin/scripts/runs/{run_id}/cancel").status_code == 202  # --no-worker: still queued
-    return {"definition_id": script["id"], "run_id": run_id}
+    return {"definition_id": script["id"], "run_id": run_id, "code_identifier": script["codeIdentifier"]}
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
