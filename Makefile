@@ -74,6 +74,7 @@ bench: deps
 	$(PY) bench/throughput.py
 	$(PY) bench/fanout.py
 	$(PY) bench/cli.py
+	$(PY) bench/soak.py --seconds 60
 	$(PY) bench/tools.py
 
 clean:
