@@ -80,7 +80,8 @@ class Scheduler:
     def __init__(self, store: ScheduleStore, submit: Submit, executor_id: str, *,
                  refresh_s: float = REFRESH_S, late_limit_s: float = LATE_LIMIT_S,
                  start_slack_s: float = START_SLACK_S,
-                 clock: Callable[[], datetime] = _now) -> None:
+                 clock: Callable[[], datetime] = _now,
+                 on_outcome: Callable[[str, int], None] = lambda result, count: None) -> None:
         self.store = store
         self.submit = submit
         self.executor_id = executor_id
@@ -88,6 +89,7 @@ class Scheduler:
         self.late_limit = timedelta(seconds=late_limit_s)
         self.start_slack = timedelta(seconds=start_slack_s)
         self.clock = clock
+        self.on_outcome = on_outcome  # metrics: (fired|skipped|missed, how many due times)
         self._entries: dict[ScriptKey, Entry] = {}
         self._wake = gevent.event.Event()
         # What to re-read at the next wake: these definitions, or all of them.
@@ -234,12 +236,12 @@ class Scheduler:
         if firing is None:
             return  # another process has this due time
         if missed_before:
-            self.store.note(entry.script_id, MISSED, due, count=missed_before)
+            self._note(entry.script_id, MISSED, due, count=missed_before)
         overlap = definition["schedule"].get("overlap", "skip")
         active = None if overlap == "allow" else self.store.newest_active_run(entry.script_id)
         if active is not None and overlap == "skip":
             self.store.set_outcome(firing, SKIPPED, reason=f"run {active} was still active")
-            self.store.note(entry.script_id, SKIPPED, due)
+            self._note(entry.script_id, SKIPPED, due)
             log.info("schedule of %s: skipped %s (run %s still active)", entry.script_id, iso_z(due), active)
             return
         try:
@@ -249,13 +251,17 @@ class Scheduler:
             run = self.submit(str(entry.script_id), "schedule", "scheduler", meta=meta, waits_for=active)
         except (Conflict, NotFound) as exc:
             self.store.set_outcome(firing, SKIPPED, reason=exc.message)
-            self.store.note(entry.script_id, SKIPPED, due)
+            self._note(entry.script_id, SKIPPED, due)
             return
         if active is not None and not self.store.is_active(active):
             # It ended between our look and our insert: nobody will release us.
             self.store.release(run["_id"], active)
         self.store.set_outcome(firing, FIRED, run_id=run["_id"])
-        self.store.note(entry.script_id, FIRED, due)
+        self._note(entry.script_id, FIRED, due)
+
+    def _note(self, script_id: ScriptKey, result: str, due: datetime, count: int = 1) -> None:
+        self.store.note(script_id, result, due, count=count)
+        self.on_outcome(result, count)
 
     # -- missed due times ---------------------------------------------------
 
@@ -285,7 +291,7 @@ class Scheduler:
             self._fire(entry, latest, missed_before=count - 1, catch_up=True)
             return
         if self.store.claim(entry.script_id, latest, MISSED, self.executor_id, count=count) is not None:
-            self.store.note(entry.script_id, MISSED, latest, count=count)
+            self._note(entry.script_id, MISSED, latest, count=count)
             log.info("schedule of %s: %d due time(s) missed, the latest %s", entry.script_id, count, iso_z(latest))
 
 
@@ -297,6 +303,7 @@ def build_scheduler(services: Any) -> Scheduler:
     """
     store = ScheduleStore(services.database)
     store.ensure_indexes()
-    scheduler = Scheduler(store, services.engine.submit, services.engine.executor_id)
+    scheduler = Scheduler(store, services.engine.submit, services.engine.executor_id,
+                          on_outcome=services.metrics.schedule_firing)
     services.scheduler = scheduler
     return scheduler

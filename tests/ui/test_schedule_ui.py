@@ -37,7 +37,8 @@ def test_set_a_schedule_see_the_preview_the_next_run_and_the_scheduled_run(ui_pa
     expect(item.locator(".next-run")).to_contain_text("next in")
 
     deadline = time.monotonic() + 30
-    while not api.get("/api/admin/scripts/runs", params={"scriptId": script["id"], "trigger": "schedule"}).json()["runs"]:
+    query = {"scriptId": script["id"], "trigger": "schedule"}
+    while not api.get("/api/admin/scripts/runs", params=query).json()["runs"]:
         assert time.monotonic() < deadline, "no scheduled run"
         time.sleep(0.2)
     ui_page.goto("/admin/scripts/runs")
