@@ -25,12 +25,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import gevent
 import gevent.event
+import gevent.lock
+import gevent.pool
 
 from .errors import Conflict, DatabaseUnavailable, NotFound
 from .schedule import ScheduleError, expand_cron, iso_z, iter_due_times, time_zone
@@ -42,7 +44,8 @@ REFRESH_S = 15.0  # definitions changed by other processes
 LATE_LIMIT_S = 60.0  # a due time reached later than this is "missed", not fired late
 MAX_MISSED_COUNTED = 10_000  # due times counted per catch-up (an every-second cron down for days)
 START_SLACK_S = 2.0  # at start, due times this recent are fired late rather than counted missed
-RETRY_S = 2.0  # after a database error
+RETRY_S = 2.0
+FIRE_CONCURRENCY = 64  # after a database error
 
 # submit(script_id, trigger, requested_by, meta=..., waits_for=...) -> run document
 Submit = Callable[..., dict[str, Any]]
@@ -57,6 +60,7 @@ class Entry:
     cron: str
     timezone: str
     next_due: datetime | None
+    lock: gevent.lock.Semaphore = field(default_factory=gevent.lock.Semaphore)
 
 
 def _fingerprint(definition: dict[str, Any]) -> tuple[Any, ...]:
@@ -92,6 +96,10 @@ class Scheduler:
         self.on_outcome = on_outcome  # metrics: (fired|skipped|missed, how many due times)
         self._entries: dict[ScriptKey, Entry] = {}
         self._wake = gevent.event.Event()
+        # Due times are handled concurrently: each costs a few database round
+        # trips (writes wait for the embedded database's sync on commit), and
+        # 1,000 staggered schedules bring ~17 due times a second.
+        self._pool = gevent.pool.Pool(FIRE_CONCURRENCY)
         # What to re-read at the next wake: these definitions, or all of them.
         self._changed: set[ScriptKey] = set()
         self._full_refresh = False
@@ -108,6 +116,7 @@ class Scheduler:
         self._wake.set()
         if self._greenlet is not None:
             self._greenlet.kill(block=True, timeout=5)
+        self._pool.kill(block=True, timeout=5)
 
     def wake(self, script_id: str | None = None) -> None:
         """A definition changed in this process: re-read it (or, without an id, all) now."""
@@ -201,19 +210,33 @@ class Scheduler:
         return next(iter_due_times(entry.cron, time_zone(entry.timezone), after), None)
 
     def _fire_due(self) -> None:
+        """Hand every due entry to the pool; the loop itself never waits for the database."""
         for entry in list(self._entries.values()):
             now = self.clock()
             if entry.next_due is None or entry.next_due > now:
                 continue
-            if now - entry.next_due > self.late_limit:
-                definition = self.store.definition(entry.script_id)
-                if definition is not None:
-                    self._record_missed(entry, definition, entry.next_due - timedelta(microseconds=1), now)
-                entry.next_due = self._next_after(entry, now)
-                continue
             due = entry.next_due
-            entry.next_due = self._next_after(entry, due)
-            self._fire(entry, due)
+            if now - due > self.late_limit:
+                entry.next_due = self._next_after(entry, now)
+                self._pool.spawn(self._guarded, entry, self._miss_late, entry, due, now)
+            else:
+                entry.next_due = self._next_after(entry, due)
+                self._pool.spawn(self._guarded, entry, self._fire, entry, due)
+
+    def _guarded(self, entry: Entry, action: Callable[..., None], *args: Any) -> None:
+        """Run one due time's work: one at a time per script (overlap checks stay exact), never raising."""
+        try:
+            with entry.lock:
+                action(*args)
+        except DatabaseUnavailable:
+            log.warning("scheduler: the database is unreachable; due time of %s not handled", entry.script_id)
+        except Exception:  # noqa: BLE001 - one script's failure must not stop the others
+            log.exception("scheduler error for script %s", entry.script_id)
+
+    def _miss_late(self, entry: Entry, due: datetime, now: datetime) -> None:
+        definition = self.store.definition(entry.script_id)
+        if definition is not None:
+            self._record_missed(entry, definition, due - timedelta(microseconds=1), now)
 
     # -- one due time -------------------------------------------------------
 
@@ -256,7 +279,7 @@ class Scheduler:
         if active is not None and not self.store.is_active(active):
             # It ended between our look and our insert: nobody will release us.
             self.store.release(run["_id"], active)
-        self.store.set_outcome(firing, FIRED, run_id=run["_id"])
+        # The claim already says "fired"; the run names its due time (meta.scheduledFor).
         self._note(entry.script_id, FIRED, due)
 
     def _note(self, script_id: ScriptKey, result: str, due: datetime, count: int = 1) -> None:

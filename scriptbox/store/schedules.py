@@ -4,7 +4,7 @@
 unique index. Inserting it is how a process claims a due time: however many
 `serve` processes share the database, exactly one insert succeeds, and only
 that process starts (or skips, or records as missed) that due time. The
-document then says what became of it: `fired` (with the run's id), `skipped`
+document then says what became of it: `fired` (the run carries meta.scheduledFor), `skipped`
 (overlap) or `missed` (no server was running; `count` due times at once).
 
 What the script's page shows (last fired/skipped/missed, counts) is kept on
