@@ -202,6 +202,19 @@ def _make_preexec(address_space: int, alarm_seconds: int, user: SandboxUser | No
     return preexec
 
 
+def _checked_node() -> tuple[str, tuple[int, int, int]]:
+    """The node binary on PATH and its version; raises RunnerUnavailable."""
+    node = shutil.which("node")
+    if node is None:
+        raise RunnerUnavailable("node was not found on PATH: the vm2 runner needs Node.js 20 or newer")
+    version = _node_version(node)
+    if version[0] < MIN_NODE_MAJOR:
+        raise RunnerUnavailable(
+            f"the vm2 runner needs Node.js {MIN_NODE_MAJOR} or newer, found {'.'.join(map(str, version))}"
+        )
+    return node, version
+
+
 def prepare_vm2_launch(
     script: str,
     script_env: dict[str, str],
@@ -227,14 +240,7 @@ def prepare_vm2_launch(
     """
     if timeout_ms < 1:
         raise ValueError("timeout_ms must be positive")
-    node = shutil.which("node")
-    if node is None:
-        raise RunnerUnavailable("node was not found on PATH: the vm2 runner needs Node.js 20 or newer")
-    version = _node_version(node)
-    if version[0] < MIN_NODE_MAJOR:
-        raise RunnerUnavailable(
-            f"the vm2 runner needs Node.js {MIN_NODE_MAJOR} or newer, found {'.'.join(map(str, version))}"
-        )
+    node, version = _checked_node()
     harness_dir = harness_dir.resolve()
     harness = harness_dir / "harness.js"
     if not harness.is_file():
