@@ -8,7 +8,8 @@ stopped (the timeout plus starting the run).
 
 Raw baseline, in this same process and interleaved with the flood repetitions: the same
 page runs `for (;;) {}` (a worker just as busy, with no output) with the same timeout,
-so what the flood itself costs is the difference.
+so what the flood itself costs is the difference. A third variant logs one string over
+and over, separating the cost of the output from that of the script's own allocations.
 
 Repeated --reps times (default 3); prints median and spread.
 
@@ -24,7 +25,13 @@ from _harness import AUTH, BenchServer, spread
 from playwright.sync_api import Page, sync_playwright
 
 TIMEOUT_MS = 10_000
-BODIES = {"flood": 'for (;;) console.log("z".repeat(1e5));', "spin (baseline)": "for (;;) {}"}
+BODIES = {
+    "flood": 'for (;;) console.log("z".repeat(1e5));',
+    # The same flood without allocating a new string per line: what the script's own
+    # allocations (V8's garbage collector threads) cost the page, apart from its output.
+    "flood, one string": 'const z = "z".repeat(1e5); for (;;) console.log(z);',
+    "spin (baseline)": "for (;;) {}",
+}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
 MEASURE_JS = """() => {
     window.__gaps = []; window.__stoppedAt = null; let last = performance.now();
@@ -79,8 +86,8 @@ def main() -> None:
         server.stop()
     print(f"browser run, timeout {TIMEOUT_MS / 1000:.0f} s, {args.reps} repetitions each")
     for kind, r in results.items():
-        print(f"  {kind:16} longest frame gap {spread(r['gap'], ' ms', digits=0)}")
-        print(f"  {'':16} stopped after     {spread(r['stop'], ' s', digits=2)}")
+        print(f"  {kind:18} longest frame gap {spread(r['gap'], ' ms', digits=0)}")
+        print(f"  {'':18} stopped after     {spread(r['stop'], ' s', digits=2)}")
 
 
 if __name__ == "__main__":

@@ -156,10 +156,12 @@ def test_an_output_flood_neither_freezes_the_page_nor_delays_the_timeout(ui_page
     print(f"{kind}: longest frame gap {gap_ms:.0f} ms, stopped {stopped_after:.2f} s after the click "
           f"(timeout {FLOOD_TIMEOUT_MS / 1000:.0f} s)")
     assert run["status"] == "timed_out"
-    # Generous bounds for a shared, loaded machine; the old bootstrap froze the page for
-    # 12 s and stopped a 10 s flood after 24 s. bench/browser_flood.py prints the numbers.
-    assert gap_ms < 2000, f"the page froze for {gap_ms:.0f} ms"
-    assert stopped_after < FLOOD_TIMEOUT_MS / 1000 + 2, f"stopped {stopped_after:.1f} s after the click"
+    # Bounds generous enough for a shared 2-core machine at load ~10 (where the flood
+    # measured a 1-1.8 s longest gap and a stop 1-2 s late, the busy worker alone 0.1-0.6 s
+    # and 0.2-0.7 s), yet far from the old bootstrap's 12 s freeze and 24 s end.
+    # bench/browser_flood.py prints median and spread against that baseline.
+    assert gap_ms < 4000, f"the page froze for {gap_ms:.0f} ms"
+    assert stopped_after < FLOOD_TIMEOUT_MS / 1000 + 4, f"stopped {stopped_after:.1f} s after the click"
     log = api.get(f"/api/admin/scripts/runs/{run['id']}/log").text
     assert log.startswith("start\n")
     if kind == "flood":
