@@ -80,7 +80,7 @@ def free_port() -> int:
 class BenchServer:
     """`python app.py serve` on a free port; stopped with SIGTERM by stop()."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, extra_args: list[str] | None = None) -> None:
         self.data_dir = Path(tempfile.mkdtemp(prefix="scriptbox-bench-"))
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -88,7 +88,8 @@ class BenchServer:
         full_env.update(env or {})
         self.log = open(self.data_dir / "server.out", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "app.py"), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            [sys.executable, str(REPO / "app.py"), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
+             *(extra_args or [])],
             cwd=REPO, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.session = requests.Session()
         self.session.auth = AUTH

@@ -12,10 +12,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
+from test_metrics import scrape, value
 
+from conftest import Api, ScriptboxServer, unique_name
+from runs_support import wait_status
 from scriptbox.schedule import next_due_times
-from tests.conftest import Api, ScriptboxServer, unique_name
-from tests.runs_support import wait_status
 
 T = TypeVar("T")
 EVERY_SECOND = "* * * * * *"
@@ -190,6 +191,7 @@ def test_client_cannot_filter_with_an_unknown_trigger_and_can_filter_by_trigger(
 
 
 def test_fires_each_due_time_with_trigger_schedule(api: Api) -> None:
+    fired_before = value(scrape(api), "scriptbox_schedule_firings_total", result="fired")
     script = api.create_script(script="echo tick", schedule=schedule("*/2 * * * * *", overlap="allow"))
     runs = wait_for(lambda: len(runs_of(api, script["id"])) >= 3 and runs_of(api, script["id"]), 20,
                     "three scheduled runs")
@@ -208,6 +210,9 @@ def test_fires_each_due_time_with_trigger_schedule(api: Api) -> None:
     assert state["enabled"] is False and state["nextRunAt"] is None
     wait_for(lambda: api.get(f"/api/admin/scripts/{script['id']}").json()["schedule"]["firedCount"]
              == len(runs_of(api, script["id"])), 10, "firedCount matches the runs")
+    # One server: it claimed every due time.
+    fired = value(scrape(api), "scriptbox_schedule_firings_total", result="fired") - fired_before
+    assert fired == len(runs_of(api, script["id"]))
 
 
 def test_disabled_script_or_schedule_does_not_fire(api: Api) -> None:
