@@ -41,6 +41,7 @@ from .store.schedules import FIRED, MISSED, SKIPPED, ScheduleStore, ScriptKey
 log = logging.getLogger(__name__)
 
 REFRESH_S = 15.0  # definitions changed by other processes
+CLOCK_SKEW = timedelta(seconds=60)  # updatedAt comes from the saving process's clock
 LATE_LIMIT_S = 60.0  # a due time reached later than this is "missed", not fired late
 MAX_MISSED_COUNTED = 10_000  # due times counted per catch-up (an every-second cron down for days)
 START_SLACK_S = 2.0  # at start, due times this recent are fired late rather than counted missed
@@ -100,9 +101,9 @@ class Scheduler:
         # trips (writes wait for the embedded database's sync on commit), and
         # 1,000 staggered schedules bring ~17 due times a second.
         self._pool = gevent.pool.Pool(FIRE_CONCURRENCY)
-        # What to re-read at the next wake: these definitions, or all of them.
+        # Definitions to re-read at the next wake.
         self._changed: set[ScriptKey] = set()
-        self._full_refresh = False
+        self._seen_until: datetime | None = None  # the newest updatedAt read so far
         self._greenlet: gevent.Greenlet | None = None
         self._stopping = False
 
@@ -120,11 +121,10 @@ class Scheduler:
 
     def wake(self, script_id: str | None = None) -> None:
         """A definition changed in this process: re-read it (or, without an id, all) now."""
-        key = None if script_id is None else ScriptKey(script_id)
-        if key is None:
-            self._full_refresh = True
+        if script_id is None:
+            self._seen_until = None  # the next look reads everything
         else:
-            self._changed.add(key)
+            self._changed.add(ScriptKey(script_id))
         self._wake.set()
 
     # -- the loop -----------------------------------------------------------
@@ -136,8 +136,7 @@ class Scheduler:
             timeout = RETRY_S
             try:
                 self._wake.clear()
-                if initial or self._full_refresh or time.monotonic() - last_refresh >= self.refresh_s:
-                    self._full_refresh = False
+                if initial or self._seen_until is None or time.monotonic() - last_refresh >= self.refresh_s:
                     self._changed.clear()
                     self._refresh(initial)
                     initial = False
@@ -163,22 +162,40 @@ class Scheduler:
         return max(0.0, min(until_refresh, until_due))
 
     def _refresh(self, initial: bool = False) -> None:
-        """Re-read the scheduled definitions; new or changed ones get a new next due time."""
+        """Re-read definitions: all at start, later only those saved since the last look.
+
+        Definitions deleted or disabled elsewhere are also noticed when one of
+        their due times comes (`_current`), so the periodic look stays cheap
+        with thousands of schedules.
+        """
         now = self.clock()
-        seen: set[ScriptKey] = set()
-        for definition in self.store.scheduled_definitions():
-            seen.add(definition["_id"])
-            self._update_entry(definition, now, initial)
-        for script_id in set(self._entries) - seen:
-            del self._entries[script_id]
+        if initial or self._seen_until is None:
+            definitions = self.store.scheduled_definitions()
+            scheduled = {d["_id"] for d in definitions}
+            self._entries = {k: v for k, v in self._entries.items() if k in scheduled}
+        else:
+            definitions = self.store.changed_since(self._seen_until - CLOCK_SKEW)
+        for definition in definitions:
+            self._apply(definition, now, initial)
+            saved = _aware(definition.get("updatedAt"))
+            if saved is not None and (self._seen_until is None or saved > self._seen_until):
+                self._seen_until = saved
+        if self._seen_until is None:
+            self._seen_until = now
 
     def _refresh_one(self, script_id: ScriptKey) -> None:
-        definition = self.store.definition(script_id)
+        self._apply(self.store.definition(script_id), self.clock(), False, script_id)
+
+    def _apply(self, definition: dict[str, Any] | None, now: datetime, initial: bool,
+               script_id: ScriptKey | None = None) -> None:
+        """Track a definition if it is scheduled and enabled; forget it otherwise."""
         schedule = (definition or {}).get("schedule") or {}
         if definition is None or not definition.get("enabled", True) or not schedule.get("enabled", False):
-            self._entries.pop(script_id, None)
+            key = definition["_id"] if definition is not None else script_id
+            if key is not None:
+                self._entries.pop(key, None)
             return
-        self._update_entry(definition, self.clock(), False)
+        self._update_entry(definition, now, initial)
 
     def _update_entry(self, definition: dict[str, Any], now: datetime, initial: bool) -> None:
         script_id = definition["_id"]

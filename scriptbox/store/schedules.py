@@ -61,6 +61,11 @@ class ScheduleStore:
                 {"enabled": {"$ne": False}, "schedule.enabled": True, "schedule.cron": {"$type": "string"}},
                 projection=_PROJECTION))
 
+    def changed_since(self, since: datetime) -> list[dict[str, Any]]:
+        """Definitions saved at or after `since`, scheduled or not (a schedule may have been removed)."""
+        with translate_db_errors():
+            return list(self._definitions.find({"updatedAt": {"$gte": _naive_utc(since)}}, projection=_PROJECTION))
+
     def definition(self, script_id: ObjectId) -> dict[str, Any] | None:
         with translate_db_errors():
             return self._definitions.find_one({"_id": script_id}, projection=_PROJECTION)
