@@ -173,9 +173,9 @@ class RunStore:
         with translate_db_errors():
             doc = self.runs.find_one_and_update(cond, update, return_document=ReturnDocument.AFTER)
         if doc is not None:
-            self.release_waiting(run_id)
             if self._on_finished is not None:
                 self._on_finished(doc)
+            self.release_waiting(run_id)
         return doc
 
     def release_waiting(self, run_id: ObjectId) -> None:
