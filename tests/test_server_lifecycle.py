@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import requests
 
 from conftest import REPO, ScriptboxServer
 from scriptbox.childproc import free_loopback_port
-from scriptbox.embedded_db import secantus_argv
+from scriptbox.embedded_db import DbCredential, secantus_argv
 
 
 def database_processes(data_dir: Path) -> list[psutil.Process]:
@@ -141,14 +142,21 @@ def test_a_lost_database_gives_503_and_the_server_recovers(server_factory: Any, 
     argv = secantus_argv() + ["--host", "127.0.0.1", "--port", str(port), "--storage-path", str(tmp_path / "db"),
                              "--sync-on-commit"]
 
+    credential = DbCredential("scriptbox", "lost-db-test-secret")
+
     def start_db() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # secantus_argv() reads its credential on stdin (never argv) and requires it.
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps({"user": credential.user, "password": credential.password}).encode() + b"\n")
+        proc.stdin.close()
         assert wait_until(lambda: _port_open(port), 60)
         return proc
 
     db = start_db()
     try:
-        instance: ScriptboxServer = server_factory(mongodb_uri=f"mongodb://127.0.0.1:{port}/?directConnection=true")
+        instance: ScriptboxServer = server_factory(
+            mongodb_uri=credential.uri(f"mongodb://127.0.0.1:{port}/?directConnection=true"))
         instance.start()
         api = instance.api()
         doc = api.create_script(name="Before the outage")
