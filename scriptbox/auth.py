@@ -203,11 +203,30 @@ class LoginThrottle:
     MAX_CLIENTS = 10_000
     MAX_PENDING = 16
     LOG_EVERY_S = 60.0
+    # A refused attempt is answered after TARPIT_MIN_S..TARPIT_MAX_S (its wait,
+    # clamped): a sleeping greenlet costs nothing, and a guesser then gets one
+    # answer per 5-10 s per connection instead of as many as the server can
+    # produce (each one still costs parsing and routing, which under load
+    # delays everyone else). Bounded, so held connections cannot fill the cap.
+    TARPIT_MIN_S = 5.0
+    TARPIT_MAX_S = 10.0
+    MAX_TARPITTED = 256
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._clients: OrderedDict[str, _Budget] = OrderedDict()
         self._global = _Budget(self.GLOBAL_LEAK_S)
+        self._tarpitted = 0
+
+    def tarpit(self, wait: float) -> float:
+        """Seconds to hold a refused attempt before answering (0 when too many are held); call tarpit_done after."""
+        if self._tarpitted >= self.MAX_TARPITTED:
+            return 0.0
+        self._tarpitted += 1
+        return min(max(wait, self.TARPIT_MIN_S), self.TARPIT_MAX_S)
+
+    def tarpit_done(self) -> None:
+        self._tarpitted = max(self._tarpitted - 1, 0)
 
     def _client(self, client: str, now: float) -> _Budget:
         budget = self._clients.get(client)

@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -101,8 +102,9 @@ def _authenticate(services: Services) -> str:
     """The user making this request; raises Unauthorized, or TooManyAttempts while throttled.
 
     An exact pair that verified before answers at once. Anything else is
-    admitted by the throttle first (a locked-out client gets 429 without its
-    password being looked at), then checked with Argon2 off the event loop.
+    admitted by the throttle first (a locked-out client gets 429, held for up
+    to 10 s, without its password being looked at), then checked with Argon2
+    off the event loop.
     """
     peer = request.environ.get("REMOTE_ADDR", "")
     if is_loopback(peer) and services.desktop_sessions.is_valid(request.get_cookie(SESSION_COOKIE)):
@@ -114,9 +116,15 @@ def _authenticate(services: Services) -> str:
         client = client_address(request.environ, services.settings.trusted_proxies)
         wait = services.throttle.admit(client)
         if wait:
-            raise TooManyAttempts(
-                f"too many failed sign-in attempts; try again in {math.ceil(wait)} s",
-                headers={"Retry-After": str(math.ceil(wait))})
+            held = services.throttle.tarpit(wait)
+            if held:
+                try:
+                    time.sleep(held)  # gevent-patched in the server: only this request waits
+                finally:
+                    services.throttle.tarpit_done()
+            retry = max(1, math.ceil(wait - held))
+            raise TooManyAttempts(f"too many failed sign-in attempts; try again in {retry} s",
+                                  headers={"Retry-After": str(retry)})
         ok = False
         try:
             ok = services.credentials.check(*credentials)
