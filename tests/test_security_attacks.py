@@ -401,3 +401,13 @@ def test_answers_written_by_gevent_itself_carry_the_security_headers(server: Scr
     assert head.startswith((b"HTTP/1.1 400", b"HTTP/1.1 414")), head
     _assert_security_headers(head.decode("latin-1"))
     assert json.loads(body)["error"]["code"]
+
+
+def test_the_systemd_unit_leaves_room_for_the_connection_cap() -> None:
+    from conftest import REPO
+    from scriptbox.config import Settings
+    from scriptbox.httpserver import FD_RESERVE
+
+    unit = (REPO / "packaging/systemd/scriptbox.service").read_text()
+    limit = next(int(line.split("=", 1)[1]) for line in unit.splitlines() if line.startswith("LimitNOFILE="))
+    assert limit >= Settings().max_connections + FD_RESERVE
