@@ -89,6 +89,22 @@ class DbCredential:
                 f"{sep}authSource=admin&authMechanism=SCRAM-SHA-256")
 
 
+def launch(argv: list[str], credential: DbCredential, **popen: Any) -> subprocess.Popen[bytes]:
+    """Start `argv` (secantus_argv() plus SecantusDB flags) and hand it `credential` on stdin.
+
+    The process provisions the user and then serves with --auth (dblaunch.py);
+    `popen` goes to subprocess.Popen (stdin is taken).
+    """
+    process: subprocess.Popen[bytes] = subprocess.Popen(argv, stdin=subprocess.PIPE, **popen)
+    assert process.stdin is not None
+    try:
+        process.stdin.write(json.dumps({"user": credential.user, "password": credential.password}).encode() + b"\n")
+        process.stdin.close()
+    except OSError:
+        pass  # it died at once; the caller sees its exit code
+    return process
+
+
 def load_or_create_credential(data_dir: Path) -> DbCredential:
     """The credential in ``<data_dir>/db-credential``, created (0600) when missing.
 
@@ -157,7 +173,6 @@ class EmbeddedDatabase:
         credential = load_or_create_credential(self.data_dir)
         # The database needs none of Scriptbox's secrets (it gets its own on stdin).
         env = {k: v for k, v in os.environ.items() if k not in secret_env_names()}
-        secret_line = json.dumps({"user": credential.user, "password": credential.password}).encode() + b"\n"
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between probe and bind
             port = free_loopback_port()
@@ -173,18 +188,12 @@ class EmbeddedDatabase:
                 "--cache-size", EMBEDDED_CACHE_SIZE,
             ]
             with open(self.log_path, "ab") as log_file:
-                self.process = subprocess.Popen(
-                    argv, stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                self.process = launch(
+                    argv, credential, stdout=log_file, stderr=subprocess.STDOUT, env=env,
                     # Own session: a Ctrl-C in the terminal reaches Scriptbox, which
                     # then stops the database in order, not both at once.
                     start_new_session=True, preexec_fn=die_with_parent(os.getpid()),
                 )
-            assert self.process.stdin is not None
-            try:
-                self.process.stdin.write(secret_line)
-                self.process.stdin.close()
-            except OSError:
-                pass  # it died at once; _wait_ready reports its exit code
             self.pid_path.write_text(json.dumps({"pid": self.process.pid, "port": port}))
             uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
             try:

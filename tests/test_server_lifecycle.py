@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import subprocess
@@ -17,7 +16,7 @@ import requests
 
 from conftest import REPO, ScriptboxServer
 from scriptbox.childproc import free_loopback_port
-from scriptbox.embedded_db import DbCredential, secantus_argv
+from scriptbox.embedded_db import DbCredential, launch, secantus_argv
 
 
 def database_processes(data_dir: Path) -> list[psutil.Process]:
@@ -145,11 +144,7 @@ def test_a_lost_database_gives_503_and_the_server_recovers(server_factory: Any, 
     credential = DbCredential("scriptbox", "lost-db-test-secret")
 
     def start_db() -> subprocess.Popen[bytes]:
-        # secantus_argv() reads its credential on stdin (never argv) and requires it.
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps({"user": credential.user, "password": credential.password}).encode() + b"\n")
-        proc.stdin.close()
+        proc = launch(argv, credential, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert wait_until(lambda: _port_open(port), 60)
         return proc
 
