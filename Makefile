@@ -75,6 +75,7 @@ bench: deps
 	$(PY) bench/fanout.py
 	$(PY) bench/cli.py
 	$(PY) bench/soak.py --seconds 60
+	$(PY) bench/auth_flood.py
 
 clean:
 	rm -rf $(VENV) ui/node_modules ui/dist scriptbox/runners/vm2/node_modules build dist
