@@ -29,10 +29,12 @@ from .engine import build_engine
 from .errors import DatabaseUnavailable
 from .guards import HostGuard
 from .httpserver import GuardedWSGIServer, connection_cap, raise_open_file_limit
+from .logs import configure_logging
+from .metrics import Metrics
 from .services import Services
 from .store import Database
 from .store.definitions import DefinitionStore
-from .web import create_app, secure_wsgi
+from .web import create_app, create_metrics_app, secure_wsgi
 
 log = logging.getLogger("scriptbox")
 
@@ -46,11 +48,6 @@ def ui_dist_dir() -> Path:
     """Where the built admin page lives (inside a PyInstaller bundle too)."""
     base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parent.parent))
     return base / "ui" / "dist"
-
-
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _is_loopback_host(host: str) -> bool:
@@ -69,6 +66,7 @@ class WorkerServices:
     settings: Settings
     database: Database
     definitions: DefinitionStore
+    metrics: Metrics
     runs: Any = None
     engine: Any = None
 
@@ -108,10 +106,15 @@ def _lock_data_dir(settings: Settings) -> DataDirLock | None:
 
 
 def work(settings: Settings) -> int:
-    """`worker`: execute queued runs from a shared MongoDB, serve no HTTP (SPEC §9)."""
-    configure_logging()
+    """`worker`: execute queued runs from a shared MongoDB (SPEC §9); its only HTTP is
+    GET /metrics on SCRIPTBOX_METRICS_PORT when that is set."""
+    configure_logging(settings.log_format)
     if settings.mongodb_uri is None:
         print("scriptbox: worker needs --mongodb-uri (the database shared with the serve processes)",
+              file=sys.stderr)
+        return 2
+    if settings.metrics_port is not None and settings.admin_password is None:
+        print("scriptbox: SCRIPTBOX_METRICS_PORT needs SCRIPTBOX_ADMIN_PASSWORD (metrics need the admin's auth)",
               file=sys.stderr)
         return 2
     lock = _lock_data_dir(settings)
@@ -119,25 +122,34 @@ def work(settings: Settings) -> int:
         return 2
     database = Database(settings.mongodb_uri, settings.db_name)
     engine = None
+    http: GuardedWSGIServer | None = None
+    password_pool = ThreadPool(1)  # the metrics port's sign-ins, off the loop
     try:
         try:
             database.ensure_indexes()
         except DatabaseUnavailable:
             print("scriptbox: the database is unreachable; check --mongodb-uri", file=sys.stderr)
             return 1
-        services = WorkerServices(settings, database, DefinitionStore(database))
+        services = WorkerServices(settings, database, DefinitionStore(database), Metrics())
         engine = build_engine(services)
+        if settings.metrics_port is not None:
+            http = _metrics_server(settings, services.metrics, password_pool)
+            if http is None:
+                return 1
         engine.start()
         print(f"Scriptbox worker executing runs from database {settings.db_name!r}", flush=True)
         return _wait_for_stop(None)
     finally:
+        if http is not None:
+            http.stop(timeout=1)
         if engine is not None:
             engine.stop()
         database.close()
+        password_pool.kill()
         lock.release()
 
 
-def _http_server(settings: Settings, app: Any) -> GuardedWSGIServer:
+def _http_server(settings: Settings, app: Any, port: int | None = None) -> GuardedWSGIServer:
     """The HTTP server for `app`, its connection cap fitted to the (raised) open-file limit."""
     open_files = raise_open_file_limit()
     cap = connection_cap(settings.max_connections, open_files)
@@ -147,7 +159,7 @@ def _http_server(settings: Settings, app: Any) -> GuardedWSGIServer:
     tls: dict[str, str] = {}
     if settings.tls_enabled:
         tls = {"certfile": str(settings.tls_cert), "keyfile": str(settings.tls_key)}
-    return GuardedWSGIServer((settings.host, settings.port), app,
+    return GuardedWSGIServer((settings.host, settings.port if port is None else port), secure_wsgi(app),
                              max_connections=cap, header_timeout=settings.header_timeout,
                              idle_timeout=settings.idle_timeout,
                              log=LoggingLogAdapter(logging.getLogger("scriptbox.access")),
@@ -155,9 +167,26 @@ def _http_server(settings: Settings, app: Any) -> GuardedWSGIServer:
                              **tls)
 
 
+def _metrics_server(settings: Settings, metrics: Metrics, pool: ThreadPool) -> GuardedWSGIServer | None:
+    """A worker's GET /metrics on SCRIPTBOX_HOST:SCRIPTBOX_METRICS_PORT, started; None if it cannot listen."""
+    assert settings.admin_password is not None and settings.metrics_port is not None
+    checker = CredentialChecker(settings.admin_user, prepare_admin_password(settings.admin_password,
+                                                                           settings.data_dir).password_hash,
+                                run_blocking=lambda check: bool(pool.apply(check)))
+    app = create_metrics_app(metrics, checker, HostGuard(settings.host, settings.allowed_hosts))
+    http = _http_server(settings, app, port=settings.metrics_port)
+    try:
+        http.start()
+    except OSError as exc:
+        print(f"scriptbox: cannot listen on {settings.host}:{settings.metrics_port}: {exc.strerror}", file=sys.stderr)
+        return None
+    print(f"Scriptbox worker metrics on {settings.host}:{http.server_port}/metrics", flush=True)
+    return http
+
+
 def serve(settings: Settings, login_token: str | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; returns the process exit code."""
-    configure_logging()
+    configure_logging(settings.log_format)
     lock = _lock_data_dir(settings)
     if lock is None:
         return 2
@@ -190,12 +219,12 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             host_guard=HostGuard(settings.host, settings.allowed_hosts),
             ui_dir=ui_dist_dir(),
             desktop_sessions=DesktopSessions(login_token),
-            throttle=LoginThrottle(),
+            throttle=LoginThrottle(), metrics=Metrics(),
         )
         # Without a worker (serve --no-worker) the engine still submits runs,
         # cancels them and streams their output; it just executes nothing.
         engine = build_engine(services)
-        http = _http_server(settings, secure_wsgi(create_app(services)))
+        http = _http_server(settings, create_app(services))
         try:
             http.init_socket()  # bind before recovery claims queued runs: a busy port fails nothing
         except OSError as exc:
