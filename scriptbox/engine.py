@@ -139,9 +139,11 @@ class Engine:
         execute: bool = True,
         options: EngineOptions | None = None,
         host: str | None = None,
+        vm2_user: str | None = "nobody",
         on_output_bytes: Callable[[int], None] | None = None,
     ) -> None:
         self.runs = runs
+        self.vm2_user = vm2_user
         self.get_definition = get_definition
         self.data_dir = data_dir
         self.max_concurrent_runs = max_concurrent_runs
@@ -602,7 +604,8 @@ class Engine:
                 raise RunnerUnavailable("the vm2 runner is not available in this build") from exc
             env = {str(e["key"]): str(e["value"]) for e in definition.get("env") or []}
             spec: LaunchSpec = vm2_runner.prepare_vm2_launch(
-                str(definition.get("script") or ""), env, int(definition.get("timeoutMs") or 300_000))
+                str(definition.get("script") or ""), env, int(definition.get("timeoutMs") or 300_000),
+                run_as=self.vm2_user)
             spec.env = {**spec.env, "SCRIPTBOX_RUN_ID": run_id, "SCRIPTBOX_SCRIPT_ID": script_id}
             if not spec.label:
                 spec.label = "vm2"
@@ -758,6 +761,7 @@ def build_engine(services: Any) -> Engine:
         max_log_bytes=settings.max_log_bytes,
         tail_bytes=settings.tail_bytes,
         execute=getattr(settings, "run_worker", True),
+        vm2_user=settings.vm2_user,
         on_output_bytes=metrics.output_bytes,
     )
     metrics.bind(runs.count_active, engine.active_count)
