@@ -185,6 +185,20 @@ def _metrics_server(settings: Settings, metrics: Metrics, pool: ThreadPool) -> G
     return http
 
 
+def _announce(settings: Settings, generated_password: str | None, port: int) -> None:
+    """Print the generated password (once), a warning without TLS off loopback, and the URL."""
+    scheme = "https" if settings.tls_enabled else "http"
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    if generated_password:
+        print(f"Generated admin password for user {settings.admin_user!r} (shown once, stored hashed):\n"
+              f"    {generated_password}", flush=True)
+    if not _is_loopback_host(settings.host) and not settings.tls_enabled:
+        print(f"WARNING: listening on {settings.host} without TLS: passwords and output cross the "
+              "network in clear. Put Scriptbox behind a TLS proxy or set SCRIPTBOX_TLS_CERT/KEY.",
+              file=sys.stderr, flush=True)
+    print(f"Scriptbox listening on {scheme}://{host}:{port}/admin/scripts", flush=True)
+
+
 def serve(settings: Settings, login_token: str | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; returns the process exit code."""
     configure_logging(settings.log_format)
@@ -237,18 +251,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
         engine.start()
         scheduler.start()
         http.start()
-
-        scheme = "https" if settings.tls_enabled else "http"
-        host = f"[{settings.host}]" if ":" in settings.host else settings.host
-        if password.generated:
-            print(f"Generated admin password for user {settings.admin_user!r} (shown once, stored hashed):\n"
-                  f"    {password.generated}", flush=True)
-        if not _is_loopback_host(settings.host) and not settings.tls_enabled:
-            print(f"WARNING: listening on {settings.host} without TLS: passwords and output cross the "
-                  "network in clear. Put Scriptbox behind a TLS proxy or set SCRIPTBOX_TLS_CERT/KEY.",
-                  file=sys.stderr, flush=True)
-        print(f"Scriptbox listening on {scheme}://{host}:{http.server_port}/admin/scripts", flush=True)
-
+        _announce(settings, password.generated, http.server_port)
         return _wait_for_stop(embedded)
     except EmbeddedDatabaseError as exc:
         print(f"scriptbox: cannot start the embedded database: {exc}", file=sys.stderr)
