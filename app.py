@@ -31,11 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["_secantusd"]:
-        # Used by embedded_db in a frozen bundle, where sys.executable is this program.
-        from secantus.cli import main as secantus_main
-
-        return int(secantus_main(argv[1:]) or 0)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["serve", *argv]
     if argv[0] in ("serve", "worker"):

@@ -42,11 +42,12 @@ class EmbeddedDatabaseError(Exception):
 def secantus_argv() -> list[str]:
     """The command that runs SecantusDB's server with this interpreter.
 
-    In a PyInstaller bundle ``sys.executable`` is the bundle itself, which
-    understands the hidden ``_secantusd`` subcommand (see app.py).
+    In a PyInstaller bundle ``sys.executable`` is the bundle's ``scriptbox``
+    program; the database is its sibling program ``scriptbox-db``, kept apart
+    for licence reasons (packaging/secantusd.py).
     """
     if getattr(sys, "frozen", False):
-        return [sys.executable, "_secantusd"]
+        return [str(Path(sys.executable).with_name("scriptbox-db"))]
     return [sys.executable, "-c", "import sys; from secantus.cli import main; sys.exit(main())"]
 
 
