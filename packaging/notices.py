@@ -367,11 +367,12 @@ def system_component(package: str, libraries: list[str], inventory: Inventory) -
     inventory.add(Component("system", name, fields[0], licence, shipped, source, {"copyright": text}))
 
 
+def python_licence_file() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"
+
+
 def python_runtime(inventory: Inventory) -> None:
-    licence_file = Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"
-    if not licence_file.is_file():
-        inventory.problems.append(f"Python {sys.version.split()[0]}: no {licence_file}")
-        return
+    licence_file = python_licence_file()
     version = sys.version.split()[0]
     inventory.add(Component(
         "runtime", "Python", version, "PSF-2.0", "the interpreter (libpython) and its standard library",
@@ -383,7 +384,11 @@ def python_runtime(inventory: Inventory) -> None:
 def add_bundle_files(files: Iterable[str], work_dir: Path, inventory: Inventory) -> None:
     """Attribute every file PyInstaller collected to a component; an unattributable file is a problem."""
     owners = owner_map()
+    # A python.org/pyenv interpreter has its LICENSE.txt; a distribution's Python
+    # (Debian's /usr) is attributed through dpkg like the other system files.
     prefixes = {os.path.realpath(p) + os.sep for p in (sys.base_prefix, sys.base_exec_prefix)}
+    if not python_licence_file().is_file():
+        prefixes = set()
     ours = (str(ROOT) + os.sep, os.path.realpath(work_dir) + os.sep)
     system: list[str] = []
     for path in sorted({os.path.realpath(f) for f in files}):
