@@ -71,7 +71,7 @@ CLASSIFIERS = {
     "License :: OSI Approved :: ISC License (ISCL)": "ISC",
 }
 LICENCE_FILE = re.compile(r"^(LICEN[CS]E|COPYING|NOTICE|AUTHORS)([-_.][\w.-]*)?$", re.IGNORECASE)
-COPYLEFT = re.compile(r"\b(A?GPL|LGPL|MPL|EPL|CDDL)-")
+COPYLEFT = re.compile(r"\b(A?GPL|LGPL|MPL|EPL|CDDL)(\b|v)")
 # The standard MIT text, for packages that declare MIT but ship no licence file:
 # the notice is then rebuilt from the metadata's author (and says so).
 MIT_TEXT = """Copyright (c) {holder}
@@ -110,7 +110,7 @@ class Component:
 
     @property
     def copyleft(self) -> bool:
-        return bool(COPYLEFT.search(self.licence + "-"))
+        return bool(COPYLEFT.search(self.licence))
 
 
 @dataclass
