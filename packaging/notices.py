@@ -304,7 +304,7 @@ def add_qt_notices(inventory: Inventory) -> None:
         series = ".".join(qt_version.split(".")[:2])
         component.source = (
             f"https://download.qt.io/archive/qt/{series}/{qt_version}/submodules/ "
-            f"(Qt {qt_version}, unmodified, as built by Riverbank into {component.name})"
+            f"(the Qt {qt_version} release that Riverbank packaged as {component.name})"
         )
         if gpl3 is not None:
             component.texts.update({f"GPL-3.0 (from PyQt6) {k}": v for k, v in gpl3.texts.items()})
