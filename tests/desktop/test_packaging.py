@@ -145,6 +145,9 @@ def test_desktop_entry_installer_quotes_any_path(tmp_path: Path) -> None:
 
 
 SYSTEM_LIBRARY_PATH = "/opt/system-libs-of-this-host"
+# The first test that asks for the bundle builds it: two PyInstaller analyses (the
+# app and the database program) take minutes on a busy 2-core machine.
+BUILDS_THE_BUNDLE = pytest.mark.timeout(900)
 
 
 def bundle_env(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -175,6 +178,7 @@ def run_to_end(session: requests.Session, base: str, script: dict[str, Any]) -> 
     raise AssertionError(f"run did not finish: {run}")
 
 
+@BUILDS_THE_BUNDLE
 def test_bundle_serve_answers_healthz_and_the_api_with_its_embedded_database(bundle: Path, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port = free_loopback_port()
@@ -214,6 +218,7 @@ def test_bundle_serve_answers_healthz_and_the_api_with_its_embedded_database(bun
     assert left == []
 
 
+@BUILDS_THE_BUNDLE
 def test_bundle_desktop_opens_a_signed_in_window(
     bundle: Path, display: str, tmp_path: Path, artifacts: Path
 ) -> None:
@@ -253,6 +258,7 @@ def archive_modules(program: Path) -> set[str]:
     return {line.strip().split(".")[0] for line in listing.splitlines() if line.startswith(" ")}
 
 
+@BUILDS_THE_BUNDLE
 def test_bundle_ships_its_licence_notices_and_keeps_the_gpl2_database_apart_from_qt(bundle: Path) -> None:
     top = bundle.parent
     assert (top / "LICENSE").read_text() == (REPO / "LICENSE").read_text()
