@@ -78,6 +78,8 @@ bench: deps
 	$(PY) bench/start_latency.py
 	$(PY) bench/throughput.py
 	$(PY) bench/fanout.py
+	$(PY) bench/cli.py
+	$(PY) bench/soak.py --seconds 60
 
 clean:
 	rm -rf $(VENV) ui/node_modules ui/dist scriptbox/runners/vm2/node_modules build dist

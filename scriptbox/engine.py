@@ -102,6 +102,27 @@ def _proc_start(pid: int) -> int | None:
     return info.start if info else None
 
 
+def _executor_alive(executor: dict[str, Any]) -> bool:
+    """True if the executor process recorded on a run (same host) still exists."""
+    pid, start = executor.get("pid"), executor.get("start")
+    return isinstance(pid, int) and start is not None and _proc_start(pid) == start
+
+
+def _other_runs(active: dict[str, ActiveRun], run_id: str | None) -> proctree.Excluder:
+    """The proven processes of the runs in `active` other than `run_id`.
+
+    A run's kill excludes them before it expands anything (SPEC §6).
+    """
+    def excluded(table: dict[int, proctree.ProcInfo]) -> set[int]:
+        pids: set[int] = set()
+        for other in list(active.values()):
+            if other.run_id != run_id and other.procs is not None:
+                pids |= other.procs.members(table)
+        return pids
+
+    return excluded
+
+
 class Engine:
     """Executes runs of one Scriptbox process; also serves their live output."""
 
@@ -143,12 +164,17 @@ class Engine:
         self._loops: list[gevent.Greenlet] = []
         self._stopping = False
         self._last_progress = 0.0
+        # Never signalled by any run's kill: the children this process had
+        # before the engine started (the embedded database), see start().
+        self.protected_pids: set[int] = set()
 
     # -- lifecycle of the engine --------------------------------------------
 
     def start(self) -> None:
         """Recover runs of a dead executor on this host, then start the loops."""
         self.runs.ensure_indexes()
+        me = os.getpid()
+        self.protected_pids |= {info.pid for info in proctree.scan().values() if info.ppid == me}
         self.writer.start()
         if self.execute:
             # Orphans of runs reparent to us (and are reaped by gevent) instead
@@ -370,6 +396,9 @@ class Engine:
         if run.stop.is_set():
             self._finish_stopped_before_start(run, spec)
             return
+        # The child reports its own start time before exec: read afterwards,
+        # an instant script may already be reaped (proctree.StartProbe).
+        probe = proctree.StartProbe()
         try:
             proc = gevent.subprocess.Popen(
                 spec.argv,
@@ -379,9 +408,10 @@ class Engine:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=spec.preexec,
+                preexec_fn=probe.preexec(spec.preexec),
                 close_fds=True,
             )
+            root_start = probe.start_of(proc.pid)
         except (OSError, ValueError) as exc:
             # ValueError: Popen refuses a NUL byte in argv/env before forking.
             self._note(run, {"meta.snapshot": snapshot})
@@ -391,8 +421,14 @@ class Engine:
             self._fail_to_start(run, f"cannot start {spec.argv[0]}: {reason}")
             self._cleanup(spec)
             return
+        finally:
+            probe.close()
+        if root_start is None:
+            log.error("run %s: the start time of pid %s is unknown; its processes cannot be signalled",
+                      run.run_id, proc.pid)
         pipes = [os.fstat(p.fileno()).st_ino for p in (proc.stdout, proc.stderr) if p is not None]
-        run.procs = proctree.RunProcesses(run.run_id, proc.pid, pipe_inodes=pipes)
+        run.procs = proctree.RunProcesses(run.run_id, proc.pid, root_start, pipe_inodes=pipes,
+                                          exclude=_other_runs(self._active, run.run_id), protected=self.protected_pids)
         try:
             status, exit_code, error, sig = self._supervise(run, proc, spec, snapshot)
         except BaseException:
@@ -626,6 +662,10 @@ class Engine:
                 if executor.get("id") == self.executor_id and str(oid) in self._active:
                     continue  # ours and alive; the renewal was merely late
                 if executor.get("host") == self.host:
+                    if executor.get("id") != self.executor_id and _executor_alive(executor):
+                        # Another live process on this host (it only missed
+                        # renewals, e.g. a database outage): its runs are its own.
+                        continue
                     self._kill_leftovers(doc)
                 done = self.runs.finish(oid, "failed", {"meta.error": "executor lost: its lease expired"},
                                         expect={"status": "running", "executor.id": executor.get("id"),
@@ -640,8 +680,7 @@ class Engine:
             executor = doc.get("executor") or {}
             if executor.get("id") == self.executor_id:
                 continue
-            pid, start = executor.get("pid"), executor.get("start")
-            if isinstance(pid, int) and start is not None and _proc_start(pid) == start:
+            if _executor_alive(executor):
                 continue  # that executor is alive (another process sharing the database)
             killed = self._kill_leftovers(doc)
             done = self.runs.finish(doc["_id"], "failed", {"meta.error": "executor lost: server restarted"},
@@ -652,8 +691,12 @@ class Engine:
     def _kill_leftovers(self, doc: dict[str, Any]) -> int:
         meta = doc.get("meta") or {}
         pid = meta.get("pid")
+        start = doc.get("procStart")
+        # This engine's own runs and the embedded database are excluded first.
         return proctree.kill_orphaned_run(str(doc["_id"]), pid if isinstance(pid, int) else None,
-                                          doc.get("procStart"), self.options.kill_grace_s, sleep=gevent.sleep)
+                                          start if isinstance(start, int) else None, self.options.kill_grace_s,
+                                          sleep=gevent.sleep, exclude=_other_runs(self._active, None),
+                                          protected=self.protected_pids)
 
 
 _RESULT_KEYS = {"status", "exitCode", "output", "error"}
