@@ -14,6 +14,7 @@ from typing import Any
 from .auth import CredentialChecker, DesktopSessions, FailureThrottle
 from .config import Settings
 from .guards import HostGuard
+from .metrics import Metrics
 from .store import Database
 from .store.definitions import DefinitionStore
 
@@ -28,6 +29,7 @@ class Services:
     ui_dir: Path
     desktop_sessions: DesktopSessions
     throttle: FailureThrottle
+    metrics: Metrics
     # The run engine's parts (scriptbox/engine.py, scriptbox/store/runs.py);
     # typed loosely here to keep this module free of import cycles.
     runs: Any = None
