@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .auth import CredentialChecker, DesktopSessions, FailureThrottle
+from .auth import CredentialChecker, DesktopSessions, LoginThrottle
 from .config import Settings
 from .guards import HostGuard
 from .metrics import Metrics
@@ -28,7 +28,7 @@ class Services:
     host_guard: HostGuard
     ui_dir: Path
     desktop_sessions: DesktopSessions
-    throttle: FailureThrottle
+    throttle: LoginThrottle
     metrics: Metrics
     # The run engine's parts (scriptbox/engine.py, scriptbox/store/runs.py);
     # typed loosely here to keep this module free of import cycles.
