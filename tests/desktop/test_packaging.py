@@ -204,6 +204,11 @@ def test_bundle_serve_answers_healthz_and_the_api_with_its_embedded_database(bun
         vm2 = run_to_end(session, base, {"name": "v", "codeIdentifier": "bundle-vm2", "type": "node",
                                          "runner": "vm2", "script": "console.log(6 * 7)"})
         assert (vm2["status"], vm2["outputTail"]) == ("succeeded", "42\n")
+        # The automation client is the same program: `scriptbox run CODE --follow` with its exit code.
+        client = subprocess.run([str(bundle), "run", "bundle-bash", "--follow"], capture_output=True, timeout=60,
+                                env=bundle_env(data_dir, SCRIPTBOX_URL=base), stdin=subprocess.DEVNULL)
+        assert (client.returncode, client.stdout) == (0, f"from-the-bundle lib={SYSTEM_LIBRARY_PATH}\n".encode()), \
+            client.stderr
         page = session.get(base + "/admin/scripts", timeout=10)
         assert page.status_code == 200 and "<html" in page.text.lower()
         assert session.get(base + "/admin/assets/app.js", timeout=10).status_code == 200
