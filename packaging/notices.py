@@ -62,6 +62,8 @@ METADATA_FIXES: dict[str, tuple[str, str]] = {
     "pyqt6-webengine-qt6": ("LGPL v3", "LGPL-3.0-only"),
     "pywebview": ("BSD 3-Clause License", "BSD-3-Clause"),
     "python-json-logger": ("BSD-2-Clause License", "BSD-2-Clause"),
+    # No License field, only the ambiguous "BSD License" classifier; its LICENSE is the 3-clause text.
+    "cronsim": ("", "BSD-3-Clause"),
     "pyinstaller": ("GPLv2-or-later with a special exception", "GPL-2.0-or-later WITH Bootloader-exception"),
 }
 # Trove classifiers that name exactly one licence.
