@@ -262,11 +262,17 @@ class Scheduler:
         definition = self.store.definition(entry.script_id)
         if definition is None or _fingerprint(definition) != entry.fingerprint:
             self.wake(str(entry.script_id))  # changed by another process since our last look
+        if definition is None:
             return None
         schedule = definition.get("schedule") or {}
         if not definition.get("enabled", True) or not schedule.get("enabled", False):
             return None
-        return definition
+        try:
+            same = (expand_cron(schedule["cron"]), schedule.get("timezone", "UTC")) == (entry.cron, entry.timezone)
+        except (KeyError, ScheduleError):
+            same = False
+        # Another edit (its body, its name) leaves this due time as it was.
+        return definition if same else None
 
     def _fire(self, entry: Entry, due: datetime, missed_before: int = 0, catch_up: bool = False) -> None:
         definition = self._current(entry)
