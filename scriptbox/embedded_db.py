@@ -19,14 +19,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
 
 from .childproc import die_with_parent, free_loopback_port
+from .store import wait_until_answers
 
 log = logging.getLogger(__name__)
 
@@ -128,20 +126,12 @@ class EmbeddedDatabase:
 
     def _wait_ready(self, uri: str) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        client: MongoClient[dict[str, object]] = MongoClient(uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250)
-        try:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise EmbeddedDatabaseError(f"the embedded database exited with code {self.process.returncode}")
-                try:
-                    client.admin.command("ping")
-                    return
-                except PyMongoError:
-                    time.sleep(0.1)  # startup only: nothing to wait on but the port
-            raise EmbeddedDatabaseError(f"the embedded database did not answer within {START_TIMEOUT_S:.0f} s")
-        finally:
-            client.close()
+        process = self.process
+        if wait_until_answers(uri, START_TIMEOUT_S, lambda: process.poll() is None):
+            return
+        if process.poll() is not None:
+            raise EmbeddedDatabaseError(f"the embedded database exited with code {process.returncode}")
+        raise EmbeddedDatabaseError(f"the embedded database did not answer within {START_TIMEOUT_S:.0f} s")
 
     def _log_tail(self, limit: int = 4000) -> str:
         try:

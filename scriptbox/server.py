@@ -13,7 +13,6 @@ import logging
 import signal
 import socket
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,12 @@ from .auth import CredentialChecker, DesktopSessions, FailureThrottle, prepare_a
 from .config import Settings
 from .datadir import DataDirBusy, DataDirLock
 from .embedded_db import EmbeddedDatabase, EmbeddedDatabaseError
-from .engine import build_engine
+from .engine import Engine
 from .errors import STATUS_CODES, DatabaseUnavailable, error_body
 from .guards import HostGuard
-from .services import Services
+from .services import Access, build_services
 from .store import Database
-from .store.definitions import DefinitionStore
+from .vocabulary import LISTENING_PREFIX
 from .web import create_app
 
 log = logging.getLogger("scriptbox")
@@ -59,7 +58,7 @@ class JsonErrorHandler(WSGIHandler):
 
     gevent answers malformed requests (bad request line, URL over 8 KiB,
     broken chunked body) before the app sees them, with an empty body; every
-    error of Scriptbox is JSON (SPEC §3). These hooks are gevent internals,
+    error of Scriptbox is JSON. These hooks are gevent internals,
     pinned with gevent in requirements.txt and covered by test_error_shape.py.
     """
 
@@ -124,17 +123,6 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
-@dataclass
-class WorkerServices:
-    """What the engine needs in a `worker` process, which serves no HTTP."""
-
-    settings: Settings
-    database: Database
-    definitions: DefinitionStore
-    runs: Any = None
-    engine: Any = None
-
-
 def _wait_for_stop(embedded: EmbeddedDatabase | None) -> int:
     """Block until SIGTERM/SIGINT (exit 0) or the embedded database dies (exit 1)."""
     stop = gevent.event.Event()
@@ -170,7 +158,7 @@ def _lock_data_dir(settings: Settings) -> DataDirLock | None:
 
 
 def work(settings: Settings) -> int:
-    """`worker`: execute queued runs from a shared MongoDB, serve no HTTP (SPEC §9)."""
+    """`worker`: execute queued runs from a shared MongoDB, serve no HTTP."""
     configure_logging()
     if settings.mongodb_uri is None:
         print("scriptbox: worker needs --mongodb-uri (the database shared with the serve processes)",
@@ -187,8 +175,7 @@ def work(settings: Settings) -> int:
         except DatabaseUnavailable:
             print("scriptbox: the database is unreachable; check --mongodb-uri", file=sys.stderr)
             return 1
-        services = WorkerServices(settings, database, DefinitionStore(database))
-        engine = build_engine(services)
+        engine = build_services(settings, database).engine
         engine.start()
         print(f"Scriptbox worker executing runs from database {settings.db_name!r}", flush=True)
         return _wait_for_stop(None)
@@ -208,7 +195,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
 
     embedded: EmbeddedDatabase | None = None
     database: Database | None = None
-    engine: Any = None
+    engine: Engine | None = None
     http: NoDelayWSGIServer | None = None
     try:
         uri = settings.mongodb_uri
@@ -223,19 +210,15 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             print("scriptbox: the database is unreachable; check --mongodb-uri", file=sys.stderr)
             return 1
         password = prepare_admin_password(settings.admin_password, settings.data_dir)
-        services = Services(
-            settings=settings,
-            database=database,
-            definitions=DefinitionStore(database),
+        access = Access(
             credentials=CredentialChecker(settings.admin_user, password.password_hash),
             host_guard=HostGuard(settings.host, settings.allowed_hosts),
-            ui_dir=ui_dist_dir(),
             desktop_sessions=DesktopSessions(login_token),
             throttle=FailureThrottle(),
+            ui_dir=ui_dist_dir(),
         )
-        # Without a worker (serve --no-worker) the engine still submits runs,
-        # cancels them and streams their output; it just executes nothing.
-        engine = build_engine(services)
+        services = build_services(settings, database, access)
+        engine = services.engine
         app = create_app(services)
         tls: dict[str, str] = {}
         if settings.tls_enabled:
@@ -262,7 +245,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             print(f"WARNING: listening on {settings.host} without TLS: passwords and output cross the "
                   "network in clear. Put Scriptbox behind a TLS proxy or set SCRIPTBOX_TLS_CERT/KEY.",
                   file=sys.stderr, flush=True)
-        print(f"Scriptbox listening on {scheme}://{host}:{http.server_port}/admin/scripts", flush=True)
+        print(f"{LISTENING_PREFIX}{scheme}://{host}:{http.server_port}/admin/scripts", flush=True)
 
         return _wait_for_stop(embedded)
     except EmbeddedDatabaseError as exc:

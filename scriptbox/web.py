@@ -23,7 +23,7 @@ from .api.common import read_json_body
 from .auth import SESSION_COOKIE, is_loopback, parse_basic_auth
 from .errors import STATUS_CODES, ApiError, DatabaseUnavailable, Forbidden, Unauthorized, ValidationFailed, error_body
 from .guards import check_same_origin
-from .services import Services
+from .services import Access, Services
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +88,17 @@ def _is_protected(path: str) -> bool:
     return path in PROTECTED_EXACT or path.startswith(PROTECTED_PREFIXES)
 
 
-def _authenticate(services: Services) -> str:
+def _authenticate(access: Access) -> str:
     """The user making this request; raises Unauthorized (after a throttle delay)."""
     peer = request.environ.get("REMOTE_ADDR", "")
-    if is_loopback(peer) and services.desktop_sessions.is_valid(request.get_cookie(SESSION_COOKIE)):
-        return services.credentials.user
+    if is_loopback(peer) and access.desktop_sessions.is_valid(request.get_cookie(SESSION_COOKIE)):
+        return access.credentials.user
     credentials = parse_basic_auth(request.environ.get("HTTP_AUTHORIZATION"))
-    if credentials is not None and services.credentials.check(*credentials):
-        services.throttle.succeeded(peer)
+    if credentials is not None and access.credentials.check(*credentials):
+        access.throttle.succeeded(peer)
         return credentials[0]
     if credentials is not None:
-        delay = services.throttle.delay_for(peer)
+        delay = access.throttle.delay_for(peer)
         if delay:
             log.warning("failed login from %s; answering in %.2f s", peer, delay)
             time.sleep(delay)  # gevent-patched in the server: only this request waits
@@ -107,7 +107,11 @@ def _authenticate(services: Services) -> str:
 
 
 def create_app(services: Services) -> Bottle:
-    """Build the WSGI app. Registers every route module's routes."""
+    """Build the WSGI app. Registers every route module's routes.
+
+    Raises ValueError for services built without `access` (a worker's).
+    """
+    access = services.require_access()
     app = Bottle(catchall=True, autojson=False)
     app.install(JsonApiPlugin())
 
@@ -115,9 +119,9 @@ def create_app(services: Services) -> Bottle:
     def guard_request() -> None:
         # Runs before routing, so unknown paths and wrong methods are guarded too.
         try:
-            services.host_guard.check(request.environ)
+            access.host_guard.check(request.environ)
             if _is_protected(request.path):
-                request.environ["scriptbox.user"] = _authenticate(services)
+                request.environ["scriptbox.user"] = _authenticate(access)
                 check_same_origin(request.environ)
         except ApiError as exc:
             raise api_error_response(exc) from None
@@ -159,7 +163,7 @@ def create_app(services: Services) -> Bottle:
         bottle.redirect("/admin/scripts", 302)
 
     def ui_page() -> HTTPResponse:
-        index = services.ui_dir / "index.html"
+        index = access.ui_dir / "index.html"
         body = index.read_text(encoding="utf-8") if index.is_file() else PLACEHOLDER_PAGE
         resp = HTTPResponse(body=body, status=200)
         resp.content_type = "text/html; charset=utf-8"
@@ -173,14 +177,14 @@ def create_app(services: Services) -> Bottle:
 
     @app.get("/admin/assets/<path:path>")
     def ui_asset(path: str) -> HTTPResponse:
-        result = static_file(path, root=str(services.ui_dir / "assets"))
+        result = static_file(path, root=str(access.ui_dir / "assets"))
         if isinstance(result, HTTPError):
             raise result
         return result
 
     @app.get("/desktop-login")
     def desktop_login_page() -> HTTPResponse:
-        if not services.desktop_sessions.enabled or not is_loopback(request.environ.get("REMOTE_ADDR")):
+        if not access.desktop_sessions.enabled or not is_loopback(request.environ.get("REMOTE_ADDR")):
             raise HTTPError(404)
         resp = HTTPResponse(body=DESKTOP_LOGIN_PAGE, status=200)
         resp.content_type = "text/html; charset=utf-8"
@@ -189,14 +193,14 @@ def create_app(services: Services) -> Bottle:
 
     @app.post("/desktop-login")
     def desktop_login() -> HTTPResponse:
-        if not services.desktop_sessions.enabled or not is_loopback(request.environ.get("REMOTE_ADDR")):
+        if not access.desktop_sessions.enabled or not is_loopback(request.environ.get("REMOTE_ADDR")):
             raise HTTPError(404)
         check_same_origin(request.environ)
         body = read_json_body(request)
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str):
             raise ValidationFailed("a token is required", fields={"token": "is required"})
-        session = services.desktop_sessions.exchange(token)
+        session = access.desktop_sessions.exchange(token)
         if session is None:
             raise Forbidden("the login token is invalid or was already used", code="bad_login_token")
         resp = HTTPResponse(status=204)

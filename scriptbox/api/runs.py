@@ -1,4 +1,4 @@
-"""Run routes of SPEC §3: start, list, read, log, stream (SSE), cancel, browser result."""
+"""Run routes: start, list, read, log, stream (SSE), cancel, browser result."""
 
 from __future__ import annotations
 
@@ -10,27 +10,29 @@ from bottle import Bottle, HTTPResponse, request, response
 
 from ..errors import DatabaseUnavailable, NotFound, ValidationFailed
 from ..services import Services
-from ..sse import parse_last_event_id, run_stream
+from ..sse_wire import parse_last_event_id
 from ..store import parse_object_id
-from ..store.runs import STATUSES, decode_cursor, run_to_json
+from ..store.runs import decode_cursor
+from ..vocabulary import CLIENT_TRIGGERS, DEFAULT_TRIGGER, RUN_STATUSES
 from .common import read_json_body
 from .definitions import DEFINITION_ID
+from .presenters import run_to_json
+from .stream import RunStream, RunStreamSource
 
 RUN_ID = "<run_id:re:[0-9a-fA-F]{24}>"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-CLIENT_TRIGGERS = ("manual", "api")
 _LIMIT = re.compile(r"[0-9]{1,6}")
 
 
 def parse_trigger(body: Any) -> str:
     """The trigger of a run request; raises ValidationFailed naming bad fields."""
     if body is None:
-        return "api"
+        return DEFAULT_TRIGGER
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object")
     unknown = {str(k): "unknown field" for k in body if k != "trigger"}
-    trigger = body.get("trigger", "api")
+    trigger = body.get("trigger", DEFAULT_TRIGGER)
     fields = dict(unknown)
     if trigger == "schedule":
         fields["trigger"] = "schedule is reserved for the scheduler"
@@ -47,16 +49,15 @@ def parse_list_query(query: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"script_id": None, "statuses": None, "limit": DEFAULT_LIMIT, "before": None}
     script_id = query.getunicode("scriptId")
     if script_id:
-        oid = parse_object_id(script_id)
-        if oid is None:
+        if parse_object_id(script_id) is None:
             fields["scriptId"] = "must be a script id (24 hex digits)"
-        out["script_id"] = oid
+        out["script_id"] = script_id
     status = query.getunicode("status")
     if status:
         statuses = [s.strip() for s in status.split(",") if s.strip()]
-        bad = [s for s in statuses if s not in STATUSES]
+        bad = [s for s in statuses if s not in RUN_STATUSES]
         if bad or not statuses:
-            fields["status"] = "must be one or more of " + ", ".join(STATUSES)
+            fields["status"] = "must be one or more of " + ", ".join(RUN_STATUSES)
         out["statuses"] = statuses
     limit = query.getunicode("limit")
     if limit is not None and limit != "":
@@ -77,13 +78,13 @@ def parse_list_query(query: Any) -> dict[str, Any]:
 
 
 def register(app: Bottle, services: Services) -> None:
-    def engine() -> Any:
-        # Built in server.py before the app serves; with --no-worker it still
-        # submits, cancels and streams, it just executes nothing.
-        return services.engine
+    engine = services.engine
+    runs = services.runs
+    source = RunStreamSource(get_run=runs.get, chunks_after=runs.chunks_after, subscribe=engine.subscribe,
+                             unsubscribe=engine.unsubscribe, is_local=engine.is_local, present=run_to_json)
 
     def get_run(run_id: str) -> dict[str, Any]:
-        doc = engine().runs.get(run_id)
+        doc = runs.get(run_id)
         if doc is None:
             raise NotFound(f"no run with id {run_id!r}")
         return doc
@@ -92,7 +93,7 @@ def register(app: Bottle, services: Services) -> None:
     def start_run(definition_id: str) -> dict[str, Any]:
         trigger = parse_trigger(read_json_body(request, required=False))
         user = request.environ.get("scriptbox.user")
-        doc = engine().submit(definition_id, trigger, user)
+        doc = engine.submit(definition_id, trigger, user)
         response.status = 202
         response.set_header("Location", f"/api/admin/scripts/runs/{doc['_id']}")
         return {"runId": str(doc["_id"]), "status": doc["status"]}
@@ -100,8 +101,7 @@ def register(app: Bottle, services: Services) -> None:
     @app.get("/api/admin/scripts/runs")
     def list_runs() -> dict[str, Any]:
         params = parse_list_query(request.query)
-        docs, next_before = engine().runs.page(params["script_id"], params["statuses"], params["limit"],
-                                               params["before"])
+        docs, next_before = runs.page(params["script_id"], params["statuses"], params["limit"], params["before"])
         return {"runs": [run_to_json(d) for d in docs], "nextBefore": next_before}
 
     @app.get(f"/api/admin/scripts/runs/{RUN_ID}")
@@ -110,15 +110,14 @@ def register(app: Bottle, services: Services) -> None:
 
     @app.get(f"/api/admin/scripts/runs/{RUN_ID}/log")
     def read_log(run_id: str) -> HTTPResponse:
-        doc = get_run(run_id)
-        runs = engine().runs
+        get_run(run_id)
 
         def body() -> Iterator[bytes]:
             parts: list[bytes] = []
             size = 0
             try:
-                for chunk in runs.chunks_after(doc["_id"], -1):
-                    data = chunk["data"].encode("utf-8")
+                for chunk in runs.chunks_after(run_id, -1):
+                    data = chunk.data.encode("utf-8")
                     parts.append(data)
                     size += len(data)
                     if size >= 256 * 1024:
@@ -137,12 +136,12 @@ def register(app: Bottle, services: Services) -> None:
     @app.get(f"/api/admin/scripts/runs/{RUN_ID}/stream")
     def stream_run(run_id: str) -> HTTPResponse:
         get_run(run_id)
-        eng = engine()
         last = parse_last_event_id(request.get_header("Last-Event-ID"), request.query.getunicode("lastEventId"))
+        stream = RunStream(source, run_id, last, heartbeat_s=engine.options.heartbeat_s)
 
         def body() -> Iterator[bytes]:
             try:
-                yield from run_stream(eng.stream_source(), run_id, last, heartbeat_s=eng.options.heartbeat_s)
+                yield from stream
             except DatabaseUnavailable:
                 # The client reconnects (EventSource does) and resumes by id.
                 return
@@ -155,11 +154,11 @@ def register(app: Bottle, services: Services) -> None:
 
     @app.post(f"/api/admin/scripts/runs/{RUN_ID}/cancel")
     def cancel_run(run_id: str) -> dict[str, Any]:
-        doc = engine().cancel(run_id)
+        doc = engine.cancel(run_id)
         response.status = 202
         return run_to_json(doc)
 
     @app.post(f"/api/admin/scripts/runs/{RUN_ID}/browser-result")
     def browser_result(run_id: str) -> dict[str, Any]:
         body = read_json_body(request)
-        return run_to_json(engine().browser_result(run_id, body))
+        return run_to_json(engine.browser_result(run_id, body))

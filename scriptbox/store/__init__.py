@@ -12,7 +12,8 @@ references such as ``script_runs.scriptId``) and shown to clients as hex in
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import MongoClient
 from pymongo.database import Database as MongoDatabase
-from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
+from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, PyMongoError, ServerSelectionTimeoutError
 
 from ..errors import DatabaseUnavailable
 
@@ -63,6 +64,23 @@ def parse_object_id(value: str) -> ObjectId | None:
         return ObjectId(value)
     except InvalidId:
         return None
+
+
+def wait_until_answers(uri: str, timeout_s: float, still_starting: Callable[[], bool]) -> bool:
+    """Ping a database that is starting until it answers (True), or until
+    `still_starting()` turns False or `timeout_s` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250)
+    try:
+        while time.monotonic() < deadline and still_starting():
+            try:
+                client.admin.command("ping")
+                return True
+            except PyMongoError:
+                time.sleep(0.1)  # startup only: nothing to wait on but the port
+        return False
+    finally:
+        client.close()
 
 
 class Database:

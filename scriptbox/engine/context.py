@@ -1,0 +1,25 @@
+"""What the engine's parts share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..store.records import Executor
+from ..store.runs import RunStore
+from .live import LiveOutput
+from .options import EngineOptions
+
+
+@dataclass(frozen=True)
+class EngineContext:
+    """What the engine's parts share, built once by the `Engine` facade."""
+
+    runs: RunStore
+    live: LiveOutput
+    options: EngineOptions
+    executor: Executor
+    # The stored definition of a script id; raises NotFound.
+    get_definition: Callable[[str], dict[str, Any]]
+    data_dir: str
