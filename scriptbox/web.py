@@ -112,7 +112,8 @@ def create_app(services: Services) -> Bottle:
     Raises ValueError for services built without `access` (a worker's).
     """
     access = services.require_access()
-    app = Bottle(catchall=True, autojson=False)
+    app = Bottle(catchall=True)
+    app.config["json.enable"] = False  # JsonApiPlugin writes JSON (and its errors) itself
     app.install(JsonApiPlugin())
 
     @app.hook("before_request")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import ADMIN_PASSWORD, Api, ScriptboxServer
+from support import ADMIN_PASSWORD, Api, ScriptboxServer
 
 PROTECTED = [
     ("GET", "/api/admin/scripts"),

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import Api, ScriptboxServer
+from support import Api, ScriptboxServer
 
 ALLOWED_ERROR_STATUSES = {400, 401, 403, 404, 405, 409, 413}
 NO_SUCH_ID = "ffffffffffffffffffffffff"

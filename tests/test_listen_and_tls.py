@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from conftest import ScriptboxServer
+from support import ScriptboxServer
 
 TLS_WARNING = "without TLS"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from runs_support import get_run, pid_alive, run_pids, start_run, wait_status
+from support import get_run, pid_alive, run_pids, start_run, wait_status
 
 
 def _iso_order(runs: list[dict[str, Any]], key: str) -> list[str]:

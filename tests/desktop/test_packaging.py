@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from scriptbox.childproc import free_loopback_port
+from support import FINISHED, eventually
 
 from .desktop_support import REPO, finish, kill_all, wait_for_line, wait_for_line_matching, wait_until_gone
 
@@ -162,13 +163,11 @@ def run_to_end(session: requests.Session, base: str, script: dict[str, Any]) -> 
     assert created.status_code == 201, created.text
     started = session.post(base + f"/api/admin/scripts/{created.json()['id']}/run", json={}, timeout=10)
     assert started.status_code == 202, started.text
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def finished() -> dict[str, Any] | None:
         run = session.get(base + f"/api/admin/scripts/runs/{started.json()['runId']}", timeout=10).json()
-        if run["status"] not in ("queued", "running"):
-            return dict(run)
-        time.sleep(0.1)
-    raise AssertionError(f"run did not finish: {run}")
+        return dict(run) if run["status"] in FINISHED else None
+
+    return eventually(finished, 30, interval=0.1, message="the run finishes")
 
 
 def test_bundle_serve_answers_healthz_and_the_api_with_its_embedded_database(bundle: Path, tmp_path: Path) -> None:
