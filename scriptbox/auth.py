@@ -20,7 +20,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import os
 import secrets
 import threading
@@ -145,15 +144,6 @@ class FailureThrottle:
 
     def succeeded(self, address: str) -> None:
         self._failures.pop(address, None)
-
-
-def is_loopback(address: str | None) -> bool:
-    if not address:
-        return False
-    try:
-        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 class DesktopSessions:

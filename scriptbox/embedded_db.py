@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import psutil
 
-from .childproc import die_with_parent, free_loopback_port
+from .childproc import die_with_parent, on_free_loopback_port, terminate_with_grace
 from .store import wait_until_answers
 
 log = logging.getLogger(__name__)
@@ -48,17 +47,6 @@ def secantus_argv() -> list[str]:
     return [sys.executable, "-c", "import sys; from secantus.cli import main; sys.exit(main())"]
 
 
-def _stop_process(proc: psutil.Process, timeout: float) -> None:
-    try:
-        proc.terminate()
-        proc.wait(timeout)
-    except psutil.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-    except psutil.NoSuchProcess:
-        pass
-
-
 class EmbeddedDatabase:
     """One SecantusDB child process serving ``<data_dir>/db``."""
 
@@ -81,7 +69,7 @@ class EmbeddedDatabase:
         if str(self.storage_path) not in cmdline:
             return  # the pid was reused by something else: leave it alone
         log.warning("stopping a left-over database process (pid %s) of %s", proc.pid, self.data_dir)
-        _stop_process(proc, STOP_TIMEOUT_S)
+        terminate_with_grace(proc, STOP_TIMEOUT_S)
 
     def start(self) -> str:
         """Start the server and return its URI once it answers ping.
@@ -90,39 +78,42 @@ class EmbeddedDatabase:
         """
         self.storage_path.mkdir(parents=True, exist_ok=True)
         self.stop_leftover()
-        last_error = ""
-        for _attempt in range(3):  # a free port can be taken between probe and bind
-            port = free_loopback_port()
-            argv = secantus_argv() + [
-                "--host", "127.0.0.1", "--port", str(port),
-                "--storage-path", str(self.storage_path), "--log-level", "WARNING",
-                # Without it a killed database loses its last commits (seen in
-                # tests); run history is worth ~1 ms per write, and the run
-                # engine batches its writes anyway.
-                "--sync-on-commit",
-                # WiredTiger's cache defaults to 1 GB and keeps what it read or
-                # wrote: too much for a console's database on a laptop.
-                "--cache-size", EMBEDDED_CACHE_SIZE,
-            ]
-            with open(self.log_path, "ab") as log_file:
-                self.process = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                    # Own session: a Ctrl-C in the terminal reaches Scriptbox, which
-                    # then stops the database in order, not both at once.
-                    start_new_session=True, preexec_fn=die_with_parent(os.getpid()),
-                )
-            self.pid_path.write_text(json.dumps({"pid": self.process.pid, "port": port}))
-            uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-            try:
-                self._wait_ready(uri)
-            except EmbeddedDatabaseError as exc:
-                last_error = str(exc)
-                self.stop()
-                continue
-            self.uri = uri
-            log.info("embedded database ready at 127.0.0.1:%s (pid %s)", port, self.process.pid)
-            return uri
-        raise EmbeddedDatabaseError(f"{last_error}\n--- {self.log_path} ---\n{self._log_tail()}")
+        try:
+            # A free port can be taken between probe and bind: then another port.
+            uri = on_free_loopback_port(self._start_on, 3, lambda _port, exc: isinstance(exc, EmbeddedDatabaseError))
+        except EmbeddedDatabaseError as exc:
+            raise EmbeddedDatabaseError(f"{exc}\n--- {self.log_path} ---\n{self._log_tail()}") from None
+        self.uri = uri
+        return uri
+
+    def _start_on(self, port: int) -> str:
+        argv = secantus_argv() + [
+            "--host", "127.0.0.1", "--port", str(port),
+            "--storage-path", str(self.storage_path), "--log-level", "WARNING",
+            # Without it a killed database loses its last commits (seen in
+            # tests); run history is worth ~1 ms per write, and the run
+            # engine batches its writes anyway.
+            "--sync-on-commit",
+            # WiredTiger's cache defaults to 1 GB and keeps what it read or
+            # wrote: too much for a console's database on a laptop.
+            "--cache-size", EMBEDDED_CACHE_SIZE,
+        ]
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                # Own session: a Ctrl-C in the terminal reaches Scriptbox, which
+                # then stops the database in order, not both at once.
+                start_new_session=True, preexec_fn=die_with_parent(os.getpid()),
+            )
+        self.pid_path.write_text(json.dumps({"pid": self.process.pid, "port": port}))
+        uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        try:
+            self._wait_ready(uri)
+        except EmbeddedDatabaseError:
+            self.stop()
+            raise
+        log.info("embedded database ready at 127.0.0.1:%s (pid %s)", port, self.process.pid)
+        return uri
 
     def _wait_ready(self, uri: str) -> None:
         assert self.process is not None
@@ -145,13 +136,7 @@ class EmbeddedDatabase:
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after a grace) and forget its pid."""
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+            terminate_with_grace(self.process, STOP_TIMEOUT_S)
             self.process = None
         try:
             self.pid_path.unlink()

@@ -1,6 +1,6 @@
 """Find and kill every process that belongs to one run (Linux /proc).
 
-A run's processes are found four ways, because each alone misses some:
+A run's processes are found five ways, because each alone misses some:
 
 - the descendants of the run's main process (parent links in /proc);
 - descendants seen earlier by periodic sampling (`RunProcesses.observe`), which

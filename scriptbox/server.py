@@ -7,7 +7,6 @@ admin password -> engine -> HTTP. Stop is the reverse, on SIGTERM or SIGINT.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import signal
@@ -27,6 +26,7 @@ from .embedded_db import EmbeddedDatabase, EmbeddedDatabaseError
 from .engine import Engine
 from .errors import STATUS_CODES, DatabaseUnavailable, error_body
 from .guards import HostGuard
+from .loopback import is_loopback
 from .services import Access, build_services
 from .store import Database
 from .vocabulary import LISTENING_PREFIX
@@ -112,15 +112,6 @@ def ui_dist_dir() -> Path:
 def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _wait_for_stop(embedded: EmbeddedDatabase | None) -> int:
@@ -241,7 +232,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
         if password.generated:
             print(f"Generated admin password for user {settings.admin_user!r} (shown once, stored hashed):\n"
                   f"    {password.generated}", flush=True)
-        if not _is_loopback_host(settings.host) and not settings.tls_enabled:
+        if not is_loopback(settings.host) and not settings.tls_enabled:
             print(f"WARNING: listening on {settings.host} without TLS: passwords and output cross the "
                   "network in clear. Put Scriptbox behind a TLS proxy or set SCRIPTBOX_TLS_CERT/KEY.",
                   file=sys.stderr, flush=True)

@@ -1,6 +1,6 @@
 """create_app(): the Bottle application, its guards, error handling and the UI files.
 
-Every response that is not a success is the JSON error shape of SPEC §3,
+Every response that is not a success is the one JSON error shape (errors.py),
 including Bottle's own 404/405 and any unexpected exception (logged, answered
 as a JSON 500, never a traceback page).
 """
@@ -20,9 +20,10 @@ from bottle import Bottle, HTTPError, HTTPResponse, request, response, static_fi
 from .api import definitions as definitions_api
 from .api import runs as runs_api
 from .api.common import read_json_body
-from .auth import SESSION_COOKIE, is_loopback, parse_basic_auth
+from .auth import SESSION_COOKIE, parse_basic_auth
 from .errors import STATUS_CODES, ApiError, DatabaseUnavailable, Forbidden, Unauthorized, ValidationFailed, error_body
 from .guards import check_same_origin
+from .loopback import is_loopback
 from .services import Access, Services
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""SPEC §4: Basic auth, failure throttling, same-origin and Host guards, the first password."""
+"""Basic auth, failure throttling, same-origin and Host guards, the first password."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One error shape everywhere (SPEC §3): malformed requests of every kind, on every route.
+"""One error shape everywhere: malformed requests of every kind, on every route.
 
 No request, however malformed, gets a 500, an HTML page or a traceback, and
 nothing stored is changed by a refused request.

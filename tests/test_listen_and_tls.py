@@ -1,4 +1,4 @@
-"""Where Scriptbox listens (SPEC §4): loopback by default, a warning elsewhere without TLS, HTTPS with a cert."""
+"""Where Scriptbox listens: loopback by default, a warning elsewhere without TLS, HTTPS with a cert."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A run executed by another process (SPEC §9): live stream and cancel via the database."""
+"""A run executed by another process sharing the database: live stream and cancel via the database."""
 
 from __future__ import annotations
 

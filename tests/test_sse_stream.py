@@ -1,4 +1,4 @@
-"""Live output over SSE (SPEC §5): replay, live, resume, promptness, decoding."""
+"""Live output over SSE: replay, live, resume, promptness, decoding."""
 
 from __future__ import annotations
 

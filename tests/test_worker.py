@@ -1,4 +1,4 @@
-"""`serve --no-worker` plus `worker` sharing one database (SPEC §1, the start of §9)."""
+"""`serve --no-worker` plus `worker` sharing one database: one serves, the other executes."""
 
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ from ..config import Settings
 from ..errors import DatabaseUnavailable
 from ..store.records import Executor
 from ..store.runs import RunStore
-from . import browser, commands
+from .browser import record_result
+from .commands import cancel, submit
 from .context import EngineContext
 from .dispatcher import Dispatcher
 from .execution import proc_start
@@ -112,15 +113,15 @@ class Engine:
 
     def submit(self, script_id: str, trigger: str, requested_by: str | None) -> dict[str, Any]:
         """Create a run; raises NotFound (unknown script), Conflict (disabled)."""
-        return commands.submit(self.ctx, self.dispatcher, script_id, trigger, requested_by)
+        return submit(self.ctx, self.dispatcher, script_id, trigger, requested_by)
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         """Cancel a queued or running run; raises NotFound, Conflict (finished)."""
-        return commands.cancel(self.ctx, self.dispatcher, run_id)
+        return cancel(self.ctx, self.dispatcher, run_id)
 
     def browser_result(self, run_id: str, body: Any) -> dict[str, Any]:
         """Record a browser run's result; raises ValidationFailed, NotFound, Conflict."""
-        return browser.record_result(self.ctx, run_id, body)
+        return record_result(self.ctx, run_id, body)
 
     # -- live output --------------------------------------------------------
 

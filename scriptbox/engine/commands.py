@@ -7,7 +7,8 @@ from typing import Any
 from ..errors import Conflict, NotFound
 from ..store.records import NewRun, RunEnd
 from ..vocabulary import FINISHED_STATUSES
-from . import browser
+from .browser import deadline as browser_deadline
+from .browser import is_browser_run
 from .context import EngineContext
 from .dispatcher import Dispatcher
 from .launch import snapshot_of
@@ -27,7 +28,7 @@ def submit(ctx: EngineContext, dispatcher: Dispatcher, script_id: str, trigger: 
         raise Conflict("the script is disabled", code="script_disabled")
     snapshot = snapshot_of(definition)
     # Browser runs execute in the admin page, never here.
-    deadline = (browser.deadline(snapshot.timeout_ms, ctx.options.browser_grace_s)
+    deadline = (browser_deadline(snapshot.timeout_ms, ctx.options.browser_grace_s)
                 if snapshot.runner == "browser" else None)
     doc = ctx.runs.create(NewRun(str(definition["_id"]), trigger, requested_by, snapshot, deadline))
     dispatcher.wake()
@@ -58,7 +59,7 @@ def _cancel_once(ctx: EngineContext, dispatcher: Dispatcher, run_id: str,
                  doc: dict[str, Any]) -> dict[str, Any] | None:
     if doc["status"] == "queued":
         done = ctx.runs.finish_queued(run_id, RunEnd("canceled", error="canceled before it started"))
-    elif browser.is_browser_run(doc):
+    elif is_browser_run(doc):
         done = ctx.runs.finish_open_browser_run(run_id, RunEnd("canceled", error="canceled"))
     else:
         flagged = ctx.runs.request_cancel(run_id)

@@ -1,5 +1,5 @@
 """End-to-end tests of the admin page (/admin/scripts) in real headless Chromium,
-against a real server with the embedded database (SPEC §6 browser runner, §7 UI)."""
+against a real server with the embedded database (the browser runner and the whole page)."""
 
 from __future__ import annotations
 

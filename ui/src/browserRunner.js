@@ -1,4 +1,4 @@
-// Runs `browser` scripts in a dedicated Web Worker and reports the outcome (SPEC §6).
+// Runs `browser` scripts in a dedicated Web Worker and reports the outcome.
 //
 // The worker is a module worker made from a Blob URL holding the bootstrap and the script.
 // It is created with credentials: "omit", so even module imports it might attempt carry no

@@ -1,4 +1,4 @@
-// The definition form: every field of SPEC §2, the code editor, the env editor, and the
+// The definition form: every field of a definition, the code editor, the env editor, and the
 // server's field-level errors shown next to the fields they name.
 import { createCodeEditor } from "./codeEditor.js";
 import { h, uid } from "./dom.js";
