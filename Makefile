@@ -88,6 +88,7 @@ bench: deps
 	$(PY) bench/start_latency.py
 	$(PY) bench/throughput.py
 	$(PY) bench/fanout.py
+	$(PY) bench/cli.py
 
 clean:
 	rm -rf $(VENV) ui/node_modules ui/dist scriptbox/runners/vm2/node_modules build dist

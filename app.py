@@ -1,8 +1,13 @@
-"""Scriptbox command line: serve | worker | desktop.
+"""Scriptbox command line: serve | worker | desktop, and the client commands
+run | list | runs | log | cancel | show (scriptbox/cli/).
 
 Only the serving process is gevent-patched, and it is patched here before
 anything else is imported. The desktop launcher must never import gevent:
-pywebview hangs in a patched process, so it runs the server as a child.
+pywebview hangs in a patched process, so it runs the server as a child. The
+client commands never import it either: they are plain HTTP clients.
+
+This is also the entry point of the PyInstaller bundle and of the `scriptbox`
+console script (pyproject.toml).
 """
 
 from __future__ import annotations
@@ -10,11 +15,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+# Imports nothing itself, so it is safe before gevent's patching.
+from scriptbox.cli import COMMANDS as CLIENT_COMMANDS
+
 
 def build_parser() -> argparse.ArgumentParser:
     from scriptbox.config import add_setting_flags
 
-    parser = argparse.ArgumentParser(prog="app.py", description="Scriptbox: a console for operational scripts.")
+    parser = argparse.ArgumentParser(
+        prog="app.py", description="Scriptbox: a console for operational scripts.",
+        epilog="client commands (each with --help): " + " | ".join(sorted(CLIENT_COMMANDS)) + " — see docs/cli.md")
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="serve the API and admin UI and execute runs (default)")
     add_setting_flags(serve)
@@ -36,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         from secantus.cli import main as secantus_main
 
         return int(secantus_main(argv[1:]) or 0)
+    if argv[:1] and argv[0] in CLIENT_COMMANDS:
+        from scriptbox.cli import main as client_main
+
+        return client_main(argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["serve", *argv]
     if argv[0] in ("serve", "worker"):

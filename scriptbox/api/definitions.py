@@ -15,8 +15,12 @@ from ..store.definitions import EDIT_CONFLICT_MESSAGE
 from .common import read_json_body
 from .presenters import definition_to_json, last_run_to_json
 
-# Ids are ObjectId hex; anything else (e.g. "runs") never reaches these routes.
+# Ids are ObjectId hex; anything else (e.g. "runs", "by-code") never reaches these routes.
 DEFINITION_ID = "<definition_id:re:[0-9a-fA-F]{24}>"
+# Automation names scripts by codeIdentifier, which is the same on every
+# installation (ids are not). Any path segment matches; one that is not a valid
+# codeIdentifier is answered 404 like an unknown one.
+BY_CODE = "by-code/<code_identifier>"
 
 
 def _is_iso_time(value: Any) -> bool:
@@ -56,7 +60,13 @@ def register(app: Bottle, services: Services) -> None:
 
     @app.get(f"/api/admin/scripts/{DEFINITION_ID}")
     def get_definition(definition_id: str) -> dict[str, Any]:
+        """One definition by id; 404 when there is none."""
         return definition_to_json(definitions.get(definition_id))
+
+    @app.get(f"/api/admin/scripts/{BY_CODE}")
+    def get_definition_by_code(code_identifier: str) -> dict[str, Any]:
+        """One definition by codeIdentifier, the same answer as GET /api/admin/scripts/:id; 404 when there is none."""
+        return definition_to_json(definitions.get_by_code(code_identifier))
 
     @app.put(f"/api/admin/scripts/{DEFINITION_ID}")
     def update_definition(definition_id: str) -> dict[str, Any]:

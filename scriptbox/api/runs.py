@@ -15,7 +15,7 @@ from ..store import parse_object_id
 from ..store.runs import decode_cursor
 from ..vocabulary import CLIENT_TRIGGERS, DEFAULT_TRIGGER, RUN_STATUSES
 from .common import read_json_body
-from .definitions import DEFINITION_ID
+from .definitions import BY_CODE, DEFINITION_ID
 from .presenters import run_to_json
 from .stream import RunStream, RunStreamSource
 
@@ -89,14 +89,27 @@ def register(app: Bottle, services: Services) -> None:
             raise NotFound(f"no run with id {run_id!r}")
         return doc
 
-    @app.post(f"/api/admin/scripts/{DEFINITION_ID}/run")
-    def start_run(definition_id: str) -> dict[str, Any]:
-        trigger = parse_trigger(read_json_body(request, required=False))
+    def submit(definition_id: str, trigger: str) -> dict[str, Any]:
         user = request.environ.get("scriptbox.user")
         doc = engine.submit(definition_id, trigger, user)
         response.status = 202
         response.set_header("Location", f"/api/admin/scripts/runs/{doc['_id']}")
         return {"runId": str(doc["_id"]), "status": doc["status"]}
+
+    @app.post(f"/api/admin/scripts/{DEFINITION_ID}/run")
+    def start_run(definition_id: str) -> dict[str, Any]:
+        """Start a run of the script with this id → 202 {runId, status}; 404 unknown, 409 disabled."""
+        trigger = parse_trigger(read_json_body(request, required=False))
+        return submit(definition_id, trigger)
+
+    @app.post(f"/api/admin/scripts/{BY_CODE}/run")
+    def start_run_by_code(code_identifier: str) -> dict[str, Any]:
+        """Start a run of the script with this codeIdentifier; same body, answers and errors as the id route."""
+        # The body is validated first, as on the id route, so both answer a bad
+        # body with 400 whether or not the script exists.
+        trigger = parse_trigger(read_json_body(request, required=False))
+        definition = services.definitions.get_by_code(code_identifier)
+        return submit(str(definition["_id"]), trigger)
 
     @app.get("/api/admin/scripts/runs")
     def list_runs() -> dict[str, Any]:

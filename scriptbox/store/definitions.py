@@ -15,6 +15,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import Conflict, NotFound, ValidationFailed
+from ..models import CODE_IDENTIFIER_RE
 from . import Database, parse_object_id, translate_db_errors, utcnow
 
 EDIT_CONFLICT_MESSAGE = ("the script was changed by someone else since you loaded it; "
@@ -54,6 +55,16 @@ class DefinitionStore:
                 doc = self._definitions.find_one({"_id": oid})
         if doc is None:
             raise NotFound(f"no script with id {definition_id!r}")
+        return doc
+
+    def get_by_code(self, code_identifier: str) -> dict[str, Any]:
+        """The stored document with this codeIdentifier; raises NotFound (also for malformed ones)."""
+        doc = None
+        if CODE_IDENTIFIER_RE.fullmatch(code_identifier):
+            with translate_db_errors():
+                doc = self._definitions.find_one({"codeIdentifier": code_identifier})
+        if doc is None:
+            raise NotFound(f"no script with codeIdentifier {code_identifier!r}")
         return doc
 
     def create(self, fields: dict[str, Any]) -> dict[str, Any]:
