@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from scriptbox.childproc import free_loopback_port
+from scriptbox.vocabulary import LISTENING_PREFIX
 from support import FINISHED, eventually
 
 from .desktop_support import REPO, finish, kill_all, wait_for_line, wait_for_line_matching, wait_until_gone
@@ -178,7 +179,7 @@ def test_bundle_serve_answers_healthz_and_the_api_with_its_embedded_database(bun
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        wait_for_line(server, "Scriptbox listening on ", timeout=90)
+        wait_for_line(server, LISTENING_PREFIX, timeout=90)
         base = f"http://127.0.0.1:{port}"
         # The database is the bundle itself in its hidden `_secantusd` role.
         assert requests.get(base + "/healthz", timeout=10).json() == {"status": "ok", "db": "ok"}
@@ -216,7 +217,7 @@ def test_bundle_desktop_opens_a_signed_in_window(
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        lines = wait_for_line(launcher, "Scriptbox listening on ", timeout=90)
+        lines = wait_for_line(launcher, LISTENING_PREFIX, timeout=90)
         # The server's access log (on the launcher's stderr) shows the window signing in.
         lines += wait_for_line_matching(launcher, re.compile(r'"GET /admin/assets/app\.js HTTP/1\.1" 200'), 60)
         assert any(re.search(r'"POST /desktop-login HTTP/1\.1" 204', line) for line in lines), "".join(lines)
