@@ -9,11 +9,10 @@ watchdog when the deadline passes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from ..errors import Conflict, NotFound, ValidationFailed
-from ..store import utcnow
 from ..store.records import RunEnd
 from ..vocabulary import BROWSER_NODE, FINISHED_STATUSES
 from .context import EngineContext
@@ -33,9 +32,9 @@ def is_browser_run(doc: dict[str, Any]) -> bool:
     return bool((doc.get("meta") or {}).get("node") == BROWSER_NODE)
 
 
-def deadline(timeout_ms: int, grace_s: float) -> datetime:
-    """When the watchdog ends a browser run starting now that the page never reported."""
-    return utcnow() + timedelta(milliseconds=timeout_ms, seconds=grace_s)
+def time_allowed(timeout_ms: int, grace_s: float) -> timedelta:
+    """How long after its start the watchdog ends a browser run the page never reported."""
+    return timedelta(milliseconds=timeout_ms, seconds=grace_s)
 
 
 def overdue_end(doc: dict[str, Any], grace_s: float) -> RunEnd:

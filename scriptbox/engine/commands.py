@@ -7,8 +7,7 @@ from typing import Any
 from ..errors import Conflict, NotFound
 from ..store.records import NewRun, RunEnd
 from ..vocabulary import FINISHED_STATUSES
-from .browser import deadline as browser_deadline
-from .browser import is_browser_run
+from .browser import is_browser_run, time_allowed
 from .context import EngineContext
 from .dispatcher import Dispatcher
 from .launch import snapshot_of
@@ -28,9 +27,9 @@ def submit(ctx: EngineContext, dispatcher: Dispatcher, script_id: str, trigger: 
         raise Conflict("the script is disabled", code="script_disabled")
     snapshot = snapshot_of(definition)
     # Browser runs execute in the admin page, never here.
-    deadline = (browser_deadline(snapshot.timeout_ms, ctx.options.browser_grace_s)
-                if snapshot.runner == "browser" else None)
-    doc = ctx.runs.create(NewRun(str(definition["_id"]), trigger, requested_by, snapshot, deadline))
+    browser_time = (time_allowed(snapshot.timeout_ms, ctx.options.browser_grace_s)
+                    if snapshot.runner == "browser" else None)
+    doc = ctx.runs.create(NewRun(str(definition["_id"]), trigger, requested_by, snapshot, browser_time))
     dispatcher.wake()
     return doc
 

@@ -8,7 +8,7 @@ paths and conditions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 
@@ -43,15 +43,15 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class NewRun:
-    """A run to create. With `browser_deadline` it is a browser run: created
-    running (the admin page executes it) and timed out by the watchdog after
-    the deadline."""
+    """A run to create. With `browser_time` it is a browser run: created
+    running (the admin page executes it), and timed out by the watchdog when
+    `browser_time` has passed since its start."""
 
     script_id: str
     trigger: str
     requested_by: str | None
     snapshot: Snapshot
-    browser_deadline: datetime | None = None
+    browser_time: timedelta | None = None
 
 
 @dataclass(frozen=True)

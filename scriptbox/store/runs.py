@@ -117,8 +117,8 @@ class RunStore:
             "outputTail": "",
             "meta": {**META_DEFAULTS, "snapshot": new.snapshot.to_doc(), "requestedBy": new.requested_by},
         }
-        if new.browser_deadline is not None:
-            doc.update(status="running", startedAt=now, leaseUntil=new.browser_deadline)
+        if new.browser_time is not None:
+            doc.update(status="running", startedAt=now, leaseUntil=now + new.browser_time)
             doc["meta"]["node"] = BROWSER_NODE
         with translate_db_errors():
             result = self.runs.insert_one(doc)
