@@ -89,6 +89,7 @@ bench: deps
 	$(PY) bench/throughput.py
 	$(PY) bench/fanout.py
 	$(PY) bench/cli.py
+	$(PY) bench/soak.py --seconds 60
 
 clean:
 	rm -rf $(VENV) ui/node_modules ui/dist scriptbox/runners/vm2/node_modules build dist

@@ -87,6 +87,8 @@ class Engine:
     def start(self) -> None:
         """Recover runs of a dead executor on this host, then start the loops."""
         self.ctx.runs.ensure_indexes()
+        me = os.getpid()
+        self.ctx.protected_pids.update(info.pid for info in proctree.scan().values() if info.ppid == me)
         self.ctx.live.start()
         if self.execute:
             # Orphans of runs reparent to us (and are reaped by gevent) instead

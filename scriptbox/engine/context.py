@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..store.records import Executor
@@ -23,3 +23,6 @@ class EngineContext:
     # The stored definition of a script id; raises NotFound.
     get_definition: Callable[[str], dict[str, Any]]
     data_dir: str
+    # Never signalled by any run's kill: the children this process had before
+    # the engine started (the embedded database); filled by Engine.start().
+    protected_pids: set[int] = field(default_factory=set)

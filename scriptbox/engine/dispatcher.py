@@ -9,6 +9,7 @@ import time
 import gevent
 import gevent.event
 
+from .. import proctree
 from ..errors import DatabaseUnavailable
 from ..store.records import OutputTotals
 from .context import EngineContext
@@ -67,11 +68,23 @@ class Dispatcher:
             doc = self.ctx.runs.claim_next(self.ctx.executor, self.ctx.options.lease_s)
             if doc is None:
                 break
-            execution = RunExecution(self.ctx, doc)
+            execution = RunExecution(self.ctx, doc, self.other_runs(str(doc["_id"])))
             self.active[execution.run_id] = execution
             execution.greenlet = gevent.spawn(self._execute, execution)
             started.append(execution)
         return started
+
+    def other_runs(self, run_id: str | None) -> proctree.Excluder:
+        """The proven processes of this process's runs other than `run_id`:
+        a run's kill excludes them before it expands anything."""
+        def excluded(table: dict[int, proctree.ProcInfo]) -> set[int]:
+            pids: set[int] = set()
+            for other in list(self.active.values()):
+                if other.run_id != run_id and other.procs is not None:
+                    pids |= other.procs.members(table)
+            return pids
+
+        return excluded
 
     def _execute(self, execution: RunExecution) -> None:
         try:

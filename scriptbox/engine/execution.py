@@ -37,11 +37,18 @@ def proc_start(pid: int) -> int | None:
     return info.start if info else None
 
 
+def executor_alive(executor: dict[str, Any]) -> bool:
+    """True if the executor process recorded on a run (same host) still exists."""
+    pid, start = executor.get("pid"), executor.get("start")
+    return isinstance(pid, int) and start is not None and proc_start(pid) == start
+
+
 class RunExecution:
     """A run this process is executing."""
 
-    def __init__(self, ctx: EngineContext, doc: dict[str, Any]) -> None:
+    def __init__(self, ctx: EngineContext, doc: dict[str, Any], others: proctree.Excluder) -> None:
         self.ctx = ctx
+        self.others = others  # the proven processes of this process's other runs: never ours to kill
         self.doc = doc
         self.run_id = str(doc["_id"])
         self.output = ctx.live.new_output(self.run_id)
@@ -78,11 +85,16 @@ class RunExecution:
             self.finish(stopped_before_start(self.stop_reason))
             _cleanup(spec)
             return
-        proc = self._spawn(spec, snapshot)
-        if proc is None:
+        spawned = self._spawn(spec, snapshot)
+        if spawned is None:
             return
+        proc, root_start = spawned
+        if root_start is None:
+            log.error("run %s: the start time of pid %s is unknown; its processes cannot be signalled",
+                      self.run_id, proc.pid)
         pipes = [os.fstat(p.fileno()).st_ino for p in (proc.stdout, proc.stderr) if p is not None]
-        self.procs = proctree.RunProcesses(self.run_id, proc.pid, pipe_inodes=pipes)
+        self.procs = proctree.RunProcesses(self.run_id, proc.pid, root_start, pipe_inodes=pipes,
+                                           exclude=self.others, protected=self.ctx.protected_pids)
         try:
             end = self._supervise(proc, spec, snapshot)
         except BaseException:
@@ -119,9 +131,13 @@ class RunExecution:
             return None
         return spec, dataclasses.replace(snapshot, working_directory=spec.cwd)
 
-    def _spawn(self, spec: LaunchSpec, snapshot: Snapshot) -> gevent.subprocess.Popen | None:
+    def _spawn(self, spec: LaunchSpec, snapshot: Snapshot) -> tuple[gevent.subprocess.Popen, int | None] | None:
+        """The started main process and its start time (None: unknown); None when it could not start."""
+        # The child reports its own start time before exec: read afterwards,
+        # an instant script may already be reaped (proctree.StartProbe).
+        probe = proctree.StartProbe()
         try:
-            return gevent.subprocess.Popen(
+            proc = gevent.subprocess.Popen(
                 spec.argv,
                 cwd=spec.cwd,
                 env=spec.env,
@@ -129,9 +145,10 @@ class RunExecution:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=spec.preexec,
+                preexec_fn=probe.preexec(spec.preexec),
                 close_fds=True,
             )
+            return proc, probe.start_of(proc.pid)
         except (OSError, ValueError) as exc:
             # ValueError: Popen refuses a NUL byte in argv/env before forking.
             self._note(snapshot)
@@ -141,6 +158,8 @@ class RunExecution:
             self._fail_to_start(f"cannot start {spec.argv[0]}: {reason}")
             _cleanup(spec)
             return None
+        finally:
+            probe.close()
 
     def _supervise(self, proc: gevent.subprocess.Popen, spec: LaunchSpec, snapshot: Snapshot) -> RunEnd:
         """Watch a started run until its processes are gone; returns how it ended."""

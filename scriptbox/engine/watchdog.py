@@ -16,7 +16,7 @@ from ..store.records import RunEnd
 from .browser import is_browser_run, overdue_end
 from .context import EngineContext
 from .dispatcher import Dispatcher
-from .execution import proc_start
+from .execution import executor_alive
 from .outcome import CANCEL
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,10 @@ class Watchdog:
                 if executor.get("id") == self.ctx.executor.id and run_id in self.dispatcher.active:
                     continue  # ours and alive; the renewal was merely late
                 if executor.get("host") == self.ctx.executor.host:
+                    if executor.get("id") != self.ctx.executor.id and executor_alive(executor):
+                        # Another live process on this host (it only missed
+                        # renewals, e.g. a database outage): its runs are its own.
+                        continue
                     self._kill_leftovers(doc)
                 done = self.ctx.runs.expire_lapsed(run_id, executor.get("id"), now,
                                                    RunEnd("failed", error="executor lost: its lease expired"))
@@ -95,8 +99,7 @@ class Watchdog:
             executor = doc.get("executor") or {}
             if executor.get("id") == self.ctx.executor.id:
                 continue
-            pid, start = executor.get("pid"), executor.get("start")
-            if isinstance(pid, int) and start is not None and proc_start(pid) == start:
+            if executor_alive(executor):
                 continue  # that executor is alive (another process sharing the database)
             killed = self._kill_leftovers(doc)
             done = self.ctx.runs.finish_held(str(doc["_id"]), executor.get("id"),
@@ -107,5 +110,9 @@ class Watchdog:
     def _kill_leftovers(self, doc: dict[str, Any]) -> int:
         meta = doc.get("meta") or {}
         pid = meta.get("pid")
+        start = doc.get("procStart")
+        # This engine's own runs and the embedded database are excluded first.
         return proctree.kill_orphaned_run(str(doc["_id"]), pid if isinstance(pid, int) else None,
-                                          doc.get("procStart"), self.ctx.options.kill_grace_s, sleep=gevent.sleep)
+                                          start if isinstance(start, int) else None, self.ctx.options.kill_grace_s,
+                                          sleep=gevent.sleep, exclude=self.dispatcher.other_runs(None),
+                                          protected=self.ctx.protected_pids)
