@@ -90,6 +90,7 @@ bench: deps
 	$(PY) bench/fanout.py
 	$(PY) bench/cli.py
 	$(PY) bench/soak.py --seconds 60
+	$(PY) bench/tools.py
 
 clean:
 	rm -rf $(VENV) ui/node_modules ui/dist scriptbox/runners/vm2/node_modules build dist

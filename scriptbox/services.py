@@ -16,6 +16,7 @@ from .auth import CredentialChecker, DesktopSessions, FailureThrottle
 from .config import Settings
 from .engine import Engine, EngineOptions, build_engine
 from .guards import HostGuard
+from .metrics import Metrics
 from .store import Database
 from .store.definitions import DefinitionStore
 from .store.runs import RunStore
@@ -41,6 +42,7 @@ class Services:
     # Without a worker (serve --no-worker) the engine still submits, cancels
     # and streams runs; it just executes nothing.
     engine: Engine
+    metrics: Metrics
     access: Access | None = None
 
     def require_access(self) -> Access:
@@ -53,8 +55,10 @@ class Services:
 def build_services(settings: Settings, database: Database, access: Access | None = None,
                    engine_options: EngineOptions | None = None) -> Services:
     """Every part of a Scriptbox process over `database`, ready to start."""
+    metrics = Metrics()
     definitions = DefinitionStore(database)
-    runs = RunStore(database)
-    engine = build_engine(settings, runs, definitions.get, engine_options)
+    runs = RunStore(database, on_claimed=metrics.run_claimed, on_finished=metrics.run_finished)
+    engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes)
+    metrics.bind(runs.count_active, engine.active_count)
     return Services(settings=settings, database=database, definitions=definitions, runs=runs, engine=engine,
-                    access=access)
+                    metrics=metrics, access=access)

@@ -16,13 +16,16 @@ from ..store.runs import decode_cursor
 from ..vocabulary import CLIENT_TRIGGERS, DEFAULT_TRIGGER, RUN_STATUSES
 from .common import read_json_body
 from .definitions import BY_CODE, DEFINITION_ID
+from .openapi import Doc, Param, Reply
 from .presenters import run_to_json
+from .schemas import BrowserResult, OutputEvent, Run, RunList, RunRequest, RunStarted
 from .stream import RunStream, RunStreamSource
 
 RUN_ID = "<run_id:re:[0-9a-fA-F]{24}>"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 _LIMIT = re.compile(r"[0-9]{1,6}")
+_STATUS_LIST = "^(" + "|".join(RUN_STATUSES) + ")(,(" + "|".join(RUN_STATUSES) + "))*$"
 
 
 def parse_trigger(body: Any) -> str:
@@ -54,9 +57,10 @@ def parse_list_query(query: Any) -> dict[str, Any]:
         out["script_id"] = script_id
     status = query.getunicode("status")
     if status:
-        statuses = [s.strip() for s in status.split(",") if s.strip()]
+        # Exactly as documented (OpenAPI): names separated by commas, nothing else.
+        statuses = status.split(",")
         bad = [s for s in statuses if s not in RUN_STATUSES]
-        if bad or not statuses:
+        if bad:
             fields["status"] = "must be one or more of " + ", ".join(RUN_STATUSES)
         out["statuses"] = statuses
     limit = query.getunicode("limit")
@@ -96,13 +100,23 @@ def register(app: Bottle, services: Services) -> None:
         response.set_header("Location", f"/api/admin/scripts/runs/{doc['_id']}")
         return {"runId": str(doc["_id"]), "status": doc["status"]}
 
-    @app.post(f"/api/admin/scripts/{DEFINITION_ID}/run")
+    @app.post(f"/api/admin/scripts/{DEFINITION_ID}/run", openapi=Doc(
+        "Start a run", "runs",
+        {202: Reply("Queued (or, for a browser script, running in the admin page).", RunStarted,
+                    headers={"Location": "the run's URL"})},
+        errors=(404, 409, 503), body=RunRequest, body_required=False,
+        error_notes={409: "script_disabled: the script is disabled."}))
     def start_run(definition_id: str) -> dict[str, Any]:
         """Start a run of the script with this id → 202 {runId, status}; 404 unknown, 409 disabled."""
         trigger = parse_trigger(read_json_body(request, required=False))
         return submit(definition_id, trigger)
 
-    @app.post(f"/api/admin/scripts/{BY_CODE}/run")
+    @app.post(f"/api/admin/scripts/{BY_CODE}/run", openapi=Doc(
+        "Start a run of the script with this codeIdentifier", "runs",
+        {202: Reply("As POST /api/admin/scripts/{definition_id}/run.", RunStarted,
+                    headers={"Location": "the run's URL"})},
+        errors=(404, 409, 503), body=RunRequest, body_required=False,
+        error_notes={409: "script_disabled: the script is disabled."}))
     def start_run_by_code(code_identifier: str) -> dict[str, Any]:
         """Start a run of the script with this codeIdentifier; same body, answers and errors as the id route."""
         # The body is validated first, as on the id route, so both answer a bad
@@ -111,17 +125,29 @@ def register(app: Bottle, services: Services) -> None:
         definition = services.definitions.get_by_code(code_identifier)
         return submit(str(definition["_id"]), trigger)
 
-    @app.get("/api/admin/scripts/runs")
+    @app.get("/api/admin/scripts/runs", openapi=Doc(
+        "List runs, newest first", "runs", {200: Reply("One page of runs.", RunList)}, errors=(400, 503),
+        params=(
+            Param("scriptId", {"type": "string", "pattern": "^[0-9a-fA-F]{24}$"}, "only this script's runs"),
+            Param("status", {"type": "string", "pattern": _STATUS_LIST},
+                  "one status or several, comma-separated"),
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                  f"page size, default {DEFAULT_LIMIT}"),
+            Param("before", {"type": "string"}, "the nextBefore of the previous page"),
+        )))
     def list_runs() -> dict[str, Any]:
         params = parse_list_query(request.query)
         docs, next_before = runs.page(params["script_id"], params["statuses"], params["limit"], params["before"])
         return {"runs": [run_to_json(d) for d in docs], "nextBefore": next_before}
 
-    @app.get(f"/api/admin/scripts/runs/{RUN_ID}")
+    @app.get(f"/api/admin/scripts/runs/{RUN_ID}", openapi=Doc(
+        "Read a run", "runs", {200: Reply("The run.", Run)}, errors=(404, 503)))
     def read_run(run_id: str) -> dict[str, Any]:
         return run_to_json(get_run(run_id))
 
-    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/log")
+    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/log", openapi=Doc(
+        "Read a run's stored log", "runs", {200: Reply("The stored output, stdout and stderr interleaved.",
+                                                       media="text/plain")}, errors=(404, 503)))
     def read_log(run_id: str) -> HTTPResponse:
         get_run(run_id)
 
@@ -146,7 +172,14 @@ def register(app: Bottle, services: Services) -> None:
         resp.set_header("Cache-Control", "no-store")
         return resp
 
-    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/stream")
+    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/stream", openapi=Doc(
+        "Follow a run's output live (Server-Sent Events)", "runs",
+        {200: Reply("`output` events (id = sequence number, data {stream, data}), `status` events, then `end` "
+                    "with the finished run; `: keepalive` comments after 15 s of silence.",
+                    media="text/event-stream", events={"output": OutputEvent, "status": Run, "end": Run})},
+        errors=(404, 503),
+        params=(Param("Last-Event-ID", {"type": "string"}, "resume after this sequence number", where="header"),
+                Param("lastEventId", {"type": "string"}, "the same, for clients that cannot set headers"))))
     def stream_run(run_id: str) -> HTTPResponse:
         get_run(run_id)
         last = parse_last_event_id(request.get_header("Last-Event-ID"), request.query.getunicode("lastEventId"))
@@ -154,7 +187,8 @@ def register(app: Bottle, services: Services) -> None:
 
         def body() -> Iterator[bytes]:
             try:
-                yield from stream
+                with services.metrics.viewing():
+                    yield from stream
             except DatabaseUnavailable:
                 # The client reconnects (EventSource does) and resumes by id.
                 return
@@ -165,13 +199,19 @@ def register(app: Bottle, services: Services) -> None:
         resp.set_header("X-Accel-Buffering", "no")
         return resp
 
-    @app.post(f"/api/admin/scripts/runs/{RUN_ID}/cancel")
+    @app.post(f"/api/admin/scripts/runs/{RUN_ID}/cancel", openapi=Doc(
+        "Cancel a queued or running run", "runs",
+        {202: Reply("Canceled (queued) or being stopped (running).", Run)}, errors=(404, 409, 503),
+        error_notes={409: "run_finished: the run has already finished."}))
     def cancel_run(run_id: str) -> dict[str, Any]:
         doc = engine.cancel(run_id)
         response.status = 202
         return run_to_json(doc)
 
-    @app.post(f"/api/admin/scripts/runs/{RUN_ID}/browser-result")
+    @app.post(f"/api/admin/scripts/runs/{RUN_ID}/browser-result", openapi=Doc(
+        "Report a browser run's output and outcome (the admin page does)", "runs",
+        {200: Reply("The finished run.", Run)}, errors=(404, 409, 503), body=BrowserResult,
+        error_notes={409: "run_finished or not_browser_run."}))
     def browser_result(run_id: str) -> dict[str, Any]:
         body = read_json_body(request)
         return run_to_json(engine.browser_result(run_id, body))

@@ -44,7 +44,7 @@ from .live import LiveOutput
 from .options import EngineOptions
 from .watchdog import Watchdog
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 
 
 def this_executor(host: str | None = None) -> Executor:
@@ -70,11 +70,13 @@ class Engine:
         execute: bool = True,
         options: EngineOptions | None = None,
         host: str | None = None,
+        on_output_bytes: Callable[[int], None] | None = None,
     ) -> None:
         self.options = options or EngineOptions()
         self.execute = execute
         live = LiveOutput(runs.add_chunks, max_log_bytes=max_log_bytes, tail_bytes=tail_bytes,
-                          flush_every_s=self.options.flush_every_s, on_flushed=self._write_progress)
+                          flush_every_s=self.options.flush_every_s, on_flushed=self._write_progress,
+                          on_output_bytes=on_output_bytes)
         self.ctx = EngineContext(runs=runs, live=live, options=self.options, executor=this_executor(host),
                                  get_definition=get_definition, data_dir=data_dir)
         self.dispatcher = Dispatcher(self.ctx, max_concurrent_runs)
@@ -133,13 +135,18 @@ class Engine:
     def unsubscribe(self, viewer: Viewer) -> None:
         self.ctx.live.unsubscribe(viewer)
 
+    def active_count(self) -> int:
+        """How many runs this process is executing now."""
+        return len(self.dispatcher.active)
+
     def is_local(self, run_id: str) -> bool:
         """Whether this process executes the run (its output arrives live here)."""
         return self.dispatcher.get(run_id) is not None
 
 
 def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[str], dict[str, Any]],
-                 options: EngineOptions | None = None) -> Engine:
+                 options: EngineOptions | None = None,
+                 on_output_bytes: Callable[[int], None] | None = None) -> Engine:
     """The engine of a server or worker process, from its settings."""
     return Engine(
         runs,
@@ -150,6 +157,7 @@ def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[s
         tail_bytes=settings.tail_bytes,
         execute=settings.run_worker,
         options=options,
+        on_output_bytes=on_output_bytes,
     )
 
 

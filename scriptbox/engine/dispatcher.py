@@ -16,7 +16,7 @@ from .context import EngineContext
 from .execution import RunExecution
 from .outcome import SHUTDOWN
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 
 
 class Dispatcher:

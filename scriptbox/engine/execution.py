@@ -21,6 +21,7 @@ import gevent.subprocess
 
 from .. import proctree
 from ..errors import DatabaseUnavailable, NotFound
+from ..logs import bind_run
 from ..runners.base import LaunchSpec, RunnerUnavailable
 from ..store.records import RunEnd, Snapshot
 from .context import EngineContext
@@ -28,7 +29,7 @@ from .launch import launch_spec, snapshot_of
 from .outcome import CANCEL, TIMEOUT, outcome, stopped_before_start
 from .output import read_stream
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 
 
 def proc_start(pid: int) -> int | None:
@@ -64,6 +65,7 @@ class RunExecution:
 
     def run(self) -> None:
         """Execute and end the run (the body of its greenlet)."""
+        bind_run(self.run_id)  # log records of this greenlet carry runId; its context ends with it
         try:
             self._execute()
         except Exception as exc:  # noqa: BLE001 - a run must always end
@@ -229,6 +231,8 @@ class RunExecution:
                 log.warning("run %s: cannot record its end yet (database unreachable); retrying", self.run_id)
                 gevent.sleep(delay)
                 delay *= 2
+        if done is not None:
+            log.info("run %s ended %s (exit code %s)", self.run_id, end.status, end.exit_code)
         if done is None:
             # Someone else ended it (the watchdog after our lease lapsed); keep theirs.
             done = self.ctx.runs.get(self.run_id)

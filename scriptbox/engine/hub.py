@@ -17,7 +17,7 @@ from typing import Any
 
 import gevent.event
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 
 
 @dataclass

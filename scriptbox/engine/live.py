@@ -17,7 +17,9 @@ from .output import ChunkWriter, RunOutput, TailBuffer
 
 class LiveOutput:
     def __init__(self, add_chunks: Callable[[list[Chunk]], None], *, max_log_bytes: int, tail_bytes: int,
-                 flush_every_s: float, on_flushed: Callable[[], None] | None = None) -> None:
+                 flush_every_s: float, on_flushed: Callable[[], None] | None = None,
+                 on_output_bytes: Callable[[int], None] | None = None) -> None:
+        self.on_output_bytes = on_output_bytes  # told of every byte of output received (metrics)
         self.max_log_bytes = max_log_bytes
         self.tail_bytes = tail_bytes
         self.hub = OutputHub()
@@ -32,7 +34,7 @@ class LiveOutput:
     def new_output(self, run_id: str) -> RunOutput:
         """The output bookkeeping of a run starting now."""
         return RunOutput(run_id=run_id, max_log_bytes=self.max_log_bytes, tail=TailBuffer(self.tail_bytes),
-                         writer=self.writer, hub=self.hub)
+                         writer=self.writer, hub=self.hub, on_bytes=self.on_output_bytes)
 
     def flush_now(self) -> None:
         """Wait until every chunk written so far is stored."""

@@ -30,7 +30,7 @@ from ..sse_wire import output_frame
 from ..store.records import Chunk, OutputTotals
 from .hub import HubEvent, OutputHub
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 
 READ_SIZE = 64 * 1024
 # A reader delivers what it has at most this often per stream (the first
@@ -228,6 +228,7 @@ class RunOutput:
     output_bytes: int = 0
     truncated: bool = False
     dirty: bool = False
+    on_bytes: Callable[[int], None] | None = None  # told of every byte received (metrics)
 
     def totals(self) -> OutputTotals:
         return OutputTotals(self.tail.text(), self.output_bytes, self.truncated)
@@ -235,6 +236,8 @@ class RunOutput:
     def emit(self, stream: str, text: str, raw_len: int, system: bool = False) -> None:
         """Record, store (within the cap) and publish one piece of output."""
         self.output_bytes += raw_len
+        if self.on_bytes is not None:
+            self.on_bytes(raw_len)
         if not text:
             return
         self.tail.add(text)

@@ -19,7 +19,7 @@ from .dispatcher import Dispatcher
 from .execution import executor_alive
 from .outcome import CANCEL
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 
 
 class Watchdog:

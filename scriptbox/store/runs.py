@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -88,12 +88,22 @@ def decode_cursor(cursor: str) -> tuple[datetime, ObjectId] | None:
     return datetime(1970, 1, 1) + timedelta(milliseconds=millis), oid
 
 
-class RunStore:
-    """Reads and writes runs and their output chunks."""
+RunListener = Callable[[dict[str, Any]], None]
 
-    def __init__(self, database: Database) -> None:
+
+class RunStore:
+    """Reads and writes runs and their output chunks.
+
+    `on_claimed` / `on_finished` are told of each successful claim and finish
+    (the metrics): every transition passes through here exactly once.
+    """
+
+    def __init__(self, database: Database, *, on_claimed: RunListener | None = None,
+                 on_finished: RunListener | None = None) -> None:
         self.runs = database.db.script_runs
         self.chunks = database.db.script_run_output
+        self._on_claimed = on_claimed
+        self._on_finished = on_finished
 
     def ensure_indexes(self) -> None:
         with translate_db_errors():
@@ -170,7 +180,7 @@ class RunStore:
         """Atomically take the oldest queued run (FIFO); None when none is left."""
         now = utcnow()
         with translate_db_errors():
-            return self.runs.find_one_and_update(
+            doc = self.runs.find_one_and_update(
                 {"status": "queued"},
                 {"$set": {
                     "status": "running",
@@ -182,6 +192,9 @@ class RunStore:
                 sort=[("createdAt", ASCENDING), ("_id", ASCENDING)],
                 return_document=ReturnDocument.AFTER,
             )
+        if doc is not None and self._on_claimed is not None:
+            self._on_claimed(doc)
+        return doc
 
     def note_started(self, run_id: str, executor_id: str, snapshot: Snapshot,
                      pid: int | None = None, proc_start: int | None = None) -> bool:
@@ -204,6 +217,14 @@ class RunStore:
                 {"_id": {"$in": ids}, "status": "running", "executor.id": executor_id},
                 {"$set": {"leaseUntil": utcnow() + timedelta(seconds=lease_s)}},
             )
+
+    def count_active(self) -> dict[str, int]:
+        """How many runs are queued and running (all processes)."""
+        with translate_db_errors():
+            rows = self.runs.aggregate([{"$match": {"status": {"$in": list(ACTIVE_STATUSES)}}},
+                                        {"$group": {"_id": "$status", "n": {"$sum": 1}}}])
+            counts = {str(row["_id"]): int(row["n"]) for row in rows}
+        return {status: counts.get(status, 0) for status in ACTIVE_STATUSES}
 
     def update_progress(self, updates: dict[str, OutputTotals]) -> None:
         """One bulk write with the tail/byte counters of many running runs."""
@@ -241,7 +262,10 @@ class RunStore:
         assert condition.get("status") in ACTIVE_STATUSES, "a finish must be conditional on an active status"
         update = {"$set": _end_fields(end), "$unset": {"leaseUntil": "", "cancelRequested": ""}}
         with translate_db_errors():
-            return self.runs.find_one_and_update(condition, update, return_document=ReturnDocument.AFTER)
+            doc = self.runs.find_one_and_update(condition, update, return_document=ReturnDocument.AFTER)
+        if doc is not None and self._on_finished is not None:
+            self._on_finished(doc)
+        return doc
 
     def finish_queued(self, run_id: str, end: RunEnd) -> dict[str, Any] | None:
         """End a run that is still queued; None if it is not."""
