@@ -1,4 +1,4 @@
-"""Prometheus metrics of one Scriptbox process (SPEC §8.8), with prometheus_client.
+"""Prometheus metrics of one Scriptbox process, with prometheus_client.
 
 prometheus_client is the reference client: it owns the text format (and
 OpenMetrics when a scraper asks for it), histograms and the process metrics,

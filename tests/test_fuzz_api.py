@@ -1,4 +1,4 @@
-"""The running server against its own OpenAPI document, fuzzed by schemathesis (SPEC §8.8).
+"""The running server against its own OpenAPI document, fuzzed by schemathesis.
 
 A real `serve` process on a real database, every operation of the document,
 bounded in examples per operation (about a minute in all on a busy machine).

@@ -1,4 +1,4 @@
-"""The kill is exact (SPEC §6): a run's process set holds only processes proven to be the run's.
+"""The kill is exact: a run's process set holds only processes proven to be the run's.
 
 Unit tests of the rules in scriptbox/proctree.py with real processes that exit
 (and are reaped) before they are examined, plus the regression scenario of

@@ -1,4 +1,4 @@
-"""GET /metrics (SPEC §8.8): Prometheus text from a real server, before and after real runs."""
+"""GET /metrics: Prometheus text from a real server, before and after real runs."""
 
 from __future__ import annotations
 

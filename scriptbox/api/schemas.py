@@ -1,4 +1,4 @@
-"""Pydantic models of what the API answers, for the OpenAPI document (SPEC §8.8).
+"""Pydantic models of what the API answers, for the OpenAPI document.
 
 Requests are validated by the models in scriptbox/models.py, and the document
 uses those same classes for request bodies. Answers are built by the stores'

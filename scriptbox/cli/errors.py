@@ -25,7 +25,7 @@ class CliError(Exception):
 
 
 class ApiRefused(CliError):
-    """The server answered with an error status and (usually) the JSON error body of SPEC §3."""
+    """The server answered with an error status and (usually) the one JSON error body."""
 
     def __init__(self, status: int, code: str, message: str, fields: dict[str, Any] | None = None) -> None:
         text = f"the server refused the request ({status} {code}): {message}"
