@@ -70,6 +70,7 @@ class Engine:
         execute: bool = True,
         options: EngineOptions | None = None,
         host: str | None = None,
+        vm2_user: str | None = "nobody",
         on_output_bytes: Callable[[int], None] | None = None,
     ) -> None:
         self.options = options or EngineOptions()
@@ -78,7 +79,7 @@ class Engine:
                           flush_every_s=self.options.flush_every_s, on_flushed=self._write_progress,
                           on_output_bytes=on_output_bytes)
         self.ctx = EngineContext(runs=runs, live=live, options=self.options, executor=this_executor(host),
-                                 get_definition=get_definition, data_dir=data_dir)
+                                 get_definition=get_definition, data_dir=data_dir, vm2_user=vm2_user)
         self.dispatcher = Dispatcher(self.ctx, max_concurrent_runs)
         self.watchdog = Watchdog(self.ctx, self.dispatcher)
 
@@ -156,6 +157,7 @@ def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[s
         max_log_bytes=settings.max_log_bytes,
         tail_bytes=settings.tail_bytes,
         execute=settings.run_worker,
+        vm2_user=settings.vm2_user,
         options=options,
         on_output_bytes=on_output_bytes,
     )

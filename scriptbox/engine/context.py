@@ -23,6 +23,7 @@ class EngineContext:
     # The stored definition of a script id; raises NotFound.
     get_definition: Callable[[str], dict[str, Any]]
     data_dir: str
+    vm2_user: str | None = "nobody"  # when running as root, vm2 sandboxes run as this user
     # Never signalled by any run's kill: the children this process had before
     # the engine started (the embedded database); filled by Engine.start().
     protected_pids: set[int] = field(default_factory=set)

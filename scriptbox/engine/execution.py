@@ -126,7 +126,7 @@ class RunExecution:
             return None
         snapshot = snapshot_of(definition)
         try:
-            spec = launch_spec(definition, self.run_id, script_id, self.ctx.data_dir)
+            spec = launch_spec(definition, self.run_id, script_id, self.ctx.data_dir, self.ctx.vm2_user)
         except RunnerUnavailable as exc:
             self._note(snapshot)
             self._fail_to_start(str(exc))

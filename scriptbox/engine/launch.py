@@ -26,7 +26,8 @@ def snapshot_of(definition: dict[str, Any]) -> Snapshot:
     )
 
 
-def launch_spec(definition: dict[str, Any], run_id: str, script_id: str, data_dir: str) -> LaunchSpec:
+def launch_spec(definition: dict[str, Any], run_id: str, script_id: str, data_dir: str,
+                vm2_user: str | None = "nobody") -> LaunchSpec:
     """How to start a run of this definition; raises RunnerUnavailable."""
     runner = runner_of(definition.get("type"), definition.get("runner"))
     if runner == "host":
@@ -38,7 +39,7 @@ def launch_spec(definition: dict[str, Any], run_id: str, script_id: str, data_di
             raise RunnerUnavailable("the vm2 runner is not available in this build") from exc
         env = {str(e["key"]): str(e["value"]) for e in definition.get("env") or []}
         spec: LaunchSpec = vm2_runner.prepare_vm2_launch(
-            str(definition.get("script") or ""), env, timeout_ms_of(definition))
+            str(definition.get("script") or ""), env, timeout_ms_of(definition), run_as=vm2_user)
         spec.env = {**spec.env, "SCRIPTBOX_RUN_ID": run_id, "SCRIPTBOX_SCRIPT_ID": script_id}
         if not spec.label:
             spec.label = "vm2"
