@@ -90,6 +90,7 @@ bench: deps
 	$(PY) bench/fanout.py
 	$(PY) bench/cli.py
 	$(PY) bench/soak.py --seconds 60
+	$(PY) bench/auth_flood.py
 	$(PY) bench/tools.py
 
 clean:

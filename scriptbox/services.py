@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .auth import CredentialChecker, DesktopSessions, FailureThrottle
+from .auth import CredentialChecker, DesktopSessions, LoginThrottle
 from .config import Settings
 from .engine import Engine, EngineOptions, build_engine
 from .guards import HostGuard
@@ -29,7 +29,7 @@ class Access:
     credentials: CredentialChecker
     host_guard: HostGuard
     desktop_sessions: DesktopSessions
-    throttle: FailureThrottle
+    throttle: LoginThrottle
     ui_dir: Path
 
 

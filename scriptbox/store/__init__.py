@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,14 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import MongoClient
 from pymongo.database import Database as MongoDatabase
-from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    NetworkTimeout,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 
 from ..errors import DatabaseUnavailable
 
@@ -66,16 +73,36 @@ def parse_object_id(value: str) -> ObjectId | None:
         return None
 
 
-def wait_until_answers(uri: str, timeout_s: float, still_starting: Callable[[], bool]) -> bool:
+class DatabaseAuthFailed(Exception):
+    """The database refused the credential (waiting will not help)."""
+
+
+_AUTHENTICATION_FAILED = 18
+
+
+def wait_until_answers(uri: str, timeout_s: float, still_starting: Callable[[], bool],
+                       credentials: Mapping[str, str] | None = None) -> bool:
     """Ping a database that is starting until it answers (True), or until
-    `still_starting()` turns False or `timeout_s` passes (False)."""
+    `still_starting()` turns False or `timeout_s` passes (False).
+
+    With `credentials` (pymongo auth options) it also proves they work, and
+    raises DatabaseAuthFailed when the database refuses them.
+    """
     deadline = time.monotonic() + timeout_s
-    client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250)
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250,
+                                                      **dict[str, Any](credentials or {}))
     try:
         while time.monotonic() < deadline and still_starting():
             try:
                 client.admin.command("ping")
+                if credentials:
+                    # ping is allowed before authentication; listing collections is not.
+                    client.admin.list_collection_names()
                 return True
+            except OperationFailure as exc:
+                if exc.code == _AUTHENTICATION_FAILED:
+                    raise DatabaseAuthFailed(str(exc)) from exc
+                time.sleep(0.1)
             except PyMongoError:
                 time.sleep(0.1)  # startup only: nothing to wait on but the port
         return False
@@ -86,13 +113,16 @@ def wait_until_answers(uri: str, timeout_s: float, still_starting: Callable[[], 
 class Database:
     """A connection to the Scriptbox database (embedded SecantusDB or MongoDB)."""
 
-    def __init__(self, uri: str, name: str, *, app_name: str = "scriptbox") -> None:
+    def __init__(self, uri: str, name: str, *, app_name: str = "scriptbox",
+                 credentials: Mapping[str, str] | None = None) -> None:
+        """`credentials`: pymongo auth options (the embedded database's), kept out of the URI."""
         self.client: MongoClient[dict[str, Any]] = MongoClient(
             uri,
             appname=app_name,
             tz_aware=False,
             serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
             connectTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
+            **dict[str, Any](credentials or {}),
         )
         self.db: MongoDatabase[dict[str, Any]] = self.client[name]
 

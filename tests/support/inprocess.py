@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from scriptbox.auth import CredentialChecker, DesktopSessions, FailureThrottle, prepare_admin_password
+from scriptbox.auth import CredentialChecker, DesktopSessions, LoginThrottle, prepare_admin_password
 from scriptbox.config import Settings
 from scriptbox.engine import EngineOptions
 from scriptbox.guards import HostGuard
@@ -37,7 +37,7 @@ class InProcessApp:
         password = prepare_admin_password(ADMIN_PASSWORD, data_dir)
         access = Access(credentials=CredentialChecker(ADMIN_USER, password.password_hash),
                         host_guard=HostGuard(self.settings.host), desktop_sessions=DesktopSessions(None),
-                        throttle=FailureThrottle(), ui_dir=ui_dist_dir())
+                        throttle=LoginThrottle(), ui_dir=ui_dist_dir())
         self.services: Services = build_services(self.settings, self.database, access, options)
         self.app = create_app(self.services)
 
