@@ -12,6 +12,7 @@ import gevent
 import pytest
 
 from scriptbox.engine import Engine, EngineOptions
+from scriptbox.engine.execution import RunExecution
 from scriptbox.engine.outcome import CANCEL, SHUTDOWN, TIMEOUT, outcome, stopped_before_start
 from scriptbox.errors import Conflict, NotFound
 from scriptbox.store.records import RunEnd
@@ -81,12 +82,11 @@ def _status(engine: Engine, run_id: str) -> str:
     return str(doc["status"])
 
 
-def _run_to_end(engine: Engine, run_id: str) -> dict[str, Any]:
-    execution = engine.dispatcher.get(run_id)
-    assert execution is not None and execution.greenlet is not None
+def _run_to_end(engine: Engine, execution: RunExecution) -> dict[str, Any]:
+    assert execution.greenlet is not None
     execution.greenlet.join(timeout=30)
     assert execution.greenlet.dead, "the run did not end"
-    doc = engine.ctx.runs.get(run_id)
+    doc = engine.ctx.runs.get(execution.run_id)
     assert doc is not None
     return doc
 
@@ -101,10 +101,11 @@ def test_the_dispatcher_fills_free_slots_oldest_first_and_no_more(inproc: InProc
     assert [_status(engine, r) for r in run_ids] == ["running", "running", "queued"]
     assert engine.dispatcher.claim_available() == []  # full
     gate.touch()
-    for run_id in run_ids[:2]:
-        assert _run_to_end(engine, run_id)["status"] == "succeeded"
-    assert [e.run_id for e in engine.dispatcher.claim_available()] == run_ids[2:]
-    done = _run_to_end(engine, run_ids[2])
+    for execution in started:
+        assert _run_to_end(engine, execution)["status"] == "succeeded"
+    [last] = engine.dispatcher.claim_available()
+    assert last.run_id == run_ids[2]
+    done = _run_to_end(engine, last)
     assert done["status"] == "succeeded" and done["outputTail"] == "done\n"
 
 
@@ -127,7 +128,7 @@ def test_cancel_stops_a_running_run_through_its_executor(inproc: InProcessApp) -
     eventually(lambda: execution.output.seq, sleep=gevent.sleep, message="the script prints")
     flagged = engine.cancel(run_id)
     assert flagged["status"] == "running" and flagged["cancelRequested"] is True
-    done = _run_to_end(engine, run_id)
+    done = _run_to_end(engine, execution)
     assert (done["status"], done["meta"]["error"], done["meta"]["signal"]) == ("canceled", "canceled", "SIGTERM")
     with pytest.raises(Conflict) as finished:
         engine.cancel(run_id)
