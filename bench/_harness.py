@@ -21,6 +21,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.support._path import REPO  # noqa: E402
 from tests.support.procs import cpu_seconds, reset_peak_rss  # noqa: E402
 from tests.support.procs import rss_bytes as rss  # noqa: E402
 from tests.support.server import ScriptboxServer  # noqa: E402
@@ -29,7 +30,7 @@ from tests.support.sse import SseParser  # noqa: E402
 PASSWORD = "bench-password-123"
 AUTH = ("admin", PASSWORD)
 
-__all__ = ["AUTH", "BenchServer", "bench_home", "cpu_seconds", "mib", "reset_peak_rss", "rss", "spread",
+__all__ = ["AUTH", "PASSWORD", "REPO", "BenchServer", "bench_home", "cpu_seconds", "mib", "reset_peak_rss", "rss", "spread",
            "sse_events", "summary"]
 
 
