@@ -30,8 +30,8 @@ from tests.support.sse import SseParser  # noqa: E402
 PASSWORD = "bench-password-123"
 AUTH = ("admin", PASSWORD)
 
-__all__ = ["AUTH", "PASSWORD", "REPO", "BenchServer", "bench_home", "cpu_seconds", "mib", "reset_peak_rss", "rss", "spread",
-           "sse_events", "summary"]
+__all__ = ["AUTH", "PASSWORD", "REPO", "BenchServer", "bench_home", "cpu_seconds", "mib", "reset_peak_rss", "rss",
+           "spread", "sse_events", "summary"]
 
 
 @contextmanager
