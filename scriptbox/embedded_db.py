@@ -35,7 +35,7 @@ from urllib.parse import quote_plus
 
 import psutil
 
-from .childproc import die_with_parent, free_loopback_port, terminate_with_grace
+from .childproc import die_with_parent, on_free_loopback_port, terminate_with_grace
 from .config import secret_env_names
 from .store import DatabaseAuthFailed, wait_until_answers
 
@@ -160,40 +160,44 @@ class EmbeddedDatabase:
         credential = load_or_create_credential(self.data_dir)
         # The database needs none of Scriptbox's secrets (it gets its own on stdin).
         env = {k: v for k, v in os.environ.items() if k not in secret_env_names()}
-        last_error = ""
-        for _attempt in range(3):  # a free port can be taken between probe and bind
-            port = free_loopback_port()
-            argv = secantus_argv() + [
-                "--host", "127.0.0.1", "--port", str(port),
-                "--storage-path", str(self.storage_path), "--log-level", "WARNING",
-                # Without it a killed database loses its last commits (seen in
-                # tests); run history is worth ~1 ms per write, and the run
-                # engine batches its writes anyway.
-                "--sync-on-commit",
-                # WiredTiger's cache defaults to 1 GB and keeps what it read or
-                # wrote: too much for a console's database on a laptop.
-                "--cache-size", EMBEDDED_CACHE_SIZE,
-            ]
-            with open(self.log_path, "ab") as log_file:
-                self.process = launch(
-                    argv, credential, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                    # Own session: a Ctrl-C in the terminal reaches Scriptbox, which
-                    # then stops the database in order, not both at once.
-                    start_new_session=True, preexec_fn=die_with_parent(os.getpid()),
-                )
-            self.pid_path.write_text(json.dumps({"pid": self.process.pid, "port": port}))
-            uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-            try:
-                self._wait_ready(uri, credential)
-            except EmbeddedDatabaseError as exc:
-                last_error = str(exc)
-                self.stop()
-                continue
-            self.uri = uri
-            self.credential = credential
-            log.info("embedded database ready at 127.0.0.1:%s (pid %s)", port, self.process.pid)
-            return uri
-        raise EmbeddedDatabaseError(f"{last_error}\n--- {self.log_path} ---\n{self._log_tail()}")
+        try:
+            # A free port can be taken between the probe and the database's bind: retry on another.
+            return on_free_loopback_port(lambda port: self._start_on(port, credential, env), attempts=3,
+                                         should_retry=lambda _port, exc: isinstance(exc, EmbeddedDatabaseError))
+        except EmbeddedDatabaseError as exc:
+            raise EmbeddedDatabaseError(f"{exc}\n--- {self.log_path} ---\n{self._log_tail()}") from exc
+
+    def _start_on(self, port: int, credential: DbCredential, env: dict[str, str]) -> str:
+        """Launch the database on `port` and return its URI once it answers; stopped again on failure."""
+        argv = secantus_argv() + [
+            "--host", "127.0.0.1", "--port", str(port),
+            "--storage-path", str(self.storage_path), "--log-level", "WARNING",
+            # Without it a killed database loses its last commits (seen in
+            # tests); run history is worth ~1 ms per write, and the run
+            # engine batches its writes anyway.
+            "--sync-on-commit",
+            # WiredTiger's cache defaults to 1 GB and keeps what it read or
+            # wrote: too much for a console's database on a laptop.
+            "--cache-size", EMBEDDED_CACHE_SIZE,
+        ]
+        with open(self.log_path, "ab") as log_file:
+            self.process = launch(
+                argv, credential, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                # Own session: a Ctrl-C in the terminal reaches Scriptbox, which
+                # then stops the database in order, not both at once.
+                start_new_session=True, preexec_fn=die_with_parent(os.getpid()),
+            )
+        self.pid_path.write_text(json.dumps({"pid": self.process.pid, "port": port}))
+        uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        try:
+            self._wait_ready(uri, credential)
+        except EmbeddedDatabaseError:
+            self.stop()
+            raise
+        self.uri = uri
+        self.credential = credential
+        log.info("embedded database ready at 127.0.0.1:%s (pid %s)", port, self.process.pid)
+        return uri
 
     def _wait_ready(self, uri: str, credential: DbCredential) -> None:
         assert self.process is not None
