@@ -34,8 +34,11 @@ import gevent.event
 import gevent.lock
 import gevent.pool
 
+from .engine import Engine
 from .errors import Conflict, DatabaseUnavailable, NotFound
+from .metrics import Metrics
 from .schedule import ScheduleError, expand_cron, iso_z, iter_due_times, time_zone
+from .store import Database
 from .store.schedules import FIRED, MISSED, SKIPPED, ScheduleStore, ScriptKey
 
 log = logging.getLogger(__name__)
@@ -110,6 +113,7 @@ class Scheduler:
     # -- lifecycle ----------------------------------------------------------
 
     def start(self) -> None:
+        self.store.ensure_indexes()
         self._greenlet = gevent.spawn(self._loop)
 
     def stop(self) -> None:
@@ -294,7 +298,8 @@ class Scheduler:
             meta: dict[str, Any] = {"scheduledFor": iso_z(due)}
             if catch_up:
                 meta["catchUp"] = True
-            run = self.submit(str(entry.script_id), "schedule", "scheduler", meta=meta, waits_for=active)
+            run = self.submit(str(entry.script_id), "schedule", "scheduler", meta=meta,
+                              waits_for=None if active is None else str(active))
         except (Conflict, NotFound) as exc:
             self.store.set_outcome(firing, SKIPPED, reason=exc.message)
             self._note(entry.script_id, SKIPPED, due)
@@ -341,15 +346,11 @@ class Scheduler:
             log.info("schedule of %s: %d due time(s) missed, the latest %s", entry.script_id, count, iso_z(latest))
 
 
-def build_scheduler(services: Any) -> Scheduler:
-    """The scheduler of a `serve` process, wired to its engine; also sets `services.scheduler`.
+def build_scheduler(database: Database, engine: Engine, metrics: Metrics) -> Scheduler:
+    """The scheduler of a `serve` process, wired to its engine and metrics; start() starts it.
 
-    Every serve process schedules (--no-worker too: it only queues runs); each
-    due time is claimed once in the database (store/schedules.py).
+    Each due time is claimed once in the database (store/schedules.py), so
+    every serve process sharing it may schedule.
     """
-    store = ScheduleStore(services.database)
-    store.ensure_indexes()
-    scheduler = Scheduler(store, services.engine.submit, services.engine.executor_id,
-                          on_outcome=services.metrics.schedule_firing)
-    services.scheduler = scheduler
-    return scheduler
+    return Scheduler(ScheduleStore(database), engine.submit, engine.executor_id,
+                     on_outcome=metrics.schedule_firing)

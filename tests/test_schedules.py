@@ -9,28 +9,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from test_metrics import scrape, value
 
-from conftest import Api, ScriptboxServer, unique_name
-from runs_support import wait_status
 from scriptbox.schedule import next_due_times
+from support import Api, ScriptboxServer, eventually, unique_name, wait_status
 
-T = TypeVar("T")
 EVERY_SECOND = "* * * * * *"
-
-
-def wait_for(check: Callable[[], T], timeout: float = 30.0, message: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message}: not reached within {timeout} s (last: {value!r})")
-        time.sleep(0.1)
 
 
 def parse_iso(value: str) -> datetime:
@@ -193,8 +180,8 @@ def test_client_cannot_filter_with_an_unknown_trigger_and_can_filter_by_trigger(
 def test_fires_each_due_time_with_trigger_schedule(api: Api) -> None:
     fired_before = value(scrape(api), "scriptbox_schedule_firings_total", result="fired")
     script = api.create_script(script="echo tick", schedule=schedule("*/2 * * * * *", overlap="allow"))
-    runs = wait_for(lambda: len(runs_of(api, script["id"])) >= 3 and runs_of(api, script["id"]), 20,
-                    "three scheduled runs")
+    runs = eventually(lambda: len(runs_of(api, script["id"])) >= 3 and runs_of(api, script["id"]), 20,
+                      message="three scheduled runs")
     stop_schedule(api, script["id"])
     for run in runs:
         assert run["trigger"] == "schedule"
@@ -208,8 +195,8 @@ def test_fires_each_due_time_with_trigger_schedule(api: Api) -> None:
     assert finished["status"] == "succeeded"
     state = api.get(f"/api/admin/scripts/{script['id']}").json()["schedule"]
     assert state["enabled"] is False and state["nextRunAt"] is None
-    wait_for(lambda: api.get(f"/api/admin/scripts/{script['id']}").json()["schedule"]["firedCount"]
-             == len(runs_of(api, script["id"])), 10, "firedCount matches the runs")
+    eventually(lambda: api.get(f"/api/admin/scripts/{script['id']}").json()["schedule"]["firedCount"]
+               == len(runs_of(api, script["id"])), 10, message="firedCount matches the runs")
     # One server: it claimed every due time.
     fired = value(scrape(api), "scriptbox_schedule_firings_total", result="fired") - fired_before
     assert fired == len(runs_of(api, script["id"]))
@@ -219,7 +206,7 @@ def test_disabled_script_or_schedule_does_not_fire(api: Api) -> None:
     off_script = api.create_script(script="true", enabled=False, schedule=schedule(overlap="allow"))
     off_schedule = api.create_script(script="true", schedule={**schedule(overlap="allow"), "enabled": False})
     control = api.create_script(script="true", schedule=schedule(overlap="allow"))
-    wait_for(lambda: len(runs_of(api, control["id"])) >= 3, 20, "the control script fires")
+    eventually(lambda: len(runs_of(api, control["id"])) >= 3, 20, message="the control script fires")
     # Disabling an active schedule stops it too.
     api.put(f"/api/admin/scripts/{control['id']}", json={"enabled": False})
     count = len(runs_of(api, control["id"]))
@@ -256,8 +243,8 @@ def test_overlap_skip_queue_allow(api: Api) -> None:
 
 def test_skipped_firings_are_visible_on_the_script(api: Api) -> None:
     script = api.create_script(script="sleep 3", schedule=schedule())
-    state = wait_for(lambda: (s := api.get(f"/api/admin/scripts/{script['id']}").json()["schedule"])
-                     ["skippedCount"] >= 2 and s, 20, "two skipped due times")
+    state = eventually(lambda: (s := api.get(f"/api/admin/scripts/{script['id']}").json()["schedule"])
+                     ["skippedCount"] >= 2 and s, 20, message="two skipped due times")
     stop_schedule(api, script["id"])
     assert state["lastSkippedAt"] is not None and state["firedCount"] >= 1
     assert parse_iso(state["lastSkippedAt"]) <= parse_iso(state["lastScheduledFor"])
@@ -268,7 +255,7 @@ def test_two_servers_on_one_database_fire_each_due_time_once(server_factory: Cal
     second = server_factory(db_name=first.db_name).start()
     api_a, api_b = first.api(), second.api()
     script = api_a.create_script(script="true", schedule=schedule(overlap="allow"))
-    wait_for(lambda: len(runs_of(api_a, script["id"])) >= 12, 40, "a dozen scheduled runs")
+    eventually(lambda: len(runs_of(api_a, script["id"])) >= 12, 40, message="a dozen scheduled runs")
     stop_schedule(api_b, script["id"])
     time.sleep(1.5)
     runs = runs_of(api_a, script["id"])
@@ -286,14 +273,14 @@ def test_catch_up_after_a_restart(server_factory: Callable[..., ScriptboxServer]
     srv = server_factory().start()
     api = srv.api()
     script = api.create_script(script="true", schedule=schedule("*/2 * * * * *", overlap="allow", catchUp=catch_up))
-    wait_for(lambda: len(runs_of(api, script["id"])) >= 2, 20, "two scheduled runs")
+    eventually(lambda: len(runs_of(api, script["id"])) >= 2, 20, message="two scheduled runs")
     assert srv.stop() == 0
     stopped_at = datetime.now(UTC)
     time.sleep(7)  # due times pass with no server
     srv.start()
     api = srv.api()
-    wait_for(lambda: any(parse_iso(r["meta"]["scheduledFor"]) > stopped_at + timedelta(seconds=7)
-                         for r in runs_of(api, script["id"])), 20, "the schedule goes on after the restart")
+    eventually(lambda: any(parse_iso(r["meta"]["scheduledFor"]) > stopped_at + timedelta(seconds=7)
+                         for r in runs_of(api, script["id"])), 20, message="the schedule goes on after the restart")
     state = stop_schedule(api, script["id"])["schedule"]
     runs = runs_of(api, script["id"])
     caught = [r for r in runs if r["meta"].get("catchUp")]
@@ -310,5 +297,5 @@ def test_catch_up_after_a_restart(server_factory: Callable[..., ScriptboxServer]
         assert len(ran) <= 1
         assert state["missedCount"] >= len(gap) - 1
     # The count follows the run's insert; the last firing may still be on its way.
-    wait_for(lambda: api.get(f"/api/admin/scripts/{script['id']}").json()["schedule"]["firedCount"]
-             == len(runs_of(api, script["id"])), 10, "firedCount matches the runs")
+    eventually(lambda: api.get(f"/api/admin/scripts/{script['id']}").json()["schedule"]["firedCount"]
+             == len(runs_of(api, script["id"])), 10, message="firedCount matches the runs")

@@ -21,7 +21,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
-from ..models import ACTIVE_STATUSES
+from ..vocabulary import ACTIVE_STATUSES
 from . import Database, translate_db_errors, utcnow
 
 FIRED, SKIPPED, MISSED = "fired", "skipped", "missed"

@@ -3,12 +3,11 @@ trigger filter of run history, in real Chromium against a real server (SPEC §8.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from ui.conftest import Api
+from support import Api, eventually
 from ui.test_admin_ui import set_code
 
 
@@ -36,11 +35,9 @@ def test_set_a_schedule_see_the_preview_the_next_run_and_the_scheduled_run(ui_pa
     item = ui_page.locator(f"#scripts-list [data-id='{script['id']}']")
     expect(item.locator(".next-run")).to_contain_text("next in")
 
-    deadline = time.monotonic() + 30
     query = {"scriptId": script["id"], "trigger": "schedule"}
-    while not api.get("/api/admin/scripts/runs", params=query).json()["runs"]:
-        assert time.monotonic() < deadline, "no scheduled run"
-        time.sleep(0.2)
+    eventually(lambda: api.get("/api/admin/scripts/runs", params=query).json()["runs"], 30,
+               message="a scheduled run")
     ui_page.goto("/admin/scripts/runs")
     ui_page.get_by_label("Trigger").select_option("schedule")
     rows = ui_page.locator(".runs-table tbody tr")
