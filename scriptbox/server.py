@@ -21,6 +21,7 @@ import gevent
 import gevent.event
 from gevent.pywsgi import LoggingLogAdapter, WSGIHandler, WSGIServer
 
+from .audit import AuditLog
 from .auth import CredentialChecker, DesktopSessions, FailureThrottle, prepare_admin_password
 from .config import Settings
 from .datadir import DataDirBusy, DataDirLock
@@ -30,7 +31,10 @@ from .errors import STATUS_CODES, DatabaseUnavailable, error_body
 from .guards import HostGuard
 from .services import Services
 from .store import Database
+from .store.audit import AuditStore
 from .store.definitions import DefinitionStore
+from .store.tokens import TokenStore
+from .tokens import TokenAuthority
 from .web import create_app
 
 log = logging.getLogger("scriptbox")
@@ -232,6 +236,8 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             ui_dir=ui_dist_dir(),
             desktop_sessions=DesktopSessions(login_token),
             throttle=FailureThrottle(),
+            tokens=TokenAuthority(TokenStore(database)),
+            audit=AuditLog(AuditStore(database)),
         )
         # Without a worker (serve --no-worker) the engine still submits runs,
         # cancels them and streams their output; it just executes nothing.

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .audit import AuditLog
 from .auth import CredentialChecker, DesktopSessions, FailureThrottle
 from .config import Settings
 from .guards import HostGuard
 from .store import Database
 from .store.definitions import DefinitionStore
+from .tokens import TokenAuthority
 
 
 @dataclass
@@ -28,6 +30,8 @@ class Services:
     ui_dir: Path
     desktop_sessions: DesktopSessions
     throttle: FailureThrottle
+    tokens: TokenAuthority
+    audit: AuditLog
     # The run engine's parts (scriptbox/engine.py, scriptbox/store/runs.py);
     # typed loosely here to keep this module free of import cycles.
     runs: Any = None

@@ -17,13 +17,17 @@ from typing import Any
 import bottle
 from bottle import Bottle, HTTPError, HTTPResponse, request, response, static_file
 
+from .api import audit as audit_api
 from .api import definitions as definitions_api
 from .api import runs as runs_api
+from .api import tokens as tokens_api
 from .api.common import read_json_body
+from .api.tokens import authorize_bearer
 from .auth import SESSION_COOKIE, is_loopback, parse_basic_auth
 from .errors import STATUS_CODES, ApiError, DatabaseUnavailable, Forbidden, Unauthorized, ValidationFailed, error_body
 from .guards import check_same_origin
 from .services import Services
+from .tokens import bearer_token
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +93,16 @@ def _is_protected(path: str) -> bool:
 
 
 def _authenticate(services: Services) -> str:
-    """The user making this request; raises Unauthorized (after a throttle delay)."""
+    """The actor making this request (desktop or admin); raises Unauthorized (after a throttle delay)."""
     peer = request.environ.get("REMOTE_ADDR", "")
     if is_loopback(peer) and services.desktop_sessions.is_valid(request.get_cookie(SESSION_COOKIE)):
-        return services.credentials.user
+        return "desktop"
     credentials = parse_basic_auth(request.environ.get("HTTP_AUTHORIZATION"))
     if credentials is not None and services.credentials.check(*credentials):
         services.throttle.succeeded(peer)
-        return credentials[0]
+        return "admin"
     if credentials is not None:
+        services.audit.auth_failed(peer, "wrong admin user name or password")
         delay = services.throttle.delay_for(peer)
         if delay:
             log.warning("failed login from %s; answering in %.2f s", peer, delay)
@@ -117,7 +122,17 @@ def create_app(services: Services) -> Bottle:
         try:
             services.host_guard.check(request.environ)
             if _is_protected(request.path):
-                request.environ["scriptbox.user"] = _authenticate(services)
+                secret = bearer_token(request.environ.get("HTTP_AUTHORIZATION"))
+                if secret is not None:
+                    token = authorize_bearer(services, secret)
+                    request.environ["scriptbox.token"] = token
+                    actor = token.actor
+                else:
+                    actor = _authenticate(services)
+                # The actor (admin, desktop, token:<name>) is what runs record as requestedBy
+                # and what the audit log names.
+                request.environ["scriptbox.actor"] = actor
+                request.environ["scriptbox.user"] = actor
                 check_same_origin(request.environ)
         except ApiError as exc:
             raise api_error_response(exc) from None
@@ -205,4 +220,6 @@ def create_app(services: Services) -> Bottle:
 
     definitions_api.register(app, services)
     runs_api.register(app, services)
+    tokens_api.register(app, services)
+    audit_api.register(app, services)
     return app

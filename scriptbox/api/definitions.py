@@ -7,11 +7,13 @@ from typing import Any
 
 from bottle import Bottle, HTTPResponse, request, response
 
+from ..audit import changed_fields
 from ..errors import Conflict, ValidationFailed
 from ..models import validate_definition_update, validate_new_definition
 from ..services import Services
 from ..store import iso
 from ..store.definitions import EDIT_CONFLICT_MESSAGE, definition_to_json
+from .audit import audit_request
 from .common import read_json_body
 
 # Ids are ObjectId hex; anything else (e.g. "runs", "by-code") never reaches these routes.
@@ -20,6 +22,8 @@ DEFINITION_ID = "<definition_id:re:[0-9a-fA-F]{24}>"
 # installation (ids are not). Any path segment matches; one that is not a valid
 # codeIdentifier is answered 404 like an unknown one.
 BY_CODE = "by-code/<code_identifier>"
+# Set by the server on every save: not a change anyone made.
+UNAUDITED_FIELDS = frozenset({"updatedAt", "version"})
 
 
 def _is_iso_time(value: Any) -> bool:
@@ -56,6 +60,8 @@ def register(app: Bottle, services: Services) -> None:
     def create_definition() -> dict[str, Any]:
         fields = validate_new_definition(read_json_body(request))
         doc = definitions.create(fields)
+        audit_request(services, "script.create", "script", str(doc["_id"]), f"created script {doc['name']!r}",
+                      {"codeIdentifier": doc["codeIdentifier"], "name": doc["name"], "type": doc["type"]})
         response.status = 201
         response.set_header("Location", f"/api/admin/scripts/{doc['_id']}")
         return definition_to_json(doc)
@@ -86,9 +92,16 @@ def register(app: Bottle, services: Services) -> None:
             if patch["updatedAt"] != iso(existing["updatedAt"]):
                 raise Conflict(EDIT_CONFLICT_MESSAGE, code="edit_conflict")
             expected = existing["updatedAt"]
-        return definition_to_json(definitions.replace_fields(existing["_id"], fields, expected))
+        updated = definitions.replace_fields(existing["_id"], fields, expected)
+        changed = [name for name in changed_fields(existing, updated) if name not in UNAUDITED_FIELDS]
+        audit_request(services, "script.update", "script", definition_id.lower(),
+                      f"updated script {updated['name']!r}: {', '.join(changed) or 'no change'}", {"fields": changed})
+        return definition_to_json(updated)
 
     @app.delete(f"/api/admin/scripts/{DEFINITION_ID}")
     def delete_definition(definition_id: str) -> HTTPResponse:
+        existing = definitions.get(definition_id)
         definitions.delete(definition_id)
+        audit_request(services, "script.delete", "script", definition_id.lower(),
+                      f"deleted script {existing['name']!r}", {"codeIdentifier": existing["codeIdentifier"]})
         return HTTPResponse(status=204)

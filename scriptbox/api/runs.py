@@ -8,11 +8,13 @@ from typing import Any
 
 from bottle import Bottle, HTTPResponse, request, response
 
-from ..errors import DatabaseUnavailable, NotFound, ValidationFailed
+from ..errors import DatabaseUnavailable, NotFound, ValidationFailed, error_body
+from ..run_wait import parse_wait, wait_for_end
 from ..services import Services
-from ..sse import parse_last_event_id, run_stream
+from ..sse import frame, parse_last_event_id, run_stream
 from ..store import parse_object_id
 from ..store.runs import STATUSES, decode_cursor, run_to_json
+from .audit import audit_request
 from .common import read_json_body
 from .definitions import BY_CODE, DEFINITION_ID
 
@@ -21,6 +23,11 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 CLIENT_TRIGGERS = ("manual", "api")
 _LIMIT = re.compile(r"[0-9]{1,6}")
+
+
+def token_ended_frame() -> bytes:
+    """The last event of a stream whose token was revoked or expired (then it closes)."""
+    return frame("revoked", error_body("invalid_token", "the API token was revoked or expired"))
 
 
 def parse_trigger(body: Any) -> str:
@@ -88,27 +95,51 @@ def register(app: Bottle, services: Services) -> None:
             raise NotFound(f"no run with id {run_id!r}")
         return doc
 
-    def submit(definition_id: str, trigger: str) -> dict[str, Any]:
+    def submit(definition_id: str, trigger: str, wait_s: int | None) -> dict[str, Any]:
         user = request.environ.get("scriptbox.user")
-        doc = engine().submit(definition_id, trigger, user)
+        if request.environ.get("scriptbox.token") is not None:
+            trigger = "api"  # "manual" means the admin page; a token is automation whatever it says
+        eng = engine()
+        doc = eng.submit(definition_id, trigger, user)
+        run_id = str(doc["_id"])
+        audit_request(services, "run.start", "run", run_id,
+                      f"started {doc['meta']['snapshot']['name']!r} ({trigger})",
+                      {"trigger": trigger, "codeIdentifier": doc["meta"]["snapshot"]["codeIdentifier"]},
+                      script_id=str(doc["scriptId"]))
+        if wait_s:
+            finished = wait_for_end(run_id, wait_s, get_run=eng.runs.get, subscribe=eng.subscribe,
+                                    unsubscribe=eng.hub.unsubscribe)
+            if finished is not None:
+                return run_to_json(finished)
         response.status = 202
-        response.set_header("Location", f"/api/admin/scripts/runs/{doc['_id']}")
-        return {"runId": str(doc["_id"]), "status": doc["status"]}
+        response.set_header("Location", f"/api/admin/scripts/runs/{run_id}")
+        return {"runId": run_id, "status": doc["status"]}
+
+    def wait_param() -> int | None:
+        seconds, why = parse_wait(request.query.getunicode("wait"))
+        if why:
+            raise ValidationFailed("invalid query parameters", fields={"wait": why})
+        return seconds
 
     @app.post(f"/api/admin/scripts/{DEFINITION_ID}/run")
     def start_run(definition_id: str) -> dict[str, Any]:
-        """Start a run of the script with this id → 202 {runId, status}; 404 unknown, 409 disabled."""
+        """Start a run of the script with this id → 202 {runId, status}; 404 unknown, 409 disabled.
+
+        With ?wait=N (0-300 s): 200 with the finished run if it ends within N seconds, else the 202.
+        """
+        wait_s = wait_param()
         trigger = parse_trigger(read_json_body(request, required=False))
-        return submit(definition_id, trigger)
+        return submit(definition_id, trigger, wait_s)
 
     @app.post(f"/api/admin/scripts/{BY_CODE}/run")
     def start_run_by_code(code_identifier: str) -> dict[str, Any]:
         """Start a run of the script with this codeIdentifier; same body, answers and errors as the id route."""
         # The body is validated first, as on the id route, so both answer a bad
         # body with 400 whether or not the script exists.
+        wait_s = wait_param()
         trigger = parse_trigger(read_json_body(request, required=False))
         definition = services.definitions.get_by_code(code_identifier)
-        return submit(str(definition["_id"]), trigger)
+        return submit(str(definition["_id"]), trigger, wait_s)
 
     @app.get("/api/admin/scripts/runs")
     def list_runs() -> dict[str, Any]:
@@ -160,7 +191,10 @@ def register(app: Bottle, services: Services) -> None:
                 # The client reconnects (EventSource does) and resumes by id.
                 return
 
-        resp = HTTPResponse(body=body(), status=200)
+        token = request.environ.get("scriptbox.token")
+        # A stream opened with a token ends when the token is revoked or expires.
+        blocks = body() if token is None else services.tokens.guard_stream(token, body(), token_ended_frame)
+        resp = HTTPResponse(body=blocks, status=200)
         resp.content_type = "text/event-stream; charset=utf-8"
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")
@@ -169,6 +203,8 @@ def register(app: Bottle, services: Services) -> None:
     @app.post(f"/api/admin/scripts/runs/{RUN_ID}/cancel")
     def cancel_run(run_id: str) -> dict[str, Any]:
         doc = engine().cancel(run_id)
+        audit_request(services, "run.cancel", "run", run_id.lower(),
+                      f"canceled a run of {doc['meta']['snapshot']['name']!r}", script_id=str(doc["scriptId"]))
         response.status = 202
         return run_to_json(doc)
 
