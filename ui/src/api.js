@@ -65,6 +65,10 @@ export const api = {
   browserResult: (runId, result) => request("POST", `${BASE}/runs/${enc(runId)}/browser-result`, result),
   logUrl: (runId) => `${BASE}/runs/${enc(runId)}/log`,
   streamUrl: (runId) => `${BASE}/runs/${enc(runId)}/stream`,
+  listTokens: () => request("GET", "/api/admin/tokens"),
+  createToken: (doc) => request("POST", "/api/admin/tokens", doc),
+  revokeToken: (id) => request("DELETE", `/api/admin/tokens/${enc(id)}`),
+  listAudit: (params) => request("GET", `/api/admin/audit${qs(params)}`),
 };
 
 /** Normalises the list endpoint's answer (a bare array or {scripts: [...]}). */

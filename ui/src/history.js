@@ -37,7 +37,7 @@ export class RunHistory {
           ),
         )
       : null;
-    const head = ["Status", this.scriptId ? null : "Script", "Trigger", "Started", "Duration", "Exit"].filter(Boolean);
+    const head = ["Status", this.scriptId ? null : "Script", "Trigger", "By", "Started", "Duration", "Exit"].filter(Boolean);
     this.el = h(
       "div.history",
       this.filter,
@@ -98,6 +98,7 @@ export class RunHistory {
       h("td", h("a", { href, "data-link": true, "aria-label": `Run ${statusLabel(run.status)} ${formatDateTime(started)}` }, statusBadge(run.status))),
       name !== null ? h("td.cell-script", name) : null,
       h("td", h("span.trigger", run.trigger || "—")),
+      h("td.cell-by", run.meta?.requestedBy || "—"),
       h("td", { title: started || "" }, h("time", { datetime: started || "" }, formatDateTime(started)), h("span.muted.rel", ` · ${formatRelative(started)}`)),
       h("td.num", dur === null ? "—" : formatDuration(dur)),
       h("td.num", run.exitCode === null || run.exitCode === undefined ? "—" : String(run.exitCode)),
