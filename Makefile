@@ -76,6 +76,7 @@ bench: deps
 	$(PY) bench/cli.py
 	$(PY) bench/tokens.py
 	$(PY) bench/soak.py --seconds 60
+	$(PY) bench/tools.py
 
 clean:
 	rm -rf $(VENV) ui/node_modules ui/dist scriptbox/runners/vm2/node_modules build dist

@@ -60,6 +60,13 @@ def _path(raw: str) -> Path:
     return Path(raw).expanduser().absolute()
 
 
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return value
+
+
 def _mongodb_uri(raw: str) -> str:
     if not raw.startswith(("mongodb://", "mongodb+srv://")):
         raise ValueError("must start with mongodb:// or mongodb+srv://")
@@ -110,6 +117,15 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
                 "PEM certificate file; serve HTTPS when set with the key."),
     SettingSpec("tls_key", "SCRIPTBOX_TLS_KEY", None, _path,
                 "PEM private key file for SCRIPTBOX_TLS_CERT.", secret=True),
+    SettingSpec("vm2_user", "SCRIPTBOX_VM2_USER", None, _non_empty,
+                "When Scriptbox runs as root: the user (name or uid) the vm2 sandbox process runs as. "
+                "Default nobody; a uid-0 user keeps root. Ignored when not root (docs/vm2.md)."),
+    SettingSpec("metrics_port", "SCRIPTBOX_METRICS_PORT", None, _parse_port,
+                "worker only: serve GET /metrics (admin auth; needs SCRIPTBOX_ADMIN_PASSWORD) on this port "
+                "of SCRIPTBOX_HOST. Unset: a worker has no HTTP at all."),
+    SettingSpec("log_format", "SCRIPTBOX_LOG_FORMAT", None, _log_format,
+                "Log records on stderr: text (default) or json (one object per line: time, level, logger, "
+                "message, runId when the record belongs to a run)."),
 )
 
 
@@ -130,6 +146,9 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    vm2_user: str = "nobody"
+    log_format: str = "text"
+    metrics_port: int | None = None
     # Not user settings: set by the CLI for special modes.
     run_worker: bool = True
     desktop_login_stdin: bool = False

@@ -38,6 +38,7 @@ from bson import ObjectId
 
 from scriptbox import proctree, sse
 from scriptbox.errors import ApiError, Conflict, DatabaseUnavailable, NotFound, ValidationFailed
+from scriptbox.logs import bind_run
 from scriptbox.models import DEFAULT_RUNNER
 from scriptbox.output import ChunkWriter, HubEvent, OutputHub, RunOutput, TailBuffer, Viewer, read_stream
 from scriptbox.runners.base import LaunchSpec, RunnerUnavailable
@@ -138,8 +139,11 @@ class Engine:
         execute: bool = True,
         options: EngineOptions | None = None,
         host: str | None = None,
+        vm2_user: str | None = "nobody",
+        on_output_bytes: Callable[[int], None] | None = None,
     ) -> None:
         self.runs = runs
+        self.vm2_user = vm2_user
         self.get_definition = get_definition
         self.data_dir = data_dir
         self.max_concurrent_runs = max_concurrent_runs
@@ -147,6 +151,7 @@ class Engine:
         self.tail_bytes = tail_bytes
         self.execute = execute
         self.options = options or EngineOptions()
+        self.on_output_bytes = on_output_bytes
         self.host = host or socket.gethostname()
         pid = os.getpid()
         self.executor_id = f"{self.host}/{pid}/{secrets.token_hex(4)}"
@@ -357,11 +362,12 @@ class Engine:
             return doc
 
         return RunOutput(run_id=run_id, max_log_bytes=self.max_log_bytes, tail=TailBuffer(self.tail_bytes),
-                         writer=self.writer, hub=self.hub, make_doc=make_doc)
+                         writer=self.writer, hub=self.hub, make_doc=make_doc, on_bytes=self.on_output_bytes)
 
     # -- executing one run --------------------------------------------------
 
     def _execute(self, run: ActiveRun) -> None:
+        bind_run(run.run_id)  # log records of this greenlet carry runId; its context ends with it
         try:
             self._execute_run(run)
         except Exception as exc:  # noqa: BLE001 - a run must always end
@@ -561,6 +567,8 @@ class Engine:
                 log.warning("run %s: cannot record its end yet (database unreachable); retrying", run.run_id)
                 gevent.sleep(delay)
                 delay *= 2
+        if done is not None:
+            log.info("run %s ended %s (exit code %s)", run.run_id, status, exit_code)
         if done is None:
             # Someone else ended it (recovery after our lease lapsed); keep theirs.
             done = self.runs.get(run.oid)
@@ -596,7 +604,8 @@ class Engine:
                 raise RunnerUnavailable("the vm2 runner is not available in this build") from exc
             env = {str(e["key"]): str(e["value"]) for e in definition.get("env") or []}
             spec: LaunchSpec = vm2_runner.prepare_vm2_launch(
-                str(definition.get("script") or ""), env, int(definition.get("timeoutMs") or 300_000))
+                str(definition.get("script") or ""), env, int(definition.get("timeoutMs") or 300_000),
+                run_as=self.vm2_user)
             spec.env = {**spec.env, "SCRIPTBOX_RUN_ID": run_id, "SCRIPTBOX_SCRIPT_ID": script_id}
             if not spec.label:
                 spec.label = "vm2"
@@ -742,7 +751,8 @@ def build_engine(services: Any) -> Engine:
     Also sets `services.runs` and `services.engine` for the routes.
     """
     settings = services.settings
-    runs = RunStore(services.database)
+    metrics = services.metrics
+    runs = RunStore(services.database, on_claimed=metrics.run_claimed, on_finished=metrics.run_finished)
     engine = Engine(
         runs,
         services.definitions.get,
@@ -751,7 +761,10 @@ def build_engine(services: Any) -> Engine:
         max_log_bytes=settings.max_log_bytes,
         tail_bytes=settings.tail_bytes,
         execute=getattr(settings, "run_worker", True),
+        vm2_user=settings.vm2_user,
+        on_output_bytes=metrics.output_bytes,
     )
+    metrics.bind(runs.count_active, engine.active_count)
     services.runs = runs
     services.engine = engine
     return engine

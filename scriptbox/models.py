@@ -24,6 +24,7 @@ from pydantic import (
 
 from .errors import ValidationFailed
 
+# Checked with fullmatch: with match(), "$" also accepts a trailing newline.
 CODE_IDENTIFIER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_SCRIPT_BYTES = 1024 * 1024
@@ -56,13 +57,15 @@ def _utf8_len(value: str) -> int:
 class EnvEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    key: StrictStr
-    value: StrictStr
+    # json_schema_extra states in the OpenAPI document what the validators below enforce.
+    key: Annotated[StrictStr, Field(json_schema_extra={"pattern": ENV_KEY_RE.pattern})]
+    value: Annotated[StrictStr, Field(json_schema_extra={
+        "maxLength": MAX_ENV_VALUE_BYTES, "description": "at most 32 KiB of UTF-8"})]
 
     @field_validator("key")
     @classmethod
     def _key_shape(cls, key: str) -> str:
-        if not ENV_KEY_RE.match(key):
+        if not ENV_KEY_RE.fullmatch(key):
             raise ValueError("must match ^[A-Za-z_][A-Za-z0-9_]*$ (letters, digits, _; not starting with a digit)")
         return key
 
@@ -79,14 +82,22 @@ class ScriptDefinitionInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
-    codeIdentifier: StrictStr
+    # json_schema_extra states in the OpenAPI document what the validators below
+    # enforce (with their own messages); the document is generated from this class.
+    name: Annotated[StrictStr, Field(min_length=1, max_length=200, json_schema_extra={"pattern": r"\S"})]
+    codeIdentifier: Annotated[StrictStr, Field(json_schema_extra={"pattern": CODE_IDENTIFIER_RE.pattern})]
     description: Annotated[StrictStr, Field(max_length=10_000)] = ""
-    type: StrictStr
-    runner: StrictStr | None = None
-    script: StrictStr = ""
-    defaultWorkingDirectory: StrictStr = ""
-    env: Annotated[list[EnvEntry], Field(max_length=MAX_ENV_ENTRIES)] = []
+    type: Annotated[StrictStr, Field(json_schema_extra={"enum": list(SCRIPT_TYPES)})]
+    runner: Annotated[StrictStr | None, Field(json_schema_extra={
+        "enum": [*RUNNERS, None],
+        "description": "allowed pairs: bash+host, node+host, node+vm2, browser+browser; null or omitted: "
+                       "the type's default"})] = None
+    script: Annotated[StrictStr, Field(json_schema_extra={
+        "maxLength": MAX_SCRIPT_BYTES, "description": "at most 1 MiB of UTF-8"})] = ""
+    defaultWorkingDirectory: Annotated[StrictStr, Field(json_schema_extra={
+        "pattern": r"^(/[^\x00]*)?$", "description": '"" or an absolute path; checked when a run starts'})] = ""
+    env: Annotated[list[EnvEntry], Field(max_length=MAX_ENV_ENTRIES, json_schema_extra={
+        "description": "keys must be unique"})] = []
     timeoutMs: Annotated[StrictInt, Field(ge=100, le=86_400_000)] = 300_000
     enabled: StrictBool = True
 
@@ -100,7 +111,7 @@ class ScriptDefinitionInput(BaseModel):
     @field_validator("codeIdentifier")
     @classmethod
     def _code_identifier_shape(cls, value: str) -> str:
-        if not CODE_IDENTIFIER_RE.match(value):
+        if not CODE_IDENTIFIER_RE.fullmatch(value):
             raise ValueError("must match ^[a-z0-9][a-z0-9_-]{0,63}$ (lowercase letters, digits, _ and -; at most 64)")
         return value
 

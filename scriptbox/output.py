@@ -359,10 +359,13 @@ class RunOutput:
     truncated: bool = False
     dirty: bool = False
     chunk_count: int = field(default=0)
+    on_bytes: Callable[[int], None] | None = None  # told of every byte received (metrics)
 
     def emit(self, stream: str, text: str, raw_len: int, system: bool = False) -> None:
         """Record, store (within the cap) and publish one piece of output."""
         self.output_bytes += raw_len
+        if self.on_bytes is not None:
+            self.on_bytes(raw_len)
         if not text:
             return
         self.tail.add(text)

@@ -29,13 +29,15 @@ from .embedded_db import EmbeddedDatabase, EmbeddedDatabaseError
 from .engine import build_engine
 from .errors import STATUS_CODES, DatabaseUnavailable, error_body
 from .guards import HostGuard
+from .logs import configure_logging
+from .metrics import Metrics
 from .services import Services
 from .store import Database
 from .store.audit import AuditStore
 from .store.definitions import DefinitionStore
 from .store.tokens import TokenStore
 from .tokens import TokenAuthority
-from .web import create_app
+from .web import create_app, create_metrics_app
 
 log = logging.getLogger("scriptbox")
 
@@ -114,11 +116,6 @@ def ui_dist_dir() -> Path:
     return base / "ui" / "dist"
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def _is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
@@ -135,6 +132,7 @@ class WorkerServices:
     settings: Settings
     database: Database
     definitions: DefinitionStore
+    metrics: Metrics
     runs: Any = None
     engine: Any = None
 
@@ -174,10 +172,15 @@ def _lock_data_dir(settings: Settings) -> DataDirLock | None:
 
 
 def work(settings: Settings) -> int:
-    """`worker`: execute queued runs from a shared MongoDB, serve no HTTP (SPEC §9)."""
-    configure_logging()
+    """`worker`: execute queued runs from a shared MongoDB (SPEC §9); its only HTTP is
+    GET /metrics on SCRIPTBOX_METRICS_PORT when that is set."""
+    configure_logging(settings.log_format)
     if settings.mongodb_uri is None:
         print("scriptbox: worker needs --mongodb-uri (the database shared with the serve processes)",
+              file=sys.stderr)
+        return 2
+    if settings.metrics_port is not None and settings.admin_password is None:
+        print("scriptbox: SCRIPTBOX_METRICS_PORT needs SCRIPTBOX_ADMIN_PASSWORD (metrics need the admin's auth)",
               file=sys.stderr)
         return 2
     lock = _lock_data_dir(settings)
@@ -185,27 +188,53 @@ def work(settings: Settings) -> int:
         return 2
     database = Database(settings.mongodb_uri, settings.db_name)
     engine = None
+    http: NoDelayWSGIServer | None = None
     try:
         try:
             database.ensure_indexes()
         except DatabaseUnavailable:
             print("scriptbox: the database is unreachable; check --mongodb-uri", file=sys.stderr)
             return 1
-        services = WorkerServices(settings, database, DefinitionStore(database))
+        services = WorkerServices(settings, database, DefinitionStore(database), Metrics())
         engine = build_engine(services)
+        if settings.metrics_port is not None:
+            http = _metrics_server(settings, services.metrics)
+            if http is None:
+                return 1
         engine.start()
         print(f"Scriptbox worker executing runs from database {settings.db_name!r}", flush=True)
         return _wait_for_stop(None)
     finally:
+        if http is not None:
+            http.stop(timeout=1)
         if engine is not None:
             engine.stop()
         database.close()
         lock.release()
 
 
+def _metrics_server(settings: Settings, metrics: Metrics) -> NoDelayWSGIServer | None:
+    """A worker's GET /metrics on SCRIPTBOX_HOST:SCRIPTBOX_METRICS_PORT, started; None if it cannot listen."""
+    assert settings.admin_password is not None and settings.metrics_port is not None
+    checker = CredentialChecker(settings.admin_user, prepare_admin_password(settings.admin_password,
+                                                                           settings.data_dir).password_hash)
+    app = create_metrics_app(metrics, checker, HostGuard(settings.host, settings.allowed_hosts))
+    tls = {"certfile": str(settings.tls_cert), "keyfile": str(settings.tls_key)} if settings.tls_enabled else {}
+    http = NoDelayWSGIServer((settings.host, settings.metrics_port), app,
+                             log=LoggingLogAdapter(logging.getLogger("scriptbox.access")),
+                             error_log=LoggingLogAdapter(logging.getLogger("scriptbox.http"), logging.ERROR), **tls)
+    try:
+        http.start()
+    except OSError as exc:
+        print(f"scriptbox: cannot listen on {settings.host}:{settings.metrics_port}: {exc.strerror}", file=sys.stderr)
+        return None
+    print(f"Scriptbox worker metrics on {settings.host}:{http.server_port}/metrics", flush=True)
+    return http
+
+
 def serve(settings: Settings, login_token: str | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; returns the process exit code."""
-    configure_logging()
+    configure_logging(settings.log_format)
     lock = _lock_data_dir(settings)
     if lock is None:
         return 2
@@ -235,9 +264,8 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             host_guard=HostGuard(settings.host, settings.allowed_hosts),
             ui_dir=ui_dist_dir(),
             desktop_sessions=DesktopSessions(login_token),
-            throttle=FailureThrottle(),
-            tokens=TokenAuthority(TokenStore(database)),
-            audit=AuditLog(AuditStore(database)),
+            throttle=FailureThrottle(), metrics=Metrics(),
+            tokens=TokenAuthority(TokenStore(database)), audit=AuditLog(AuditStore(database)),
         )
         # Without a worker (serve --no-worker) the engine still submits runs,
         # cancels them and streams their output; it just executes nothing.

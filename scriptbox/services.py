@@ -15,6 +15,7 @@ from .audit import AuditLog
 from .auth import CredentialChecker, DesktopSessions, FailureThrottle
 from .config import Settings
 from .guards import HostGuard
+from .metrics import Metrics
 from .store import Database
 from .store.definitions import DefinitionStore
 from .tokens import TokenAuthority
@@ -30,6 +31,7 @@ class Services:
     ui_dir: Path
     desktop_sessions: DesktopSessions
     throttle: FailureThrottle
+    metrics: Metrics
     tokens: TokenAuthority
     audit: AuditLog
     # The run engine's parts (scriptbox/engine.py, scriptbox/store/runs.py);

@@ -22,10 +22,14 @@ from .api import definitions as definitions_api
 from .api import runs as runs_api
 from .api import tokens as tokens_api
 from .api.common import read_json_body
+from .api.openapi import Doc, Reply, build_document
+from .api.schemas import DesktopLogin, Health
 from .api.tokens import authorize_bearer
-from .auth import SESSION_COOKIE, is_loopback, parse_basic_auth
+from .auth import SESSION_COOKIE, CredentialChecker, FailureThrottle, is_loopback, parse_basic_auth
 from .errors import STATUS_CODES, ApiError, DatabaseUnavailable, Forbidden, Unauthorized, ValidationFailed, error_body
-from .guards import check_same_origin
+from .guards import HostGuard, check_same_origin
+from .logs import run_context
+from .metrics import Metrics
 from .services import Services
 from .tokens import bearer_token
 
@@ -33,7 +37,8 @@ log = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json; charset=utf-8"
 PROTECTED_PREFIXES = ("/api/admin/", "/admin/")
-PROTECTED_EXACT = ("/api/admin", "/admin")
+# /api/openapi.json and /metrics need the admin too: /healthz alone is open (SPEC §4).
+PROTECTED_EXACT = ("/api/admin", "/admin", "/api/openapi.json", "/metrics")
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -54,6 +59,15 @@ PLACEHOLDER_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"
 DESKTOP_LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Scriptbox</title></head><body style="font-family:sans-serif;padding:2em">
 <p>Signing in&hellip;</p></body></html>"""
+
+
+REDIRECT_DOC = Doc("Redirect to the admin page", "ui",
+                   {302: Reply("To /admin/scripts.", headers={"Location": "/admin/scripts"})})
+UI_PAGE_DOC = Doc("The admin page (a single-page app; every /admin/scripts path serves it)", "ui",
+                  {200: Reply("The page.", media="text/html")})
+# Bottle's <path> matches no line break, so such a path is no page of the app (found by the fuzzer).
+UI_SUBPAGE_DOC = Doc(UI_PAGE_DOC.summary, "ui", UI_PAGE_DOC.replies, errors=(404,),
+                     error_notes={404: "The path holds a line break."})
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
@@ -77,7 +91,8 @@ class JsonApiPlugin:
         @functools.wraps(callback)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                result = callback(*args, **kwargs)
+                with run_context(kwargs.get("run_id")):  # log records of a run's routes carry runId
+                    result = callback(*args, **kwargs)
             except ApiError as exc:
                 raise api_error_response(exc) from None
             if isinstance(result, (dict, list)):
@@ -88,8 +103,26 @@ class JsonApiPlugin:
         return wrapper
 
 
-def _is_protected(path: str) -> bool:
+def is_protected(path: str) -> bool:
+    """Whether `path` needs the admin's credentials (also what the OpenAPI document says)."""
     return path in PROTECTED_EXACT or path.startswith(PROTECTED_PREFIXES)
+
+
+def json_error_page(error: HTTPError) -> str:
+    """Bottle's own errors (404, 405, uncaught exceptions) as the JSON error shape."""
+    status = error.status_code
+    if status >= 500 and error.exception is not None and not isinstance(error.exception, DatabaseUnavailable):
+        log.error("unhandled error on %s %s", request.method, request.path,
+                  exc_info=(type(error.exception), error.exception, error.exception.__traceback__))
+    response.content_type = JSON_TYPE
+    message = str(error.body) if isinstance(error.body, str) and error.body else bottle.HTTP_CODES.get(status, "")
+    if status == 404:
+        message = f"nothing at {request.path}"
+    elif status == 405:
+        message = f"{request.method} is not allowed here"
+    elif status >= 500:
+        message = "internal error; see the server log"
+    return json.dumps(error_body(STATUS_CODES.get(status, "error"), message))
 
 
 def _authenticate(services: Services) -> str:
@@ -97,13 +130,26 @@ def _authenticate(services: Services) -> str:
     peer = request.environ.get("REMOTE_ADDR", "")
     if is_loopback(peer) and services.desktop_sessions.is_valid(request.get_cookie(SESSION_COOKIE)):
         return "desktop"
+    _basic_auth(services.credentials, services.throttle,
+                lambda peer: services.audit.auth_failed(peer, "wrong admin user name or password"))
+    return "admin"
+
+
+def _basic_auth(checker: CredentialChecker, throttle: FailureThrottle,
+                on_failure: Callable[[str], object] | None = None) -> str:
+    """The user of a valid Basic Authorization header; raises Unauthorized (after a throttle delay).
+
+    `on_failure(peer)` is called for each wrong user name or password (the audit log).
+    """
+    peer = request.environ.get("REMOTE_ADDR", "")
     credentials = parse_basic_auth(request.environ.get("HTTP_AUTHORIZATION"))
-    if credentials is not None and services.credentials.check(*credentials):
-        services.throttle.succeeded(peer)
-        return "admin"
+    if credentials is not None and checker.check(*credentials):
+        throttle.succeeded(peer)
+        return credentials[0]
     if credentials is not None:
-        services.audit.auth_failed(peer, "wrong admin user name or password")
-        delay = services.throttle.delay_for(peer)
+        if on_failure is not None:
+            on_failure(peer)
+        delay = throttle.delay_for(peer)
         if delay:
             log.warning("failed login from %s; answering in %.2f s", peer, delay)
             time.sleep(delay)  # gevent-patched in the server: only this request waits
@@ -121,7 +167,7 @@ def create_app(services: Services) -> Bottle:
         # Runs before routing, so unknown paths and wrong methods are guarded too.
         try:
             services.host_guard.check(request.environ)
-            if _is_protected(request.path):
+            if is_protected(request.path):
                 secret = bearer_token(request.environ.get("HTTP_AUTHORIZATION"))
                 if secret is not None:
                     token = authorize_bearer(services, secret)
@@ -142,24 +188,11 @@ def create_app(services: Services) -> Bottle:
         for name, value in SECURITY_HEADERS.items():
             response.set_header(name, value)
 
-    def error_handler(error: HTTPError) -> str:
-        status = error.status_code
-        if status >= 500 and error.exception is not None and not isinstance(error.exception, DatabaseUnavailable):
-            log.error("unhandled error on %s %s", request.method, request.path,
-                      exc_info=(type(error.exception), error.exception, error.exception.__traceback__))
-        response.content_type = JSON_TYPE
-        message = str(error.body) if isinstance(error.body, str) and error.body else bottle.HTTP_CODES.get(status, "")
-        if status == 404:
-            message = f"nothing at {request.path}"
-        elif status == 405:
-            message = f"{request.method} is not allowed here"
-        elif status >= 500:
-            message = "internal error; see the server log"
-        return json.dumps(error_body(STATUS_CODES.get(status, "error"), message))
+    app.default_error_handler = json_error_page
 
-    app.default_error_handler = error_handler
-
-    @app.get("/healthz")
+    @app.get("/healthz", openapi=Doc(
+        "Liveness and database reachability (no auth)", "service",
+        {200: Reply("Up, database reachable.", Health), 503: Reply("The database is unreachable.", Health)}))
     def healthz() -> HTTPResponse:
         try:
             services.database.ping()
@@ -167,9 +200,9 @@ def create_app(services: Services) -> Bottle:
             return json_response({"status": "unavailable", "db": "unreachable", **exc.body()}, 503)
         return json_response({"status": "ok", "db": "ok"})
 
-    @app.get("/")
-    @app.get("/admin")
-    @app.get("/admin/")
+    @app.get("/", openapi=REDIRECT_DOC)
+    @app.get("/admin", openapi=REDIRECT_DOC)
+    @app.get("/admin/", openapi=REDIRECT_DOC)
     def to_admin() -> None:
         bottle.redirect("/admin/scripts", 302)
 
@@ -182,18 +215,21 @@ def create_app(services: Services) -> Bottle:
         resp.set_header("Cache-Control", "no-store")
         return resp
 
-    app.get("/admin/scripts")(ui_page)
-    app.get("/admin/scripts/")(ui_page)
-    app.get("/admin/scripts/<path:path>")(lambda path: ui_page())
+    app.get("/admin/scripts", openapi=UI_PAGE_DOC)(ui_page)
+    app.get("/admin/scripts/", openapi=UI_PAGE_DOC)(ui_page)
+    app.get("/admin/scripts/<path:path>", openapi=UI_SUBPAGE_DOC)(lambda path: ui_page())
 
-    @app.get("/admin/assets/<path:path>")
+    @app.get("/admin/assets/<path:path>", openapi=Doc(
+        "A file of the admin page (JavaScript, CSS)", "ui", {200: Reply("The file.", media="*/*")}, errors=(404,)))
     def ui_asset(path: str) -> HTTPResponse:
         result = static_file(path, root=str(services.ui_dir / "assets"))
         if isinstance(result, HTTPError):
             raise result
         return result
 
-    @app.get("/desktop-login")
+    @app.get("/desktop-login", openapi=Doc(
+        "The desktop window's sign-in page (loopback, desktop mode only)", "ui",
+        {200: Reply("A page that exchanges the one-time token.", media="text/html")}, errors=(404,)))
     def desktop_login_page() -> HTTPResponse:
         if not services.desktop_sessions.enabled or not is_loopback(request.environ.get("REMOTE_ADDR")):
             raise HTTPError(404)
@@ -202,7 +238,10 @@ def create_app(services: Services) -> Bottle:
         resp.set_header("Cache-Control", "no-store")
         return resp
 
-    @app.post("/desktop-login")
+    @app.post("/desktop-login", openapi=Doc(
+        "Exchange the desktop window's one-time token for a session cookie (loopback, desktop mode only)", "ui",
+        {204: Reply("Signed in.", headers={"Set-Cookie": "the HttpOnly, SameSite=Strict session cookie"})},
+        errors=(404,), body=DesktopLogin, error_notes={403: "bad_login_token, or refused as for every route."}))
     def desktop_login() -> HTTPResponse:
         if not services.desktop_sessions.enabled or not is_loopback(request.environ.get("REMOTE_ADDR")):
             raise HTTPError(404)
@@ -222,4 +261,62 @@ def create_app(services: Services) -> Bottle:
     runs_api.register(app, services)
     tokens_api.register(app, services)
     audit_api.register(app, services)
+    _register_tool_routes(app, services)
+    return app
+
+
+def _register_tool_routes(app: Bottle, services: Services) -> None:
+    """The OpenAPI document and the Prometheus metrics (SPEC §8.8)."""
+    document: list[bytes] = []
+
+    @app.get("/api/openapi.json", openapi=Doc(
+        "This OpenAPI document", "service", {200: Reply("OpenAPI 3.1, generated from the routes.", media=JSON_TYPE)}))
+    def openapi_document() -> HTTPResponse:
+        if not document:  # built on first use, when every route is registered
+            document.append(json.dumps(build_document(app, is_protected), ensure_ascii=False).encode("utf-8"))
+        resp = HTTPResponse(body=document[0], status=200)
+        resp.content_type = JSON_TYPE
+        return resp
+
+    @app.get("/metrics", openapi=METRICS_DOC)
+    def metrics() -> HTTPResponse:
+        return metrics_response(services.metrics)
+
+
+METRICS_DOC = Doc("Prometheus metrics of this process", "service",
+                  {200: Reply("Prometheus text exposition format (OpenMetrics if asked for).", media="text/plain")})
+
+
+def metrics_response(metrics: Metrics) -> HTTPResponse:
+    body, content_type = metrics.exposition(request.get_header("Accept"))
+    resp = HTTPResponse(body=body, status=200)
+    resp.set_header("Content-Type", content_type)
+    resp.set_header("Cache-Control", "no-store")
+    return resp
+
+
+def create_metrics_app(metrics: Metrics, checker: CredentialChecker, host_guard: HostGuard) -> Bottle:
+    """The only HTTP of a `worker` (SCRIPTBOX_METRICS_PORT): GET /metrics, admin auth, JSON errors."""
+    app = Bottle(catchall=True)
+    throttle = FailureThrottle()
+
+    @app.hook("before_request")
+    def guard_request() -> None:
+        try:
+            host_guard.check(request.environ)
+            _basic_auth(checker, throttle)
+        except ApiError as exc:
+            raise api_error_response(exc) from None
+
+    @app.hook("after_request")
+    def security_headers() -> None:
+        for name, value in SECURITY_HEADERS.items():
+            response.set_header(name, value)
+
+    app.default_error_handler = json_error_page
+
+    @app.get("/metrics")
+    def metrics_route() -> HTTPResponse:
+        return metrics_response(metrics)
+
     return app

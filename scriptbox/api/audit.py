@@ -11,10 +11,14 @@ from ..errors import ValidationFailed
 from ..services import Services
 from ..store import parse_object_id
 from ..store.audit import audit_to_json
+from .automation_schemas import AuditPage
+from .openapi import Doc, Param, Reply
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 _LIMIT = re.compile(r"[0-9]{1,6}")
+# An empty filter is no filter, as on the runs list.
+_ID_OR_EMPTY = "^([0-9a-fA-F]{24})?$"
 _ACTION = re.compile(r"[a-z]{1,32}(\.[a-z]{1,32})?")
 
 
@@ -52,7 +56,7 @@ def parse_audit_query(query: Any) -> dict[str, Any]:
                 fields[name] = "must be an id (24 hex digits)"
             out[key] = value.lower()
     limit = query.getunicode("limit")
-    if limit:
+    if limit is not None:
         if not _LIMIT.fullmatch(limit) or not 1 <= int(limit) <= MAX_LIMIT:
             fields["limit"] = f"must be a whole number from 1 to {MAX_LIMIT}"
         else:
@@ -68,7 +72,18 @@ def parse_audit_query(query: Any) -> dict[str, Any]:
 
 
 def register(app: Bottle, services: Services) -> None:
-    @app.get("/api/admin/audit")
+    @app.get("/api/admin/audit", openapi=Doc(
+        "Read the audit log, newest first", "audit", {200: Reply("One page of entries.", AuditPage)},
+        errors=(400, 503), params=(
+            Param("action", {"type": "string", "pattern": f"^({_ACTION.pattern})?$"},
+                  "an action (script.update) or a prefix (run: every run.* action)"),
+            Param("targetId", {"type": "string", "pattern": _ID_OR_EMPTY}, "entries about this id"),
+            Param("scriptId", {"type": "string", "pattern": _ID_OR_EMPTY},
+                  "entries about this script or its runs"),
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                  f"page size, default {DEFAULT_LIMIT}"),
+            Param("before", {"type": "string", "pattern": _ID_OR_EMPTY},
+                  "the nextBefore of the previous page"))))
     def list_audit() -> dict[str, Any]:
         """Audit entries newest first: {entries, nextBefore}; filters action (a name, or a prefix
         such as `run`), targetId, scriptId."""

@@ -15,6 +15,8 @@ from ..store import iso
 from ..store.definitions import EDIT_CONFLICT_MESSAGE, definition_to_json
 from .audit import audit_request
 from .common import read_json_body
+from .openapi import Doc, Param, Reply
+from .schemas import ScriptDefinition, ScriptList
 
 # Ids are ObjectId hex; anything else (e.g. "runs", "by-code") never reaches these routes.
 DEFINITION_ID = "<definition_id:re:[0-9a-fA-F]{24}>"
@@ -40,7 +42,10 @@ def _is_iso_time(value: Any) -> bool:
 def register(app: Bottle, services: Services) -> None:
     definitions = services.definitions
 
-    @app.get("/api/admin/scripts")
+    @app.get("/api/admin/scripts", openapi=Doc(
+        "List script definitions", "scripts",
+        {200: Reply("Definitions sorted by name, each with lastRun.", ScriptList)},
+        errors=(503,), params=(Param("q", {"type": "string"}, "filters name/codeIdentifier (substring, any case)"),)))
     def list_definitions() -> dict[str, Any]:
         query = request.query.getunicode("q", default="") or ""
         docs = definitions.search(query.strip())
@@ -56,7 +61,11 @@ def register(app: Bottle, services: Services) -> None:
             items.append(item)
         return {"scripts": items}
 
-    @app.post("/api/admin/scripts")
+    @app.post("/api/admin/scripts", openapi=Doc(
+        "Create a script definition", "scripts",
+        {201: Reply("Created.", ScriptDefinition, headers={"Location": "the new definition's URL"})},
+        errors=(409, 503), body="ScriptDefinitionCreate",
+        error_notes={409: "duplicate_code_identifier: another script uses that codeIdentifier."}))
     def create_definition() -> dict[str, Any]:
         fields = validate_new_definition(read_json_body(request))
         doc = definitions.create(fields)
@@ -66,17 +75,26 @@ def register(app: Bottle, services: Services) -> None:
         response.set_header("Location", f"/api/admin/scripts/{doc['_id']}")
         return definition_to_json(doc)
 
-    @app.get(f"/api/admin/scripts/{DEFINITION_ID}")
+    @app.get(f"/api/admin/scripts/{DEFINITION_ID}", openapi=Doc(
+        "Read a script definition", "scripts", {200: Reply("The definition.", ScriptDefinition)}, errors=(404, 503)))
     def get_definition(definition_id: str) -> dict[str, Any]:
         """One definition by id; 404 when there is none."""
         return definition_to_json(definitions.get(definition_id))
 
-    @app.get(f"/api/admin/scripts/{BY_CODE}")
+    @app.get(f"/api/admin/scripts/{BY_CODE}", openapi=Doc(
+        "Read a script definition by codeIdentifier", "scripts",
+        {200: Reply("The definition (as GET /api/admin/scripts/{definition_id}).", ScriptDefinition)},
+        errors=(404, 503)))
     def get_definition_by_code(code_identifier: str) -> dict[str, Any]:
         """One definition by codeIdentifier, the same answer as GET /api/admin/scripts/:id; 404 when there is none."""
         return definition_to_json(definitions.get_by_code(code_identifier))
 
-    @app.put(f"/api/admin/scripts/{DEFINITION_ID}")
+    @app.put(f"/api/admin/scripts/{DEFINITION_ID}", openapi=Doc(
+        "Update a script definition (partial)", "scripts", {200: Reply("The updated definition.", ScriptDefinition)},
+        errors=(404, 409, 503), body="ScriptDefinitionUpdate",
+        description="When `type` changes without a `runner`, the runner is kept if still allowed, else reset "
+                    "to the type's default.",
+        error_notes={409: "edit_conflict (saved since the given updatedAt) or duplicate_code_identifier."}))
     def update_definition(definition_id: str) -> dict[str, Any]:
         patch = read_json_body(request)
         existing = definitions.get(definition_id)
@@ -98,7 +116,9 @@ def register(app: Bottle, services: Services) -> None:
                       f"updated script {updated['name']!r}: {', '.join(changed) or 'no change'}", {"fields": changed})
         return definition_to_json(updated)
 
-    @app.delete(f"/api/admin/scripts/{DEFINITION_ID}")
+    @app.delete(f"/api/admin/scripts/{DEFINITION_ID}", openapi=Doc(
+        "Delete a script definition (its run history stays)", "scripts", {204: Reply("Deleted.")},
+        errors=(404, 409, 503), error_notes={409: "run_active: a run of it is queued or running."}))
     def delete_definition(definition_id: str) -> HTTPResponse:
         existing = definitions.get(definition_id)
         definitions.delete(definition_id)

@@ -9,7 +9,7 @@ from typing import Any
 from bottle import Bottle, HTTPResponse, request, response
 
 from ..errors import DatabaseUnavailable, NotFound, ValidationFailed, error_body
-from ..run_wait import parse_wait, wait_for_end
+from ..run_wait import MAX_WAIT_S, parse_wait, wait_for_end
 from ..services import Services
 from ..sse import frame, parse_last_event_id, run_stream
 from ..store import parse_object_id
@@ -17,12 +17,19 @@ from ..store.runs import STATUSES, decode_cursor, run_to_json
 from .audit import audit_request
 from .common import read_json_body
 from .definitions import BY_CODE, DEFINITION_ID
+from .openapi import Doc, Param, Reply
+from .schemas import BrowserResult, ErrorBody, OutputEvent, Run, RunList, RunRequest, RunStarted
 
 RUN_ID = "<run_id:re:[0-9a-fA-F]{24}>"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 CLIENT_TRIGGERS = ("manual", "api")
 _LIMIT = re.compile(r"[0-9]{1,6}")
+_STATUS_LIST = "^(" + "|".join(STATUSES) + ")(,(" + "|".join(STATUSES) + "))*$"
+
+
+WAIT_PARAM = Param("wait", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_S},
+                   "seconds to wait for the run to end: 200 with the finished run if it does, else the 202")
 
 
 def token_ended_frame() -> bytes:
@@ -60,9 +67,10 @@ def parse_list_query(query: Any) -> dict[str, Any]:
         out["script_id"] = oid
     status = query.getunicode("status")
     if status:
-        statuses = [s.strip() for s in status.split(",") if s.strip()]
+        # Exactly as documented (OpenAPI): names separated by commas, nothing else.
+        statuses = status.split(",")
         bad = [s for s in statuses if s not in STATUSES]
-        if bad or not statuses:
+        if bad:
             fields["status"] = "must be one or more of " + ", ".join(STATUSES)
         out["statuses"] = statuses
     limit = query.getunicode("limit")
@@ -121,7 +129,14 @@ def register(app: Bottle, services: Services) -> None:
             raise ValidationFailed("invalid query parameters", fields={"wait": why})
         return seconds
 
-    @app.post(f"/api/admin/scripts/{DEFINITION_ID}/run")
+    @app.post(f"/api/admin/scripts/{DEFINITION_ID}/run", openapi=Doc(
+        "Start a run", "runs",
+        {200: Reply("With ?wait=N: the run finished within N seconds.", Run),
+         202: Reply("Queued (or, for a browser script, running in the admin page).", RunStarted,
+                    headers={"Location": "the run's URL"})},
+        errors=(404, 409, 503), body=RunRequest, body_required=False,
+        params=(WAIT_PARAM,),
+        error_notes={409: "script_disabled: the script is disabled."}))
     def start_run(definition_id: str) -> dict[str, Any]:
         """Start a run of the script with this id → 202 {runId, status}; 404 unknown, 409 disabled.
 
@@ -131,7 +146,14 @@ def register(app: Bottle, services: Services) -> None:
         trigger = parse_trigger(read_json_body(request, required=False))
         return submit(definition_id, trigger, wait_s)
 
-    @app.post(f"/api/admin/scripts/{BY_CODE}/run")
+    @app.post(f"/api/admin/scripts/{BY_CODE}/run", openapi=Doc(
+        "Start a run of the script with this codeIdentifier", "runs",
+        {200: Reply("With ?wait=N: the run finished within N seconds.", Run),
+         202: Reply("As POST /api/admin/scripts/{definition_id}/run.", RunStarted,
+                    headers={"Location": "the run's URL"})},
+        errors=(404, 409, 503), body=RunRequest, body_required=False,
+        params=(WAIT_PARAM,),
+        error_notes={409: "script_disabled: the script is disabled."}))
     def start_run_by_code(code_identifier: str) -> dict[str, Any]:
         """Start a run of the script with this codeIdentifier; same body, answers and errors as the id route."""
         # The body is validated first, as on the id route, so both answer a bad
@@ -141,18 +163,30 @@ def register(app: Bottle, services: Services) -> None:
         definition = services.definitions.get_by_code(code_identifier)
         return submit(str(definition["_id"]), trigger, wait_s)
 
-    @app.get("/api/admin/scripts/runs")
+    @app.get("/api/admin/scripts/runs", openapi=Doc(
+        "List runs, newest first", "runs", {200: Reply("One page of runs.", RunList)}, errors=(400, 503),
+        params=(
+            Param("scriptId", {"type": "string", "pattern": "^[0-9a-fA-F]{24}$"}, "only this script's runs"),
+            Param("status", {"type": "string", "pattern": _STATUS_LIST},
+                  "one status or several, comma-separated"),
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                  f"page size, default {DEFAULT_LIMIT}"),
+            Param("before", {"type": "string"}, "the nextBefore of the previous page"),
+        )))
     def list_runs() -> dict[str, Any]:
         params = parse_list_query(request.query)
         docs, next_before = engine().runs.page(params["script_id"], params["statuses"], params["limit"],
                                                params["before"])
         return {"runs": [run_to_json(d) for d in docs], "nextBefore": next_before}
 
-    @app.get(f"/api/admin/scripts/runs/{RUN_ID}")
+    @app.get(f"/api/admin/scripts/runs/{RUN_ID}", openapi=Doc(
+        "Read a run", "runs", {200: Reply("The run.", Run)}, errors=(404, 503)))
     def read_run(run_id: str) -> dict[str, Any]:
         return run_to_json(get_run(run_id))
 
-    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/log")
+    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/log", openapi=Doc(
+        "Read a run's stored log", "runs", {200: Reply("The stored output, stdout and stderr interleaved.",
+                                                       media="text/plain")}, errors=(404, 503)))
     def read_log(run_id: str) -> HTTPResponse:
         doc = get_run(run_id)
         runs = engine().runs
@@ -178,7 +212,16 @@ def register(app: Bottle, services: Services) -> None:
         resp.set_header("Cache-Control", "no-store")
         return resp
 
-    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/stream")
+    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/stream", openapi=Doc(
+        "Follow a run's output live (Server-Sent Events)", "runs",
+        {200: Reply("`output` events (id = sequence number, data {stream, data}), `status` events, then `end` "
+                    "with the finished run; `: keepalive` comments after 15 s of silence. "
+                    "A stream opened with an API token ends with `revoked` when the token is revoked or expires.",
+                    media="text/event-stream",
+                    events={"output": OutputEvent, "status": Run, "end": Run, "revoked": ErrorBody})},
+        errors=(404, 503),
+        params=(Param("Last-Event-ID", {"type": "string"}, "resume after this sequence number", where="header"),
+                Param("lastEventId", {"type": "string"}, "the same, for clients that cannot set headers"))))
     def stream_run(run_id: str) -> HTTPResponse:
         get_run(run_id)
         eng = engine()
@@ -186,7 +229,8 @@ def register(app: Bottle, services: Services) -> None:
 
         def body() -> Iterator[bytes]:
             try:
-                yield from run_stream(eng.stream_source(), run_id, last, heartbeat_s=eng.options.heartbeat_s)
+                with services.metrics.viewing():
+                    yield from run_stream(eng.stream_source(), run_id, last, heartbeat_s=eng.options.heartbeat_s)
             except DatabaseUnavailable:
                 # The client reconnects (EventSource does) and resumes by id.
                 return
@@ -200,7 +244,10 @@ def register(app: Bottle, services: Services) -> None:
         resp.set_header("X-Accel-Buffering", "no")
         return resp
 
-    @app.post(f"/api/admin/scripts/runs/{RUN_ID}/cancel")
+    @app.post(f"/api/admin/scripts/runs/{RUN_ID}/cancel", openapi=Doc(
+        "Cancel a queued or running run", "runs",
+        {202: Reply("Canceled (queued) or being stopped (running).", Run)}, errors=(404, 409, 503),
+        error_notes={409: "run_finished: the run has already finished."}))
     def cancel_run(run_id: str) -> dict[str, Any]:
         doc = engine().cancel(run_id)
         audit_request(services, "run.cancel", "run", run_id.lower(),
@@ -208,7 +255,10 @@ def register(app: Bottle, services: Services) -> None:
         response.status = 202
         return run_to_json(doc)
 
-    @app.post(f"/api/admin/scripts/runs/{RUN_ID}/browser-result")
+    @app.post(f"/api/admin/scripts/runs/{RUN_ID}/browser-result", openapi=Doc(
+        "Report a browser run's output and outcome (the admin page does)", "runs",
+        {200: Reply("The finished run.", Run)}, errors=(404, 409, 503), body=BrowserResult,
+        error_notes={409: "run_finished or not_browser_run."}))
     def browser_result(run_id: str) -> dict[str, Any]:
         body = read_json_body(request)
         return run_to_json(engine().browser_result(run_id, body))

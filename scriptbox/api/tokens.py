@@ -13,7 +13,9 @@ from ..store import iso, parse_object_id
 from ..store.tokens import token_to_json
 from ..tokens import NAME_RE, SCOPES, Token, new_secret, parse_expiry, run_target, scope_allows, token_digest
 from .audit import audit_request, request_address
+from .automation_schemas import ApiTokenCreated, ApiTokenList, TokenRequest
 from .common import read_json_body
+from .openapi import Doc, Reply
 
 TOKEN_ID = "<token_id:re:[0-9a-fA-F]{24}>"
 MAX_SCRIPT_IDS = 500
@@ -85,13 +87,14 @@ def _target_script(services: Services, token: Token, method: str, path: str,
 def authorize_bearer(services: Services, secret: str) -> Token:
     """The token of this request, checked against its scope.
 
-    Raises Unauthorized for unknown, expired or revoked tokens (recorded as
-    auth.failed, throttled) and for UI pages, which no token opens; Forbidden
-    outside the token's scope.
+    Tokens are for the API (/api/admin/, and /api/openapi.json and /metrics,
+    which need an admin token). Raises Unauthorized for unknown, expired or
+    revoked tokens (recorded as auth.failed, throttled) and for UI pages, which
+    no token opens; Forbidden outside the token's scope.
     """
     path = request.path
-    if not path.startswith("/api/admin"):
-        raise Unauthorized("API tokens are accepted on /api/admin/ only; sign in to open the admin page",
+    if path == "/admin" or path.startswith("/admin/"):
+        raise Unauthorized("API tokens are not accepted for the admin page; sign in to open it",
                            headers={"WWW-Authenticate": 'Basic realm="scriptbox", charset="UTF-8"'})
     token = services.tokens.authenticate(secret)
     if token is None:
@@ -112,7 +115,11 @@ def authorize_bearer(services: Services, secret: str) -> Token:
 def register(app: Bottle, services: Services) -> None:
     tokens = services.tokens
 
-    @app.post("/api/admin/tokens")
+    @app.post("/api/admin/tokens", openapi=Doc(
+        "Create an API token", "tokens", {201: Reply("The token, with its secret in `token` (shown this once).",
+                                                      ApiTokenCreated)},
+        errors=(409, 503), body=TokenRequest,
+        error_notes={409: "duplicate_token_name: another token has this name."}))
     def create_token() -> dict[str, Any]:
         """Create a token → 201 with the secret in `token`, shown this once."""
         fields = validate_token_request(read_json_body(request), services)
@@ -125,12 +132,15 @@ def register(app: Bottle, services: Services) -> None:
         response.status = 201
         return {**token_to_json(doc), "token": secret}
 
-    @app.get("/api/admin/tokens")
+    @app.get("/api/admin/tokens", openapi=Doc(
+        "List API tokens (without secrets)", "tokens", {200: Reply("Every token.", ApiTokenList)}, errors=(503,)))
     def list_tokens() -> dict[str, Any]:
         """Every token without its secret, newest first, with lastUsedAt and expiresAt."""
         return {"tokens": [token_to_json(d) for d in tokens.store.list()]}
 
-    @app.delete(f"/api/admin/tokens/{TOKEN_ID}")
+    @app.delete(f"/api/admin/tokens/{TOKEN_ID}", openapi=Doc(
+        "Revoke an API token", "tokens", {204: Reply("Revoked: refused from now on; its open streams end.")},
+        errors=(404, 503)))
     def revoke_token(token_id: str) -> HTTPResponse:
         """Revoke at once → 204: later requests get 401 and its open streams end."""
         doc = tokens.revoke(token_id)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
+import pwd
 import resource
 import shutil
 import signal
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from scriptbox.runners.base import LaunchSpec, RunnerUnavailable
@@ -34,6 +37,11 @@ ADDRESS_SPACE_LIMIT_BYTES = 2560 * 1024 * 1024
 # SIGALRM backstop, armed before exec: if neither the harness nor the engine
 # has ended the process this long after the run's timeout, the kernel does.
 ALARM_GRACE_SECONDS = 5
+
+# When Scriptbox runs as root, the sandbox process runs as this user instead
+# (setting SCRIPTBOX_VM2_USER): an escaped script then cannot signal or ptrace
+# the server's processes, nor read its 0700 data dir.
+DEFAULT_VM2_USER = "nobody"
 
 MIN_NODE_MAJOR = 20
 VM2_VERSION_PREFIX = "3.12."
@@ -95,38 +103,107 @@ def _address_space_limit() -> int:
     return min(ADDRESS_SPACE_LIMIT_BYTES, hard)
 
 
-def _make_preexec(address_space: int, alarm_seconds: int) -> Callable[[], None]:
+@dataclass(frozen=True)
+class SandboxUser:
+    """The unprivileged account a root Scriptbox runs the sandbox process as."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def resolve_sandbox_user(run_as: str | None, euid: int) -> SandboxUser | None:
+    """Whom the sandbox process runs as: None means "as Scriptbox itself".
+
+    Only root can switch users, so for any other euid the answer is None. For
+    root, `run_as` (a user name or a numeric uid) names the account; None, or
+    an account with uid 0, keeps root (the operator's explicit choice).
+
+    Raises RunnerUnavailable when the account does not exist.
+    """
+    if euid != 0 or not run_as:
+        return None
+    try:
+        entry = pwd.getpwuid(int(run_as)) if run_as.isdigit() else pwd.getpwnam(run_as)
+    except (KeyError, OverflowError) as exc:
+        raise RunnerUnavailable(
+            f"SCRIPTBOX_VM2_USER: no user {run_as!r} on this machine to run the vm2 sandbox as"
+        ) from exc
+    if entry.pw_uid == 0:
+        return None
+    return SandboxUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def _allows(st: os.stat_result, user: SandboxUser, bits: int) -> bool:
+    """Whether mode bits grant all of `bits` (4 read, 2 write, 1 execute) to `user`.
+
+    Supplementary groups are dropped before exec, so only the primary gid counts.
+    """
+    if st.st_uid == user.uid:
+        shift = 6
+    elif st.st_gid == user.gid:
+        shift = 3
+    else:
+        shift = 0
+    return (st.st_mode >> shift) & bits == bits
+
+
+def unreachable_for(path: Path, user: SandboxUser, bit: int) -> Path | None:
+    """The first directory on the way to `path`, or `path` itself, that `user`
+    cannot pass through (search) or use with `bit`; None when all is fine."""
+    path = Path(os.path.realpath(path))
+    for parent in reversed(path.parents):
+        if not _allows(os.stat(parent), user, 1):
+            return parent
+    return None if _allows(os.stat(path), user, bit) else path
+
+
+@functools.lru_cache(maxsize=8)
+def _check_reachable(node: str, harness_dir: Path, user: SandboxUser) -> None:
+    """Raise RunnerUnavailable unless `user` can execute node and read every
+    harness file (cached: the tree only changes with an install)."""
+    problems: list[str] = []
+    blocked = unreachable_for(Path(node), user, 1)
+    if blocked is not None:
+        problems.append(f"cannot execute {node} (blocked at {blocked})")
+    for root, dirs, files in os.walk(harness_dir):
+        for name in dirs:
+            blocked = unreachable_for(Path(root, name), user, 5)
+            if blocked is not None:
+                problems.append(f"cannot read {blocked}")
+        for name in files:
+            blocked = unreachable_for(Path(root, name), user, 4)
+            if blocked is not None:
+                problems.append(f"cannot read {blocked}")
+        if problems:
+            break
+    if problems:
+        raise RunnerUnavailable(
+            f"the vm2 sandbox runs as {user.name} (SCRIPTBOX_VM2_USER), who {problems[0]}: "
+            "make the harness world-readable (chmod -R a+rX) or install Scriptbox where that user can read it"
+        )
+
+
+def _make_preexec(address_space: int, alarm_seconds: int, user: SandboxUser | None) -> Callable[[], None]:
     def preexec() -> None:
         # Runs in the child between fork and exec: only async-signal-safe-ish work.
         resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         # Pending alarms survive execve; node leaves SIGALRM at its default (terminate).
         signal.alarm(alarm_seconds)
+        if user is not None:
+            # Groups first (needs root), then gid, then uid: after setresuid
+            # nothing can be changed back. Real, effective and saved ids all
+            # change, so the process cannot regain root.
+            os.setgroups([])
+            os.setresgid(user.gid, user.gid, user.gid)
+            os.setresuid(user.uid, user.uid, user.uid)
 
     return preexec
 
 
-def prepare_vm2_launch(
-    script: str,
-    script_env: dict[str, str],
-    timeout_ms: int,
-    *,
-    harness_dir: Path = HARNESS_DIR,
-) -> LaunchSpec:
-    """Describe the node process that runs `script` in a vm2 sandbox.
-
-    The script, its env and its timeout go to the harness as one JSON document
-    on stdin; the process itself gets an empty environment, a fresh private
-    temporary working directory (removed by the spec's cleanup), a V8 heap
-    limit, an address-space limit, node's permission model (read access to the
-    harness directory only, no child processes, no writes) and a SIGALRM
-    backstop.
-
-    Raises RunnerUnavailable when node is missing or too old, or when the vm2
-    package is not installed; ValueError when timeout_ms is not positive.
-    """
-    if timeout_ms < 1:
-        raise ValueError("timeout_ms must be positive")
+def _checked_node() -> tuple[str, tuple[int, int, int]]:
+    """The node binary on PATH and its version; raises RunnerUnavailable."""
     node = shutil.which("node")
     if node is None:
         raise RunnerUnavailable("node was not found on PATH: the vm2 runner needs Node.js 20 or newer")
@@ -135,6 +212,35 @@ def prepare_vm2_launch(
         raise RunnerUnavailable(
             f"the vm2 runner needs Node.js {MIN_NODE_MAJOR} or newer, found {'.'.join(map(str, version))}"
         )
+    return node, version
+
+
+def prepare_vm2_launch(
+    script: str,
+    script_env: dict[str, str],
+    timeout_ms: int,
+    *,
+    harness_dir: Path = HARNESS_DIR,
+    run_as: str | None = DEFAULT_VM2_USER,
+) -> LaunchSpec:
+    """Describe the node process that runs `script` in a vm2 sandbox.
+
+    The script, its env and its timeout go to the harness as one JSON document
+    on stdin; the process itself gets an empty environment, a fresh private
+    temporary working directory (removed by the spec's cleanup), a V8 heap
+    limit, an address-space limit, node's permission model (read access to the
+    harness directory only, no child processes, no writes) and a SIGALRM
+    backstop. When Scriptbox runs as root, the process runs as the user
+    `run_as` (None: stay root) with no supplementary groups, and its working
+    directory belongs to that user.
+
+    Raises RunnerUnavailable when node is missing or too old, when the vm2
+    package is not installed, when `run_as` does not exist or cannot execute
+    node or read the harness; ValueError when timeout_ms is not positive.
+    """
+    if timeout_ms < 1:
+        raise ValueError("timeout_ms must be positive")
+    node, version = _checked_node()
     harness_dir = harness_dir.resolve()
     harness = harness_dir / "harness.js"
     if not harness.is_file():
@@ -143,6 +249,9 @@ def prepare_vm2_launch(
     if "," in str(harness_dir):
         # --allow-fs-read takes a comma-separated list.
         raise RunnerUnavailable(f"the vm2 harness directory must not contain a comma: {harness_dir}")
+    user = resolve_sandbox_user(run_as, os.geteuid())
+    if user is not None:
+        _check_reachable(node, harness_dir, user)
 
     argv = [
         node,
@@ -161,6 +270,9 @@ def prepare_vm2_launch(
     alarm_seconds = math.ceil(timeout_ms / 1000) + ALARM_GRACE_SECONDS
 
     workdir = tempfile.mkdtemp(prefix="scriptbox-vm2-")  # mode 0700
+    if user is not None:
+        # Still private (0700), but to the sandbox's user, so its cwd is usable.
+        os.chown(workdir, user.uid, user.gid)
 
     def cleanup() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -170,7 +282,7 @@ def prepare_vm2_launch(
         env={},
         cwd=workdir,
         stdin_data=stdin_data,
-        preexec=_make_preexec(address_space, alarm_seconds),
+        preexec=_make_preexec(address_space, alarm_seconds, user),
         cleanup=cleanup,
         label="vm2",
         extra_meta={
@@ -178,5 +290,6 @@ def prepare_vm2_launch(
             "vm2Version": vm2_version,
             "heapLimitMb": HEAP_LIMIT_MB,
             "addressSpaceLimitBytes": address_space,
+            "sandboxUser": user.name if user is not None else None,
         },
     )

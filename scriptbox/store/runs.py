@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,12 +84,22 @@ def decode_cursor(cursor: str) -> tuple[datetime, ObjectId] | None:
     return datetime(1970, 1, 1) + timedelta(milliseconds=millis), oid
 
 
-class RunStore:
-    """Reads and writes runs and their output chunks."""
+RunListener = Callable[[dict[str, Any]], None]
 
-    def __init__(self, database: Database) -> None:
+
+class RunStore:
+    """Reads and writes runs and their output chunks.
+
+    `on_claimed` / `on_finished` are told of each successful claim and finish
+    (the metrics): every transition passes through here exactly once.
+    """
+
+    def __init__(self, database: Database, *, on_claimed: RunListener | None = None,
+                 on_finished: RunListener | None = None) -> None:
         self.runs = database.db.script_runs
         self.chunks = database.db.script_run_output
+        self._on_claimed = on_claimed
+        self._on_finished = on_finished
 
     def ensure_indexes(self) -> None:
         with translate_db_errors():
@@ -116,7 +126,7 @@ class RunStore:
         """Atomically take the oldest queued run (FIFO); None when none is left."""
         now = utcnow()
         with translate_db_errors():
-            return self.runs.find_one_and_update(
+            doc = self.runs.find_one_and_update(
                 {"status": "queued"},
                 {"$set": {
                     "status": "running",
@@ -128,6 +138,9 @@ class RunStore:
                 sort=[("createdAt", ASCENDING), ("_id", ASCENDING)],
                 return_document=ReturnDocument.AFTER,
             )
+        if doc is not None and self._on_claimed is not None:
+            self._on_claimed(doc)
+        return doc
 
     def update_running(self, run_id: ObjectId, executor_id: str, fields: dict[str, Any]) -> bool:
         """Set fields on a run this executor still holds; False if it does not."""
@@ -156,7 +169,10 @@ class RunStore:
         update = {"$set": {"status": status, "finishedAt": utcnow(), **fields},
                   "$unset": {"leaseUntil": "", "cancelRequested": ""}}
         with translate_db_errors():
-            return self.runs.find_one_and_update(cond, update, return_document=ReturnDocument.AFTER)
+            doc = self.runs.find_one_and_update(cond, update, return_document=ReturnDocument.AFTER)
+        if doc is not None and self._on_finished is not None:
+            self._on_finished(doc)
+        return doc
 
     def request_cancel(self, run_id: ObjectId) -> dict[str, Any] | None:
         """Flag a running run for cancel; None if it is not running."""
@@ -193,6 +209,14 @@ class RunStore:
                 {"_id": {"$in": ids}, "status": "running", "executor.id": executor_id},
                 {"$set": {"leaseUntil": utcnow() + timedelta(seconds=lease_s)}},
             )
+
+    def count_active(self) -> dict[str, int]:
+        """How many runs are queued and running (all processes)."""
+        with translate_db_errors():
+            rows = self.runs.aggregate([{"$match": {"status": {"$in": list(ACTIVE)}}},
+                                        {"$group": {"_id": "$status", "n": {"$sum": 1}}}])
+            counts = {str(row["_id"]): int(row["n"]) for row in rows}
+        return {status: counts.get(status, 0) for status in ACTIVE}
 
     def lapsed(self, now: datetime) -> list[dict[str, Any]]:
         """Running runs whose lease (or browser deadline) has passed."""

@@ -14,7 +14,7 @@ import { bootstrap } from "./worker-bootstrap.js";
 // What we send back to the server is bounded: the first KEEP_HEAD characters and a
 // rolling KEEP_TAIL, with a marker for what was dropped in between; and the JSON body is
 // cut further if it would pass the server's 8 MiB request limit (MAX_BODY).
-const KEEP_HEAD = 3 * 1024 * 1024;
+const KEEP_HEAD = 1024 * 1024;
 const KEEP_TAIL = 256 * 1024;
 const MAX_BODY = 7.5 * 1024 * 1024;
 // Reporting the outcome is retried when the server cannot be reached (or answers 5xx).
@@ -74,7 +74,11 @@ class LocalRun {
     }
     this.worker.onmessage = (ev) => {
       const m = ev.data || {};
-      if (m.t === "out") this.output(m.stream === "stderr" ? "stderr" : "stdout", wellFormed(String(m.data)));
+      if (m.t === "out" && Array.isArray(m.parts)) {
+        for (let i = 0; i + 1 < m.parts.length; i += 2) {
+          this.output(m.parts[i] === "stderr" ? "stderr" : "stdout", wellFormed(String(m.parts[i + 1])));
+        }
+      }
       else if (m.t === "done") this.finish(m.ok ? "succeeded" : "failed", m.ok ? 0 : 1, m.error);
     };
     this.worker.onerror = (ev) => {

@@ -7,8 +7,10 @@
 //   /admin/scripts/runs/<runId>  one run
 //   /admin/scripts/tokens        API tokens
 //   /admin/scripts/audit         the audit log
+//   /admin/scripts/api           the API reference (from /api/openapi.json)
 //   /admin/scripts/<id>          one script: editor, run panel, history
 import "./styles.css";
+import { ApiReferenceView } from "./apiReference.js";
 import { AuditView } from "./audit.js";
 import { activeLocalRuns } from "./browserRunner.js";
 import { h } from "./dom.js";
@@ -30,6 +32,7 @@ export function route(pathname) {
   if (rest === "runs") return { name: "runs" };
   if (rest === "tokens") return { name: "tokens" };
   if (rest === "audit") return { name: "audit" };
+  if (rest === "api") return { name: "api" };
   const run = /^runs\/([^/]+)$/.exec(rest);
   if (run) return { name: "run", runId: decodeURIComponent(run[1]) };
   const script = /^([^/]+)$/.exec(rest);
@@ -53,12 +56,13 @@ class App {
     this.navRuns = h("a.nav-link", { href: `${ROOT}/runs`, "data-link": true }, "Runs");
     this.navTokens = h("a.nav-link", { href: `${ROOT}/tokens`, "data-link": true }, "Tokens");
     this.navAudit = h("a.nav-link", { href: `${ROOT}/audit`, "data-link": true }, "Audit");
+    this.navApi = h("a.nav-link#nav-api", { href: `${ROOT}/api`, "data-link": true }, "API");
     root.append(
       h("a.skip-link", { href: "#main" }, "Skip to content"),
       h(
         "header.topbar",
         h("a.brand", { href: ROOT, "data-link": true }, h("span.brand-mark", { "aria-hidden": "true" }, "›_"), "Scriptbox"),
-        h("nav.topnav", { "aria-label": "Main" }, this.navScripts, this.navRuns, this.navTokens, this.navAudit),
+        h("nav.topnav", { "aria-label": "Main" }, this.navScripts, this.navRuns, this.navTokens, this.navAudit, this.navApi),
         h("div.topbar-hint.muted", h("kbd", `${MOD_KEY} S`), " save ", h("kbd", `${MOD_KEY} ↵`), " run"),
       ),
       h("div.shell", this.sidebar.el, this.main),
@@ -141,8 +145,9 @@ class App {
   updateChrome(r) {
     document.body.dataset.route = r.name;
     this.sidebar.setActive(r.name === "script" ? r.id : null);
-    const section = r.name === "runs" || r.name === "run" ? "runs" : r.name === "tokens" || r.name === "audit" ? r.name : "scripts";
-    const links = { scripts: this.navScripts, runs: this.navRuns, tokens: this.navTokens, audit: this.navAudit };
+    const sections = { runs: "runs", run: "runs", tokens: "tokens", audit: "audit", api: "api" };
+    const section = sections[r.name] || "scripts";
+    const links = { scripts: this.navScripts, runs: this.navRuns, tokens: this.navTokens, audit: this.navAudit, api: this.navApi };
     for (const [name, link] of Object.entries(links)) {
       if (name === section) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
@@ -160,6 +165,7 @@ class App {
     else if (r.name === "run") view = new RunView({ runId: r.runId, app: this });
     else if (r.name === "tokens") view = new TokensView({ app: this });
     else if (r.name === "audit") view = new AuditView({ app: this });
+    else if (r.name === "api") view = new ApiReferenceView();
     else view = { el: h("div.empty-state", h("h1", "Page not found"), h("a.btn", { href: ROOT, "data-link": true }, "Back to scripts")), destroy() {} };
     this.view = view;
     this.main.replaceChildren(view.el);

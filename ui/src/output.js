@@ -4,13 +4,15 @@
 // stream (10 MB) costs one batched DOM update per frame rather than one per chunk. The
 // page keeps at most MAX_LINES lines / MAX_CHARS characters; older lines are dropped and a
 // notice points to the stored log. Output is data: every piece of text reaches the DOM as
-// a text node or a span's textContent, never as markup.
+// a text node or a span's textContent, never as markup; bidi controls and other invisible
+// characters appear as visible markers (invisible.js), never applied.
 import { AnsiParser } from "./ansi.js";
 import { h } from "./dom.js";
+import { eachPiece, markerText, markerTitle } from "./invisible.js";
 
 export const MAX_LINES = 10_000;
 export const MAX_CHARS = 2_000_000;
-const MAX_LINE_CHARS = 100_000;
+const MAX_LINE_CHARS = 10_000;
 const FRAME_LINE_BUDGET = 2_000;
 const SKIP_AHEAD_BYTES = 512 * 1024;
 const STICK_SLACK_PX = 24;
@@ -302,17 +304,31 @@ function truncateLine(line) {
 function renderSegments(el, segs) {
   for (const seg of segs) {
     const st = seg.style;
-    if (!st.classes && !st.css?.color && !st.css?.backgroundColor && seg.stream === "stdout") {
-      el.appendChild(document.createTextNode(seg.text));
-      continue;
+    let into = el;
+    if (st.classes || st.css?.color || st.css?.backgroundColor || seg.stream !== "stdout") {
+      into = document.createElement("span");
+      let cls = st.classes || "";
+      if (seg.stream === "stderr") cls = cls ? `${cls} stderr` : "stderr";
+      if (cls) into.className = cls;
+      if (st.css?.color) into.style.color = st.css.color;
+      if (st.css?.backgroundColor) into.style.backgroundColor = st.css.backgroundColor;
+      el.appendChild(into);
     }
-    const span = document.createElement("span");
-    let cls = st.classes || "";
-    if (seg.stream === "stderr") cls = cls ? `${cls} stderr` : "stderr";
-    if (cls) span.className = cls;
-    if (st.css?.color) span.style.color = st.css.color;
-    if (st.css?.backgroundColor) span.style.backgroundColor = st.css.backgroundColor;
-    span.textContent = seg.text;
-    el.appendChild(span);
+    appendVisible(into, seg.text);
   }
+}
+
+/** Appends `text` as text nodes, with bidi/invisible characters as marker spans. */
+function appendVisible(el, text) {
+  eachPiece(
+    text,
+    (piece) => el.appendChild(document.createTextNode(piece)),
+    (ch) => {
+      const mark = document.createElement("span");
+      mark.className = "invisible-char";
+      mark.title = markerTitle(ch);
+      mark.textContent = markerText(ch);
+      el.appendChild(mark);
+    },
+  );
 }

@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { localRun } from "./browserRunner.js";
 import { h } from "./dom.js";
 import { formatDuration, isActive, parseTime } from "./format.js";
+import { visibleText } from "./invisible.js";
 import { OutputView } from "./output.js";
 import { RunStream } from "./stream.js";
 import { setStatusBadge, statusLabel, toast } from "./widgets.js";
@@ -145,7 +146,7 @@ export class RunPanel {
     let reason = !active && run.meta && run.meta.error ? String(run.meta.error) : "";
     if (reason.toLowerCase() === statusLabel(run.status)) reason = ""; // the badge says it
 
-    this.reason.textContent = reason;
+    this.reason.textContent = visibleText(reason);
     this.reason.title = reason;
     this.reason.hidden = !reason;
     this.tick();

@@ -1,19 +1,61 @@
 // Source of the code that runs first inside a browser run's Web Worker, before the
 // user's script. It is stringified into the worker's Blob (see browserRunner.js), so it
-// must not reference anything outside itself.
+// must not reference anything outside itself (not even module-level constants).
 //
 // It takes away every way to reach the network or shared storage (the script gets no
 // server access beyond its own worker), routes console.* to the page, tracks timers so a
 // script that schedules work runs until that work is done (like node), and reports the
 // outcome. The page enforces the timeout and cancel with worker.terminate().
+//
+// The script shares this realm and may patch any prototype or global (Promise.prototype.then,
+// the Set.prototype.size getter, Array/String/JSON methods, Error.prepareStackTrace ...).
+// So everything the outcome depends on is captured here, before the script exists, and
+// used only in ways that do no lookup the script could redirect: methods are called
+// through captured functions ("uncurried", as node's primordials do), bookkeeping uses
+// null-prototype objects and plain counters, events are read through captured getters,
+// and the script's promise is observed with the captured `then` after giving that
+// promise an own `constructor` of undefined (so no species lookup reaches the script).
 export function bootstrap(self, env, firstLine) {
   "use strict";
+  // ---- intrinsics, captured before any user code runs ----
+  const FunctionCall = Function.prototype.call;
+  const uncurry = (fn) => FunctionCall.bind(fn);
+  const apply = Reflect.apply;
+  const defineProperty = Object.defineProperty;
+  const getOwnDescriptor = Object.getOwnPropertyDescriptor;
+  const getPrototypeOf = Object.getPrototypeOf;
+  const freeze = Object.freeze;
+  const hasOwn = uncurry(Object.prototype.hasOwnProperty);
+  const StringCtor = String;
+  const NumberCtor = Number;
+  const stringify = JSON.stringify;
+  const ErrorCtor = Error;
+  const strSlice = uncurry(String.prototype.slice);
+  const strIndexOf = uncurry(String.prototype.indexOf);
+  const strSplit = uncurry(String.prototype.split);
+  const strIncludes = uncurry(String.prototype.includes);
+  const strReplace = uncurry(String.prototype.replace);
+  const strStartsWith = uncurry(String.prototype.startsWith);
+  // Defining (not assigning) the next index: no setter on Array/Object.prototype runs.
+  const arrPush = (arr, value) => {
+    defineProperty(arr, arr.length, { value, writable: true, enumerable: true, configurable: true });
+  };
+  const arrJoin = uncurry(Array.prototype.join);
+  const regexpExec = uncurry(RegExp.prototype.exec);
+  const promiseThen = Promise.prototype.then;
+  const errorEventError = getOwnDescriptor(ErrorEvent.prototype, "error").get;
+  const errorEventMessage = getOwnDescriptor(ErrorEvent.prototype, "message").get;
+  const rejectionReason = getOwnDescriptor(PromiseRejectionEvent.prototype, "reason").get;
+  const preventDefault = Event.prototype.preventDefault;
+  const addListener = uncurry(EventTarget.prototype.addEventListener);
+  const now = Performance.prototype.now.bind(self.performance);
   const post = self.postMessage.bind(self);
   const realClose = self.close.bind(self);
   const realSetTimeout = self.setTimeout.bind(self);
   const realClearTimeout = self.clearTimeout.bind(self);
   const realSetInterval = self.setInterval.bind(self);
   const realClearInterval = self.clearInterval.bind(self);
+  const STACK_LINE = /^:(\d+):(\d+)/;
 
   // ---- no network, no storage, no nested workers ----
   const blocked = [
@@ -24,20 +66,23 @@ export function bootstrap(self, env, firstLine) {
   const deny = (name) => function blockedApi() {
     throw new Error(`${name} is not available to browser scripts (no network access)`);
   };
-  for (const name of blocked) {
-    // Own property and every prototype that defines it (WorkerGlobalScope.prototype ...).
-    for (let o = self; o; o = Object.getPrototypeOf(o)) {
-      if (Object.prototype.hasOwnProperty.call(o, name)) {
+  // Own property and every prototype that defines it (WorkerGlobalScope.prototype ...).
+  const removeEverywhere = (name) => {
+    for (let o = self; o; o = getPrototypeOf(o)) {
+      if (hasOwn(o, name)) {
         try {
           delete o[name];
         } catch (_err) {
-          // non-configurable: shadowed below
+          // non-configurable: shadowed by the caller
         }
       }
     }
+  };
+  for (const name of blocked) {
+    removeEverywhere(name);
     try {
-      const keep = name === "navigator" ? Object.freeze({ userAgent: "scriptbox-browser-runner" }) : undefined;
-      Object.defineProperty(self, name, {
+      const keep = name === "navigator" ? freeze({ userAgent: "scriptbox-browser-runner" }) : undefined;
+      defineProperty(self, name, {
         value: keep === undefined && name !== "indexedDB" && name !== "caches" && name !== "fonts" ? deny(name) : keep,
         writable: false,
         configurable: false,
@@ -48,17 +93,11 @@ export function bootstrap(self, env, firstLine) {
   }
 
   // The page reads the worker's messages as the run's output and outcome: only the
-  // bootstrap may post them, or a script could end its run early or forge output.
-  for (let o = self; o; o = Object.getPrototypeOf(o)) {
-    if (Object.prototype.hasOwnProperty.call(o, "postMessage")) {
-      try {
-        delete o.postMessage;
-      } catch (_err) {
-        // shadowed below
-      }
-    }
-  }
-  Object.defineProperty(self, "postMessage", {
+  // bootstrap may post them, or a script could end its run early or forge output. The
+  // prototypes' own close() would stop the worker without a word to the page.
+  removeEverywhere("postMessage");
+  removeEverywhere("close");
+  defineProperty(self, "postMessage", {
     value: function postMessage() {
       throw new Error("postMessage is not available to browser scripts (use console.log)");
     },
@@ -83,76 +122,186 @@ export function bootstrap(self, env, firstLine) {
       return value;
     };
   };
+  /** A string data property of `obj` or its prototypes; getters and proxies' traps may
+   * run only through the descriptor read, which is guarded. */
+  const dataString = (obj, key) => {
+    try {
+      for (let o = obj, depth = 0; o !== null && depth < 50; o = getPrototypeOf(o), depth++) {
+        const d = getOwnDescriptor(o, key);
+        if (d) return typeof d.value === "string" ? d.value : null;
+      }
+    } catch (_err) {
+      // a hostile proxy
+    }
+    return null;
+  };
   // Stack frames point into the worker's Blob; show them as lines of the user's script
-  // and leave out the bootstrap's own frames.
-  const here = String(self.location && self.location.href);
-  const cleanStack = (stack) => stack
-    .split("\n")
-    .map((line) => {
-      const at = line.indexOf(here);
-      if (at === -1) return line;
-      const m = /^:(\d+):(\d+)/.exec(line.slice(at + here.length));
-      if (!m || Number(m[1]) < firstLine) return null;
-      return `${line.slice(0, at)}script:${Number(m[1]) - firstLine + 1}:${m[2]}${line.slice(at + here.length + m[0].length)}`;
-    })
-    .filter((line) => line !== null)
-    .join("\n");
+  // and leave out the bootstrap's own frames. Only "    at ..." lines are taken from the
+  // stack (Error.prepareStackTrace belongs to the script); the header is rebuilt below.
+  const here = StringCtor(self.location && self.location.href);
+  const stackFrames = (stack) => {
+    const out = [];
+    const lines = strSplit(stack, "\n");
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i];
+      if (!strStartsWith(line, "    at ")) continue;
+      const at = strIndexOf(line, here);
+      if (at === -1) {
+        arrPush(out, line);
+        continue;
+      }
+      const m = regexpExec(STACK_LINE, strSlice(line, at + here.length));
+      if (!m || NumberCtor(m[1]) < firstLine) continue;
+      arrPush(out, `${strSlice(line, 0, at)}script:${NumberCtor(m[1]) - firstLine + 1}:${m[2]}${strSlice(line, at + here.length + m[0].length)}`);
+    }
+    return out;
+  };
+  /** {message, text} of a thrown value, from own data only; never throws. */
+  const describeError = (err) => {
+    if (err === null || (typeof err !== "object" && typeof err !== "function")) {
+      let text;
+      try {
+        text = typeof err === "symbol" ? "Symbol()" : `${err}`;
+      } catch (_err) {
+        text = "[unprintable value]";
+      }
+      return { message: text, text };
+    }
+    const message = dataString(err, "message");
+    if (message === null) {
+      let text = "[object]";
+      try {
+        text = show(err);
+      } catch (_err) {
+        // the script broke its own formatting helpers
+      }
+      return { message: text, text };
+    }
+    const name = dataString(err, "name") || "Error";
+    const lines = [message === "" ? name : `${name}: ${message}`];
+    try {
+      // V8 gives errors an own `stack` accessor (or data property); only "    at" lines
+      // of it are used, so Error.prepareStackTrace cannot change the message above.
+      const d = getOwnDescriptor(err, "stack");
+      const stack = d && (typeof d.value === "string" ? d.value : typeof d.get === "function" ? apply(d.get, err, []) : null);
+      const frames = typeof stack === "string" ? stackFrames(stack) : [];
+      for (let i = 0; i < frames.length; i++) arrPush(lines, frames[i]);
+    } catch (_err) {
+      // frames are a convenience; the message above is what counts
+    }
+    return { message, text: arrJoin(lines, "\n") };
+  };
   const show = (v) => {
     if (typeof v === "string") return v;
-    if (v instanceof Error) return v.stack && v.stack.includes(v.message) ? cleanStack(v.stack) : `${v.name}: ${v.message}`;
+    if (v instanceof Error) return describeError(v).text;
     if (v === undefined) return "undefined";
     if (typeof v === "function") return `[Function ${v.name || "anonymous"}]`;
-    if (typeof v === "symbol" || typeof v === "number" || typeof v === "boolean" || v === null) return String(v);
+    if (typeof v === "symbol" || typeof v === "number" || typeof v === "boolean" || v === null) return StringCtor(v);
     if (typeof v === "bigint") return `${v}n`;
     try {
-      const one = JSON.stringify(v, seen());
-      if (one === undefined) return String(v);
-      return one.length > 100 ? JSON.stringify(v, seen(), 2) : one;
+      const one = stringify(v, seen());
+      if (one === undefined) return StringCtor(v);
+      return one.length > 100 ? stringify(v, seen(), 2) : one;
     } catch (_err) {
-      return String(v);
+      return StringCtor(v);
     }
   };
   const format = (args) => {
-    if (typeof args[0] === "string" && args[0].includes("%") && args.length > 1) {
+    if (typeof args[0] === "string" && strIncludes(args[0], "%") && args.length > 1) {
       let i = 1;
-      const first = args[0].replace(/%([sdifoOjc%])/g, (m, c) => {
+      const first = strReplace(args[0], /%([sdifoOjc%])/g, (m, c) => {
         if (c === "%") return "%";
         if (i >= args.length) return m;
         const a = args[i++];
         if (c === "c") return "";
-        if (c === "d" || c === "i") return String(parseInt(a, 10));
-        if (c === "f") return String(parseFloat(a));
+        if (c === "d" || c === "i") return StringCtor(parseInt(a, 10));
+        if (c === "f") return StringCtor(parseFloat(a));
         return show(a);
       });
-      args = [first, ...args.slice(i)];
+      const rest = [first];
+      for (; i < args.length; i++) arrPush(rest, args[i]);
+      args = rest;
     }
-    return args.map(show).join(" ");
+    const parts = [];
+    for (let i = 0; i < args.length; i++) arrPush(parts, show(args[i]));
+    return arrJoin(parts, " ");
   };
-  // Output is batched only while it floods: a write more than 50 ms after the last
-  // message goes out at once (so the line before a hang is seen); writes in quick
-  // succession collect into one message per 50 ms / 64 KiB / stream switch, so a loop
-  // of console.log calls costs a few messages, not one each.
+
+  // ---- output: batched and rate-limited ----
+  // A flood (for(;;) console.log(...)) must neither keep the page's main thread busy nor
+  // delay its timeout: the page gets at most one message per FLUSH_MS, and at most
+  // RATE_CHARS characters per second after a BURST_CHARS burst; the rest is dropped and
+  // counted, and a marker in the output says how much. A write that comes FLUSH_MS after
+  // the last message goes out at once, so the line before a hang is seen; the timer
+  // below flushes the rest once the script yields. Both streams travel in one message
+  // ([stream, text, stream, text, ...]), so alternating log/error costs nothing extra.
+  const FLUSH_MS = 50;
+  const RATE_CHARS = 512 * 1024;
+  const BURST_CHARS = 1024 * 1024;
   let indent = "";
-  let buffer = "";
-  let bufferStream = "stdout";
+  let parts = [];
+  let partStream = "";
+  let partText = "";
+  let budget = BURST_CHARS;
+  let budgetAt = now();
+  let droppedChars = 0;
+  let droppedWrites = 0;
   let lastPost = -Infinity;
   let flushTimer = 0;
+  const refill = (t) => {
+    budget += ((t - budgetAt) * RATE_CHARS) / 1000;
+    if (budget > BURST_CHARS) budget = BURST_CHARS;
+    budgetAt = t;
+  };
+  const closePart = () => {
+    if (partText) {
+      arrPush(parts, partStream);
+      arrPush(parts, partText);
+    }
+    partText = "";
+  };
+  /** Puts the marker for what was dropped since the last one into the output. */
+  const noteDropped = () => {
+    if (!droppedChars) return;
+    closePart();
+    arrPush(parts, "stderr");
+    arrPush(parts, `\n[scriptbox] ${droppedChars} characters of output (${droppedWrites} writes) dropped: browser runs may write ${RATE_CHARS / 1024} KiB/s after a ${BURST_CHARS / 1024} KiB burst\n`);
+    droppedChars = 0;
+    droppedWrites = 0;
+  };
   const flush = () => {
     if (flushTimer) realClearTimeout(flushTimer);
     flushTimer = 0;
-    if (!buffer) return;
-    post({ t: "out", stream: bufferStream, data: buffer });
-    buffer = "";
-    lastPost = performance.now();
+    noteDropped();
+    closePart();
+    if (!parts.length) return;
+    const out = parts;
+    parts = [];
+    post({ t: "out", parts: out });
+    lastPost = now();
   };
   const write = (stream, args) => {
     let text = format(args);
-    if (indent) text = text.split("\n").map((l) => indent + l).join("\n");
-    if (buffer && stream !== bufferStream) flush();
-    bufferStream = stream;
-    buffer += `${text}\n`;
-    if (buffer.length >= 65536 || performance.now() - lastPost >= 50) flush();
-    else if (!flushTimer) flushTimer = realSetTimeout(flush, 50);
+    if (indent) {
+      const lines = strSplit(text, "\n");
+      const indented = [];
+      for (let i = 0; i < lines.length; i++) arrPush(indented, indent + lines[i]);
+      text = arrJoin(indented, "\n");
+    }
+    text += "\n";
+    const t = now();
+    refill(t);
+    if (text.length > budget) {
+      droppedChars += text.length;
+      droppedWrites += 1;
+    } else {
+      budget -= text.length;
+      if (stream !== partStream) closePart();
+      partStream = stream;
+      partText += text;
+    }
+    if (t - lastPost >= FLUSH_MS) flush();
+    else if (!flushTimer) flushTimer = realSetTimeout(flush, FLUSH_MS);
   };
   const counts = new Map();
   const timers = new Map();
@@ -174,116 +323,169 @@ export function bootstrap(self, env, firstLine) {
     },
     groupCollapsed: (...a) => con.group(...a),
     groupEnd: () => {
-      indent = indent.slice(2);
+      indent = strSlice(indent, 2);
     },
     count: (label = "default") => {
       counts.set(label, (counts.get(label) || 0) + 1);
       write("stdout", [`${label}: ${counts.get(label)}`]);
     },
     countReset: (label = "default") => counts.delete(label),
-    time: (label = "default") => timers.set(label, performance.now()),
-    timeLog: (label = "default", ...a) => write("stdout", [`${label}: ${(performance.now() - (timers.get(label) || 0)).toFixed(3)}ms`, ...a]),
+    time: (label = "default") => timers.set(label, now()),
+    timeLog: (label = "default", ...a) => write("stdout", [`${label}: ${(now() - (timers.get(label) || 0)).toFixed(3)}ms`, ...a]),
     timeEnd: (label = "default") => {
       con.timeLog(label);
       timers.delete(label);
     },
   };
-  Object.defineProperty(self, "console", { value: Object.freeze(con), writable: false, configurable: false });
+  defineProperty(self, "console", { value: freeze(con), writable: false, configurable: false });
 
-  // ---- pending timers: the run ends when main() settled and no timer is left ----
+  // ---- outcome: the run ends when main() settled and no timer is left ----
   let mainDone = false;
   let finished = false;
-  const pending = new Set();
+  // Pending timer ids: a null-prototype object and a counter, so no Set/Map method or
+  // getter the script could patch decides when the run is over.
+  const pending = Object.create(null);
+  let pendingCount = 0;
+  const track = (id) => {
+    if (!(id in pending)) pendingCount += 1;
+    pending[id] = true;
+  };
+  const untrack = (id) => {
+    if (id in pending) {
+      pendingCount -= 1;
+      delete pending[id];
+    }
+  };
   const finish = (ok, error) => {
     if (finished) return;
     finished = true;
-    flush();
+    try {
+      flush();
+    } catch (_err) {
+      // the outcome below must go out even if the output could not
+    }
     post({ t: "done", ok, error: error || null });
   };
   const maybeFinish = () => {
-    if (mainDone && pending.size === 0) finish(true);
+    if (mainDone && pendingCount === 0) finish(true);
   };
   // After the current task, a promise rejected and left unhandled in it is reported by
   // an "unhandledrejection" event in a task the browser queues then; checking two tasks
   // later lets that event fail the run before it could be reported a success.
   const maybeFinishLater = () => realSetTimeout(() => realSetTimeout(maybeFinish, 0), 0);
   const fail = (err) => {
-    const text = show(err);
-    flush();
-    post({ t: "out", stream: "stderr", data: `Uncaught ${text}\n` });
-    finish(false, err && err.message ? err.message : text);
+    if (finished) return;
+    const { message, text } = describeError(err);
+    // Reported as failed before anything else can go wrong.
+    try {
+      noteDropped();
+      closePart();
+      partStream = "stderr";
+      partText = `Uncaught ${text}\n`;
+    } catch (_err) {
+      // the message below still carries the reason
+    }
+    finish(false, message);
   };
   self.setTimeout = (fn, ms, ...args) => {
     const id = realSetTimeout(() => {
-      pending.delete(id);
+      untrack(id);
       try {
-        if (typeof fn === "function") fn(...args);
+        if (typeof fn === "function") apply(fn, undefined, args);
       } catch (err) {
         fail(err);
         return;
       }
       maybeFinishLater();
     }, ms);
-    pending.add(id);
+    track(id);
     return id;
   };
   self.clearTimeout = (id) => {
-    pending.delete(id);
+    untrack(id);
     realClearTimeout(id);
     realSetTimeout(maybeFinish, 0);
   };
   self.setInterval = (fn, ms, ...args) => {
     const id = realSetInterval(() => {
       try {
-        if (typeof fn === "function") fn(...args);
+        if (typeof fn === "function") apply(fn, undefined, args);
       } catch (err) {
         realClearInterval(id);
-        pending.delete(id);
+        untrack(id);
         fail(err);
       }
     }, ms);
-    pending.add(id);
+    track(id);
     return id;
   };
   self.clearInterval = (id) => {
-    pending.delete(id);
+    untrack(id);
     realClearInterval(id);
     realSetTimeout(maybeFinish, 0);
   };
   // close() would stop the worker without a word to the page, which would then wait
   // for the timeout: it ends the run now instead, as a successful exit.
-  Object.defineProperty(self, "close", {
+  defineProperty(self, "close", {
     value: function close() {
       mainDone = true;
-      pending.clear();
       finish(true);
       realClose();
     },
     writable: false,
     configurable: false,
   });
-  self.addEventListener("error", (ev) => {
-    ev.preventDefault();
-    fail(ev.error || new Error(ev.message));
-  });
-  self.addEventListener("unhandledrejection", (ev) => {
-    ev.preventDefault();
-    fail(ev.reason);
-  });
+  // Capturing listeners registered now run before any listener the script adds to the
+  // global (same target, registration order), so it cannot stop these from seeing errors.
+  addListener(self, "error", (ev) => {
+    let error;
+    try {
+      apply(preventDefault, ev, []);
+      error = apply(errorEventError, ev, []);
+      if (error === undefined || error === null) error = new ErrorCtor(apply(errorEventMessage, ev, []));
+    } catch (_err) {
+      error = new ErrorCtor("an error event without details");
+    }
+    fail(error);
+  }, true);
+  addListener(self, "unhandledrejection", (ev) => {
+    let reason;
+    try {
+      apply(preventDefault, ev, []);
+      reason = apply(rejectionReason, ev, []);
+    } catch (_err) {
+      reason = new ErrorCtor("an unhandled rejection without details");
+    }
+    fail(reason);
+  }, true);
 
-  const frozenEnv = Object.freeze({ ...env });
+  const frozenEnv = freeze({ ...env });
   // The user's code only appears after this function returned, so nothing of it runs
   // before the lockdown above.
   return (main) => {
-    Promise.resolve()
-      .then(() => main(frozenEnv, con))
-      .then(
-        () => {
-          mainDone = true;
-          // Let callbacks queued by the script's last await settle first.
-          maybeFinishLater();
-        },
-        (err) => fail(err),
-      );
+    let promise;
+    try {
+      promise = main(frozenEnv, con);
+    } catch (err) {
+      fail(err); // not reached for an async main, kept for safety
+      return;
+    }
+    // An own `constructor` of undefined makes `then` use the real Promise for the
+    // derived promise (SpeciesConstructor), so a patched Promise.prototype.constructor
+    // or Symbol.species never runs; the captured `then` itself cannot be replaced.
+    try {
+      defineProperty(promise, "constructor", { value: undefined });
+    } catch (_err) {
+      fail(new ErrorCtor("the script's body did not return a promise"));
+      return;
+    }
+    apply(promiseThen, promise, [
+      () => {
+        mainDone = true;
+        // Let callbacks queued by the script's last await settle first.
+        maybeFinishLater();
+      },
+      (err) => fail(err),
+    ]);
   };
 }

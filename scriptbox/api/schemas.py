@@ -1,0 +1,175 @@
+"""Pydantic models of what the API answers, for the OpenAPI document (SPEC §8.8).
+
+Requests are validated by the models in scriptbox/models.py, and the document
+uses those same classes for request bodies. Answers are built by the stores'
+``*_to_json`` functions; the models below describe them, and the fuzz test
+(tests/test_fuzz_api.py) checks every answer of the running server against
+them, so a field added to an answer without its model fails the suite.
+
+Answer models derive from the request models where they share fields, so a
+field added to a definition appears in both directions by construction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..models import FINISHED_STATUSES, RUN_STATUSES, EnvEntry, ScriptDefinitionInput
+
+IsoTime = Field(description="ISO-8601 UTC with Z, millisecond precision", examples=["2026-01-31T12:00:00.000Z"])
+ObjectIdHex = Field(pattern=r"^[0-9a-f]{24}$", description="an ObjectId as 24 lowercase hex digits")
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "timed_out"]
+FinishedStatus = Literal["succeeded", "failed", "canceled", "timed_out"]
+Trigger = Literal["manual", "api", "schedule"]
+assert RunStatus.__args__ == RUN_STATUSES and FinishedStatus.__args__ == FINISHED_STATUSES  # type: ignore[attr-defined]
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="stable, machine-readable, e.g. validation_failed, not_found, edit_conflict")
+    message: str = Field(description="for humans")
+    fields: dict[str, str] | None = Field(
+        None, description="one message per bad field, by path (e.g. env.3.key); only on validation errors")
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of every non-success answer (scriptbox/errors.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+
+
+class ScriptDefinition(ScriptDefinitionInput):
+    """A stored definition as the API shows it."""
+
+    # Answers may carry fields added by later versions; clients ignore what they do not know.
+    model_config = ConfigDict(extra="allow")
+
+    id: str = ObjectIdHex
+    runner: str  # always set once stored
+    env: list[EnvEntry]
+    createdAt: str = IsoTime
+    updatedAt: str = IsoTime
+
+
+class LastRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = ObjectIdHex
+    status: RunStatus
+    createdAt: str | None = IsoTime
+    finishedAt: str | None = IsoTime
+
+
+class ScriptListItem(ScriptDefinition):
+    model_config = ConfigDict(extra="allow")
+
+    lastRun: LastRun | None = Field(description="the script's newest run, or null when it never ran")
+
+
+class ScriptList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scripts: list[ScriptListItem] = Field(description="sorted by name")
+
+
+class RunMeta(BaseModel):
+    """Details of a run. Later versions add keys; clients ignore what they do not know."""
+
+    model_config = ConfigDict(extra="allow")
+
+    node: str | None = Field(description="the host that executed it, or 'browser'")
+    pid: int | None
+    signal: str | None = Field(description="the signal that ended the main process, e.g. SIGKILL")
+    error: str | None = Field(description="why it failed, timed out or was canceled")
+    outputBytes: int = Field(ge=0, description="bytes of output the run produced")
+    logTruncated: bool = Field(description="the stored log reached SCRIPTBOX_MAX_LOG_BYTES")
+    requestedBy: str | None = Field(description="who started it")
+    snapshot: dict[str, Any] | None = Field(
+        None, description="what ran: name, codeIdentifier, type, runner, timeoutMs, workingDirectory")
+
+
+class Run(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = ObjectIdHex
+    scriptId: str | None = ObjectIdHex
+    status: RunStatus
+    trigger: Trigger | None
+    createdAt: str | None = IsoTime
+    startedAt: str | None = IsoTime
+    finishedAt: str | None = IsoTime
+    exitCode: int | None = Field(description="null unless the process exited")
+    outputTail: str = Field(description="the last SCRIPTBOX_TAIL_BYTES of output")
+    meta: RunMeta
+
+
+class RunList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    runs: list[Run] = Field(description="newest first")
+    nextBefore: str | None = Field(description="pass as ?before= for the next page; null on the last page")
+
+
+class RunRequest(BaseModel):
+    """POST …/run body (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trigger: Literal["manual", "api"] = Field(
+        "api", description="manual: the admin UI; api: any other client. schedule is the scheduler's alone")
+
+
+class RunStarted(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    runId: str = ObjectIdHex
+    status: RunStatus
+
+
+class OutputEvent(BaseModel):
+    """The data of an SSE `output` event (its id is the chunk's sequence number)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stream: Literal["stdout", "stderr"]
+    data: str
+    system: bool | None = Field(None, description="true on lines Scriptbox wrote itself (e.g. truncation)")
+
+
+class BrowserOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stream: Literal["stdout", "stderr"]
+    data: str
+
+
+class BrowserResult(BaseModel):
+    """POST …/browser-result body: the admin page reports a browser run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: FinishedStatus
+    exitCode: int | None = Field(None, ge=-(2**31), le=2**31 - 1)
+    output: list[BrowserOutput] = []
+    error: str | None = Field(None, description="kept up to 2000 characters")
+
+
+class DesktopLogin(BaseModel):
+    """POST /desktop-login body: the desktop window's one-time token."""
+
+    model_config = ConfigDict(extra="allow")
+
+    token: str
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["ok", "unavailable"]
+    db: Literal["ok", "unreachable"]
