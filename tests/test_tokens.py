@@ -126,6 +126,9 @@ def test_an_admin_token_has_the_whole_api_but_never_opens_the_ui(api: Api, serve
     assert created.status_code == 201
     assert bot.get("/api/admin/tokens").status_code == 200
     assert bot.get("/api/admin/audit").status_code == 200
+    assert bot.get("/metrics").status_code == 200 and bot.get("/api/openapi.json").status_code == 200
+    runner = token_api(server, make_token(api)["token"])
+    assert runner.get("/metrics").status_code == 403 and runner.get("/api/openapi.json").status_code == 403
     for page in ("/admin/scripts", "/admin/scripts/tokens", "/admin/assets/app.js"):
         answer = bot.get(page)
         assert answer.status_code == 401 and answer.headers["Content-Type"].startswith("application/json")
