@@ -76,6 +76,7 @@ bench: deps
 	$(PY) bench/cli.py
 	$(PY) bench/tokens.py
 	$(PY) bench/soak.py --seconds 60
+	$(PY) bench/auth_flood.py
 	$(PY) bench/tools.py
 
 clean:

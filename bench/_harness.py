@@ -122,7 +122,7 @@ class BenchServer:
         """Pid of the embedded database (a child process), None with an external one."""
         for child in psutil.Process(self.proc.pid).children():
             try:
-                if any("secantus" in part for part in child.cmdline()):
+                if "--storage-path" in child.cmdline():  # the database, however it is launched
                     return int(child.pid)
             except psutil.Error:
                 continue

@@ -10,6 +10,7 @@ usual way to pass secrets to containers and systemd credentials.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -52,6 +53,26 @@ def _non_empty(raw: str) -> str:
 
 def _host_list(raw: str) -> tuple[str, ...]:
     return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"must be comma-separated addresses or CIDRs ({exc})") from None
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("must be a number of seconds") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return parse
 
 
 def _path(raw: str) -> Path:
@@ -113,6 +134,18 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
     SettingSpec("allowed_hosts", "SCRIPTBOX_ALLOWED_HOSTS", None, _host_list,
                 "Comma-separated extra Host names accepted (DNS-rebinding guard), e.g. "
                 "scripts.example.com when behind a reverse proxy."),
+    SettingSpec("trusted_proxies", "SCRIPTBOX_TRUSTED_PROXIES", None, _networks,
+                "Comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For names the client "
+                "(for the login throttle and logs), e.g. 127.0.0.1/32. Default: none; the socket peer is the client."),
+    SettingSpec("max_connections", "SCRIPTBOX_MAX_CONNECTIONS", None, _positive_int(16, 1_000_000),
+                "Open HTTP connections at once; past it new ones get a JSON 503 (idle keep-alive and "
+                "half-sent connections are closed first to make room). Default 4096; lowered to fit the "
+                "open-file limit."),
+    SettingSpec("header_timeout", "SCRIPTBOX_HEADER_TIMEOUT", None, _seconds(1, 3600),
+                "Seconds a client has to send a request's line and headers once it started. Default 10."),
+    SettingSpec("idle_timeout", "SCRIPTBOX_IDLE_TIMEOUT", None, _seconds(1, 3600),
+                "Seconds a connection may wait for its next request, or stall a body read or a write, "
+                "before it is closed. Default 60."),
     SettingSpec("tls_cert", "SCRIPTBOX_TLS_CERT", None, _path,
                 "PEM certificate file; serve HTTPS when set with the key."),
     SettingSpec("tls_key", "SCRIPTBOX_TLS_KEY", None, _path,
@@ -144,6 +177,10 @@ class Settings:
     max_log_bytes: int = 10 * 1024 * 1024
     tail_bytes: int = 16 * 1024
     allowed_hosts: tuple[str, ...] = ()
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    max_connections: int = 4096
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
     tls_cert: Path | None = None
     tls_key: Path | None = None
     vm2_user: str = "nobody"

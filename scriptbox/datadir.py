@@ -3,17 +3,40 @@
 The lock is an ``flock`` on ``<data-dir>/scriptbox.lock``. The kernel drops it
 when the process dies however it dies, so a SIGKILLed server never leaves the
 data dir locked, and a second server on the same data dir is refused.
+
+The data dir is made 0700 at every start, also when it existed before with
+looser permissions: it holds the database files and credentials. A directory
+owned by another user, or a shared sticky one such as /tmp, is refused rather
+than tightened (as root, tightening /tmp would break the machine).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 
 class DataDirBusy(Exception):
     """Another live Scriptbox process holds this data dir."""
+
+
+class DataDirUnsafe(Exception):
+    """The data dir cannot be made private to this user; the message says why."""
+
+
+def tighten(data_dir: Path) -> None:
+    """Create `data_dir` if needed and make it 0700; raises DataDirUnsafe."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = os.stat(data_dir)
+    if info.st_uid != os.geteuid():
+        raise DataDirUnsafe(f"the data dir {data_dir} belongs to another user (uid {info.st_uid}); "
+                            "use a folder of your own")
+    if info.st_mode & stat.S_ISVTX:
+        raise DataDirUnsafe(f"the data dir {data_dir} is a shared folder (sticky bit); use a dedicated one")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(data_dir, 0o700)
 
 
 class DataDirLock:
@@ -23,8 +46,8 @@ class DataDirLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock or raise DataDirBusy naming the holder's pid."""
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Take the lock or raise DataDirBusy naming the holder's pid (DataDirUnsafe, see tighten)."""
+        tighten(self.data_dir)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

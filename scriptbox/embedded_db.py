@@ -9,6 +9,15 @@ it answers ``ping``, and stops it. It must never outlive Scriptbox:
 * as a second line, its pid is written to ``<data-dir>/db.pid``; a later start
   finds a left-over process of the same data dir and stops it before starting
   a new one (callers hold the data-dir lock, so such a process has no owner).
+
+It requires authentication (SecantusDB ``--auth``, SCRAM-SHA-256): any local
+user can reach a loopback port, so the data dir's 0700 would otherwise promise
+nothing. The credential (user ``scriptbox`` and 32 random bytes) is generated
+at the first start and kept in ``<data-dir>/db-credential`` (0600); it reaches
+the database on its stdin (see dblaunch.py) and the driver as keyword
+arguments, never in a command line, a URI that could be logged, or a log line.
+A data dir from before this (no credential yet) simply gets one at its next
+start: the user is written before the database opens its port.
 """
 
 from __future__ import annotations
@@ -16,23 +25,31 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
 
 import psutil
 from pymongo import MongoClient
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from .childproc import die_with_parent, free_loopback_port
+from .config import secret_env_names
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
 EMBEDDED_CACHE_SIZE = "256M"
 STOP_TIMEOUT_S = 15.0
+CREDENTIAL_FILE = "db-credential"
+DB_USER = "scriptbox"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class EmbeddedDatabaseError(Exception):
@@ -40,14 +57,74 @@ class EmbeddedDatabaseError(Exception):
 
 
 def secantus_argv() -> list[str]:
-    """The command that runs SecantusDB's server with this interpreter.
+    """The command that runs SecantusDB's server (through dblaunch.py) with this interpreter.
 
     In a PyInstaller bundle ``sys.executable`` is the bundle itself, which
     understands the hidden ``_secantusd`` subcommand (see app.py).
     """
     if getattr(sys, "frozen", False):
         return [sys.executable, "_secantusd"]
-    return [sys.executable, "-c", "import sys; from secantus.cli import main; sys.exit(main())"]
+    code = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
+            "from scriptbox.dblaunch import main; sys.exit(main(sys.argv[1:]))")
+    return [sys.executable, "-c", code]
+
+
+@dataclass(frozen=True)
+class DbCredential:
+    """The embedded database's one user; repr hides the password."""
+
+    user: str
+    password: str = field(repr=False)
+
+    def client_options(self) -> dict[str, Any]:
+        """pymongo keyword arguments that authenticate with this credential."""
+        return {"username": self.user, "password": self.password, "authSource": "admin",
+                "authMechanism": "SCRAM-SHA-256"}
+
+    def uri(self, uri: str) -> str:
+        """`uri` with this credential in it, for tools that take only a URI (tests, a shared worker)."""
+        scheme, rest = uri.split("://", 1)
+        sep = "&" if "?" in rest else "/?"
+        return (f"{scheme}://{quote_plus(self.user)}:{quote_plus(self.password)}@{rest}"
+                f"{sep}authSource=admin&authMechanism=SCRAM-SHA-256")
+
+
+def launch(argv: list[str], credential: DbCredential, **popen: Any) -> subprocess.Popen[bytes]:
+    """Start `argv` (secantus_argv() plus SecantusDB flags) and hand it `credential` on stdin.
+
+    The process provisions the user and then serves with --auth (dblaunch.py);
+    `popen` goes to subprocess.Popen (stdin is taken).
+    """
+    process: subprocess.Popen[bytes] = subprocess.Popen(argv, stdin=subprocess.PIPE, **popen)
+    assert process.stdin is not None
+    try:
+        process.stdin.write(json.dumps({"user": credential.user, "password": credential.password}).encode() + b"\n")
+        process.stdin.close()
+    except OSError:
+        pass  # it died at once; the caller sees its exit code
+    return process
+
+
+def load_or_create_credential(data_dir: Path) -> DbCredential:
+    """The credential in ``<data_dir>/db-credential``, created (0600) when missing.
+
+    A file that is not 0600 is tightened; an unreadable or malformed one raises
+    EmbeddedDatabaseError rather than being silently replaced.
+    """
+    path = data_dir / CREDENTIAL_FILE
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            json.dump({"user": DB_USER, "password": secrets.token_urlsafe(32)}, handle)
+        os.replace(tmp, path)
+    os.chmod(path, 0o600)
+    try:
+        data = json.loads(path.read_text(encoding="ascii"))
+        return DbCredential(str(data["user"]), str(data["password"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EmbeddedDatabaseError(
+            f"{path} is unreadable or malformed ({exc}); delete it to generate a new credential") from exc
 
 
 def _stop_process(proc: psutil.Process, timeout: float) -> None:
@@ -71,6 +148,7 @@ class EmbeddedDatabase:
         self.log_path = data_dir / "db.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.uri: str | None = None
+        self.credential: DbCredential | None = None
 
     def stop_leftover(self) -> None:
         """Stop a database process left behind by a killed server on this data dir."""
@@ -92,6 +170,9 @@ class EmbeddedDatabase:
         """
         self.storage_path.mkdir(parents=True, exist_ok=True)
         self.stop_leftover()
+        credential = load_or_create_credential(self.data_dir)
+        # The database needs none of Scriptbox's secrets (it gets its own on stdin).
+        env = {k: v for k, v in os.environ.items() if k not in secret_env_names()}
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between probe and bind
             port = free_loopback_port()
@@ -107,8 +188,8 @@ class EmbeddedDatabase:
                 "--cache-size", EMBEDDED_CACHE_SIZE,
             ]
             with open(self.log_path, "ab") as log_file:
-                self.process = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                self.process = launch(
+                    argv, credential, stdout=log_file, stderr=subprocess.STDOUT, env=env,
                     # Own session: a Ctrl-C in the terminal reaches Scriptbox, which
                     # then stops the database in order, not both at once.
                     start_new_session=True, preexec_fn=die_with_parent(os.getpid()),
@@ -116,27 +197,36 @@ class EmbeddedDatabase:
             self.pid_path.write_text(json.dumps({"pid": self.process.pid, "port": port}))
             uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
             try:
-                self._wait_ready(uri)
+                self._wait_ready(uri, credential)
             except EmbeddedDatabaseError as exc:
                 last_error = str(exc)
                 self.stop()
                 continue
             self.uri = uri
+            self.credential = credential
             log.info("embedded database ready at 127.0.0.1:%s (pid %s)", port, self.process.pid)
             return uri
         raise EmbeddedDatabaseError(f"{last_error}\n--- {self.log_path} ---\n{self._log_tail()}")
 
-    def _wait_ready(self, uri: str) -> None:
+    def _wait_ready(self, uri: str, credential: DbCredential) -> None:
         assert self.process is not None
         deadline = time.monotonic() + START_TIMEOUT_S
-        client: MongoClient[dict[str, object]] = MongoClient(uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250)
+        client: MongoClient[dict[str, object]] = MongoClient(
+            uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250, **credential.client_options())
         try:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     raise EmbeddedDatabaseError(f"the embedded database exited with code {self.process.returncode}")
                 try:
+                    # ping is allowed before authentication; listing collections is not,
+                    # so this also proves the credential works.
                     client.admin.command("ping")
+                    client.admin.list_collection_names()
                     return
+                except OperationFailure as exc:
+                    if exc.code == 18:  # AuthenticationFailed: waiting will not help
+                        raise EmbeddedDatabaseError("the embedded database refused Scriptbox's credential") from exc
+                    time.sleep(0.1)
                 except PyMongoError:
                     time.sleep(0.1)  # startup only: nothing to wait on but the port
             raise EmbeddedDatabaseError(f"the embedded database did not answer within {START_TIMEOUT_S:.0f} s")
@@ -168,3 +258,4 @@ class EmbeddedDatabase:
         except FileNotFoundError:
             pass
         self.uri = None
+        self.credential = None

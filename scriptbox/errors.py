@@ -75,6 +75,13 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class TooManyAttempts(ApiError):
+    """A client (or everyone) failed to sign in too often; Retry-After says when to try again."""
+
+    status = 429
+    code = "too_many_attempts"
+
+
 class DatabaseUnavailable(ApiError):
     """The database cannot be reached; requests get 503 and the server stays up."""
 
@@ -94,6 +101,8 @@ STATUS_CODES: dict[int, str] = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    414: "uri_too_long",
+    429: "too_many_attempts",
     500: "internal_error",
     503: "database_unavailable",
 }

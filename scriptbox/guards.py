@@ -97,3 +97,49 @@ def check_same_origin(environ: Mapping[str, Any]) -> None:
         content_type = str(environ.get("CONTENT_TYPE", "")).split(";", 1)[0].strip().lower()
         if content_type != "application/json":
             raise Forbidden("request bodies must be application/json", code="unsupported_content_type")
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # "[::1]:443" as some proxies write it
+        text = text[1:text.index("]")]
+    elif text.count(":") == 1:  # "1.2.3.4:5678"
+        text = text.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address, trusted: Iterable[Network]) -> bool:
+    return any(address.version == net.version and address in net for net in trusted)
+
+
+def client_address(environ: Mapping[str, Any], trusted_proxies: tuple[Network, ...] = ()) -> str:
+    """The address of the client a request comes from, for throttling and logs.
+
+    The socket peer, unless it is a trusted proxy (SCRIPTBOX_TRUSTED_PROXIES):
+    then X-Forwarded-For is read from the right, skipping trusted proxies, and
+    the first address that is not one is the client. Entries left of it were
+    written by the client itself and are never believed; an unparsable entry
+    stops the walk at the last trusted hop.
+    """
+    peer = str(environ.get("REMOTE_ADDR") or "")
+    current = _parse_ip(peer)
+    if current is None or not trusted_proxies or not _trusted(current, trusted_proxies):
+        return str(current) if current is not None else peer
+    forwarded = str(environ.get("HTTP_X_FORWARDED_FOR") or "")
+    for hop in reversed([h for h in forwarded.split(",") if h.strip()]):
+        address = _parse_ip(hop)
+        if address is None:
+            break
+        current = address
+        if not _trusted(address, trusted_proxies):
+            break
+    return str(current)

@@ -8,10 +8,9 @@ admin password -> engine -> HTTP. Stop is the reverse, on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
+import os
 import signal
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +18,18 @@ from typing import Any
 
 import gevent
 import gevent.event
-from gevent.pywsgi import LoggingLogAdapter, WSGIHandler, WSGIServer
+from gevent.pywsgi import LoggingLogAdapter
+from gevent.threadpool import ThreadPool
 
 from .audit import AuditLog
-from .auth import CredentialChecker, DesktopSessions, FailureThrottle, prepare_admin_password
+from .auth import CredentialChecker, DesktopSessions, LoginThrottle, prepare_admin_password
 from .config import Settings
-from .datadir import DataDirBusy, DataDirLock
+from .datadir import DataDirBusy, DataDirLock, DataDirUnsafe
 from .embedded_db import EmbeddedDatabase, EmbeddedDatabaseError
 from .engine import build_engine
-from .errors import STATUS_CODES, DatabaseUnavailable, error_body
+from .errors import DatabaseUnavailable
 from .guards import HostGuard
+from .httpserver import GuardedWSGIServer, connection_cap, raise_open_file_limit
 from .logs import configure_logging
 from .metrics import Metrics
 from .services import Services
@@ -37,77 +38,14 @@ from .store.audit import AuditStore
 from .store.definitions import DefinitionStore
 from .store.tokens import TokenStore
 from .tokens import TokenAuthority
-from .web import create_app, create_metrics_app
+from .web import create_app, create_metrics_app, secure_wsgi
 
 log = logging.getLogger("scriptbox")
 
 HTTP_STOP_GRACE_S = 5.0
-
-
-def _raw_json_error(status: int, message: str) -> bytes:
-    """A complete HTTP error response with the JSON error body, for the socket."""
-    body = json.dumps(error_body(STATUS_CODES.get(status, "error"), message)).encode()
-    reason = HTTP_REASONS.get(status, "Error")
-    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
-            f"Content-Type: application/json; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n")
-    return head.encode("latin-1") + body
-
-
-HTTP_REASONS = {400: "Bad Request", 414: "URI Too Long", 500: "Internal Server Error"}
-_PROTOCOL_ERRORS = {
-    "400": _raw_json_error(400, "the request is not valid HTTP"),
-    "414": _raw_json_error(414, "the request line is too long"),
-}
-
-
-class JsonErrorHandler(WSGIHandler):
-    """gevent's handler, with the JSON error body on errors it answers itself.
-
-    gevent answers malformed requests (bad request line, URL over 8 KiB,
-    broken chunked body) before the app sees them, with an empty body; every
-    error of Scriptbox is JSON (SPEC §3). These hooks are gevent internals,
-    pinned with gevent in requirements.txt and covered by test_error_shape.py.
-    """
-
-    def handle_one_request(self) -> Any:
-        result = super().handle_one_request()
-        if isinstance(result, tuple) and result[0] in _PROTOCOL_ERRORS:
-            return (result[0], _PROTOCOL_ERRORS[result[0]])
-        return result
-
-    def _handle_client_error(self, ex: BaseException) -> Any:
-        status, _ = super()._handle_client_error(ex)
-        return (status, _PROTOCOL_ERRORS.get(status, _PROTOCOL_ERRORS["400"]))
-
-    def _send_error_response_if_possible(self, error_code: int) -> None:
-        if self.response_length:
-            self.close_connection = True
-            return
-        message = "the request is not valid HTTP" if error_code < 500 else "internal error; see the server log"
-        body = json.dumps(error_body(STATUS_CODES.get(error_code, "error"), message)).encode()
-        try:
-            self.start_response(f"{error_code} {HTTP_REASONS.get(error_code, 'Error')}", [
-                ("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(body))),
-                ("Connection", "close")])
-            self.write(body)
-        except OSError:
-            self.close_connection = True
-
-
-class NoDelayWSGIServer(WSGIServer):
-    """A WSGIServer whose connections send small writes at once.
-
-    Without TCP_NODELAY, Nagle's algorithm plus the client's delayed ACK holds
-    small SSE events and short JSON answers back by ~40 ms (measured by the
-    start-latency benchmark).
-    """
-
-    handler_class = JsonErrorHandler
-
-    def handle(self, sock: socket.socket, address: Any) -> None:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().handle(sock, address)
+# Argon2 checks run here, off the gevent loop. Two threads: the throttle admits
+# few checks at a time anyway, and more would only compete with the loop for CPU.
+PASSWORD_THREADS = max(1, min(2, os.cpu_count() or 1))
 
 
 def ui_dist_dir() -> Path:
@@ -165,7 +103,7 @@ def _lock_data_dir(settings: Settings) -> DataDirLock | None:
     lock = DataDirLock(settings.data_dir)
     try:
         lock.acquire()
-    except DataDirBusy as exc:
+    except (DataDirBusy, DataDirUnsafe) as exc:
         print(f"scriptbox: {exc}", file=sys.stderr)
         return None
     return lock
@@ -188,7 +126,8 @@ def work(settings: Settings) -> int:
         return 2
     database = Database(settings.mongodb_uri, settings.db_name)
     engine = None
-    http: NoDelayWSGIServer | None = None
+    http: GuardedWSGIServer | None = None
+    password_pool = ThreadPool(1)  # the metrics port's sign-ins, off the loop
     try:
         try:
             database.ensure_indexes()
@@ -198,7 +137,7 @@ def work(settings: Settings) -> int:
         services = WorkerServices(settings, database, DefinitionStore(database), Metrics())
         engine = build_engine(services)
         if settings.metrics_port is not None:
-            http = _metrics_server(settings, services.metrics)
+            http = _metrics_server(settings, services.metrics, password_pool)
             if http is None:
                 return 1
         engine.start()
@@ -210,19 +149,36 @@ def work(settings: Settings) -> int:
         if engine is not None:
             engine.stop()
         database.close()
+        password_pool.kill()
         lock.release()
 
 
-def _metrics_server(settings: Settings, metrics: Metrics) -> NoDelayWSGIServer | None:
+def _http_server(settings: Settings, app: Any, port: int | None = None) -> GuardedWSGIServer:
+    """The HTTP server for `app`, its connection cap fitted to the (raised) open-file limit."""
+    open_files = raise_open_file_limit()
+    cap = connection_cap(settings.max_connections, open_files)
+    if cap < settings.max_connections:
+        log.warning("SCRIPTBOX_MAX_CONNECTIONS lowered from %d to %d to fit the open-file limit (%d)",
+                    settings.max_connections, cap, open_files)
+    tls: dict[str, str] = {}
+    if settings.tls_enabled:
+        tls = {"certfile": str(settings.tls_cert), "keyfile": str(settings.tls_key)}
+    return GuardedWSGIServer((settings.host, settings.port if port is None else port), secure_wsgi(app),
+                             max_connections=cap, header_timeout=settings.header_timeout,
+                             idle_timeout=settings.idle_timeout,
+                             log=LoggingLogAdapter(logging.getLogger("scriptbox.access")),
+                             error_log=LoggingLogAdapter(logging.getLogger("scriptbox.http"), logging.ERROR),
+                             **tls)
+
+
+def _metrics_server(settings: Settings, metrics: Metrics, pool: ThreadPool) -> GuardedWSGIServer | None:
     """A worker's GET /metrics on SCRIPTBOX_HOST:SCRIPTBOX_METRICS_PORT, started; None if it cannot listen."""
     assert settings.admin_password is not None and settings.metrics_port is not None
     checker = CredentialChecker(settings.admin_user, prepare_admin_password(settings.admin_password,
-                                                                           settings.data_dir).password_hash)
+                                                                           settings.data_dir).password_hash,
+                                run_blocking=lambda check: bool(pool.apply(check)))
     app = create_metrics_app(metrics, checker, HostGuard(settings.host, settings.allowed_hosts))
-    tls = {"certfile": str(settings.tls_cert), "keyfile": str(settings.tls_key)} if settings.tls_enabled else {}
-    http = NoDelayWSGIServer((settings.host, settings.metrics_port), app,
-                             log=LoggingLogAdapter(logging.getLogger("scriptbox.access")),
-                             error_log=LoggingLogAdapter(logging.getLogger("scriptbox.http"), logging.ERROR), **tls)
+    http = _http_server(settings, app, port=settings.metrics_port)
     try:
         http.start()
     except OSError as exc:
@@ -242,14 +198,16 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     embedded: EmbeddedDatabase | None = None
     database: Database | None = None
     engine: Any = None
-    http: NoDelayWSGIServer | None = None
+    http: GuardedWSGIServer | None = None
+    password_pool = ThreadPool(PASSWORD_THREADS)
     try:
         uri = settings.mongodb_uri
         if uri is None:
             embedded = EmbeddedDatabase(settings.data_dir)
             print(f"Starting the embedded database in {embedded.storage_path} ...", flush=True)
             uri = embedded.start()
-        database = Database(uri, settings.db_name)
+        credentials = embedded.credential.client_options() if embedded and embedded.credential else None
+        database = Database(uri, settings.db_name, credentials=credentials)
         try:
             database.ensure_indexes()
         except DatabaseUnavailable:
@@ -260,24 +218,18 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             settings=settings,
             database=database,
             definitions=DefinitionStore(database),
-            credentials=CredentialChecker(settings.admin_user, password.password_hash),
+            credentials=CredentialChecker(settings.admin_user, password.password_hash,
+                                          run_blocking=lambda check: bool(password_pool.apply(check))),
             host_guard=HostGuard(settings.host, settings.allowed_hosts),
             ui_dir=ui_dist_dir(),
             desktop_sessions=DesktopSessions(login_token),
-            throttle=FailureThrottle(), metrics=Metrics(),
+            throttle=LoginThrottle(), metrics=Metrics(),
             tokens=TokenAuthority(TokenStore(database)), audit=AuditLog(AuditStore(database)),
         )
         # Without a worker (serve --no-worker) the engine still submits runs,
         # cancels them and streams their output; it just executes nothing.
         engine = build_engine(services)
-        app = create_app(services)
-        tls: dict[str, str] = {}
-        if settings.tls_enabled:
-            tls = {"certfile": str(settings.tls_cert), "keyfile": str(settings.tls_key)}
-        http = NoDelayWSGIServer((settings.host, settings.port), app,
-                          log=LoggingLogAdapter(logging.getLogger("scriptbox.access")),
-                          error_log=LoggingLogAdapter(logging.getLogger("scriptbox.http"), logging.ERROR),
-                          **tls)
+        http = _http_server(settings, create_app(services))
         try:
             http.init_socket()  # bind before recovery claims queued runs: a busy port fails nothing
         except OSError as exc:
@@ -313,4 +265,5 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             database.close()
         if embedded is not None:
             embedded.stop()
+        password_pool.kill()
         lock.release()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .audit import AuditLog
-from .auth import CredentialChecker, DesktopSessions, FailureThrottle
+from .auth import CredentialChecker, DesktopSessions, LoginThrottle
 from .config import Settings
 from .guards import HostGuard
 from .metrics import Metrics
@@ -30,7 +30,7 @@ class Services:
     host_guard: HostGuard
     ui_dir: Path
     desktop_sessions: DesktopSessions
-    throttle: FailureThrottle
+    throttle: LoginThrottle
     metrics: Metrics
     tokens: TokenAuthority
     audit: AuditLog

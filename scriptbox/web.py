@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,9 +26,18 @@ from .api.common import read_json_body
 from .api.openapi import Doc, Reply, build_document
 from .api.schemas import DesktopLogin, Health
 from .api.tokens import authorize_bearer
-from .auth import SESSION_COOKIE, CredentialChecker, FailureThrottle, is_loopback, parse_basic_auth
-from .errors import STATUS_CODES, ApiError, DatabaseUnavailable, Forbidden, Unauthorized, ValidationFailed, error_body
-from .guards import HostGuard, check_same_origin
+from .auth import SESSION_COOKIE, CredentialChecker, LoginThrottle, is_loopback, parse_basic_auth
+from .errors import (
+    STATUS_CODES,
+    ApiError,
+    DatabaseUnavailable,
+    Forbidden,
+    TooManyAttempts,
+    Unauthorized,
+    ValidationFailed,
+    error_body,
+)
+from .guards import HostGuard, Network, check_same_origin, client_address
 from .logs import run_context
 from .metrics import Metrics
 from .services import Services
@@ -126,35 +136,110 @@ def json_error_page(error: HTTPError) -> str:
 
 
 def _authenticate(services: Services) -> str:
-    """The actor making this request (desktop or admin); raises Unauthorized (after a throttle delay)."""
+    """The actor making this request (desktop or admin); raises Unauthorized, or TooManyAttempts while throttled.
+
+    An exact pair that verified before answers at once. Anything else is
+    admitted by the throttle first (a locked-out client gets 429, held for up
+    to 10 s, without its password being looked at), then checked with Argon2
+    off the event loop.
+    """
     peer = request.environ.get("REMOTE_ADDR", "")
     if is_loopback(peer) and services.desktop_sessions.is_valid(request.get_cookie(SESSION_COOKIE)):
         return "desktop"
-    _basic_auth(services.credentials, services.throttle,
-                lambda peer: services.audit.auth_failed(peer, "wrong admin user name or password"))
+    _basic_auth(services.credentials, services.throttle, services.settings.trusted_proxies,
+                lambda client, count: services.audit.auth_failed(client, "wrong admin user name or password", count))
     return "admin"
 
 
-def _basic_auth(checker: CredentialChecker, throttle: FailureThrottle,
-                on_failure: Callable[[str], object] | None = None) -> str:
-    """The user of a valid Basic Authorization header; raises Unauthorized (after a throttle delay).
+def _basic_auth(checker: CredentialChecker, throttle: LoginThrottle, trusted_proxies: tuple[Network, ...] = (),
+                on_failure: Callable[[str, int], object] | None = None) -> str:
+    """The user of a valid Basic Authorization header; raises Unauthorized, or TooManyAttempts while throttled.
 
-    `on_failure(peer)` is called for each wrong user name or password (the audit log).
+    `on_failure(client, count)` records failures (the audit log), as throttled as the server log's lines.
     """
-    peer = request.environ.get("REMOTE_ADDR", "")
     credentials = parse_basic_auth(request.environ.get("HTTP_AUTHORIZATION"))
-    if credentials is not None and checker.check(*credentials):
-        throttle.succeeded(peer)
-        return credentials[0]
     if credentials is not None:
-        if on_failure is not None:
-            on_failure(peer)
-        delay = throttle.delay_for(peer)
-        if delay:
-            log.warning("failed login from %s; answering in %.2f s", peer, delay)
-            time.sleep(delay)  # gevent-patched in the server: only this request waits
+        if checker.is_remembered(*credentials):
+            return credentials[0]
+        client = client_address(request.environ, trusted_proxies)
+        wait = throttle.admit(client)
+        if wait:
+            held = throttle.tarpit(wait)
+            if held:
+                try:
+                    time.sleep(held)  # gevent-patched in the server: only this request waits
+                finally:
+                    throttle.tarpit_done()
+            retry = max(1, math.ceil(wait - held))
+            raise TooManyAttempts(f"too many failed sign-in attempts; try again in {retry} s",
+                                  headers={"Retry-After": str(retry)})
+        ok = False
+        try:
+            ok = checker.check(*credentials)
+        finally:
+            to_log = throttle.finished(client, ok)
+        if ok:
+            return credentials[0]
+        if to_log:
+            # Throttled by the login throttle: at most one report per client per minute, with a count.
+            log.warning("failed sign-in from %s (%d since the last report)", client, to_log)
+            if on_failure is not None:
+                on_failure(client, to_log)
     raise Unauthorized("authentication required",
                        headers={"WWW-Authenticate": 'Basic realm="scriptbox", charset="UTF-8"'})
+
+
+class _GuardedInput:
+    """wsgi.input whose failures become one JSON 4xx that closes the connection.
+
+    gevent raises an OSError subclass for a broken chunked body (``zz\\r\\n``)
+    and socket.timeout for a stalled one. Uncaught, Bottle answered 500 and
+    gevent then parsed the leftover bytes as a second request (issue 20, item 5);
+    "Connection: close" makes gevent end the connection after this answer.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def _guard(self, method: Callable[..., bytes], *args: Any) -> bytes:
+        try:
+            return method(*args)
+        except TimeoutError:
+            raise ApiError("the request body stalled; the connection is closed", code="request_timeout",
+                           status=408, headers={"Connection": "close"}) from None
+        except OSError:
+            raise ApiError("the request body is malformed (broken chunked framing?)", code="malformed_body",
+                           status=400, headers={"Connection": "close"}) from None
+
+    def read(self, *args: Any) -> bytes:
+        return self._guard(self._raw.read, *args)
+
+    def readline(self, *args: Any) -> bytes:
+        return self._guard(self._raw.readline, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+def secure_wsgi(app: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap the WSGI app: guarded body reads, and the security headers on every answer.
+
+    The headers are added here rather than in a Bottle hook so that no path
+    (an unexpected 500, an error raised before routing) can answer without them.
+    """
+    lowered = {name.lower() for name in SECURITY_HEADERS}
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if "wsgi.input" in environ:
+            environ["wsgi.input"] = _GuardedInput(environ["wsgi.input"])
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers = [h for h in headers if h[0].lower() not in lowered] + list(SECURITY_HEADERS.items())
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        return app(environ, start)
+
+    return wrapped
 
 
 def create_app(services: Services) -> Bottle:
@@ -182,11 +267,6 @@ def create_app(services: Services) -> Bottle:
                 check_same_origin(request.environ)
         except ApiError as exc:
             raise api_error_response(exc) from None
-
-    @app.hook("after_request")
-    def security_headers() -> None:
-        for name, value in SECURITY_HEADERS.items():
-            response.set_header(name, value)
 
     app.default_error_handler = json_error_page
 
@@ -298,7 +378,7 @@ def metrics_response(metrics: Metrics) -> HTTPResponse:
 def create_metrics_app(metrics: Metrics, checker: CredentialChecker, host_guard: HostGuard) -> Bottle:
     """The only HTTP of a `worker` (SCRIPTBOX_METRICS_PORT): GET /metrics, admin auth, JSON errors."""
     app = Bottle(catchall=True)
-    throttle = FailureThrottle()
+    throttle = LoginThrottle()
 
     @app.hook("before_request")
     def guard_request() -> None:

@@ -46,7 +46,9 @@ def unique_name(prefix: str = "t") -> str:
 def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     database = EmbeddedDatabase(tmp_path_factory.mktemp("secantus"))
     uri = database.start()
-    yield uri
+    assert database.credential is not None
+    # Servers under test get it through --mongodb-uri, as an operator's shared database would.
+    yield database.credential.uri(uri)
     database.stop()
 
 

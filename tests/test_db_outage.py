@@ -29,7 +29,7 @@ from pymongo.errors import PyMongoError
 from conftest import Api
 from runs_support import SseStream, output_text, pid_alive, run_pids, run_script, start_run, wait_status
 from scriptbox.childproc import free_loopback_port
-from scriptbox.embedded_db import secantus_argv
+from scriptbox.embedded_db import DbCredential, launch, secantus_argv
 
 
 class SeparateDatabase:
@@ -38,15 +38,17 @@ class SeparateDatabase:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.port = free_loopback_port()
-        self.uri = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        # SecantusDB as Scriptbox launches it requires a login (given on its stdin).
+        self.credential = DbCredential("scriptbox", "outage-test-secret")
+        self.uri = self.credential.uri(f"mongodb://127.0.0.1:{self.port}/?directConnection=true")
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> SeparateDatabase:
         self.path.mkdir(parents=True, exist_ok=True)
         argv = secantus_argv() + ["--host", "127.0.0.1", "--port", str(self.port), "--storage-path",
                                   str(self.path), "--log-level", "WARNING", "--sync-on-commit"]
-        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        self.process = launch(argv, self.credential, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
         client: MongoClient[dict[str, object]] = MongoClient(self.uri, serverSelectionTimeoutMS=500)
         deadline = time.monotonic() + 60
         try:

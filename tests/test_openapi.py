@@ -12,7 +12,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 from conftest import ADMIN_PASSWORD, ADMIN_USER, Api, ScriptboxServer
 from scriptbox.api.openapi import openapi_path
 from scriptbox.audit import AuditLog
-from scriptbox.auth import CredentialChecker, DesktopSessions, FailureThrottle, prepare_admin_password
+from scriptbox.auth import CredentialChecker, DesktopSessions, LoginThrottle, prepare_admin_password
 from scriptbox.config import load_settings
 from scriptbox.guards import HostGuard
 from scriptbox.metrics import Metrics
@@ -44,7 +44,7 @@ def app_routes(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> It
     services = Services(settings=settings, database=database, definitions=DefinitionStore(database),
                         credentials=CredentialChecker(ADMIN_USER, password.password_hash),
                         host_guard=HostGuard("127.0.0.1"), ui_dir=data_dir, desktop_sessions=DesktopSessions(),
-                        throttle=FailureThrottle(), metrics=Metrics(),
+                        throttle=LoginThrottle(), metrics=Metrics(),
                         tokens=TokenAuthority(TokenStore(database)), audit=AuditLog(AuditStore(database)))
     app = create_app(services)
     yield [(route.method, route.rule) for route in app.routes]

@@ -16,7 +16,7 @@ import requests
 
 from conftest import REPO, ScriptboxServer
 from scriptbox.childproc import free_loopback_port
-from scriptbox.embedded_db import secantus_argv
+from scriptbox.embedded_db import DbCredential, launch, secantus_argv
 
 
 def database_processes(data_dir: Path) -> list[psutil.Process]:
@@ -141,14 +141,17 @@ def test_a_lost_database_gives_503_and_the_server_recovers(server_factory: Any, 
     argv = secantus_argv() + ["--host", "127.0.0.1", "--port", str(port), "--storage-path", str(tmp_path / "db"),
                              "--sync-on-commit"]
 
+    credential = DbCredential("scriptbox", "lost-db-test-secret")
+
     def start_db() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = launch(argv, credential, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert wait_until(lambda: _port_open(port), 60)
         return proc
 
     db = start_db()
     try:
-        instance: ScriptboxServer = server_factory(mongodb_uri=f"mongodb://127.0.0.1:{port}/?directConnection=true")
+        instance: ScriptboxServer = server_factory(
+            mongodb_uri=credential.uri(f"mongodb://127.0.0.1:{port}/?directConnection=true"))
         instance.start()
         api = instance.api()
         doc = api.create_script(name="Before the outage")

@@ -8,6 +8,7 @@ from typing import Any
 from bottle import Bottle, request
 
 from ..errors import ValidationFailed
+from ..guards import client_address
 from ..services import Services
 from ..store import parse_object_id
 from ..store.audit import audit_to_json
@@ -27,15 +28,16 @@ def request_actor() -> str:
     return str(request.environ.get("scriptbox.actor") or "admin")
 
 
-def request_address() -> str | None:
-    address = request.environ.get("REMOTE_ADDR")
+def request_address(services: Services) -> str | None:
+    """The client's address as the login throttle sees it (behind trusted proxies: X-Forwarded-For)."""
+    address = client_address(request.environ, services.settings.trusted_proxies)
     return str(address) if address else None
 
 
 def audit_request(services: Services, action: str, target_type: str, target_id: str | None, summary: str,
                   details: dict[str, Any] | None = None, script_id: str | None = None) -> None:
     """Record `action`, done by this request's actor from its address."""
-    services.audit.record(request_actor(), action, target_type, target_id, summary, details, request_address(),
+    services.audit.record(request_actor(), action, target_type, target_id, summary, details, request_address(services),
                           script_id)
 
 

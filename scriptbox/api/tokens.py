@@ -98,7 +98,7 @@ def authorize_bearer(services: Services, secret: str) -> Token:
                            headers={"WWW-Authenticate": 'Basic realm="scriptbox", charset="UTF-8"'})
     token = services.tokens.authenticate(secret)
     if token is None:
-        services.audit.auth_failed(request_address() or "", "unknown, expired or revoked API token")
+        services.audit.auth_failed(request_address(services) or "", "unknown, expired or revoked API token")
         raise Unauthorized("the API token is unknown, expired or revoked", code="invalid_token",
                            headers={"WWW-Authenticate": 'Bearer realm="scriptbox", error="invalid_token"'})
     if token.scope == "admin":

@@ -12,7 +12,7 @@ references such as ``script_runs.scriptId``) and shown to clients as hex in
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,13 +68,16 @@ def parse_object_id(value: str) -> ObjectId | None:
 class Database:
     """A connection to the Scriptbox database (embedded SecantusDB or MongoDB)."""
 
-    def __init__(self, uri: str, name: str, *, app_name: str = "scriptbox") -> None:
+    def __init__(self, uri: str, name: str, *, app_name: str = "scriptbox",
+                 credentials: Mapping[str, str] | None = None) -> None:
+        """`credentials`: pymongo auth options (the embedded database's), kept out of the URI."""
         self.client: MongoClient[dict[str, Any]] = MongoClient(
             uri,
             appname=app_name,
             tz_aware=False,
             serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
             connectTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
+            **dict[str, Any](credentials or {}),
         )
         self.db: MongoDatabase[dict[str, Any]] = self.client[name]
 

@@ -1,0 +1,90 @@
+"""The embedded database's own process: provision its one user, then serve with ``--auth``.
+
+Run by embedded_db.py as ``python -m scriptbox.dblaunch <secantus flags>`` (or
+``<bundle> _secantusd <flags>`` when frozen). The credential arrives as one
+JSON line on stdin, never in argv or the environment, so ``/proc/<pid>/cmdline``
+and ``/proc/<pid>/environ`` show nothing secret.
+
+SecantusDB has no "localhost exception": its documented way to create the
+first user is to start without ``--auth``, connect and run ``createUser`` —
+which would leave the port open to every local user for that moment. Instead
+the user is written while no port is open: this process opens the storage
+directly, runs ``createUser``/``updateUser`` through SecantusDB's own command
+dispatcher (so the stored SCRAM record is exactly what the server expects),
+drops every other user (an older, unauthenticated version could have been
+given extra users by anyone on the machine), closes the storage and only then
+starts the server with ``--auth``. This uses SecantusDB internals
+(``Storage``, ``dispatch``); SecantusDB is pinned in requirements.txt and
+tests/test_db_auth.py proves the result.
+
+Imports nothing of Scriptbox's own or gevent: it runs in its own interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+USER_DB = "admin"
+
+
+def _run(storage: Any, command: dict[str, Any]) -> None:
+    from secantus.commands import CommandContext, dispatch
+    from secantus.cursors import CursorRegistry
+
+    reply = dispatch({**command, "$db": USER_DB},
+                     CommandContext(connection_id=0, storage=storage, cursors=CursorRegistry(), db_name=USER_DB))
+    if reply.get("ok") != 1.0:
+        raise RuntimeError(f"provisioning the database user failed: {reply.get('errmsg')}")
+
+
+def provision(storage_path: str, cache_size: str | None, user: str, password: str) -> None:
+    """Make `user` (root role, SCRAM-SHA-256) the only user of the storage, with `password`.
+
+    Raises RuntimeError when SecantusDB refuses a command.
+    """
+    from secantus.storage import Storage
+
+    Path(storage_path).mkdir(parents=True, exist_ok=True)
+    storage = Storage(storage_path, **({"cache_size": cache_size} if cache_size else {}))
+    try:
+        for record in storage.list_users(None, limit=10_000):
+            if (record.get("db"), record.get("user")) != (USER_DB, user):
+                storage.drop_user(str(record.get("db")), str(record.get("user")))
+        roles = [{"role": "root", "db": USER_DB}]
+        if storage.get_user(USER_DB, user) is None:
+            _run(storage, {"createUser": user, "pwd": password, "roles": roles, "mechanisms": ["SCRAM-SHA-256"]})
+        else:
+            _run(storage, {"updateUser": user, "pwd": password, "roles": roles})
+    finally:
+        storage.close()
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv and argv.index(name) + 1 < len(argv) else None
+
+
+def main(argv: list[str]) -> int:
+    """Read the credential from stdin, provision, then run SecantusDB's daemon with ``--auth``."""
+    from secantus.cli import main as secantus_main
+
+    line = sys.stdin.readline()
+    try:
+        credential = json.loads(line)
+        user, password = str(credential["user"]), str(credential["password"])
+    except (ValueError, KeyError, TypeError):
+        print("dblaunch: expected a JSON credential line on stdin", file=sys.stderr)
+        return 2
+    storage_path = _flag(argv, "--storage-path")
+    if storage_path is None:
+        print("dblaunch: --storage-path is required", file=sys.stderr)
+        return 2
+    provision(storage_path, _flag(argv, "--cache-size"), user, password)
+    del password, credential, line
+    return int(secantus_main([*argv, "--auth"]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
