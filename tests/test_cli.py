@@ -557,10 +557,10 @@ def test_the_client_works_with_a_real_api_token_within_its_scope(api: Api, url: 
     assert waited.returncode == 4 and json.loads(waited.stdout)["meta"]["requestedBy"].startswith("token:ci ")
     log = cli(url, "log", json.loads(waited.stdout)["id"], **as_token)
     assert (log.returncode, log.stdout) == (0, b"via token\n")
-    # Outside its scope: the server's 403, with a hint about the token.
+    # Outside its scope: the server's 403 is a credential problem (exit 2), with a hint about the token.
     refused = cli(url, "run", other["codeIdentifier"], **as_token)
-    assert refused.returncode == 1 and b"403" in refused.stderr and b"scope" in refused.stderr
-    assert cli(url, "list", **as_token).returncode == 1
+    assert refused.returncode == 2 and b"403" in refused.stderr and b"its scope under Tokens" in refused.stderr
+    assert cli(url, "list", **as_token).returncode == 2
 
 
 def test_connection_settings_come_from_the_environment_with_tokens_first(tmp_path: Path) -> None:
