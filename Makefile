@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 ARGS ?=
 
-.PHONY: run desktop test lint deps test-deps desktop-deps bundle ui vm2 system-deps bench clean
+.PHONY: run desktop test lint deps test-deps desktop-deps bundle notices ui vm2 system-deps bench clean
 
 run: deps
 	$(PY) app.py serve $(ARGS)
@@ -48,9 +48,14 @@ $(VENV)/.packaging: packaging/requirements-build.txt $(VENV)/.desktop
 	$(PIP) install -q -r packaging/requirements-build.txt
 	touch $@
 
-# The one-folder desktop bundle in dist/scriptbox (docs/desktop.md).
+# The one-folder desktop bundle in dist/scriptbox (docs/desktop.md), with LICENSE and
+# the generated third-party notices; it fails if a bundled file's licence is unknown.
 bundle: deps desktop-deps $(VENV)/.packaging
 	PY=$(PY) packaging/build.sh
+
+# The third-party notices of the dependencies alone, without building (build/notices).
+notices: deps desktop-deps $(VENV)/.packaging
+	$(PY) packaging/notices.py build/notices
 
 # --- Node: the vm2 runner and the admin UI -------------------------------
 vm2:

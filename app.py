@@ -41,11 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["_secantusd"]:
-        # Used by embedded_db in a frozen bundle, where sys.executable is this program.
-        from scriptbox.dblaunch import main as dblaunch_main
-
-        return dblaunch_main(argv[1:])
     if argv[:1] and argv[0] in CLIENT_COMMANDS:
         from scriptbox.cli import main as client_main
 

@@ -1,7 +1,7 @@
 """The embedded database's own process: provision its one user, then serve with ``--auth``.
 
 Run by embedded_db.py as ``python -m scriptbox.dblaunch <secantus flags>`` (or
-``<bundle> _secantusd <flags>`` when frozen). The credential arrives as one
+``<bundle>/scriptbox-db <flags>`` when frozen, packaging/secantusd.py). The credential arrives as one
 JSON line on stdin, never in argv or the environment, so ``/proc/<pid>/cmdline``
 and ``/proc/<pid>/environ`` show nothing secret.
 

@@ -59,11 +59,12 @@ class EmbeddedDatabaseError(Exception):
 def secantus_argv() -> list[str]:
     """The command that runs SecantusDB's server (through dblaunch.py) with this interpreter.
 
-    In a PyInstaller bundle ``sys.executable`` is the bundle itself, which
-    understands the hidden ``_secantusd`` subcommand (see app.py).
+    In a PyInstaller bundle ``sys.executable`` is the bundle's ``scriptbox``
+    program; the database is its sibling program ``scriptbox-db``, kept apart
+    for licence reasons (packaging/secantusd.py).
     """
     if getattr(sys, "frozen", False):
-        return [sys.executable, "_secantusd"]
+        return [str(Path(sys.executable).with_name("scriptbox-db"))]
     code = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
             "from scriptbox.dblaunch import main; sys.exit(main(sys.argv[1:]))")
     return [sys.executable, "-c", code]

@@ -74,12 +74,19 @@ class Pipe:
             time.sleep(0.02)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Child:
     """A client process whose stdout and stderr are read while it runs."""
 
     def __init__(self, url: str, *args: str, stdin: int = subprocess.DEVNULL) -> None:
+        # SIGINT back to its default: a test run started in the background (`make test &`) inherits it
+        # ignored, and Python then never turns Ctrl-C into KeyboardInterrupt.
         self.process = subprocess.Popen([sys.executable, str(REPO / "app.py"), *args], env=cli_env(url), cwd=REPO,
-                                        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        preexec_fn=_default_sigint)
         assert self.process.stdout is not None and self.process.stderr is not None
         self.stdout = Pipe(self.process.stdout.fileno())
         self.stderr = Pipe(self.process.stderr.fileno())

@@ -5,7 +5,7 @@ previous value in LD_LIBRARY_PATH_ORIG). This process has loaded its libraries
 already, so the variable now only matters to the programs it starts: the scripts
 Scriptbox runs (bash, node, whatever they call) must get the system's libraries,
 not the bundle's copies of libssl, libstdc++ and the like. The bundle's own
-children (`serve`, `_secantusd`) go through the bootloader again and get it back.
+children (`serve`, `scriptbox-db`) go through the bootloader again and get it back.
 
 The desktop launcher keeps it: Qt starts QtWebEngineProcess from the bundle, and
 that helper needs the bundle's libraries.

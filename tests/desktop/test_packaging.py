@@ -3,16 +3,20 @@ and run for real (`serve` with its embedded database, and `desktop` under Xvfb).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
+from packaging.utils import canonicalize_name
 
 from scriptbox.childproc import free_loopback_port
 
@@ -141,6 +145,9 @@ def test_desktop_entry_installer_quotes_any_path(tmp_path: Path) -> None:
 
 
 SYSTEM_LIBRARY_PATH = "/opt/system-libs-of-this-host"
+# The first test that asks for the bundle builds it: two PyInstaller analyses (the
+# app and the database program) take minutes on a busy 2-core machine.
+BUILDS_THE_BUNDLE = pytest.mark.timeout(900)
 
 
 def bundle_env(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -171,6 +178,7 @@ def run_to_end(session: requests.Session, base: str, script: dict[str, Any]) -> 
     raise AssertionError(f"run did not finish: {run}")
 
 
+@BUILDS_THE_BUNDLE
 def test_bundle_serve_answers_healthz_and_the_api_with_its_embedded_database(bundle: Path, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port = free_loopback_port()
@@ -181,8 +189,10 @@ def test_bundle_serve_answers_healthz_and_the_api_with_its_embedded_database(bun
     try:
         wait_for_line(server, "Scriptbox listening on ", timeout=90)
         base = f"http://127.0.0.1:{port}"
-        # The database is the bundle itself in its hidden `_secantusd` role.
         assert requests.get(base + "/healthz", timeout=10).json() == {"status": "ok", "db": "ok"}
+        # The database is the bundle's second program (apart from Qt for its licence: docs/desktop.md).
+        database = psutil.Process(json.loads((data_dir / "db.pid").read_text())["pid"])
+        assert Path(database.exe()) == bundle.parent / "scriptbox-db"
         assert requests.get(base + "/api/admin/scripts", timeout=10).status_code == 401
         session = requests.Session()
         session.auth = ("admin", PASSWORD)
@@ -194,6 +204,11 @@ def test_bundle_serve_answers_healthz_and_the_api_with_its_embedded_database(bun
         vm2 = run_to_end(session, base, {"name": "v", "codeIdentifier": "bundle-vm2", "type": "node",
                                          "runner": "vm2", "script": "console.log(6 * 7)"})
         assert (vm2["status"], vm2["outputTail"]) == ("succeeded", "42\n")
+        # The automation client is the same program: `scriptbox run CODE --follow` with its exit code.
+        client = subprocess.run([str(bundle), "run", "bundle-bash", "--follow"], capture_output=True, timeout=60,
+                                env=bundle_env(data_dir, SCRIPTBOX_URL=base), stdin=subprocess.DEVNULL)
+        assert (client.returncode, client.stdout) == (0, f"from-the-bundle lib={SYSTEM_LIBRARY_PATH}\n".encode()), \
+            client.stderr
         page = session.get(base + "/admin/scripts", timeout=10)
         assert page.status_code == 200 and "<html" in page.text.lower()
         assert session.get(base + "/admin/assets/app.js", timeout=10).status_code == 200
@@ -208,6 +223,7 @@ def test_bundle_serve_answers_healthz_and_the_api_with_its_embedded_database(bun
     assert left == []
 
 
+@BUILDS_THE_BUNDLE
 def test_bundle_desktop_opens_a_signed_in_window(
     bundle: Path, display: str, tmp_path: Path, artifacts: Path
 ) -> None:
@@ -237,3 +253,34 @@ def test_bundle_desktop_opens_a_signed_in_window(
     kill_all(left)
     assert left == []
 
+
+
+def archive_modules(program: Path) -> set[str]:
+    """The top-level Python packages inside a bundle program's archive."""
+    viewer = Path(sys.executable).parent / "pyi-archive_viewer"
+    listing = subprocess.run([str(viewer), "--recursive", "--brief", str(program)],
+                             capture_output=True, text=True, check=True, timeout=120).stdout
+    return {line.strip().split(".")[0] for line in listing.splitlines() if line.startswith(" ")}
+
+
+@BUILDS_THE_BUNDLE
+def test_bundle_ships_its_licence_notices_and_keeps_the_gpl2_database_apart_from_qt(bundle: Path) -> None:
+    top = bundle.parent
+    assert (top / "LICENSE").read_text() == (REPO / "LICENSE").read_text()
+    data = json.loads((top / "third-party-licenses.json").read_text())
+    notices = (top / "THIRD-PARTY-NOTICES.md").read_text()
+    for entry in data["components"]:
+        assert entry["licence"] not in ("", "UNKNOWN") and entry["files"], entry
+        assert all((top / name).is_file() for name in entry["files"]), entry
+        assert f"| {entry['kind']} | {entry['name']} | {entry['version']} |" in notices
+    names = {(c["kind"], canonicalize_name(c["name"])) for c in data["components"]}
+    assert {("python", "secantusdb"), ("python", "pyqt6-webengine-qt6"), ("python", "pyinstaller"),
+            ("npm", "vm2"), ("npm", "@codemirror/view"), ("runtime", "python")} <= names
+    assert any(kind == "system" for kind, _ in names)  # the shared libraries PyInstaller copied in
+    # Every Python package whose metadata travels in the bundle is in the notices.
+    shipped = {canonicalize_name(d.name.split("-")[0]) for d in (top / "_internal").glob("*.dist-info")}
+    assert shipped and shipped <= {name for kind, name in names if kind == "python"}, shipped
+    # GPL-2.0-only SecantusDB and GPL-3.0-only PyQt6 are never one program.
+    app, database = archive_modules(bundle), archive_modules(top / "scriptbox-db")
+    assert {"scriptbox", "PyQt6", "webview"} <= app and "secantus" not in app
+    assert {"secantus", "wiredtiger"} <= database and not {"PyQt6", "webview", "qtpy"} & database
