@@ -58,11 +58,26 @@ notices: deps desktop-deps $(VENV)/.packaging
 	$(PY) packaging/notices.py build/notices
 
 # --- Node: the vm2 runner and the admin UI -------------------------------
-vm2:
-	@if [ -f scriptbox/runners/vm2/package-lock.json ]; then cd scriptbox/runners/vm2 && npm ci --no-audit --no-fund --loglevel=error; fi
+# Stamp files: `npm ci` runs again only when a lock file changed, the build only
+# when a UI source did (ui/dist/index.html is the build's own stamp).
+VM2_DIR := scriptbox/runners/vm2
+UI_SOURCES := $(shell find ui/src -type f 2>/dev/null) ui/index.html ui/build.mjs
 
-ui:
-	@if [ -f ui/package-lock.json ]; then cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build; fi
+$(VM2_DIR)/node_modules/.stamp: $(VM2_DIR)/package-lock.json
+	cd $(VM2_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+ui/node_modules/.stamp: ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+ui/dist/index.html: ui/node_modules/.stamp $(UI_SOURCES) ui/package.json
+	cd ui && npm run build
+	touch $@
+
+vm2: $(VM2_DIR)/node_modules/.stamp
+
+ui: ui/dist/index.html
 
 # --- Everything `run` needs ----------------------------------------------
 deps: $(VENV)/.runtime vm2 ui

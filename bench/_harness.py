@@ -5,13 +5,9 @@ the server's scripts and the raw baselines, and median-and-spread summaries."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,34 +19,19 @@ from typing import Any
 import psutil
 import requests
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support._path import REPO  # noqa: E402
+from tests.support.procs import cpu_seconds, reset_peak_rss  # noqa: E402
+from tests.support.procs import rss_bytes as rss  # noqa: E402
+from tests.support.server import ScriptboxServer  # noqa: E402
+from tests.support.sse import SseParser  # noqa: E402
+
 PASSWORD = "bench-password-123"
 AUTH = ("admin", PASSWORD)
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-
-def cpu_seconds(pid: int, children: bool = False) -> float:
-    """User + system CPU of a process (or of its reaped children), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    first = 13 if children else 11  # utime, stime | cutime, cstime
-    return (int(fields[first]) + int(fields[first + 1])) / CLK_TCK
-
-
-def rss(pid: int, key: str = "VmRSS") -> int:
-    """VmRSS (or VmHWM, the peak) of a process, in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def reset_peak_rss(pid: int) -> bool:
-    """Restart a process's VmHWM from its current RSS (Linux: write 5 to clear_refs)."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
+__all__ = ["AUTH", "PASSWORD", "REPO", "BenchServer", "bench_home", "cpu_seconds", "mib", "reset_peak_rss", "rss",
+           "spread", "sse_events", "summary"]
 
 
 @contextmanager
@@ -71,37 +52,24 @@ def bench_home(kind: str = "empty") -> Iterator[dict[str, str]]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class BenchServer:
-    """`python app.py serve` on a free port; stopped with SIGTERM by stop()."""
+    """`python app.py serve` with its own embedded database in a temporary data
+    dir (tests/support's ScriptboxServer); stopped with SIGTERM by stop()."""
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self.data_dir = Path(tempfile.mkdtemp(prefix="scriptbox-bench-"))
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, "SCRIPTBOX_ADMIN_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1"}
-        full_env.update(env or {})
         self.log = open(self.data_dir / "server.out", "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "app.py"), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-            cwd=REPO, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # The server's own HOME comes from `env` (bench_home), like the baselines'.
+        self.server = ScriptboxServer(self.data_dir / "data", mongodb_uri=None, env=env, password=PASSWORD,
+                                      log=self.log)
+        if env and "HOME" in env:
+            self.server.env["HOME"] = env["HOME"]
+        self.server.start()
+        assert self.server.process is not None
+        self.proc = self.server.process
+        self.base = self.server.base_url
         self.session = requests.Session()
         self.session.auth = AUTH
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start:\n" + (self.data_dir / "server.out").read_text())
-            time.sleep(0.1)
 
     def create_script(self, **fields: Any) -> str:
         body = {"name": "bench", "codeIdentifier": f"bench-{time.monotonic_ns()}", "type": "bash"}
@@ -147,34 +115,15 @@ class BenchServer:
         return reset_peak_rss(self.proc.pid)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.server.stop()
         self.log.close()
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def sse_events(response: requests.Response) -> Iterator[tuple[str, int | None, Any]]:
     """(event, id, parsed data) from a streaming SSE response."""
-    buffer = b""
-    for block in response.iter_content(chunk_size=None):
-        parts = (buffer + block).split(b"\n\n")
-        buffer = parts.pop()  # an incomplete event, if any
-        for raw in parts:
-            name, event_id, data = "message", None, None
-            for line in raw.split(b"\n"):
-                if line.startswith(b"event: "):
-                    name = line[7:].decode()
-                elif line.startswith(b"id: "):
-                    event_id = int(line[4:])
-                elif line.startswith(b"data: "):
-                    data = json.loads(line[6:])
-            if data is not None:
-                yield name, event_id, data
+    for event in SseParser().feed(response.iter_content(chunk_size=None)):
+        yield event.event, event.id, event.data
 
 
 def quartiles(values: list[float]) -> tuple[float, float]:

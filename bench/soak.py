@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import threading
 import time
 from datetime import datetime
 
-from _harness import AUTH, REPO, BenchServer, bench_home, mib, rss, summary
+from _harness import AUTH, BenchServer, bench_home, mib, rss, summary
 from start_latency import bare_spawn
 
-sys.path.insert(0, str(REPO / "tests"))
-from conftest import Api  # noqa: E402
-from soak_support import Workload, check_runs, live_run_ids  # noqa: E402
+from tests.support.client import Api
+from tests.support.soak import Workload, check_runs, live_run_ids
 
 
 def main() -> None:

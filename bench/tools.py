@@ -1,4 +1,4 @@
-"""Benchmark 4: the interfaces for tools (SPEC §8.8).
+"""Benchmark 4: the interfaces for tools (OpenAPI document, metrics).
 
 Latency of GET /metrics (a scrape: process metrics, counters, and one
 aggregation over script_runs for the queued/running gauges) and of

@@ -22,7 +22,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import math
 import os
 import secrets
@@ -279,15 +278,6 @@ class LoginThrottle:
             return 0
         count, budget.unlogged, budget.last_logged = budget.unlogged, 0, now
         return count
-
-
-def is_loopback(address: str | None) -> bool:
-    if not address:
-        return False
-    try:
-        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 class DesktopSessions:

@@ -1,4 +1,5 @@
-"""Small helpers for child processes Scriptbox starts (database, desktop server).
+"""Small helpers for child processes Scriptbox starts (database, desktop server):
+free ports and retrying on another, die-with-parent, terminate-with-grace.
 
 Imports nothing heavy: the desktop launcher uses it and must stay free of
 gevent (and needs no database driver).
@@ -10,8 +11,14 @@ import ctypes
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import psutil
+
+T = TypeVar("T")
 
 # From <linux/prctl.h>: deliver a signal to this process when its parent thread exits.
 _PR_SET_PDEATHSIG = 1
@@ -41,3 +48,56 @@ def die_with_parent(parent_pid: int) -> Callable[[], None] | None:
             os.kill(os.getpid(), signal.SIGTERM)
 
     return preexec
+
+
+def port_is_taken(port: int) -> bool:
+    """Whether something listens on (or holds) this loopback port now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def on_free_loopback_port(start: Callable[[int], T], attempts: int,
+                          should_retry: Callable[[int, Exception], bool]) -> T:
+    """`start(port)` on a free loopback port, again on a fresh port when it fails
+    and `should_retry(port, error)` says so (a free port can be taken between the
+    probe and the child's bind). Raises the last failure."""
+    for attempt in range(1, attempts + 1):
+        port = free_loopback_port()
+        try:
+            return start(port)
+        except Exception as exc:  # noqa: BLE001 - re-raised unless the caller wants another port
+            if attempt >= attempts or not should_retry(port, exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+class _Stoppable(Protocol):
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> Any: ...
+
+
+def terminate_with_grace(proc: _Stoppable, grace: float, on_kill: Callable[[], None] | None = None) -> Any:
+    """SIGTERM, wait up to `grace` seconds, then SIGKILL and wait; returns what
+    `wait()` returns (the exit status of a subprocess.Popen). Works for
+    subprocess.Popen and psutil.Process; a process that is already gone is fine."""
+    try:
+        proc.terminate()
+    except (ProcessLookupError, psutil.NoSuchProcess):
+        pass
+    try:
+        return proc.wait(timeout=grace)
+    except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
+        if on_kill is not None:
+            on_kill()
+        try:
+            proc.kill()
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+        return proc.wait(timeout=None)
+    except psutil.NoSuchProcess:
+        return None

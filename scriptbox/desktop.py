@@ -20,7 +20,6 @@ import os
 import queue
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +29,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .childproc import die_with_parent, free_loopback_port
+from .childproc import die_with_parent, on_free_loopback_port, port_is_taken, terminate_with_grace
+from .vocabulary import LISTENING_PREFIX
 
 if TYPE_CHECKING:
     import webview
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LISTENING_PREFIX = "Scriptbox listening on "
 LOGIN_PATH = "/desktop-login"
 ADMIN_PATH = "/admin/scripts"
 
@@ -49,6 +48,10 @@ WindowCallback = Callable[["webview.Window"], None]
 
 class DesktopError(RuntimeError):
     """The desktop window or its server could not be started."""
+
+
+class ServerExitedEarly(DesktopError):
+    """The server exited before it printed its URL."""
 
 
 @dataclass(frozen=True)
@@ -84,15 +87,6 @@ def icon_path() -> Path | None:
     root = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parent.parent))
     candidate = root / "packaging" / "icons" / "scriptbox-256.png"
     return candidate if candidate.is_file() else None
-
-
-def _port_is_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 class ServerProcess:
@@ -133,8 +127,7 @@ class ServerProcess:
         Retries on a fresh port when the chosen one was taken in the meantime.
         Raises DesktopError when the server exits early or is not ready in time.
         """
-        for attempt in range(1, attempts + 1):
-            port = free_loopback_port()
+        def start_on(port: int) -> ServerProcess:
             token = secrets.token_hex(32)
             # preexec_fn with threads around: it only calls prctl/getppid/kill, and the
             # GUI (the thread-heavy part) starts after the server is up.
@@ -171,12 +164,15 @@ class ServerProcess:
             if url is not None:
                 parts = urlsplit(url)
                 return cls(proc, f"{parts.scheme}://{parts.netloc}", token)
-            code = proc.wait()
-            if attempt < attempts and _port_is_taken(port):
+            raise ServerExitedEarly(f"the Scriptbox server exited during start-up (status {proc.wait()})")
+
+        def port_was_taken(port: int, error: Exception) -> bool:
+            if isinstance(error, ServerExitedEarly) and port_is_taken(port):
                 log.info("port %d was taken before the server could bind it; retrying", port)
-                continue
-            raise DesktopError(f"the Scriptbox server exited during start-up (status {code})")
-        raise AssertionError("unreachable")
+                return True
+            return False
+
+        return on_free_loopback_port(start_on, attempts, port_was_taken)
 
     def stop(self, grace: float) -> int:
         """SIGTERM, then SIGKILL after `grace` seconds; returns the exit status."""
@@ -185,14 +181,10 @@ class ServerProcess:
 
 
 def _stop(proc: subprocess.Popen[str], grace: float) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            log.warning("the Scriptbox server did not stop within %.0f s; killing it", grace)
-            proc.kill()
-    return proc.wait()
+    def warn() -> None:
+        log.warning("the Scriptbox server did not stop within %.0f s; killing it", grace)
+
+    return int(terminate_with_grace(proc, grace, on_kill=warn))
 
 
 def _forward_output(stream: IO[str], output: IO[str] | None, ready: queue.Queue[str | None]) -> None:

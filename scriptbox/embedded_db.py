@@ -26,21 +26,18 @@ import json
 import logging
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
 import psutil
-from pymongo import MongoClient
-from pymongo.errors import OperationFailure, PyMongoError
 
-from .childproc import die_with_parent, free_loopback_port
+from .childproc import die_with_parent, on_free_loopback_port, terminate_with_grace
 from .config import secret_env_names
+from .store import DatabaseAuthFailed, wait_until_answers
 
 log = logging.getLogger(__name__)
 
@@ -128,17 +125,6 @@ def load_or_create_credential(data_dir: Path) -> DbCredential:
             f"{path} is unreadable or malformed ({exc}); delete it to generate a new credential") from exc
 
 
-def _stop_process(proc: psutil.Process, timeout: float) -> None:
-    try:
-        proc.terminate()
-        proc.wait(timeout)
-    except psutil.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-    except psutil.NoSuchProcess:
-        pass
-
-
 class EmbeddedDatabase:
     """One SecantusDB child process serving ``<data_dir>/db``."""
 
@@ -162,7 +148,7 @@ class EmbeddedDatabase:
         if str(self.storage_path) not in cmdline:
             return  # the pid was reused by something else: leave it alone
         log.warning("stopping a left-over database process (pid %s) of %s", proc.pid, self.data_dir)
-        _stop_process(proc, STOP_TIMEOUT_S)
+        terminate_with_grace(proc, STOP_TIMEOUT_S)
 
     def start(self) -> str:
         """Start the server and return its URI once it answers ping.
@@ -174,65 +160,56 @@ class EmbeddedDatabase:
         credential = load_or_create_credential(self.data_dir)
         # The database needs none of Scriptbox's secrets (it gets its own on stdin).
         env = {k: v for k, v in os.environ.items() if k not in secret_env_names()}
-        last_error = ""
-        for _attempt in range(3):  # a free port can be taken between probe and bind
-            port = free_loopback_port()
-            argv = secantus_argv() + [
-                "--host", "127.0.0.1", "--port", str(port),
-                "--storage-path", str(self.storage_path), "--log-level", "WARNING",
-                # Without it a killed database loses its last commits (seen in
-                # tests); run history is worth ~1 ms per write, and the run
-                # engine batches its writes anyway.
-                "--sync-on-commit",
-                # WiredTiger's cache defaults to 1 GB and keeps what it read or
-                # wrote: too much for a console's database on a laptop.
-                "--cache-size", EMBEDDED_CACHE_SIZE,
-            ]
-            with open(self.log_path, "ab") as log_file:
-                self.process = launch(
-                    argv, credential, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                    # Own session: a Ctrl-C in the terminal reaches Scriptbox, which
-                    # then stops the database in order, not both at once.
-                    start_new_session=True, preexec_fn=die_with_parent(os.getpid()),
-                )
-            self.pid_path.write_text(json.dumps({"pid": self.process.pid, "port": port}))
-            uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-            try:
-                self._wait_ready(uri, credential)
-            except EmbeddedDatabaseError as exc:
-                last_error = str(exc)
-                self.stop()
-                continue
-            self.uri = uri
-            self.credential = credential
-            log.info("embedded database ready at 127.0.0.1:%s (pid %s)", port, self.process.pid)
-            return uri
-        raise EmbeddedDatabaseError(f"{last_error}\n--- {self.log_path} ---\n{self._log_tail()}")
+        try:
+            # A free port can be taken between the probe and the database's bind: retry on another.
+            return on_free_loopback_port(lambda port: self._start_on(port, credential, env), attempts=3,
+                                         should_retry=lambda _port, exc: isinstance(exc, EmbeddedDatabaseError))
+        except EmbeddedDatabaseError as exc:
+            raise EmbeddedDatabaseError(f"{exc}\n--- {self.log_path} ---\n{self._log_tail()}") from exc
+
+    def _start_on(self, port: int, credential: DbCredential, env: dict[str, str]) -> str:
+        """Launch the database on `port` and return its URI once it answers; stopped again on failure."""
+        argv = secantus_argv() + [
+            "--host", "127.0.0.1", "--port", str(port),
+            "--storage-path", str(self.storage_path), "--log-level", "WARNING",
+            # Without it a killed database loses its last commits (seen in
+            # tests); run history is worth ~1 ms per write, and the run
+            # engine batches its writes anyway.
+            "--sync-on-commit",
+            # WiredTiger's cache defaults to 1 GB and keeps what it read or
+            # wrote: too much for a console's database on a laptop.
+            "--cache-size", EMBEDDED_CACHE_SIZE,
+        ]
+        with open(self.log_path, "ab") as log_file:
+            self.process = launch(
+                argv, credential, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                # Own session: a Ctrl-C in the terminal reaches Scriptbox, which
+                # then stops the database in order, not both at once.
+                start_new_session=True, preexec_fn=die_with_parent(os.getpid()),
+            )
+        self.pid_path.write_text(json.dumps({"pid": self.process.pid, "port": port}))
+        uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        try:
+            self._wait_ready(uri, credential)
+        except EmbeddedDatabaseError:
+            self.stop()
+            raise
+        self.uri = uri
+        self.credential = credential
+        log.info("embedded database ready at 127.0.0.1:%s (pid %s)", port, self.process.pid)
+        return uri
 
     def _wait_ready(self, uri: str, credential: DbCredential) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        client: MongoClient[dict[str, object]] = MongoClient(
-            uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250, **credential.client_options())
+        process = self.process
         try:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise EmbeddedDatabaseError(f"the embedded database exited with code {self.process.returncode}")
-                try:
-                    # ping is allowed before authentication; listing collections is not,
-                    # so this also proves the credential works.
-                    client.admin.command("ping")
-                    client.admin.list_collection_names()
-                    return
-                except OperationFailure as exc:
-                    if exc.code == 18:  # AuthenticationFailed: waiting will not help
-                        raise EmbeddedDatabaseError("the embedded database refused Scriptbox's credential") from exc
-                    time.sleep(0.1)
-                except PyMongoError:
-                    time.sleep(0.1)  # startup only: nothing to wait on but the port
-            raise EmbeddedDatabaseError(f"the embedded database did not answer within {START_TIMEOUT_S:.0f} s")
-        finally:
-            client.close()
+            if wait_until_answers(uri, START_TIMEOUT_S, lambda: process.poll() is None, credential.client_options()):
+                return
+        except DatabaseAuthFailed as exc:
+            raise EmbeddedDatabaseError("the embedded database refused Scriptbox's credential") from exc
+        if process.poll() is not None:
+            raise EmbeddedDatabaseError(f"the embedded database exited with code {process.returncode}")
+        raise EmbeddedDatabaseError(f"the embedded database did not answer within {START_TIMEOUT_S:.0f} s")
 
     def _log_tail(self, limit: int = 4000) -> str:
         try:
@@ -246,13 +223,7 @@ class EmbeddedDatabase:
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after a grace) and forget its pid."""
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+            terminate_with_grace(self.process, STOP_TIMEOUT_S)
             self.process = None
         try:
             self.pid_path.unlink()

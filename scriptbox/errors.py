@@ -11,7 +11,7 @@ from typing import Any
 
 
 def error_body(code: str, message: str, fields: dict[str, str] | None = None) -> dict[str, Any]:
-    """The JSON error shape of SPEC §3."""
+    """The one JSON error shape: {"error": {"code", "message", "fields"?}}."""
     error: dict[str, Any] = {"code": code, "message": message}
     if fields:
         error["fields"] = fields

@@ -1,4 +1,4 @@
-"""Request guards that do not depend on who is asking (SPEC §4).
+"""Request guards that do not depend on who is asking: Host (DNS rebinding) and same-origin.
 
 * Host check against DNS rebinding: a page on evil.example that resolves its
   name to 127.0.0.1 would otherwise talk to Scriptbox as a same-origin page.
@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 import psutil
 
 from .errors import Forbidden
+from .loopback import is_loopback
 
 STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
 def split_host(host_header: str) -> str:
@@ -31,13 +31,6 @@ def split_host(host_header: str) -> str:
     if host.count(":") == 1:
         host = host.split(":", 1)[0]
     return host.rstrip(".")
-
-
-def _is_loopback_ip(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def own_addresses(bind_host: str) -> frozenset[str]:
@@ -57,13 +50,13 @@ class HostGuard:
     """Accepts Host headers naming this server, a loopback name or an allowed host."""
 
     def __init__(self, bind_host: str, allowed_hosts: Iterable[str] = ()) -> None:
-        self._accepted = own_addresses(bind_host) | LOOPBACK_NAMES | {h.lower() for h in allowed_hosts}
+        self._accepted = own_addresses(bind_host) | {h.lower() for h in allowed_hosts}
 
     def check(self, environ: Mapping[str, Any]) -> None:
         """Raises Forbidden when the Host header names another site."""
         raw = environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or ""
         host = split_host(str(raw))
-        if host in self._accepted or _is_loopback_ip(host):
+        if host in self._accepted or is_loopback(host):
             return
         raise Forbidden(
             f"host {host!r} is not served here; add it to SCRIPTBOX_ALLOWED_HOSTS if it is this server",

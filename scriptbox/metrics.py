@@ -1,4 +1,4 @@
-"""Prometheus metrics of one Scriptbox process (SPEC §8.8), with prometheus_client.
+"""Prometheus metrics of one Scriptbox process, with prometheus_client.
 
 prometheus_client is the reference client: it owns the text format (and
 OpenMetrics when a scraper asks for it), histograms and the process metrics,
@@ -41,11 +41,11 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.registry import Collector
 
 from .errors import DatabaseUnavailable
-from .models import FINISHED_STATUSES
+from .vocabulary import CLIENT_TRIGGERS, FINISHED_STATUSES
 
 log = logging.getLogger(__name__)
 
-TRIGGERS = ("manual", "api", "schedule")
+TRIGGERS = (*CLIENT_TRIGGERS, "schedule")
 SCHEDULE_RESULTS = ("fired", "skipped", "missed")
 NOTIFICATION_RESULTS = ("sent", "failed")
 # Scripts run from a fraction of a second to a day (timeoutMs allows 24 h).

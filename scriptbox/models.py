@@ -1,4 +1,4 @@
-"""Validated records: script definitions (SPEC §2) and the run vocabulary.
+"""Validation of script definitions (the shared words are in vocabulary.py).
 
 Validation uses pydantic (strict types, unknown fields refused) so that every
 rule of the contract lives in one declarative model and every failure maps to
@@ -23,6 +23,15 @@ from pydantic import (
 )
 
 from .errors import ValidationFailed
+from .vocabulary import (
+    ALLOWED_RUNNERS,
+    DEFAULT_RUNNER,
+    DEFAULT_TIMEOUT_MS,
+    MAX_TIMEOUT_MS,
+    MIN_TIMEOUT_MS,
+    RUNNERS,
+    SCRIPT_TYPES,
+)
 
 # Checked with fullmatch: with match(), "$" also accepts a trailing newline.
 CODE_IDENTIFIER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -31,23 +40,8 @@ MAX_SCRIPT_BYTES = 1024 * 1024
 MAX_ENV_VALUE_BYTES = 32 * 1024
 MAX_ENV_ENTRIES = 200
 
-SCRIPT_TYPES = ("bash", "node", "browser")
-RUNNERS = ("host", "vm2", "browser")
-ALLOWED_RUNNERS: dict[str, tuple[str, ...]] = {
-    "bash": ("host",),
-    "node": ("host", "vm2"),
-    "browser": ("browser",),
-}
-DEFAULT_RUNNER = {"bash": "host", "node": "host", "browser": "browser"}
-
 # Fields clients may send back unchanged (e.g. a document from GET) but never set.
 READ_ONLY_FIELDS = frozenset({"id", "_id", "createdAt", "updatedAt", "lastRun"})
-
-
-# The run vocabulary (SPEC §2): queued -> running -> one finished status.
-ACTIVE_STATUSES = ("queued", "running")
-FINISHED_STATUSES = ("succeeded", "failed", "canceled", "timed_out")
-RUN_STATUSES = ACTIVE_STATUSES + FINISHED_STATUSES
 
 
 def _utf8_len(value: str) -> int:
@@ -98,7 +92,7 @@ class ScriptDefinitionInput(BaseModel):
         "pattern": r"^(/[^\x00]*)?$", "description": '"" or an absolute path; checked when a run starts'})] = ""
     env: Annotated[list[EnvEntry], Field(max_length=MAX_ENV_ENTRIES, json_schema_extra={
         "description": "keys must be unique"})] = []
-    timeoutMs: Annotated[StrictInt, Field(ge=100, le=86_400_000)] = 300_000
+    timeoutMs: Annotated[StrictInt, Field(ge=MIN_TIMEOUT_MS, le=MAX_TIMEOUT_MS)] = DEFAULT_TIMEOUT_MS
     enabled: StrictBool = True
 
     @field_validator("name")

@@ -1,6 +1,6 @@
 """Find and kill every process that belongs to one run, and nothing else (Linux /proc).
 
-The kill is exact (SPEC §6): a process is signalled only when it is *proven*
+The kill is exact: a process is signalled only when it is *proven*
 to be the run's. Proof is one of:
 
 - the run's main process itself: its pid *and* its start time, which the

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import gevent
 
-from .models import FINISHED_STATUSES
+from .vocabulary import FINISHED_STATUSES
 
 MAX_WAIT_S = 300
 _FINISHED = frozenset(FINISHED_STATUSES)

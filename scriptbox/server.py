@@ -7,12 +7,10 @@ admin password -> engine -> HTTP. Stop is the reverse, on SIGTERM or SIGINT.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +19,20 @@ import gevent.event
 from gevent.pywsgi import LoggingLogAdapter
 from gevent.threadpool import ThreadPool
 
-from .audit import AuditLog
 from .auth import CredentialChecker, DesktopSessions, LoginThrottle, prepare_admin_password
 from .config import Settings
 from .datadir import DataDirBusy, DataDirLock, DataDirUnsafe
 from .embedded_db import EmbeddedDatabase, EmbeddedDatabaseError
-from .engine import build_engine
+from .engine import Engine
 from .errors import DatabaseUnavailable
 from .guards import HostGuard
 from .httpserver import GuardedWSGIServer, connection_cap, raise_open_file_limit
 from .logs import configure_logging
+from .loopback import is_loopback
 from .metrics import Metrics
-from .services import Services
+from .services import Access, build_services
 from .store import Database
-from .store.audit import AuditStore
-from .store.definitions import DefinitionStore
-from .store.tokens import TokenStore
-from .tokens import TokenAuthority
+from .vocabulary import LISTENING_PREFIX
 from .web import create_app, create_metrics_app, secure_wsgi
 
 log = logging.getLogger("scriptbox")
@@ -54,25 +49,6 @@ def ui_dist_dir() -> Path:
     return base / "ui" / "dist"
 
 
-def _is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass
-class WorkerServices:
-    """What the engine needs in a `worker` process, which serves no HTTP."""
-
-    settings: Settings
-    database: Database
-    definitions: DefinitionStore
-    metrics: Metrics
-    runs: Any = None
-    engine: Any = None
 
 
 def _wait_for_stop(embedded: EmbeddedDatabase | None) -> int:
@@ -110,7 +86,7 @@ def _lock_data_dir(settings: Settings) -> DataDirLock | None:
 
 
 def work(settings: Settings) -> int:
-    """`worker`: execute queued runs from a shared MongoDB (SPEC §9); its only HTTP is
+    """`worker`: execute queued runs from a shared MongoDB; its only HTTP is
     GET /metrics on SCRIPTBOX_METRICS_PORT when that is set."""
     configure_logging(settings.log_format)
     if settings.mongodb_uri is None:
@@ -134,8 +110,8 @@ def work(settings: Settings) -> int:
         except DatabaseUnavailable:
             print("scriptbox: the database is unreachable; check --mongodb-uri", file=sys.stderr)
             return 1
-        services = WorkerServices(settings, database, DefinitionStore(database), Metrics())
-        engine = build_engine(services)
+        services = build_services(settings, database)
+        engine = services.engine
         if settings.metrics_port is not None:
             http = _metrics_server(settings, services.metrics, password_pool)
             if http is None:
@@ -197,7 +173,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
 
     embedded: EmbeddedDatabase | None = None
     database: Database | None = None
-    engine: Any = None
+    engine: Engine | None = None
     http: GuardedWSGIServer | None = None
     password_pool = ThreadPool(PASSWORD_THREADS)
     try:
@@ -214,21 +190,16 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             print("scriptbox: the database is unreachable; check --mongodb-uri", file=sys.stderr)
             return 1
         password = prepare_admin_password(settings.admin_password, settings.data_dir)
-        services = Services(
-            settings=settings,
-            database=database,
-            definitions=DefinitionStore(database),
+        access = Access(
             credentials=CredentialChecker(settings.admin_user, password.password_hash,
                                           run_blocking=lambda check: bool(password_pool.apply(check))),
             host_guard=HostGuard(settings.host, settings.allowed_hosts),
-            ui_dir=ui_dist_dir(),
             desktop_sessions=DesktopSessions(login_token),
-            throttle=LoginThrottle(), metrics=Metrics(),
-            tokens=TokenAuthority(TokenStore(database)), audit=AuditLog(AuditStore(database)),
+            throttle=LoginThrottle(),
+            ui_dir=ui_dist_dir(),
         )
-        # Without a worker (serve --no-worker) the engine still submits runs,
-        # cancels them and streams their output; it just executes nothing.
-        engine = build_engine(services)
+        services = build_services(settings, database, access)
+        engine = services.engine
         http = _http_server(settings, create_app(services))
         try:
             http.init_socket()  # bind before recovery claims queued runs: a busy port fails nothing
@@ -244,11 +215,11 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
         if password.generated:
             print(f"Generated admin password for user {settings.admin_user!r} (shown once, stored hashed):\n"
                   f"    {password.generated}", flush=True)
-        if not _is_loopback_host(settings.host) and not settings.tls_enabled:
+        if not is_loopback(settings.host) and not settings.tls_enabled:
             print(f"WARNING: listening on {settings.host} without TLS: passwords and output cross the "
                   "network in clear. Put Scriptbox behind a TLS proxy or set SCRIPTBOX_TLS_CERT/KEY.",
                   file=sys.stderr, flush=True)
-        print(f"Scriptbox listening on {scheme}://{host}:{http.server_port}/admin/scripts", flush=True)
+        print(f"{LISTENING_PREFIX}{scheme}://{host}:{http.server_port}/admin/scripts", flush=True)
 
         return _wait_for_stop(embedded)
     except EmbeddedDatabaseError as exc:

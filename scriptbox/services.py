@@ -1,6 +1,8 @@
-"""The collaborators one Scriptbox process is made of, built in server.py.
+"""The collaborators one Scriptbox process is made of.
 
-Routes receive this through the closure made in ``create_app`` (never as
+`build_services` builds every part before anything uses it; `serve` and
+`worker` both get a `Services`, the worker without `access` (it serves no
+HTTP). Routes receive it through the closure made in ``create_app`` (never as
 attributes bolted onto the Bottle app or module globals), so tests and other
 entry points can assemble their own.
 """
@@ -9,32 +11,63 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .audit import AuditLog
 from .auth import CredentialChecker, DesktopSessions, LoginThrottle
 from .config import Settings
+from .engine import Engine, EngineOptions, build_engine
 from .guards import HostGuard
 from .metrics import Metrics
 from .store import Database
+from .store.audit import AuditStore
 from .store.definitions import DefinitionStore
+from .store.runs import RunStore
+from .store.tokens import TokenStore
 from .tokens import TokenAuthority
 
 
-@dataclass
+@dataclass(frozen=True)
+class Access:
+    """Who may ask, and the page they are served: the HTTP side of `serve`."""
+
+    credentials: CredentialChecker
+    host_guard: HostGuard
+    desktop_sessions: DesktopSessions
+    throttle: LoginThrottle
+    ui_dir: Path
+
+
+@dataclass(frozen=True)
 class Services:
     settings: Settings
     database: Database
     definitions: DefinitionStore
-    credentials: CredentialChecker
-    host_guard: HostGuard
-    ui_dir: Path
-    desktop_sessions: DesktopSessions
-    throttle: LoginThrottle
+    runs: RunStore
+    # Without a worker (serve --no-worker) the engine still submits, cancels
+    # and streams runs; it just executes nothing.
+    engine: Engine
     metrics: Metrics
+    # API tokens and the audit log (tokens.py, audit.py): the scheduler and
+    # the worker write audit entries too, so they are not part of `access`.
     tokens: TokenAuthority
     audit: AuditLog
-    # The run engine's parts (scriptbox/engine.py, scriptbox/store/runs.py);
-    # typed loosely here to keep this module free of import cycles.
-    runs: Any = None
-    engine: Any = None
+    access: Access | None = None
+
+    def require_access(self) -> Access:
+        """The HTTP side; raises ValueError for services built without it (a worker)."""
+        if self.access is None:
+            raise ValueError("these services serve no HTTP (built without access)")
+        return self.access
+
+
+def build_services(settings: Settings, database: Database, access: Access | None = None,
+                   engine_options: EngineOptions | None = None) -> Services:
+    """Every part of a Scriptbox process over `database`, ready to start."""
+    metrics = Metrics()
+    definitions = DefinitionStore(database)
+    runs = RunStore(database, on_claimed=metrics.run_claimed, on_finished=metrics.run_finished)
+    engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes)
+    metrics.bind(runs.count_active, engine.active_count)
+    return Services(settings=settings, database=database, definitions=definitions, runs=runs, engine=engine,
+                    metrics=metrics, tokens=TokenAuthority(TokenStore(database)),
+                    audit=AuditLog(AuditStore(database)), access=access)

@@ -1,6 +1,6 @@
 """create_app(): the Bottle application, its guards, error handling and the UI files.
 
-Every response that is not a success is the JSON error shape of SPEC §3,
+Every response that is not a success is the one JSON error shape (errors.py),
 including Bottle's own 404/405 and any unexpected exception (logged, answered
 as a JSON 500, never a traceback page).
 """
@@ -26,7 +26,8 @@ from .api.common import read_json_body
 from .api.openapi import Doc, Reply, build_document
 from .api.schemas import DesktopLogin, Health
 from .api.tokens import authorize_bearer
-from .auth import SESSION_COOKIE, CredentialChecker, LoginThrottle, is_loopback, parse_basic_auth
+from .audit import AuditLog
+from .auth import SESSION_COOKIE, CredentialChecker, LoginThrottle, parse_basic_auth
 from .errors import (
     STATUS_CODES,
     ApiError,
@@ -39,15 +40,16 @@ from .errors import (
 )
 from .guards import HostGuard, Network, check_same_origin, client_address
 from .logs import run_context
+from .loopback import is_loopback
 from .metrics import Metrics
-from .services import Services
+from .services import Access, Services
 from .tokens import bearer_token
 
 log = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json; charset=utf-8"
 PROTECTED_PREFIXES = ("/api/admin/", "/admin/")
-# /api/openapi.json and /metrics need the admin too: /healthz alone is open (SPEC §4).
+# /api/openapi.json and /metrics need the admin too: /healthz alone is open.
 PROTECTED_EXACT = ("/api/admin", "/admin", "/api/openapi.json", "/metrics")
 
 SECURITY_HEADERS = {
@@ -135,7 +137,7 @@ def json_error_page(error: HTTPError) -> str:
     return json.dumps(error_body(STATUS_CODES.get(status, "error"), message))
 
 
-def _authenticate(services: Services) -> str:
+def _authenticate(access: Access, trusted_proxies: tuple[Network, ...], audit: AuditLog) -> str:
     """The actor making this request (desktop or admin); raises Unauthorized, or TooManyAttempts while throttled.
 
     An exact pair that verified before answers at once. Anything else is
@@ -144,10 +146,10 @@ def _authenticate(services: Services) -> str:
     off the event loop.
     """
     peer = request.environ.get("REMOTE_ADDR", "")
-    if is_loopback(peer) and services.desktop_sessions.is_valid(request.get_cookie(SESSION_COOKIE)):
+    if is_loopback(peer) and access.desktop_sessions.is_valid(request.get_cookie(SESSION_COOKIE)):
         return "desktop"
-    _basic_auth(services.credentials, services.throttle, services.settings.trusted_proxies,
-                lambda client, count: services.audit.auth_failed(client, "wrong admin user name or password", count))
+    _basic_auth(access.credentials, access.throttle, trusted_proxies,
+                lambda client, count: audit.auth_failed(client, "wrong admin user name or password", count))
     return "admin"
 
 
@@ -243,15 +245,20 @@ def secure_wsgi(app: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def create_app(services: Services) -> Bottle:
-    """Build the WSGI app. Registers every route module's routes."""
-    app = Bottle(catchall=True, autojson=False)
+    """Build the WSGI app. Registers every route module's routes.
+
+    Raises ValueError for services built without `access` (a worker's).
+    """
+    access = services.require_access()
+    app = Bottle(catchall=True)
+    app.config["json.enable"] = False  # JsonApiPlugin writes JSON (and its errors) itself
     app.install(JsonApiPlugin())
 
     @app.hook("before_request")
     def guard_request() -> None:
         # Runs before routing, so unknown paths and wrong methods are guarded too.
         try:
-            services.host_guard.check(request.environ)
+            access.host_guard.check(request.environ)
             if is_protected(request.path):
                 secret = bearer_token(request.environ.get("HTTP_AUTHORIZATION"))
                 if secret is not None:
@@ -259,7 +266,7 @@ def create_app(services: Services) -> Bottle:
                     request.environ["scriptbox.token"] = token
                     actor = token.actor
                 else:
-                    actor = _authenticate(services)
+                    actor = _authenticate(access, services.settings.trusted_proxies, services.audit)
                 # The actor (admin, desktop, token:<name>) is what runs record as requestedBy
                 # and what the audit log names.
                 request.environ["scriptbox.actor"] = actor
@@ -287,7 +294,7 @@ def create_app(services: Services) -> Bottle:
         bottle.redirect("/admin/scripts", 302)
 
     def ui_page() -> HTTPResponse:
-        index = services.ui_dir / "index.html"
+        index = access.ui_dir / "index.html"
         body = index.read_text(encoding="utf-8") if index.is_file() else PLACEHOLDER_PAGE
         resp = HTTPResponse(body=body, status=200)
         resp.content_type = "text/html; charset=utf-8"
@@ -302,7 +309,7 @@ def create_app(services: Services) -> Bottle:
     @app.get("/admin/assets/<path:path>", openapi=Doc(
         "A file of the admin page (JavaScript, CSS)", "ui", {200: Reply("The file.", media="*/*")}, errors=(404,)))
     def ui_asset(path: str) -> HTTPResponse:
-        result = static_file(path, root=str(services.ui_dir / "assets"))
+        result = static_file(path, root=str(access.ui_dir / "assets"))
         if isinstance(result, HTTPError):
             raise result
         return result
@@ -311,7 +318,7 @@ def create_app(services: Services) -> Bottle:
         "The desktop window's sign-in page (loopback, desktop mode only)", "ui",
         {200: Reply("A page that exchanges the one-time token.", media="text/html")}, errors=(404,)))
     def desktop_login_page() -> HTTPResponse:
-        if not services.desktop_sessions.enabled or not is_loopback(request.environ.get("REMOTE_ADDR")):
+        if not access.desktop_sessions.enabled or not is_loopback(request.environ.get("REMOTE_ADDR")):
             raise HTTPError(404)
         resp = HTTPResponse(body=DESKTOP_LOGIN_PAGE, status=200)
         resp.content_type = "text/html; charset=utf-8"
@@ -323,14 +330,14 @@ def create_app(services: Services) -> Bottle:
         {204: Reply("Signed in.", headers={"Set-Cookie": "the HttpOnly, SameSite=Strict session cookie"})},
         errors=(404,), body=DesktopLogin, error_notes={403: "bad_login_token, or refused as for every route."}))
     def desktop_login() -> HTTPResponse:
-        if not services.desktop_sessions.enabled or not is_loopback(request.environ.get("REMOTE_ADDR")):
+        if not access.desktop_sessions.enabled or not is_loopback(request.environ.get("REMOTE_ADDR")):
             raise HTTPError(404)
         check_same_origin(request.environ)
         body = read_json_body(request)
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str):
             raise ValidationFailed("a token is required", fields={"token": "is required"})
-        session = services.desktop_sessions.exchange(token)
+        session = access.desktop_sessions.exchange(token)
         if session is None:
             raise Forbidden("the login token is invalid or was already used", code="bad_login_token")
         resp = HTTPResponse(status=204)
@@ -346,7 +353,7 @@ def create_app(services: Services) -> Bottle:
 
 
 def _register_tool_routes(app: Bottle, services: Services) -> None:
-    """The OpenAPI document and the Prometheus metrics (SPEC §8.8)."""
+    """The OpenAPI document and the Prometheus metrics."""
     document: list[bytes] = []
 
     @app.get("/api/openapi.json", openapi=Doc(

@@ -8,9 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import ADMIN_PASSWORD, Api, ScriptboxServer
-from runs_support import start_run, wait_status
-from tokens_support import make_token, token_api
+from support import ADMIN_PASSWORD, Api, ScriptboxServer, make_token, start_run, token_api, wait_status
 
 
 def entries(api: Api, **query: Any) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""SPEC §4: Basic auth, failure throttling, same-origin and Host guards, the first password."""
+"""Basic auth, failure throttling, same-origin and Host guards, the first password."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import ADMIN_PASSWORD, Api, ScriptboxServer
 from scriptbox.auth import LoginThrottle
+from support import ADMIN_PASSWORD, Api, ScriptboxServer
 
 PROTECTED = [
     ("GET", "/api/admin/scripts"),

@@ -23,15 +23,25 @@ from typing import Any
 
 import pytest
 
-from conftest import ADMIN_PASSWORD, REPO, Api, ScriptboxServer
-from runs_support import SseStream, get_run, output_text, start_run, wait_status
 from scriptbox.cli.commands import parse_params
 from scriptbox.cli.credentials import load_connection
 from scriptbox.cli.errors import CliError
 from scriptbox.cli.events import EventParser
 from scriptbox.cli.outcome import exit_code_for, outcome_message
+from support import (
+    ADMIN_PASSWORD,
+    REPO,
+    Api,
+    ScriptboxServer,
+    SseStream,
+    eventually,
+    get_run,
+    make_token,
+    output_text,
+    start_run,
+    wait_status,
+)
 from test_error_shape import BAD_BODIES, assert_error_shape
-from tokens_support import make_token
 
 CLI_TIMEOUT_S = 90
 
@@ -68,10 +78,11 @@ class Pipe:
             self.data += chunk
 
     def wait_for(self, needle: bytes, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while needle not in self.data:
-            assert time.monotonic() < deadline, f"{needle!r} never came; got {bytes(self.data)!r}"
-            time.sleep(0.02)
+        def seen() -> bool:
+            assert needle in self.data, f"got {bytes(self.data)!r}"
+            return True
+
+        eventually(seen, timeout, interval=0.02, message=f"{needle!r} in the output")
 
 
 def _default_sigint() -> None:
@@ -178,10 +189,7 @@ def runs_of(api: Api, script_id: str) -> list[dict[str, Any]]:
 
 
 def the_run_of(api: Api, script_id: str, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while not (runs := runs_of(api, script_id)):
-        assert time.monotonic() < deadline, "no run was started"
-        time.sleep(0.05)
+    runs = eventually(lambda: runs_of(api, script_id), timeout, message="a run was started")
     assert len(runs) == 1
     return runs[0]
 

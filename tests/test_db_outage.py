@@ -18,18 +18,16 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
 
-from conftest import Api
-from runs_support import SseStream, output_text, pid_alive, run_pids, run_script, start_run, wait_status
 from scriptbox.childproc import free_loopback_port
 from scriptbox.embedded_db import DbCredential, launch, secantus_argv
+from scriptbox.store import wait_until_answers
+from support import Api, SseStream, eventually, output_text, pid_alive, run_pids, run_script, start_run, wait_status
 
 
 class SeparateDatabase:
@@ -49,19 +47,9 @@ class SeparateDatabase:
                                   str(self.path), "--log-level", "WARNING", "--sync-on-commit"]
         self.process = launch(argv, self.credential, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
-        client: MongoClient[dict[str, object]] = MongoClient(self.uri, serverSelectionTimeoutMS=500)
-        deadline = time.monotonic() + 60
-        try:
-            while True:
-                assert self.process.poll() is None, "the database did not start"
-                try:
-                    client.admin.command("ping")
-                    return self
-                except PyMongoError:
-                    assert time.monotonic() < deadline, "the database did not answer"
-                    time.sleep(0.1)
-        finally:
-            client.close()
+        process = self.process
+        assert wait_until_answers(self.uri, 60, lambda: process.poll() is None), "the database did not answer"
+        return self
 
     def kill(self) -> None:
         assert self.process is not None
@@ -77,11 +65,8 @@ def separate_db(tmp_path: Path) -> Iterator[SeparateDatabase]:
         db.kill()
 
 
-def _wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+def _wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
+    eventually(predicate, timeout, message=what)
 
 
 def _log(api: Api, run_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Script definition routes of SPEC §3 with the validation rules of SPEC §2."""
+"""Script definition routes and their validation rules, on the app in-process."""
 
 from __future__ import annotations
 
@@ -6,9 +6,16 @@ from typing import Any
 
 import pytest
 
-from conftest import Api, unique_name
+from support import AppClient, unique_name
 
 MIB = 1024 * 1024
+Api = AppClient  # the same methods as the HTTP client
+
+
+@pytest.fixture()
+def api(client: AppClient) -> AppClient:
+    """These routes need no server process: the app in-process on the real database."""
+    return client
 
 
 def valid_body(**changes: Any) -> dict[str, Any]:

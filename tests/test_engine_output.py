@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import gevent
 
-from scriptbox.output import ChunkWriter, OutputHub, RunOutput, TailBuffer, read_stream
+from scriptbox.engine.hub import HubEvent, OutputHub
+from scriptbox.engine.output import ChunkWriter, RunOutput, TailBuffer, read_stream
+from scriptbox.store.records import Chunk
 
 
-def _output(max_log_bytes: int, tail: int = 64) -> tuple[RunOutput, list[dict[str, Any]], OutputHub]:
-    stored: list[dict[str, Any]] = []
+def _output(max_log_bytes: int, tail: int = 64) -> tuple[RunOutput, list[Chunk], OutputHub]:
+    stored: list[Chunk] = []
     hub = OutputHub()
     writer = ChunkWriter(stored.extend, interval_s=0.01)
-    out = RunOutput(run_id="r", max_log_bytes=max_log_bytes, tail=TailBuffer(tail), writer=writer, hub=hub,
-                    make_doc=lambda seq, stream, data, system: {"seq": seq, "stream": stream, "data": data,
-                                                                "system": system})
+    out = RunOutput(run_id="r", max_log_bytes=max_log_bytes, tail=TailBuffer(tail), writer=writer, hub=hub)
     writer.start()
     return out, stored, hub
 
@@ -28,8 +27,8 @@ def test_the_log_cap_splits_at_a_character_boundary_then_marks_and_stops_storing
     out.emit("stdout", "more", 4)
     assert out.writer.flush_now(5)
     out.writer.stop()
-    assert [(d["seq"], d["data"]) for d in stored[:2]] == [(1, "abcdefgh"), (2, stored[1]["data"])]
-    assert stored[1]["system"] and "stored log limit of 10 bytes" in stored[1]["data"]
+    assert [(c.seq, c.data) for c in stored[:2]] == [(1, "abcdefgh"), (2, stored[1].data)]
+    assert stored[1].system and "stored log limit of 10 bytes" in stored[1].data
     assert len(stored) == 2
     assert out.truncated and out.output_bytes == 18 and out.stored_bytes == 8
     live = viewer.take(0)
@@ -66,7 +65,6 @@ def test_a_full_viewer_is_dropped_after_the_stall_timeout_and_others_keep_going(
     hub = OutputHub(viewer_max_bytes=100, stall_timeout_s=0.2)
     slow = hub.subscribe("r")
     fast = hub.subscribe("r")
-    from scriptbox.output import HubEvent
 
     def consume() -> None:
         while not fast.closed:

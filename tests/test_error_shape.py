@@ -1,4 +1,4 @@
-"""One error shape everywhere (SPEC §3): malformed requests of every kind, on every route.
+"""One error shape everywhere: malformed requests of every kind, on every route.
 
 No request, however malformed, gets a 500, an HTML page or a traceback, and
 nothing stored is changed by a refused request.
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import Api, ScriptboxServer
+from support import Api, ScriptboxServer
 
 ALLOWED_ERROR_STATUSES = {400, 401, 403, 404, 405, 409, 413}
 NO_SUCH_ID = "ffffffffffffffffffffffff"

@@ -1,4 +1,4 @@
-"""The running server against its own OpenAPI document, fuzzed by schemathesis (SPEC §8.8).
+"""The running server against its own OpenAPI document, fuzzed by schemathesis.
 
 A real `serve` process on a real database, every operation of the document,
 bounded in examples per operation (about a minute in all on a busy machine).
@@ -40,8 +40,7 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from conftest import ADMIN_PASSWORD, ADMIN_USER, Api, ScriptboxServer
-from runs_support import start_run
+from support import ADMIN_PASSWORD, ADMIN_USER, Api, ScriptboxServer, start_run
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection, unsupported_method]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-from conftest import ScriptboxServer
-from runs_support import start_run, wait_status
 from scriptbox.config import ConfigError, load_settings
+from support import ScriptboxServer, eventually, start_run, wait_status
 
 # What `serve` prints on stdout for the person who started it (not log records).
 ANNOUNCEMENTS = ("Scriptbox listening on ", "Starting the embedded database")
@@ -33,9 +31,8 @@ def test_json_log_lines_parse_and_carry_the_run_id(server_factory: Any) -> None:
     run_id = start_run(api, script["id"])
     assert wait_status(api, run_id)["status"] == "succeeded"
     api.get(f"/api/admin/scripts/runs/{run_id}/log")
-    deadline = time.monotonic() + 30
-    while not any(r.get("runId") == run_id for r in records(server)) and time.monotonic() < deadline:
-        time.sleep(0.05)  # the server writes the record when the run ends, the test may read first
+    # The server writes the record when the run ends; the test may read first.
+    eventually(lambda: any(r.get("runId") == run_id for r in records(server)), message="the run's log record")
     server.stop()
     logged = records(server)
     ended = [r for r in logged if r.get("runId") == run_id]

@@ -1,4 +1,4 @@
-"""The kill is exact (SPEC §6): a run's process set holds only processes proven to be the run's.
+"""The kill is exact: a run's process set holds only processes proven to be the run's.
 
 Unit tests of the rules in scriptbox/proctree.py with real processes that exit
 (and are reaped) before they are examined, plus the regression scenario of
@@ -11,15 +11,13 @@ import json
 import os
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import requests
 
-from conftest import ADMIN_PASSWORD, ADMIN_USER, Api
-from runs_support import pid_alive, start_run, wait_status
 from scriptbox import proctree
 from scriptbox.proctree import ProcInfo, RunProcesses
+from support import ADMIN_PASSWORD, ADMIN_USER, Api, eventually, pid_alive, start_run, wait_status
 
 RUN_ID = "0123456789abcdef01234567"
 
@@ -97,10 +95,7 @@ def test_a_daemon_that_left_the_tree_and_cleared_its_env_is_found_by_the_pipe_it
         tracker = RunProcesses(RUN_ID, root.pid, start, pipe_inodes=inodes)
         assert [p.pid for p in tracker.find()] == [daemon_pid]
         assert tracker.kill(2.0) == 1
-        deadline = time.monotonic() + 5
-        while pid_alive(daemon_pid):
-            assert time.monotonic() < deadline, "the daemon survived"
-            time.sleep(0.05)
+        eventually(lambda: not pid_alive(daemon_pid), timeout=5, message="the daemon is killed")
         assert pid_alive(database.pid) and pid_alive(other_run.pid)
     finally:
         for proc in (database, other_run):

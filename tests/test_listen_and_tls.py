@@ -1,4 +1,4 @@
-"""Where Scriptbox listens (SPEC §4): loopback by default, a warning elsewhere without TLS, HTTPS with a cert."""
+"""Where Scriptbox listens: loopback by default, a warning elsewhere without TLS, HTTPS with a cert."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from conftest import ScriptboxServer
+from support import ScriptboxServer
 
 TLS_WARNING = "without TLS"
 

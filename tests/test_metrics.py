@@ -1,11 +1,10 @@
-"""GET /metrics (SPEC §8.8): Prometheus text from a real server, before and after real runs."""
+"""GET /metrics: Prometheus text from a real server, before and after real runs."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,8 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ADMIN_PASSWORD, REPO, Api, ScriptboxServer
-from runs_support import SseStream, start_run, wait_status
 from scriptbox.childproc import free_loopback_port
+from support import ADMIN_PASSWORD, REPO, Api, ScriptboxServer, SseStream, eventually, start_run, wait_status
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -37,12 +35,10 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def scrape_until(api: Api, done: Callable[[Samples], bool], timeout: float = 30.0) -> Samples:
     """Scrapes until `done` holds (state that another request changes, e.g. a stream closing)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = scrape(api)
-        if done(samples) or time.monotonic() > deadline:
-            return samples
-        time.sleep(0.05)
+    try:
+        return eventually(lambda: samples if done(samples := scrape(api)) else None, timeout)
+    except AssertionError:
+        return scrape(api)
 
 
 def test_metrics_need_the_admin(server: ScriptboxServer) -> None:
@@ -130,14 +126,14 @@ def test_a_worker_exports_its_own_metrics_on_its_metrics_port(server_factory: An
                               stderr=subprocess.STDOUT, text=True)
     try:
         worker_api = Api(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 60
-        while True:  # until the worker listens
+        def listening() -> Samples | None:
             try:
-                before = scrape(worker_api)
-                break
+                return scrape(worker_api)
             except requests.ConnectionError:
-                assert worker.poll() is None and time.monotonic() < deadline, "the worker did not start"
-                time.sleep(0.1)
+                assert worker.poll() is None, "the worker exited"
+                return None
+
+        before = eventually(listening, 60, interval=0.1, message="the worker listens")
         assert Api(worker_api.base_url, auth=None).get("/metrics").status_code == 401
         assert worker_api.get("/api/admin/scripts").status_code == 404  # metrics only
         script = api.create_script(script="echo from-the-worker")

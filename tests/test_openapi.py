@@ -1,29 +1,16 @@
-"""GET /api/openapi.json (SPEC §8.8): valid OpenAPI 3.1, every route of the app, one error shape."""
+"""GET /api/openapi.json: valid OpenAPI 3.1, every route of the app, one error shape."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from conftest import ADMIN_PASSWORD, ADMIN_USER, Api, ScriptboxServer
 from scriptbox.api.openapi import openapi_path
-from scriptbox.audit import AuditLog
-from scriptbox.auth import CredentialChecker, DesktopSessions, LoginThrottle, prepare_admin_password
-from scriptbox.config import load_settings
-from scriptbox.guards import HostGuard
-from scriptbox.metrics import Metrics
 from scriptbox.models import ScriptDefinitionInput
-from scriptbox.services import Services
-from scriptbox.store import Database
-from scriptbox.store.audit import AuditStore
-from scriptbox.store.definitions import DefinitionStore
-from scriptbox.store.tokens import TokenStore
-from scriptbox.tokens import TokenAuthority
-from scriptbox.web import create_app
+from support import Api, ScriptboxServer
+from support.inprocess import InProcessApp
 
 
 @pytest.fixture(scope="module")
@@ -35,20 +22,9 @@ def document(server: ScriptboxServer) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def app_routes(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[tuple[str, str]]]:
-    """(METHOD, rule) of every route of an app built in-process from real parts."""
-    data_dir: Path = tmp_path_factory.mktemp("routes")
-    settings = load_settings({}, {}, data_dir=data_dir, admin_password=ADMIN_PASSWORD)
-    database = Database(mongodb_uri, "sbx_routes")
-    password = prepare_admin_password(ADMIN_PASSWORD, data_dir)
-    services = Services(settings=settings, database=database, definitions=DefinitionStore(database),
-                        credentials=CredentialChecker(ADMIN_USER, password.password_hash),
-                        host_guard=HostGuard("127.0.0.1"), ui_dir=data_dir, desktop_sessions=DesktopSessions(),
-                        throttle=LoginThrottle(), metrics=Metrics(),
-                        tokens=TokenAuthority(TokenStore(database)), audit=AuditLog(AuditStore(database)))
-    app = create_app(services)
-    yield [(route.method, route.rule) for route in app.routes]
-    database.close()
+def app_routes(app: InProcessApp) -> list[tuple[str, str]]:
+    """(METHOD, rule) of every route of the app built in-process from real parts."""
+    return [(route.method, route.rule) for route in app.app.routes]
 
 
 def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
-from conftest import Api
-from runs_support import SseStream, get_run, output_text, pid_alive, run_script, start_run, wait_status
+from support import Api, SseStream, eventually, get_run, output_text, pid_alive, run_script, start_run, wait_status
 
 
 def _replayed_output(body: str) -> str:
@@ -74,13 +72,11 @@ def test_daemon_with_a_cleared_environment_holding_the_output_pipe_is_killed(api
     run = wait_status(api, run_id)
     assert run["status"] == "succeeded", run
     pid = int(pid_file.read_text())
-    deadline = time.monotonic() + 15
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    alive = pid_alive(pid)
-    if alive:
-        os.kill(pid, 9)
-    assert not alive, "the daemon of the run survived it"
+    try:
+        eventually(lambda: not pid_alive(pid), timeout=15, message="the daemon of the run is killed")
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, 9)
     assert get_run(api, run_id)["status"] == "succeeded"
 
 

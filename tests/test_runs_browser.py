@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import Api
-from runs_support import SseStream, get_run, output_text, start_run, wait_status
+from support import Api, SseStream, get_run, output_text, start_run, wait_status
 
 
 def _browser_script(api: Api, **fields: object) -> dict:  # type: ignore[type-arg]

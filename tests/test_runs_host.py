@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import Api
-from runs_support import get_run, run_script, start_run, wait_status
+from support import Api, get_run, run_script, start_run, wait_status
 
 
 def test_exit_zero_succeeds_and_keeps_stdout_and_stderr_apart(api: Api) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import Api
-from runs_support import run_pids, run_script, start_run, wait_status
+from support import Api, run_pids, run_script, start_run, wait_status
 
 # A main process with a child, a grandchild, and a daemon that double-forked
 # into its own session (setsid) so it is no longer in the run's tree or group.

@@ -2,35 +2,36 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from runs_support import get_run, pid_alive, run_pids, start_run, wait_status
+from support import eventually, get_run, pid_alive, run_pids, start_run, wait_status
 
 
 def _iso_order(runs: list[dict[str, Any]], key: str) -> list[str]:
     return [r["id"] for r in sorted(runs, key=lambda r: r[key])]
 
 
-def test_at_most_max_concurrent_runs_execute_and_the_rest_wait_in_order(server_factory) -> None:  # type: ignore[no-untyped-def]
+def test_at_most_max_concurrent_runs_execute_and_the_rest_wait_in_order(server_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     server = server_factory(env={"SCRIPTBOX_MAX_CONCURRENT_RUNS": "2"}).start()
     api = server.api()
-    definition = api.create_script(script="sleep 0.6")
+    gate = tmp_path / "gate"
+    definition = api.create_script(script=f"while [ ! -e {gate} ]; do sleep 0.02; done")
     ids = [start_run(api, definition["id"]) for _ in range(5)]
-    time.sleep(0.3)
-    statuses = [get_run(api, i)["status"] for i in ids]
-    assert statuses[:2] == ["running", "running"]
-    assert statuses[2:] == ["queued"] * 3
-    max_running = 0
-    while True:
-        # One query, so one consistent view of the statuses.
-        listed = api.get("/api/admin/scripts/runs", params={"scriptId": definition["id"]}).json()["runs"]
-        max_running = max(max_running, sum(r["status"] == "running" for r in listed))
-        if all(r["status"] == "succeeded" for r in listed):
-            break
-        time.sleep(0.02)
+    eventually(lambda: [get_run(api, i)["status"] for i in ids[:2]] == ["running", "running"],
+               message="the first two runs start")
+    # Both slots are taken until the gate opens: the rest wait, however long that is.
+    assert [get_run(api, i)["status"] for i in ids[2:]] == ["queued"] * 3
+    gate.touch()
+    runs = [wait_status(api, i) for i in ids]
+    assert [r["status"] for r in runs] == ["succeeded"] * 5
+    # From the recorded times: never more than two runs at once (half-open intervals).
+    edges = sorted([(r["startedAt"], 1) for r in runs] + [(r["finishedAt"], -1) for r in runs],
+                   key=lambda edge: (edge[0], edge[1]))
+    running = max_running = 0
+    for _, step in edges:
+        running += step
+        max_running = max(max_running, running)
     assert max_running == 2
-    runs = [get_run(api, i) for i in ids]
     assert _iso_order(runs, "startedAt") == ids  # FIFO
 
 
@@ -68,16 +69,13 @@ def test_sigkill_of_the_server_mid_run_then_restart_recovers(server_factory) -> 
     running = start_run(api, long["id"])
     wait_status(api, running, ("running",))
     # Once "started" is stored, both sleeps exist and the output is persisted.
-    deadline = time.monotonic() + 10
-    while "started" not in api.get(f"/api/admin/scripts/runs/{running}/log").text:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: "started" in api.get(f"/api/admin/scripts/runs/{running}/log").text, timeout=10,
+               message="the first line is stored")
     orphans = run_pids(running)
     assert len(orphans) >= 3
     queued = start_run(api, quick["id"])
 
     server.kill()  # a crash: nothing is cleaned up
-    time.sleep(0.2)
     assert any(pid_alive(p) for p in orphans)  # the run's processes outlived the server
 
     server.start()
@@ -86,10 +84,7 @@ def test_sigkill_of_the_server_mid_run_then_restart_recovers(server_factory) -> 
     assert run["status"] == "failed"
     assert run["meta"]["error"] == "executor lost: server restarted"
     assert run["finishedAt"] is not None
-    deadline = time.monotonic() + 5
-    while run_pids(running) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert run_pids(running) == []
+    eventually(lambda: run_pids(running) == [], timeout=5, message="no process of the run is left")
     assert wait_status(api, queued)["status"] == "succeeded"
     # The log stored before the crash is still there.
     assert api.get(f"/api/admin/scripts/runs/{running}/log").text.startswith("started\n")

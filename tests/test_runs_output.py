@@ -6,8 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import ScriptboxServer
-from runs_support import SseStream, rss_bytes, start_run, wait_status
+from support import ScriptboxServer, SseStream, rss_bytes, start_run, wait_status
 
 MIB = 1024 * 1024
 # 30 MiB of 100-byte lines (the last one cut short).

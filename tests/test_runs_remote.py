@@ -1,4 +1,4 @@
-"""A run executed by another process (SPEC §9): live stream and cancel via the database."""
+"""A run executed by another process sharing the database: live stream and cancel via the database."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import ADMIN_PASSWORD, REPO
-from runs_support import SseStream, output_text, run_pids, start_run, wait_status
+from support import ADMIN_PASSWORD, REPO, SseStream, output_text, run_pids, start_run, wait_status
 
 
 def test_a_no_worker_server_streams_live_and_cancels_a_run_that_a_worker_executes(

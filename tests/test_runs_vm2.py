@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import Api, ScriptboxServer
-from runs_support import run_script
+from support import Api, ScriptboxServer, run_script
 from test_vm2_sandbox import ESCAPE_EXIT_CODES, ESCAPE_KIT, ESCAPE_SCENARIOS, SCENARIOS
 
 STATUS_OF_EXIT = {0: "succeeded", 124: "timed_out"}

@@ -29,13 +29,12 @@ from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 from test_server_lifecycle import wait_until
 
-from conftest import ADMIN_PASSWORD, ADMIN_USER, ScriptboxServer
-from runs_support import start_run, wait_status
 from scriptbox.auth import CredentialChecker, LoginThrottle
 from scriptbox.childproc import free_loopback_port
 from scriptbox.embedded_db import CREDENTIAL_FILE
 from scriptbox.guards import client_address
 from scriptbox.web import SECURITY_HEADERS
+from support import ADMIN_PASSWORD, ADMIN_USER, ScriptboxServer, start_run, wait_status
 
 AUTH_HEADER = "Basic " + base64.b64encode(f"{ADMIN_USER}:{ADMIN_PASSWORD}".encode()).decode()
 
@@ -404,9 +403,9 @@ def test_answers_written_by_gevent_itself_carry_the_security_headers(server: Scr
 
 
 def test_the_systemd_unit_leaves_room_for_the_connection_cap() -> None:
-    from conftest import REPO
     from scriptbox.config import Settings
     from scriptbox.httpserver import FD_RESERVE
+    from support import REPO
 
     unit = (REPO / "packaging/systemd/scriptbox.service").read_text()
     limit = next(int(line.split("=", 1)[1]) for line in unit.splitlines() if line.startswith("LimitNOFILE="))

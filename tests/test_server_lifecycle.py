@@ -14,9 +14,9 @@ import psutil
 import pytest
 import requests
 
-from conftest import REPO, ScriptboxServer
 from scriptbox.childproc import free_loopback_port
 from scriptbox.embedded_db import DbCredential, launch, secantus_argv
+from support import REPO, ScriptboxServer, eventually
 
 
 def database_processes(data_dir: Path) -> list[psutil.Process]:
@@ -30,12 +30,10 @@ def database_processes(data_dir: Path) -> list[psutil.Process]:
 
 
 def wait_until(predicate: Any, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
+    try:
+        return bool(eventually(predicate, timeout, interval=0.1))
+    except AssertionError:
+        return False
 
 
 def test_the_embedded_database_keeps_data_across_a_clean_restart(server_factory: Any, tmp_path: Path) -> None:
@@ -132,7 +130,7 @@ def test_a_busy_port_is_reported_clearly(server_factory: Any) -> None:
         instance = server_factory(port=taken.getsockname()[1]).start(wait=False)
         assert instance.process is not None
         assert instance.process.wait(30) == 1
-        time.sleep(0.2)
+        eventually(lambda: "cannot listen" in instance.text, timeout=5, message="the reason is printed")
         assert "cannot listen" in instance.text and "Traceback" not in instance.text
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import REPO
 from scriptbox.config import SETTINGS_TABLE, ConfigError, load_settings
+from support import REPO
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:

@@ -10,13 +10,21 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import time
 
 import requests
 
-from conftest import ADMIN_PASSWORD, ADMIN_USER
-from runs_support import SseStream, output_text, pid_alive, rss_bytes, start_run, wait_status
-from soak_support import KINDS, Workload, check_runs, fd_count, live_run_ids
+from support import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    SseStream,
+    eventually,
+    output_text,
+    pid_alive,
+    rss_bytes,
+    start_run,
+    wait_status,
+)
+from support.soak import KINDS, Workload, check_runs, fd_count, live_run_ids
 
 WARMUP_S = 8.0
 SOAK_S = 40.0
@@ -25,12 +33,11 @@ RSS_SLACK = 8 * 1024 * 1024
 
 def _settled_fds(pid: int, db_port: int, target: int, timeout: float = 30.0) -> int:
     """The fd count once closed connections are gone (or the last one seen)."""
-    deadline = time.monotonic() + timeout
-    count = fd_count(pid, db_port)
-    while count > target and time.monotonic() < deadline:
-        time.sleep(0.2)
-        count = fd_count(pid, db_port)
-    return count
+    try:
+        eventually(lambda: fd_count(pid, db_port) <= target, timeout, interval=0.2)
+    except AssertionError:
+        pass
+    return fd_count(pid, db_port)
 
 
 def test_soak_mixed_runs_with_viewers_leaves_everything_as_it_was(server_factory) -> None:  # type: ignore[no-untyped-def]

@@ -1,12 +1,11 @@
-"""Live output over SSE (SPEC §5): replay, live, resume, promptness, decoding."""
+"""Live output over SSE: replay, live, resume, promptness, decoding."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from conftest import Api
-from runs_support import SseStream, output_text, start_run, wait_status
+from support import Api, SseStream, get_run, output_text, start_run, wait_status
 
 
 def test_a_finished_run_replays_everything_and_ends(api: Api) -> None:
@@ -65,12 +64,10 @@ def test_a_partial_line_arrives_within_a_second(api: Api) -> None:
     definition = api.create_script(script="printf 'no newline yet'; sleep 3; echo ' done'")
     run_id = start_run(api, definition["id"])
     stream = SseStream(api, run_id)
-    started = time.monotonic()
-    for event in stream.events():
-        if event.event == "output":
-            assert event.data["data"] == "no newline yet"
-            assert event.at - started < 1.0
-            break
+    first = next(e for e in stream.events() if e.event == "output")
+    # Delivered on its own while the script sleeps, not with the rest of the line.
+    assert first.data["data"] == "no newline yet"
+    assert get_run(api, run_id)["status"] == "running"
     stream.close()
     api.post(f"/api/admin/scripts/runs/{run_id}/cancel")
 

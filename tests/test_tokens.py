@@ -8,15 +8,22 @@ import json
 import socket
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 import requests
 from pymongo import MongoClient
 
-from conftest import ADMIN_PASSWORD, Api, ScriptboxServer
-from runs_support import SseStream, start_run, wait_status
-from tokens_support import make_token, token_api
+from support import (
+    ADMIN_PASSWORD,
+    Api,
+    ScriptboxServer,
+    SseStream,
+    eventually,
+    make_token,
+    start_run,
+    token_api,
+    wait_status,
+)
 
 
 def test_a_token_is_shown_once_and_stored_only_as_its_hash(api: Api, server: ScriptboxServer,
@@ -224,10 +231,7 @@ def test_a_client_that_leaves_while_waiting_does_not_cancel_the_run(api: Api, se
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(request.encode())
         time.sleep(0.3)  # the server has started the run and is waiting
-    runs: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 10
-    while not runs and time.monotonic() < deadline:
-        runs = api.get(f"/api/admin/scripts/runs?scriptId={script['id']}").json()["runs"]
-        time.sleep(0.05)
+    runs = eventually(lambda: api.get(f"/api/admin/scripts/runs?scriptId={script['id']}").json()["runs"],
+                      message="the run was created")
     run = wait_status(api, runs[0]["id"])
     assert run["status"] == "succeeded" and run["outputTail"] == "finished\n"

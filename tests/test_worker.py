@@ -1,4 +1,4 @@
-"""`serve --no-worker` plus `worker` sharing one database (SPEC §1, the start of §9)."""
+"""`serve --no-worker` plus `worker` sharing one database: one serves, the other executes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import ADMIN_PASSWORD, REPO
-from runs_support import SseStream, output_text, start_run, wait_status
+from support import ADMIN_PASSWORD, REPO, SseStream, output_text, start_run, wait_status
 
 
 def test_a_worker_executes_runs_that_a_no_worker_server_accepts_and_streams(server_factory: Any,

@@ -1,4 +1,4 @@
-"""Definition routes of SPEC §3: list, create, read, update, delete."""
+"""Definition routes: list, create, read, update, delete."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from ..errors import Conflict, ValidationFailed
 from ..models import validate_definition_update, validate_new_definition
 from ..services import Services
 from ..store import iso
-from ..store.definitions import EDIT_CONFLICT_MESSAGE, definition_to_json
+from ..store.definitions import EDIT_CONFLICT_MESSAGE
 from .audit import audit_request
 from .common import read_json_body
 from .openapi import Doc, Param, Reply
+from .presenters import definition_to_json, last_run_to_json
 from .schemas import ScriptDefinition, ScriptList
 
 # Ids are ObjectId hex; anything else (e.g. "runs", "by-code") never reaches these routes.
@@ -41,6 +42,7 @@ def _is_iso_time(value: Any) -> bool:
 
 def register(app: Bottle, services: Services) -> None:
     definitions = services.definitions
+    runs = services.runs
 
     @app.get("/api/admin/scripts", openapi=Doc(
         "List script definitions", "scripts",
@@ -49,15 +51,11 @@ def register(app: Bottle, services: Services) -> None:
     def list_definitions() -> dict[str, Any]:
         query = request.query.getunicode("q", default="") or ""
         docs = definitions.search(query.strip())
-        last_runs = definitions.last_runs([doc["_id"] for doc in docs])
+        last_runs = runs.last_runs([str(doc["_id"]) for doc in docs])
         items = []
         for doc in docs:
             item = definition_to_json(doc)
-            run = last_runs.get(doc["_id"])
-            item["lastRun"] = None if run is None else {
-                "id": str(run["id"]), "status": run["status"],
-                "createdAt": iso(run.get("createdAt")), "finishedAt": iso(run.get("finishedAt")),
-            }
+            item["lastRun"] = last_run_to_json(last_runs.get(str(doc["_id"])))
             items.append(item)
         return {"scripts": items}
 
@@ -120,7 +118,10 @@ def register(app: Bottle, services: Services) -> None:
         "Delete a script definition (its run history stays)", "scripts", {204: Reply("Deleted.")},
         errors=(404, 409, 503), error_notes={409: "run_active: a run of it is queued or running."}))
     def delete_definition(definition_id: str) -> HTTPResponse:
-        existing = definitions.get(definition_id)
+        existing = definitions.get(definition_id)  # 404 first
+        if runs.has_active_run(definition_id):
+            raise Conflict("the script has a queued or running run; cancel it or wait for it to finish",
+                           code="run_active")
         definitions.delete(definition_id)
         audit_request(services, "script.delete", "script", definition_id.lower(),
                       f"deleted script {existing['name']!r}", {"codeIdentifier": existing["codeIdentifier"]})

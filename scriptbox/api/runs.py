@@ -1,4 +1,4 @@
-"""Run routes of SPEC §3: start, list, read, log, stream (SSE), cancel, browser result."""
+"""Run routes: start, list, read, log, stream (SSE), cancel, browser result."""
 
 from __future__ import annotations
 
@@ -11,21 +11,23 @@ from bottle import Bottle, HTTPResponse, request, response
 from ..errors import DatabaseUnavailable, NotFound, ValidationFailed, error_body
 from ..run_wait import MAX_WAIT_S, parse_wait, wait_for_end
 from ..services import Services
-from ..sse import frame, parse_last_event_id, run_stream
+from ..sse_wire import frame, parse_last_event_id
 from ..store import parse_object_id
-from ..store.runs import STATUSES, decode_cursor, run_to_json
+from ..store.runs import decode_cursor
+from ..vocabulary import CLIENT_TRIGGERS, DEFAULT_TRIGGER, RUN_STATUSES
 from .audit import audit_request
 from .common import read_json_body
 from .definitions import BY_CODE, DEFINITION_ID
 from .openapi import Doc, Param, Reply
+from .presenters import run_to_json
 from .schemas import BrowserResult, ErrorBody, OutputEvent, Run, RunList, RunRequest, RunStarted
+from .stream import RunStream, RunStreamSource
 
 RUN_ID = "<run_id:re:[0-9a-fA-F]{24}>"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-CLIENT_TRIGGERS = ("manual", "api")
 _LIMIT = re.compile(r"[0-9]{1,6}")
-_STATUS_LIST = "^(" + "|".join(STATUSES) + ")(,(" + "|".join(STATUSES) + "))*$"
+_STATUS_LIST = "^(" + "|".join(RUN_STATUSES) + ")(,(" + "|".join(RUN_STATUSES) + "))*$"
 
 
 WAIT_PARAM = Param("wait", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_S},
@@ -40,11 +42,11 @@ def token_ended_frame() -> bytes:
 def parse_trigger(body: Any) -> str:
     """The trigger of a run request; raises ValidationFailed naming bad fields."""
     if body is None:
-        return "api"
+        return DEFAULT_TRIGGER
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object")
     unknown = {str(k): "unknown field" for k in body if k != "trigger"}
-    trigger = body.get("trigger", "api")
+    trigger = body.get("trigger", DEFAULT_TRIGGER)
     fields = dict(unknown)
     if trigger == "schedule":
         fields["trigger"] = "schedule is reserved for the scheduler"
@@ -61,17 +63,16 @@ def parse_list_query(query: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"script_id": None, "statuses": None, "limit": DEFAULT_LIMIT, "before": None}
     script_id = query.getunicode("scriptId")
     if script_id:
-        oid = parse_object_id(script_id)
-        if oid is None:
+        if parse_object_id(script_id) is None:
             fields["scriptId"] = "must be a script id (24 hex digits)"
-        out["script_id"] = oid
+        out["script_id"] = script_id
     status = query.getunicode("status")
     if status:
         # Exactly as documented (OpenAPI): names separated by commas, nothing else.
         statuses = status.split(",")
-        bad = [s for s in statuses if s not in STATUSES]
+        bad = [s for s in statuses if s not in RUN_STATUSES]
         if bad:
-            fields["status"] = "must be one or more of " + ", ".join(STATUSES)
+            fields["status"] = "must be one or more of " + ", ".join(RUN_STATUSES)
         out["statuses"] = statuses
     limit = query.getunicode("limit")
     if limit is not None and limit != "":
@@ -92,13 +93,13 @@ def parse_list_query(query: Any) -> dict[str, Any]:
 
 
 def register(app: Bottle, services: Services) -> None:
-    def engine() -> Any:
-        # Built in server.py before the app serves; with --no-worker it still
-        # submits, cancels and streams, it just executes nothing.
-        return services.engine
+    engine = services.engine
+    runs = services.runs
+    source = RunStreamSource(get_run=runs.get, chunks_after=runs.chunks_after, subscribe=engine.subscribe,
+                             unsubscribe=engine.unsubscribe, is_local=engine.is_local, present=run_to_json)
 
     def get_run(run_id: str) -> dict[str, Any]:
-        doc = engine().runs.get(run_id)
+        doc = runs.get(run_id)
         if doc is None:
             raise NotFound(f"no run with id {run_id!r}")
         return doc
@@ -107,16 +108,15 @@ def register(app: Bottle, services: Services) -> None:
         user = request.environ.get("scriptbox.user")
         if request.environ.get("scriptbox.token") is not None:
             trigger = "api"  # "manual" means the admin page; a token is automation whatever it says
-        eng = engine()
-        doc = eng.submit(definition_id, trigger, user)
+        doc = engine.submit(definition_id, trigger, user)
         run_id = str(doc["_id"])
         audit_request(services, "run.start", "run", run_id,
                       f"started {doc['meta']['snapshot']['name']!r} ({trigger})",
                       {"trigger": trigger, "codeIdentifier": doc["meta"]["snapshot"]["codeIdentifier"]},
                       script_id=str(doc["scriptId"]))
         if wait_s:
-            finished = wait_for_end(run_id, wait_s, get_run=eng.runs.get, subscribe=eng.subscribe,
-                                    unsubscribe=eng.hub.unsubscribe)
+            finished = wait_for_end(run_id, wait_s, get_run=runs.get, subscribe=engine.subscribe,
+                                    unsubscribe=engine.unsubscribe)
             if finished is not None:
                 return run_to_json(finished)
         response.status = 202
@@ -175,8 +175,7 @@ def register(app: Bottle, services: Services) -> None:
         )))
     def list_runs() -> dict[str, Any]:
         params = parse_list_query(request.query)
-        docs, next_before = engine().runs.page(params["script_id"], params["statuses"], params["limit"],
-                                               params["before"])
+        docs, next_before = runs.page(params["script_id"], params["statuses"], params["limit"], params["before"])
         return {"runs": [run_to_json(d) for d in docs], "nextBefore": next_before}
 
     @app.get(f"/api/admin/scripts/runs/{RUN_ID}", openapi=Doc(
@@ -188,15 +187,14 @@ def register(app: Bottle, services: Services) -> None:
         "Read a run's stored log", "runs", {200: Reply("The stored output, stdout and stderr interleaved.",
                                                        media="text/plain")}, errors=(404, 503)))
     def read_log(run_id: str) -> HTTPResponse:
-        doc = get_run(run_id)
-        runs = engine().runs
+        get_run(run_id)
 
         def body() -> Iterator[bytes]:
             parts: list[bytes] = []
             size = 0
             try:
-                for chunk in runs.chunks_after(doc["_id"], -1):
-                    data = chunk["data"].encode("utf-8")
+                for chunk in runs.chunks_after(run_id, -1):
+                    data = chunk.data.encode("utf-8")
                     parts.append(data)
                     size += len(data)
                     if size >= 256 * 1024:
@@ -224,13 +222,13 @@ def register(app: Bottle, services: Services) -> None:
                 Param("lastEventId", {"type": "string"}, "the same, for clients that cannot set headers"))))
     def stream_run(run_id: str) -> HTTPResponse:
         get_run(run_id)
-        eng = engine()
         last = parse_last_event_id(request.get_header("Last-Event-ID"), request.query.getunicode("lastEventId"))
+        stream = RunStream(source, run_id, last, heartbeat_s=engine.options.heartbeat_s)
 
         def body() -> Iterator[bytes]:
             try:
                 with services.metrics.viewing():
-                    yield from run_stream(eng.stream_source(), run_id, last, heartbeat_s=eng.options.heartbeat_s)
+                    yield from stream
             except DatabaseUnavailable:
                 # The client reconnects (EventSource does) and resumes by id.
                 return
@@ -249,7 +247,7 @@ def register(app: Bottle, services: Services) -> None:
         {202: Reply("Canceled (queued) or being stopped (running).", Run)}, errors=(404, 409, 503),
         error_notes={409: "run_finished: the run has already finished."}))
     def cancel_run(run_id: str) -> dict[str, Any]:
-        doc = engine().cancel(run_id)
+        doc = engine.cancel(run_id)
         audit_request(services, "run.cancel", "run", run_id.lower(),
                       f"canceled a run of {doc['meta']['snapshot']['name']!r}", script_id=str(doc["scriptId"]))
         response.status = 202
@@ -261,4 +259,4 @@ def register(app: Bottle, services: Services) -> None:
         error_notes={409: "run_finished or not_browser_run."}))
     def browser_result(run_id: str) -> dict[str, Any]:
         body = read_json_body(request)
-        return run_to_json(engine().browser_result(run_id, body))
+        return run_to_json(engine.browser_result(run_id, body))

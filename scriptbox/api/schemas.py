@@ -1,4 +1,4 @@
-"""Pydantic models of what the API answers, for the OpenAPI document (SPEC §8.8).
+"""Pydantic models of what the API answers, for the OpenAPI document.
 
 Requests are validated by the models in scriptbox/models.py, and the document
 uses those same classes for request bodies. Answers are built by the stores'
@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..models import FINISHED_STATUSES, RUN_STATUSES, EnvEntry, ScriptDefinitionInput
+from ..models import EnvEntry, ScriptDefinitionInput
+from ..vocabulary import FINISHED_STATUSES, RUN_STATUSES
 
 IsoTime = Field(description="ISO-8601 UTC with Z, millisecond precision", examples=["2026-01-31T12:00:00.000Z"])
 ObjectIdHex = Field(pattern=r"^[0-9a-f]{24}$", description="an ObjectId as 24 lowercase hex digits")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..vocabulary import TIMEOUT_EXIT_CODE
+
 EXIT_OK = 0
 EXIT_FAILED = 1  # the request or the run failed (not found, conflict, server unreachable, run failed to start)
 EXIT_USAGE = 2  # bad command line, missing or refused credentials, a request the server calls invalid
 EXIT_STILL_RUNNING = 3  # `run --wait N`: the run had not finished after N seconds
-EXIT_TIMED_OUT = 124  # as timeout(1)
+EXIT_TIMED_OUT = TIMEOUT_EXIT_CODE  # as timeout(1)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: the run was canceled, or Ctrl-C detached from it
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: whoever read our stdout stopped reading
 
@@ -23,7 +25,7 @@ class CliError(Exception):
 
 
 class ApiRefused(CliError):
-    """The server answered with an error status and (usually) the JSON error body of SPEC §3."""
+    """The server answered with an error status and (usually) the one JSON error body."""
 
     def __init__(self, status: int, code: str, message: str, fields: dict[str, Any] | None = None) -> None:
         text = f"the server refused the request ({status} {code}): {message}"

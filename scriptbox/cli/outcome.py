@@ -5,9 +5,10 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+from ..vocabulary import FINISHED_STATUSES
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TIMED_OUT
 
-FINISHED = ("succeeded", "failed", "canceled", "timed_out")
+FINISHED = FINISHED_STATUSES
 
 
 def _signal_number(name: Any) -> int | None:

@@ -9,7 +9,7 @@ runners get the same lifecycle guarantees.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class RunnerUnavailable(Exception):
@@ -27,7 +27,7 @@ class LaunchSpec:
     env: dict[str, str]
     cwd: str
     # Bytes written to the child's stdin, which is then closed. None means an
-    # empty stdin (/dev/null), which is what host scripts get (SPEC §4).
+    # empty stdin (/dev/null), which is what host scripts get.
     stdin_data: bytes | None = None
     # Extra work in the child between fork and exec (e.g. setrlimit). The
     # engine always starts a new session itself; this runs after that.
@@ -36,4 +36,3 @@ class LaunchSpec:
     cleanup: Callable[[], None] | None = None
     # A name for logs and meta, e.g. "bash", "node", "vm2".
     label: str = ""
-    extra_meta: dict[str, object] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Host runners: `bash -lc <script>` and `node -e <script>` (SPEC §6).
+"""Host runners: `bash -lc <script>` and `node -e <script>`, each in its own session.
 
 Builds the LaunchSpec only; the engine spawns the process in its own session,
 reads its output and owns its lifecycle.
@@ -22,7 +22,7 @@ _SECRET_PREFIXES = ("SCRIPTBOX_",)
 _SECRET_NAMES = frozenset({"MONGODB_URI", "MONGO_URI", "MONGO_URL", "MONGODB_URL"})
 
 # Linux refuses any single argument longer than MAX_ARG_STRLEN (32 pages,
-# 128 KiB with its NUL) with E2BIG, but a script may be up to 1 MiB (SPEC §2).
+# 128 KiB with its NUL) with E2BIG, but a script may be up to 1 MiB.
 # A longer script is written to a private file and the -c/-e program loads it.
 INLINE_SCRIPT_MAX_BYTES = 128 * 1024 - 1
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scriptbox.runners.base import LaunchSpec, RunnerUnavailable
+from scriptbox.vocabulary import TIMEOUT_EXIT_CODE
 
 HARNESS_DIR = Path(__file__).resolve().parent / "vm2"
 
@@ -48,19 +49,12 @@ VM2_VERSION_PREFIX = "3.12."
 INSTALL_HINT = f"run `cd {HARNESS_DIR} && npm ci` (`make run` and `make test` do)"
 
 # Exit codes of the harness (scriptbox/runners/vm2/common.js). The engine maps
-# EXIT_TIMED_OUT to `timed_out`, 0 to `succeeded` and every other code to
-# `failed`; EXIT_REASONS gives a short reason for `meta`.
+# EXIT_TIMED_OUT to `timed_out`, 0 to `succeeded` and every other code to `failed`.
 EXIT_OK = 0
 EXIT_SCRIPT_FAILED = 1
 EXIT_HARNESS_ERROR = 2
 EXIT_OUT_OF_MEMORY = 3
-EXIT_TIMED_OUT = 124
-EXIT_REASONS: dict[int, str] = {
-    EXIT_SCRIPT_FAILED: "uncaught error in the vm2 sandbox",
-    EXIT_HARNESS_ERROR: "vm2 harness error",
-    EXIT_OUT_OF_MEMORY: "out of memory in the vm2 sandbox",
-    EXIT_TIMED_OUT: "timed out inside the vm2 sandbox",
-}
+EXIT_TIMED_OUT = TIMEOUT_EXIT_CODE
 
 
 @functools.lru_cache(maxsize=8)
@@ -245,7 +239,7 @@ def prepare_vm2_launch(
     harness = harness_dir / "harness.js"
     if not harness.is_file():
         raise RunnerUnavailable(f"the vm2 harness is missing: {harness}")
-    vm2_version = _installed_vm2_version(harness_dir)
+    _installed_vm2_version(harness_dir)  # refuses a missing or wrong vm2
     if "," in str(harness_dir):
         # --allow-fs-read takes a comma-separated list.
         raise RunnerUnavailable(f"the vm2 harness directory must not contain a comma: {harness_dir}")
@@ -285,11 +279,4 @@ def prepare_vm2_launch(
         preexec=_make_preexec(address_space, alarm_seconds, user),
         cleanup=cleanup,
         label="vm2",
-        extra_meta={
-            "nodeVersion": ".".join(map(str, version)),
-            "vm2Version": vm2_version,
-            "heapLimitMb": HEAP_LIMIT_MB,
-            "addressSpaceLimitBytes": address_space,
-            "sandboxUser": user.name if user is not None else None,
-        },
     )

@@ -12,7 +12,8 @@ references such as ``script_runs.scriptId``) and shown to clients as hex in
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,14 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import MongoClient
 from pymongo.database import Database as MongoDatabase
-from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    NetworkTimeout,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 
 from ..errors import DatabaseUnavailable
 
@@ -63,6 +71,43 @@ def parse_object_id(value: str) -> ObjectId | None:
         return ObjectId(value)
     except InvalidId:
         return None
+
+
+class DatabaseAuthFailed(Exception):
+    """The database refused the credential (waiting will not help)."""
+
+
+_AUTHENTICATION_FAILED = 18
+
+
+def wait_until_answers(uri: str, timeout_s: float, still_starting: Callable[[], bool],
+                       credentials: Mapping[str, str] | None = None) -> bool:
+    """Ping a database that is starting until it answers (True), or until
+    `still_starting()` turns False or `timeout_s` passes (False).
+
+    With `credentials` (pymongo auth options) it also proves they work, and
+    raises DatabaseAuthFailed when the database refuses them.
+    """
+    deadline = time.monotonic() + timeout_s
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250,
+                                                      **dict[str, Any](credentials or {}))
+    try:
+        while time.monotonic() < deadline and still_starting():
+            try:
+                client.admin.command("ping")
+                if credentials:
+                    # ping is allowed before authentication; listing collections is not.
+                    client.admin.list_collection_names()
+                return True
+            except OperationFailure as exc:
+                if exc.code == _AUTHENTICATION_FAILED:
+                    raise DatabaseAuthFailed(str(exc)) from exc
+                time.sleep(0.1)
+            except PyMongoError:
+                time.sleep(0.1)  # startup only: nothing to wait on but the port
+        return False
+    finally:
+        client.close()
 
 
 class Database:

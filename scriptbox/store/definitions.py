@@ -1,4 +1,8 @@
-"""script_definitions: CRUD with timestamps set here, never by clients."""
+"""script_definitions: CRUD with timestamps set here, never by clients.
+
+Questions about a script's runs (its last run, whether one is active) are
+answered by the runs store.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +15,11 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import Conflict, NotFound, ValidationFailed
-from ..models import ACTIVE_STATUSES, CODE_IDENTIFIER_RE
-from . import Database, iso, parse_object_id, translate_db_errors, utcnow
+from ..models import CODE_IDENTIFIER_RE
+from . import Database, parse_object_id, translate_db_errors, utcnow
 
 EDIT_CONFLICT_MESSAGE = ("the script was changed by someone else since you loaded it; "
                          "reload it to see their changes, then apply yours again")
-
-
-def definition_to_json(doc: dict[str, Any]) -> dict[str, Any]:
-    """The API form of a stored definition: `id` hex, ISO times."""
-    out = {k: v for k, v in doc.items() if k != "_id"}
-    out["id"] = str(doc["_id"])
-    out["createdAt"] = iso(doc.get("createdAt"))
-    out["updatedAt"] = iso(doc.get("updatedAt"))
-    return out
 
 
 def _duplicate_identifier(value: str) -> ValidationFailed:
@@ -41,7 +36,6 @@ class DefinitionStore:
 
     def __init__(self, database: Database) -> None:
         self._definitions = database.db.script_definitions
-        self._runs = database.db.script_runs
 
     def search(self, query: str = "") -> list[dict[str, Any]]:
         """Definitions sorted by name; `query` filters name/codeIdentifier (case-insensitive substring)."""
@@ -115,27 +109,9 @@ class DefinitionStore:
             return self._definitions.find_one({"_id": definition_id}, projection={"_id": 1}) is not None
 
     def delete(self, definition_id: str) -> None:
-        """Delete a definition, keeping its run history.
-
-        Raises NotFound, or Conflict while one of its runs is queued or running.
-        """
-        doc = self.get(definition_id)
+        """Delete a definition (its run history stays); raises NotFound."""
+        oid = parse_object_id(definition_id)
         with translate_db_errors():
-            if self._runs.find_one({"scriptId": doc["_id"], "status": {"$in": list(ACTIVE_STATUSES)}},
-                                   projection={"_id": 1}):
-                raise Conflict("the script has a queued or running run; cancel it or wait for it to finish",
-                               code="run_active")
-            self._definitions.delete_one({"_id": doc["_id"]})
-
-    def last_runs(self, definition_ids: list[ObjectId]) -> dict[ObjectId, dict[str, Any]]:
-        """The newest run of each definition, for the scripts list."""
-        if not definition_ids:
-            return {}
-        pipeline: list[dict[str, Any]] = [
-            {"$match": {"scriptId": {"$in": definition_ids}}},
-            {"$sort": {"scriptId": 1, "createdAt": -1}},
-            {"$group": {"_id": "$scriptId", "run": {"$first": {
-                "id": "$_id", "status": "$status", "createdAt": "$createdAt", "finishedAt": "$finishedAt"}}}},
-        ]
-        with translate_db_errors():
-            return {row["_id"]: row["run"] for row in self._runs.aggregate(pipeline)}
+            deleted = oid is not None and self._definitions.delete_one({"_id": oid}).deleted_count == 1
+        if not deleted:
+            raise NotFound(f"no script with id {definition_id!r}")

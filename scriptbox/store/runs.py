@@ -2,14 +2,17 @@
 
 Every status change is a conditional update whose result is checked: a queued
 run is claimed by exactly one executor, a running run is finished only by the
-executor that holds it (or by recovery when that executor is gone), and a
-finished run never changes again.
+executor that holds it (or by the watchdog when that executor is gone), and a
+finished run never changes again. Callers pass typed records
+(scriptbox/store/records.py) and run ids as hex strings; the conditions, field
+paths and ObjectIds stay in here.
 
 Internal fields (never shown by the API):
-- `executor`: {id, host, pid} of the process executing the run;
+- `executor`: {id, host, pid, start} of the process executing the run;
 - `leaseUntil`: the executor renews it while it runs; a lapsed lease means the
   executor is gone (for browser runs: the deadline for the page's result);
 - `cancelRequested`: set by POST /cancel, read by the executor;
+- `browserResult`: set once the page's result for a browser run is being recorded;
 - `procStart`: start time (clock ticks) of the main process, so recovery never
   signals a reused pid.
 """
@@ -26,12 +29,10 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError
 
-from ..models import ACTIVE_STATUSES, FINISHED_STATUSES, RUN_STATUSES
-from . import Database, iso, parse_object_id, translate_db_errors, utcnow
+from ..vocabulary import ACTIVE_STATUSES, BROWSER_NODE, FINISHED_STATUSES
+from . import Database, parse_object_id, translate_db_errors, utcnow
+from .records import Chunk, Executor, NewRun, OutputTotals, RunEnd, Snapshot
 
-FINISHED = FINISHED_STATUSES
-ACTIVE = ACTIVE_STATUSES
-STATUSES = RUN_STATUSES
 _DUPLICATE_KEY = 11000
 
 META_DEFAULTS: dict[str, Any] = {
@@ -44,22 +45,25 @@ META_DEFAULTS: dict[str, Any] = {
     "requestedBy": None,
 }
 
+# A browser run whose result may still be recorded (or canceled).
+_OPEN_BROWSER_RUN = {"status": "running", "meta.node": BROWSER_NODE, "browserResult": {"$exists": False}}
 
-def run_to_json(doc: dict[str, Any]) -> dict[str, Any]:
-    """The API form of a run (SPEC §2/§3): `id` hex, ISO times, no internals."""
-    meta = {**META_DEFAULTS, **(doc.get("meta") or {})}
-    return {
-        "id": str(doc["_id"]),
-        "scriptId": str(doc["scriptId"]) if doc.get("scriptId") is not None else None,
-        "status": doc["status"],
-        "trigger": doc.get("trigger"),
-        "createdAt": iso(doc.get("createdAt")),
-        "startedAt": iso(doc.get("startedAt")),
-        "finishedAt": iso(doc.get("finishedAt")),
-        "exitCode": doc.get("exitCode"),
-        "outputTail": doc.get("outputTail", ""),
-        "meta": meta,
-    }
+
+def _oid(run_id: str | ObjectId) -> ObjectId | None:
+    return run_id if isinstance(run_id, ObjectId) else parse_object_id(run_id)
+
+
+def _output_fields(totals: OutputTotals) -> dict[str, Any]:
+    return {"outputTail": totals.tail, "meta.outputBytes": totals.output_bytes,
+            "meta.logTruncated": totals.truncated}
+
+
+def _end_fields(end: RunEnd) -> dict[str, Any]:
+    fields: dict[str, Any] = {"status": end.status, "finishedAt": utcnow(), "exitCode": end.exit_code,
+                              "meta.error": end.error, "meta.signal": end.signal}
+    if end.output is not None:
+        fields.update(_output_fields(end.output))
+    return fields
 
 
 def encode_cursor(doc: dict[str, Any]) -> str:
@@ -107,22 +111,72 @@ class RunStore:
             self.runs.create_index([("createdAt", DESCENDING), ("_id", DESCENDING)], name="runs_newest_first")
             self.chunks.create_index([("runId", ASCENDING), ("seq", ASCENDING)], unique=True, name="chunk_seq")
 
-    # -- runs ---------------------------------------------------------------
+    # -- creating and reading runs ------------------------------------------
 
-    def insert(self, doc: dict[str, Any]) -> dict[str, Any]:
+    def create(self, new: NewRun) -> dict[str, Any]:
+        """Insert a run (queued, or running for a browser run); returns the document."""
+        now = utcnow()
+        doc: dict[str, Any] = {
+            "scriptId": ObjectId(new.script_id),
+            "status": "queued",
+            "trigger": new.trigger,
+            "createdAt": now,
+            "startedAt": None,
+            "finishedAt": None,
+            "exitCode": None,
+            "outputTail": "",
+            "meta": {**META_DEFAULTS, "snapshot": new.snapshot.to_doc(), "requestedBy": new.requested_by},
+        }
+        if new.browser_time is not None:
+            doc.update(status="running", startedAt=now, leaseUntil=now + new.browser_time)
+            doc["meta"]["node"] = BROWSER_NODE
         with translate_db_errors():
             result = self.runs.insert_one(doc)
         doc["_id"] = result.inserted_id
         return doc
 
     def get(self, run_id: str | ObjectId) -> dict[str, Any] | None:
-        oid = run_id if isinstance(run_id, ObjectId) else parse_object_id(run_id)
+        oid = _oid(run_id)
         if oid is None:
             return None
         with translate_db_errors():
             return self.runs.find_one({"_id": oid})
 
-    def claim_next(self, executor: dict[str, Any], lease_s: float) -> dict[str, Any] | None:
+    def has_active_run(self, script_id: str) -> bool:
+        """Whether a run of this script is queued or running."""
+        oid = _oid(script_id)
+        if oid is None:
+            return False
+        with translate_db_errors():
+            return self.runs.find_one({"scriptId": oid, "status": {"$in": list(ACTIVE_STATUSES)}},
+                                      projection={"_id": 1}) is not None
+
+    def last_runs(self, script_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The newest run of each script (id hex -> {id, status, createdAt, finishedAt})."""
+        oids = [oid for oid in map(_oid, script_ids) if oid is not None]
+        if not oids:
+            return {}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"scriptId": {"$in": oids}}},
+            {"$sort": {"scriptId": 1, "createdAt": -1}},
+            {"$group": {"_id": "$scriptId", "run": {"$first": {
+                "id": "$_id", "status": "$status", "createdAt": "$createdAt", "finishedAt": "$finishedAt"}}}},
+        ]
+        with translate_db_errors():
+            return {str(row["_id"]): row["run"] for row in self.runs.aggregate(pipeline)}
+
+    def running_on_host(self, host: str) -> list[dict[str, Any]]:
+        with translate_db_errors():
+            return list(self.runs.find({"status": "running", "executor.host": host}))
+
+    def lapsed(self, now: datetime) -> list[dict[str, Any]]:
+        """Running runs whose lease (or browser deadline) has passed."""
+        with translate_db_errors():
+            return list(self.runs.find({"status": "running", "leaseUntil": {"$lt": now}}))
+
+    # -- executing ----------------------------------------------------------
+
+    def claim_next(self, executor: Executor, lease_s: float) -> dict[str, Any] | None:
         """Atomically take the oldest queued run (FIFO); None when none is left."""
         now = utcnow()
         with translate_db_errors():
@@ -131,9 +185,9 @@ class RunStore:
                 {"$set": {
                     "status": "running",
                     "startedAt": now,
-                    "executor": executor,
+                    "executor": executor.to_doc(),
                     "leaseUntil": now + timedelta(seconds=lease_s),
-                    "meta.node": executor["host"],
+                    "meta.node": executor.host,
                 }},
                 sort=[("createdAt", ASCENDING), ("_id", ASCENDING)],
                 return_document=ReturnDocument.AFTER,
@@ -142,66 +196,20 @@ class RunStore:
             self._on_claimed(doc)
         return doc
 
-    def update_running(self, run_id: ObjectId, executor_id: str, fields: dict[str, Any]) -> bool:
-        """Set fields on a run this executor still holds; False if it does not."""
+    def note_started(self, run_id: str, executor_id: str, snapshot: Snapshot,
+                     pid: int | None = None, proc_start: int | None = None) -> bool:
+        """Record what a run executes (and its main process, once started);
+        False if this executor no longer holds the run."""
+        fields: dict[str, Any] = {"meta.snapshot": snapshot.to_doc()}
+        if pid is not None:
+            fields.update({"meta.pid": pid, "procStart": proc_start})
         with translate_db_errors():
             result = self.runs.update_one(
-                {"_id": run_id, "status": "running", "executor.id": executor_id}, {"$set": fields}
-            )
+                {"_id": ObjectId(run_id), "status": "running", "executor.id": executor_id}, {"$set": fields})
         return result.matched_count == 1
 
-    def finish(
-        self,
-        run_id: ObjectId,
-        status: str,
-        fields: dict[str, Any],
-        expect: dict[str, Any],
-    ) -> dict[str, Any] | None:
-        """Move an active run to a final status; None if `expect` no longer holds.
-
-        `expect` narrows the condition (e.g. {"status": "running",
-        "executor.id": me}); a finished run never matches because every
-        caller's condition names an active status.
-        """
-        assert status in FINISHED
-        assert expect.get("status") in ACTIVE, "a finish must be conditional on an active status"
-        cond = {"_id": run_id, **expect}
-        update = {"$set": {"status": status, "finishedAt": utcnow(), **fields},
-                  "$unset": {"leaseUntil": "", "cancelRequested": ""}}
-        with translate_db_errors():
-            doc = self.runs.find_one_and_update(cond, update, return_document=ReturnDocument.AFTER)
-        if doc is not None and self._on_finished is not None:
-            self._on_finished(doc)
-        return doc
-
-    def request_cancel(self, run_id: ObjectId) -> dict[str, Any] | None:
-        """Flag a running run for cancel; None if it is not running."""
-        with translate_db_errors():
-            return self.runs.find_one_and_update(
-                {"_id": run_id, "status": "running"},
-                {"$set": {"cancelRequested": True}},
-                return_document=ReturnDocument.AFTER,
-            )
-
-    def claim_browser_result(self, run_id: ObjectId) -> bool:
-        """Reserve the right to record a browser run's result (once only)."""
-        with translate_db_errors():
-            doc = self.runs.find_one_and_update(
-                {"_id": run_id, "status": "running", "meta.node": "browser", "browserResult": {"$exists": False}},
-                {"$set": {"browserResult": True}},
-            )
-        return doc is not None
-
-    def cancel_requested(self, run_ids: Iterable[ObjectId]) -> list[ObjectId]:
-        ids = list(run_ids)
-        if not ids:
-            return []
-        with translate_db_errors():
-            return [d["_id"] for d in self.runs.find(
-                {"_id": {"$in": ids}, "status": "running", "cancelRequested": True}, {"_id": 1})]
-
-    def renew_leases(self, run_ids: Iterable[ObjectId], executor_id: str, lease_s: float) -> None:
-        ids = list(run_ids)
+    def renew_leases(self, run_ids: Iterable[str], executor_id: str, lease_s: float) -> None:
+        ids = [ObjectId(r) for r in run_ids]
         if not ids:
             return
         with translate_db_errors():
@@ -213,31 +221,91 @@ class RunStore:
     def count_active(self) -> dict[str, int]:
         """How many runs are queued and running (all processes)."""
         with translate_db_errors():
-            rows = self.runs.aggregate([{"$match": {"status": {"$in": list(ACTIVE)}}},
+            rows = self.runs.aggregate([{"$match": {"status": {"$in": list(ACTIVE_STATUSES)}}},
                                         {"$group": {"_id": "$status", "n": {"$sum": 1}}}])
             counts = {str(row["_id"]): int(row["n"]) for row in rows}
-        return {status: counts.get(status, 0) for status in ACTIVE}
+        return {status: counts.get(status, 0) for status in ACTIVE_STATUSES}
 
-    def lapsed(self, now: datetime) -> list[dict[str, Any]]:
-        """Running runs whose lease (or browser deadline) has passed."""
-        with translate_db_errors():
-            return list(self.runs.find({"status": "running", "leaseUntil": {"$lt": now}}))
-
-    def running_on_host(self, host: str) -> list[dict[str, Any]]:
-        with translate_db_errors():
-            return list(self.runs.find({"status": "running", "executor.host": host}))
-
-    def update_progress(self, updates: dict[ObjectId, dict[str, Any]]) -> None:
+    def update_progress(self, updates: dict[str, OutputTotals]) -> None:
         """One bulk write with the tail/byte counters of many running runs."""
         if not updates:
             return
-        ops = [UpdateOne({"_id": rid, "status": "running"}, {"$set": fields}) for rid, fields in updates.items()]
+        ops = [UpdateOne({"_id": ObjectId(rid), "status": "running"}, {"$set": _output_fields(totals)})
+               for rid, totals in updates.items()]
         with translate_db_errors():
             self.runs.bulk_write(ops, ordered=False)
 
+    # -- cancel -------------------------------------------------------------
+
+    def request_cancel(self, run_id: str) -> dict[str, Any] | None:
+        """Flag a running run for cancel (its executor acts on it); None if it is not running."""
+        with translate_db_errors():
+            return self.runs.find_one_and_update(
+                {"_id": ObjectId(run_id), "status": "running"},
+                {"$set": {"cancelRequested": True}},
+                return_document=ReturnDocument.AFTER,
+            )
+
+    def cancel_requested(self, run_ids: Iterable[str]) -> list[str]:
+        """Which of these running runs have a cancel request."""
+        ids = [ObjectId(r) for r in run_ids]
+        if not ids:
+            return []
+        with translate_db_errors():
+            return [str(d["_id"]) for d in self.runs.find(
+                {"_id": {"$in": ids}, "status": "running", "cancelRequested": True}, {"_id": 1})]
+
+    # -- finishing: each names the state it finishes from ------------------
+
+    def _finish(self, condition: dict[str, Any], end: RunEnd) -> dict[str, Any] | None:
+        assert end.status in FINISHED_STATUSES
+        assert condition.get("status") in ACTIVE_STATUSES, "a finish must be conditional on an active status"
+        update = {"$set": _end_fields(end), "$unset": {"leaseUntil": "", "cancelRequested": ""}}
+        with translate_db_errors():
+            doc = self.runs.find_one_and_update(condition, update, return_document=ReturnDocument.AFTER)
+        if doc is not None and self._on_finished is not None:
+            self._on_finished(doc)
+        return doc
+
+    def finish_queued(self, run_id: str, end: RunEnd) -> dict[str, Any] | None:
+        """End a run that is still queued; None if it is not."""
+        return self._finish({"_id": ObjectId(run_id), "status": "queued"}, end)
+
+    def finish_held(self, run_id: str, executor_id: str | None, end: RunEnd) -> dict[str, Any] | None:
+        """End a running run held by this executor; None if it does not hold it any more."""
+        return self._finish({"_id": ObjectId(run_id), "status": "running", "executor.id": executor_id}, end)
+
+    def finish_open_browser_run(self, run_id: str, end: RunEnd) -> dict[str, Any] | None:
+        """End a browser run whose result is not being recorded (cancel); None otherwise."""
+        return self._finish({"_id": ObjectId(run_id), **_OPEN_BROWSER_RUN}, end)
+
+    def claim_browser_result(self, run_id: str) -> bool:
+        """Reserve the right to record a browser run's result (once only)."""
+        with translate_db_errors():
+            doc = self.runs.find_one_and_update({"_id": ObjectId(run_id), **_OPEN_BROWSER_RUN},
+                                                {"$set": {"browserResult": True}})
+        return doc is not None
+
+    def finish_browser_result(self, run_id: str, end: RunEnd) -> dict[str, Any] | None:
+        """Record the result claimed with claim_browser_result; None if the run ended meanwhile."""
+        return self._finish({"_id": ObjectId(run_id), "status": "running", "meta.node": BROWSER_NODE}, end)
+
+    def expire_lapsed(self, run_id: str, executor_id: str | None, now: datetime,
+                      end: RunEnd) -> dict[str, Any] | None:
+        """End a run whose lease lapsed before `now` (executor_id None: a browser
+        run past its deadline); None if it was renewed, reported or ended meanwhile."""
+        condition: dict[str, Any] = {"_id": ObjectId(run_id), "leaseUntil": {"$lt": now}}
+        if executor_id is None:
+            condition.update(_OPEN_BROWSER_RUN)
+        else:
+            condition.update({"status": "running", "executor.id": executor_id})
+        return self._finish(condition, end)
+
+    # -- listing ------------------------------------------------------------
+
     def page(
         self,
-        script_id: ObjectId | None,
+        script_id: str | None,
         statuses: list[str] | None,
         limit: int,
         before: tuple[datetime, ObjectId] | None,
@@ -245,7 +313,7 @@ class RunStore:
         """Runs newest first, and the cursor for the next page (or None)."""
         query: dict[str, Any] = {}
         if script_id is not None:
-            query["scriptId"] = script_id
+            query["scriptId"] = ObjectId(script_id)
         if statuses:
             query["status"] = statuses[0] if len(statuses) == 1 else {"$in": statuses}
         if before is not None:
@@ -259,14 +327,22 @@ class RunStore:
 
     # -- output chunks ------------------------------------------------------
 
-    def insert_chunks(self, docs: list[dict[str, Any]]) -> None:
-        """Insert chunks of any runs in one bulk write; re-inserts are ignored.
+    def add_chunks(self, chunks: list[Chunk]) -> None:
+        """Store chunks of any runs in one bulk write; re-inserts are ignored.
 
         A retry after a lost reply may find some chunks already stored; the
         unique (runId, seq) index makes that harmless.
         """
-        if not docs:
+        if not chunks:
             return
+        now = utcnow()
+        docs: list[dict[str, Any]] = []
+        for c in chunks:
+            doc: dict[str, Any] = {"runId": ObjectId(c.run_id), "seq": c.seq, "stream": c.stream, "data": c.data,
+                                   "createdAt": now}
+            if c.system:
+                doc["system"] = True
+            docs.append(doc)
         try:
             with translate_db_errors():
                 self.chunks.insert_many(docs, ordered=False)
@@ -275,16 +351,20 @@ class RunStore:
             if any(e.get("code") != _DUPLICATE_KEY for e in errors):
                 raise
 
-    def chunks_after(self, run_id: ObjectId, after_seq: int, batch: int = 500) -> Iterator[dict[str, Any]]:
+    def chunks_after(self, run_id: str, after_seq: int, batch: int = 500) -> Iterator[Chunk]:
         """Stored chunks with seq > after_seq, in order, fetched page by page."""
+        oid = _oid(run_id)
+        if oid is None:
+            return
         last = after_seq
         while True:
             with translate_db_errors():
                 page = list(self.chunks.find(
-                    {"runId": run_id, "seq": {"$gt": last}},
+                    {"runId": oid, "seq": {"$gt": last}},
                     {"_id": 0, "seq": 1, "stream": 1, "data": 1, "system": 1},
                 ).sort("seq", ASCENDING).limit(batch))
-            yield from page
+            for d in page:
+                yield Chunk(run_id, d["seq"], d["stream"], d["data"], bool(d.get("system")))
             if len(page) < batch:
                 return
             last = page[-1]["seq"]

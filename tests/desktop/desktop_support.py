@@ -13,6 +13,8 @@ from pathlib import Path
 
 import psutil
 
+from support import eventually
+
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).resolve().parent / "window_driver.py"
 
@@ -74,12 +76,11 @@ def processes_using(path: Path) -> list[psutil.Process]:
 
 def wait_until_gone(path: Path, timeout: float) -> list[psutil.Process]:
     """Wait for every process of `path` to end; returns those still alive after `timeout`."""
-    deadline = time.monotonic() + timeout
-    alive = processes_using(path)
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.1)
-        alive = processes_using(path)
-    return alive
+    try:
+        eventually(lambda: not processes_using(path), timeout, interval=0.1)
+    except AssertionError:
+        pass
+    return processes_using(path)
 
 
 def kill_all(processes: list[psutil.Process]) -> None:

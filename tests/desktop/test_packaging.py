@@ -19,6 +19,8 @@ import requests
 from packaging.utils import canonicalize_name
 
 from scriptbox.childproc import free_loopback_port
+from scriptbox.vocabulary import LISTENING_PREFIX
+from support import FINISHED, eventually
 
 from .desktop_support import REPO, finish, kill_all, wait_for_line, wait_for_line_matching, wait_until_gone
 
@@ -169,13 +171,11 @@ def run_to_end(session: requests.Session, base: str, script: dict[str, Any]) -> 
     assert created.status_code == 201, created.text
     started = session.post(base + f"/api/admin/scripts/{created.json()['id']}/run", json={}, timeout=10)
     assert started.status_code == 202, started.text
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def finished() -> dict[str, Any] | None:
         run = session.get(base + f"/api/admin/scripts/runs/{started.json()['runId']}", timeout=10).json()
-        if run["status"] not in ("queued", "running"):
-            return dict(run)
-        time.sleep(0.1)
-    raise AssertionError(f"run did not finish: {run}")
+        return dict(run) if run["status"] in FINISHED else None
+
+    return eventually(finished, 30, interval=0.1, message="the run finishes")
 
 
 @BUILDS_THE_BUNDLE
@@ -187,7 +187,7 @@ def test_bundle_serve_answers_healthz_and_the_api_with_its_embedded_database(bun
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        wait_for_line(server, "Scriptbox listening on ", timeout=90)
+        wait_for_line(server, LISTENING_PREFIX, timeout=90)
         base = f"http://127.0.0.1:{port}"
         assert requests.get(base + "/healthz", timeout=10).json() == {"status": "ok", "db": "ok"}
         # The database is the bundle's second program (apart from Qt for its licence: docs/desktop.md).
@@ -233,7 +233,7 @@ def test_bundle_desktop_opens_a_signed_in_window(
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        lines = wait_for_line(launcher, "Scriptbox listening on ", timeout=90)
+        lines = wait_for_line(launcher, LISTENING_PREFIX, timeout=90)
         # The server's access log (on the launcher's stderr) shows the window signing in.
         lines += wait_for_line_matching(launcher, re.compile(r'"GET /admin/assets/app\.js HTTP/1\.1" 200'), 60)
         assert any(re.search(r'"POST /desktop-login HTTP/1\.1" 204', line) for line in lines), "".join(lines)

@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from scriptbox.config import load_settings  # noqa: E402
 from scriptbox.desktop import run_desktop  # noqa: E402
+from tests.support.wait import eventually  # noqa: E402
 
 SCRIPT_NAME = "Desktop probe script"
 
@@ -45,12 +46,10 @@ def page_value(window: Any, expression: str) -> Any:
 
 def wait_for(window: Any, expression: str, timeout: float = 15.0) -> Any:
     """Poll the page until `expression` is truthy; returns its last value."""
-    deadline = time.monotonic() + timeout
-    value = page_value(window, expression)
-    while not value and time.monotonic() < deadline:
-        time.sleep(0.1)
-        value = page_value(window, expression)
-    return value
+    try:
+        return eventually(lambda: page_value(window, expression), timeout, interval=0.1)
+    except AssertionError:
+        return page_value(window, expression)
 
 
 def fetch_status(window: Any, path: str) -> Any:

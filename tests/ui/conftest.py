@@ -13,45 +13,28 @@
 * ``DroppableProxy``: a TCP relay in front of the server whose open connections a
   test can cut, as a flaky network would (real sockets, no mocks).
 
-tests/ui is a package (``ui.conftest``). The root tests/conftest.py is loaded here by
-path under its own name: ``import conftest`` would get whichever directory's
-conftest.py pytest loaded last (tests/desktop has one too).
+Helpers come from the tests/support package.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+import support
 
-def _load_root_conftest() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("scriptbox_tests_root_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-_root = _load_root_conftest()
-REPO: Path = _root.REPO
-ScriptboxServer = _root.ScriptboxServer
-Api = _root.Api
-unique_name = _root.unique_name
+REPO = support.REPO
+ScriptboxServer = support.ScriptboxServer
+Api = support.Api
+unique_name = support.unique_name
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -1,5 +1,5 @@
 """End-to-end tests of the admin page (/admin/scripts) in real headless Chromium,
-against a real server with the embedded database (SPEC §6 browser runner, §7 UI)."""
+against a real server with the embedded database (the browser runner and the whole page)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,15 @@ from typing import Any
 
 from playwright.sync_api import Browser, Page, expect
 
-from ui.conftest import Api, ScriptboxServer, open_page, unique_name
+from support import Api, ScriptboxServer, eventually, unique_name, wait_status
+from ui.conftest import open_page
 
-FINISHED = ("succeeded", "failed", "canceled", "timed_out")
 OUTPUT = ".run-panel .output"
 STATUS = ".run-panel [data-testid=run-status]"
 
 
 def wait_finished(api: Api, run_id: str, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        run = api.get(f"/api/admin/scripts/runs/{run_id}").json()
-        if run["status"] in FINISHED:
-            return dict(run)
-        assert time.monotonic() < deadline, f"run {run_id} still {run['status']}"
-        time.sleep(0.1)
+    return wait_status(api, run_id, timeout=timeout)
 
 
 def set_code(page: Page, text: str) -> None:
@@ -330,10 +324,8 @@ def test_the_list_filters_and_toggles_enabled(ui_page: Page, api: Api) -> None:
     ui_page.get_by_label("Filter scripts by name or code identifier").fill(f"alpha {tag}")
     expect(items).to_have_count(1)
     ui_page.get_by_label(f"Enabled: Alpha {tag}").uncheck()
-    deadline = time.monotonic() + 10
-    while api.get(f"/api/admin/scripts/{first['id']}").json()["enabled"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: not api.get(f"/api/admin/scripts/{first['id']}").json()["enabled"], timeout=10,
+               message="the switch disables the script")
     # A disabled script cannot be run: the server says so and the page shows it.
     ui_page.locator("#scripts-list li a").first.click()
     ui_page.locator("#run-script").click()

@@ -9,7 +9,7 @@ from pathlib import Path
 import requests
 from playwright.sync_api import Page, expect
 
-from ui.conftest import Api, ScriptboxServer
+from support import Api, ScriptboxServer
 
 
 def bearer(server: ScriptboxServer, secret: str) -> dict[str, str]:

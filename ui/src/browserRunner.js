@@ -1,4 +1,4 @@
-// Runs `browser` scripts in a dedicated Web Worker and reports the outcome (SPEC §6).
+// Runs `browser` scripts in a dedicated Web Worker and reports the outcome.
 //
 // The worker is a module worker made from a Blob URL holding the bootstrap and the script.
 // It is created with credentials: "omit", so even module imports it might attempt carry no
@@ -8,7 +8,7 @@
 // Local runs live in a registry independent of any view, so navigating inside the app
 // does not kill a running script; views subscribe to a run's output by run id.
 import { api } from "./api.js";
-import { isActive } from "./format.js";
+import { DEFAULT_TIMEOUT_MS, isActive } from "./vocabulary.js";
 import { bootstrap } from "./worker-bootstrap.js";
 
 // What we send back to the server is bounded: the first KEEP_HEAD characters and a
@@ -40,7 +40,7 @@ class LocalRun {
     this.finished = false;
     this.startedAt = Date.now();
     this.finishedAt = null;
-    this.timeoutMs = Number(script.timeoutMs) || 300_000;
+    this.timeoutMs = Number(script.timeoutMs) || DEFAULT_TIMEOUT_MS;
     this.listeners = new Set();
     this.chunks = []; // [{stream, data}] replayed to late subscribers
     this.notes = []; // the page's own remarks after the end (not uploaded)
@@ -178,7 +178,6 @@ class LocalRun {
         this.runDoc = await api.browserResult(this.runId, body);
         return;
       } catch (err) {
-        this.reportError = err;
         if ((err.status === 0 || err.status >= 500) && attempt < REPORT_RETRY_MS.length) {
           if (attempt === 0) {
             // Show the outcome now rather than "running" while we retry.

@@ -1,10 +1,6 @@
 // Formatting of times, durations and statuses for display.
 
-export const ACTIVE = new Set(["queued", "running"]);
-
-export function isActive(status) {
-  return ACTIVE.has(status);
-}
+export { isActive } from "./vocabulary.js";
 
 export function parseTime(iso) {
   if (!iso) return null;
@@ -61,10 +57,9 @@ export function formatDateTime(iso) {
   return sameDay ? time : `${d.toLocaleDateString()} ${time}`;
 }
 
-export function formatBytes(n) {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+/** A run's exit code for display: the number, or "—" when the process did not exit by itself. */
+export function formatExitCode(code) {
+  return code === null || code === undefined ? "—" : String(code);
 }
 
 /** Human hint for a timeout in ms ("= 5 min"). */

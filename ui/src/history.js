@@ -2,10 +2,10 @@
 // cursor from GET /api/admin/scripts/runs.
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
-import { formatDateTime, formatDuration, formatRelative, runDuration, snapshotOf } from "./format.js";
+import { formatDateTime, formatDuration, formatExitCode, formatRelative, runDuration, snapshotOf } from "./format.js";
+import { RUN_STATUSES } from "./vocabulary.js";
 import { statusBadge, statusLabel } from "./widgets.js";
 
-const STATUSES = ["queued", "running", "succeeded", "failed", "canceled", "timed_out"];
 
 export class RunHistory {
   /**
@@ -33,7 +33,7 @@ export class RunHistory {
             "select",
             { id: filterId, onchange: (e) => { this.status = e.target.value; this.load(true); } },
             h("option", { value: "" }, "All"),
-            STATUSES.map((s) => h("option", { value: s }, statusLabel(s))),
+            RUN_STATUSES.map((s) => h("option", { value: s }, statusLabel(s))),
           ),
         )
       : null;
@@ -101,7 +101,7 @@ export class RunHistory {
       h("td.cell-by", run.meta?.requestedBy || "—"),
       h("td", { title: started || "" }, h("time", { datetime: started || "" }, formatDateTime(started)), h("span.muted.rel", ` · ${formatRelative(started)}`)),
       h("td.num", dur === null ? "—" : formatDuration(dur)),
-      h("td.num", run.exitCode === null || run.exitCode === undefined ? "—" : String(run.exitCode)),
+      h("td.num", formatExitCode(run.exitCode)),
     );
     return tr;
   }

@@ -17,8 +17,9 @@ import { h } from "./dom.js";
 import { RunView, RunsView, HomeView } from "./runViews.js";
 import { ScriptView } from "./scriptView.js";
 import { Sidebar } from "./sidebar.js";
+import { ScriptsStore } from "./scriptsStore.js";
 import { TokensView } from "./tokens.js";
-import { MOD_KEY } from "./widgets.js";
+import { emptyState, MOD_KEY } from "./widgets.js";
 
 const ROOT = "/admin/scripts";
 const LIST_REFRESH_MS = 15_000;
@@ -44,13 +45,9 @@ class App {
   constructor(root) {
     this.view = null;
     this.url = location.pathname + location.search;
-    this.sidebar = new Sidebar({
-      navigate: (href) => this.navigate(href),
-      onToggled: (doc) => {
-        if (this.view instanceof ScriptView && this.view.script?.id === doc.id) this.view.onToggled?.(doc);
-      },
-      onRefreshed: (scripts) => this.view?.onScriptsRefreshed?.(scripts),
-    });
+    // The one list of scripts; the sidebar and the views subscribe to it.
+    this.scripts = new ScriptsStore();
+    this.sidebar = new Sidebar({ store: this.scripts });
     this.main = h("main.main#main", { tabindex: "-1" });
     this.navScripts = h("a.nav-link", { href: ROOT, "data-link": true }, "Scripts");
     this.navRuns = h("a.nav-link", { href: `${ROOT}/runs`, "data-link": true }, "Runs");
@@ -79,13 +76,13 @@ class App {
       }
     });
     setInterval(() => {
-      if (document.visibilityState === "visible") this.sidebar.refresh();
+      if (document.visibilityState === "visible") this.scripts.refresh();
     }, LIST_REFRESH_MS);
     document.addEventListener("visibilitychange", () => {
-      if (document.visibilityState === "visible") this.sidebar.refresh();
+      if (document.visibilityState === "visible") this.scripts.refresh();
     });
 
-    this.sidebar.refresh();
+    this.scripts.refresh();
     this.show(route(location.pathname));
   }
 
@@ -166,7 +163,7 @@ class App {
     else if (r.name === "tokens") view = new TokensView({ app: this });
     else if (r.name === "audit") view = new AuditView({ app: this });
     else if (r.name === "api") view = new ApiReferenceView();
-    else view = { el: h("div.empty-state", h("h1", "Page not found"), h("a.btn", { href: ROOT, "data-link": true }, "Back to scripts")), destroy() {} };
+    else view = { el: emptyState("Page not found", null, { href: ROOT, label: "Back to scripts" }), destroy() {} };
     this.view = view;
     this.main.replaceChildren(view.el);
     this.main.scrollTop = 0;

@@ -3,7 +3,7 @@
 import { api } from "./api.js";
 import { localRun } from "./browserRunner.js";
 import { h } from "./dom.js";
-import { formatDuration, isActive, parseTime } from "./format.js";
+import { formatDuration, formatExitCode, isActive, parseTime } from "./format.js";
 import { visibleText } from "./invisible.js";
 import { OutputView } from "./output.js";
 import { RunStream } from "./stream.js";
@@ -135,14 +135,10 @@ export class RunPanel {
     const active = isActive(run.status);
     this.cancelBtn.hidden = !active;
     this.cancelBtn.disabled = false;
-    if (run.exitCode === null || run.exitCode === undefined) {
-      this.exit.textContent = "";
-      this.exit.hidden = true;
-    } else {
-      this.exit.hidden = false;
-      this.exit.textContent = `exit ${run.exitCode}`;
-      this.exit.classList.toggle("nonzero", run.exitCode !== 0);
-    }
+    const exit = formatExitCode(run.exitCode);
+    this.exit.hidden = exit === "—";
+    this.exit.textContent = this.exit.hidden ? "" : `exit ${exit}`;
+    this.exit.classList.toggle("nonzero", !this.exit.hidden && run.exitCode !== 0);
     let reason = !active && run.meta && run.meta.error ? String(run.meta.error) : "";
     if (reason.toLowerCase() === statusLabel(run.status)) reason = ""; // the badge says it
 

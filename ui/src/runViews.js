@@ -2,9 +2,10 @@
 // output while it runs, its stored output when finished).
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
-import { formatDateTime, formatDuration, runDuration, snapshotOf } from "./format.js";
+import { formatDateTime, formatDuration, formatExitCode, runDuration, snapshotOf } from "./format.js";
 import { RunHistory } from "./history.js";
 import { RunPanel } from "./runPanel.js";
+import { emptyState } from "./widgets.js";
 
 export class RunsView {
   constructor({ app }) {
@@ -13,7 +14,7 @@ export class RunsView {
     const limit = Number(new URLSearchParams(location.search).get("limit"));
     this.history = new RunHistory({
       pageSize: Number.isInteger(limit) && limit >= 1 && limit <= 500 ? limit : 50,
-      scriptName: (id, run) => app.sidebar.byId(id)?.name || snapshotOf(run).name || null,
+      scriptName: (id, run) => app.scripts.byId(id)?.name || snapshotOf(run).name || null,
       navigate: (href) => app.navigate(href),
     });
     this.el = h(
@@ -53,12 +54,12 @@ export class RunView {
     try {
       run = await api.getRun(this.runId);
     } catch (err) {
-      replace(this.el, h("div.empty-state", h("h1", err.status === 404 ? "Run not found" : "Cannot load the run"), h("p", err.message), h("a.btn", { href: "/admin/scripts/runs", "data-link": true }, "Run history")));
+      replace(this.el, emptyState(err.status === 404 ? "Run not found" : "Cannot load the run", err.message, { href: "/admin/scripts/runs", label: "Run history" }));
       return;
     }
     if (this.destroyed) return;
     // The list may still be loading: ask for the definition itself (404: it was deleted).
-    let script = this.app.sidebar.byId(run.scriptId);
+    let script = this.app.scripts.byId(run.scriptId);
     if (!script) script = await api.getScript(run.scriptId).catch(() => null);
     if (this.destroyed) return;
     const snap = snapshotOf(run);
@@ -85,7 +86,7 @@ export class RunView {
       ["Started", formatDateTime(started)],
       ["Finished", formatDateTime(run.finishedAt)],
       ["Duration", dur === null ? "—" : formatDuration(dur)],
-      ["Exit code", run.exitCode === null || run.exitCode === undefined ? "—" : String(run.exitCode)],
+      ["Exit code", formatExitCode(run.exitCode)],
     ];
     replace(this.facts, rows.map(([k, v]) => h("div.fact", h("dt", k), h("dd", v))));
     const list = this.meta.querySelector(".meta-list");
@@ -120,7 +121,7 @@ export class HomeView {
     this.history = new RunHistory({
       pageSize: 10,
       showFilter: false,
-      scriptName: (id, run) => app.sidebar.byId(id)?.name || snapshotOf(run).name || null,
+      scriptName: (id, run) => app.scripts.byId(id)?.name || snapshotOf(run).name || null,
       navigate: (href) => app.navigate(href),
     });
     this.history.more.hidden = true;
@@ -138,15 +139,19 @@ export class HomeView {
 
   async mount() {
     document.title = "Scripts · Scriptbox";
+    // Recent runs follow the list's periodic refresh.
+    this.unsubscribe = this.app.scripts.subscribe((change) => {
+      if (change.type === "refreshed") this.reload();
+    });
+    await this.reload();
+  }
+
+  async reload() {
     await this.history.load(true);
     this.history.more.hidden = true;
   }
 
-  /** Recent runs follow the list's periodic refresh. */
-  async onScriptsRefreshed() {
-    await this.history.load(true);
-    this.history.more.hidden = true;
+  destroy() {
+    this.unsubscribe?.();
   }
-
-  destroy() {}
 }

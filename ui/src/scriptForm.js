@@ -1,8 +1,9 @@
-// The definition form: every field of SPEC §2, the code editor, the env editor, and the
+// The definition form: every field of a definition, the code editor, the env editor, and the
 // server's field-level errors shown next to the fields they name.
 import { createCodeEditor } from "./codeEditor.js";
 import { h, uid } from "./dom.js";
 import { timeoutHint } from "./format.js";
+import { DEFAULT_TIMEOUT_MS } from "./vocabulary.js";
 
 export const RUNNERS = { bash: ["host"], node: ["host", "vm2"], browser: ["browser"] };
 const RUNNER_LABEL = { host: "host", vm2: "vm2 (sandbox)", browser: "browser (Web Worker)" };
@@ -17,7 +18,7 @@ export const EMPTY_SCRIPT = {
   script: "",
   defaultWorkingDirectory: "",
   env: [],
-  timeoutMs: 300000,
+  timeoutMs: DEFAULT_TIMEOUT_MS,
   enabled: true,
 };
 

@@ -3,11 +3,11 @@
 import { api } from "./api.js";
 import { startBrowserRun } from "./browserRunner.js";
 import { h, replace } from "./dom.js";
-import { isActive } from "./format.js";
+import { isActive } from "./vocabulary.js";
 import { RunHistory } from "./history.js";
 import { RunPanel } from "./runPanel.js";
 import { EMPTY_SCRIPT, ScriptForm, sampleFor } from "./scriptForm.js";
-import { MOD_KEY, confirmDialog, toast } from "./widgets.js";
+import { MOD_KEY, confirmDialog, emptyState, toast } from "./widgets.js";
 
 export class ScriptView {
   constructor({ id, app }) {
@@ -19,12 +19,13 @@ export class ScriptView {
   }
 
   async mount() {
+    this.unsubscribe = this.app.scripts.subscribe((change) => this.onScriptsChanged(change));
     let script = null;
     if (this.id) {
       try {
         script = await api.getScript(this.id);
       } catch (err) {
-        replace(this.el, h("div.empty-state", h("h1", err.status === 404 ? "Script not found" : "Cannot load the script"), h("p", err.message), h("a.btn", { href: "/admin/scripts", "data-link": true }, "Back to scripts")));
+        replace(this.el, emptyState(err.status === 404 ? "Script not found" : "Cannot load the script", err.message, { href: "/admin/scripts", label: "Back to scripts" }));
         this.el.removeAttribute("aria-busy");
         return;
       }
@@ -176,7 +177,7 @@ export class ScriptView {
       this.deleteBtn.hidden = false;
       this.history.scriptId = saved.id;
       this.updateHeader();
-      this.app.sidebar.upsert(saved);
+      this.app.scripts.upsert(saved);
       this.app.sidebar.setActive(saved.id);
       if (wasNew) this.app.replaceUrl(`/admin/scripts/${saved.id}`);
       toast(wasNew ? "Script created" : "Saved", "success", 1800);
@@ -224,7 +225,7 @@ export class ScriptView {
       this.selectTab("output");
       if (script.type === "browser") startBrowserRun(runId, script);
       await this.panel.show(runId);
-      this.app.sidebar.upsert({ id: script.id, lastRun: { id: runId, status: "running", createdAt: new Date().toISOString(), finishedAt: null } });
+      this.app.scripts.upsert({ id: script.id, lastRun: { id: runId, status: "running", createdAt: new Date().toISOString(), finishedAt: null } });
     } catch (err) {
       toast(err.status === 409 ? `Cannot run: ${err.message}` : `Run failed to start: ${err.message}`, "error");
     } finally {
@@ -237,7 +238,7 @@ export class ScriptView {
     this.updateButtons();
     if (!this.script || run.scriptId && run.scriptId !== this.script.id) return;
     if (!isActive(run.status) && run.finishedAt) {
-      this.app.sidebar.upsert({ id: this.script.id, lastRun: { id: run.id, status: run.status, createdAt: run.createdAt, finishedAt: run.finishedAt } });
+      this.app.scripts.upsert({ id: this.script.id, lastRun: { id: run.id, status: run.status, createdAt: run.createdAt, finishedAt: run.finishedAt } });
       if (!this.paneHistory.hidden) this.history.load(true);
     }
   }
@@ -253,7 +254,7 @@ export class ScriptView {
     if (!ok) return;
     try {
       await api.deleteScript(this.script.id);
-      this.app.sidebar.remove(this.script.id);
+      this.app.scripts.remove(this.script.id);
       toast(`Deleted ${this.script.name}`, "success");
       this.baseline = JSON.stringify(this.form.value()); // nothing left to lose
       this.script = null;
@@ -277,6 +278,14 @@ export class ScriptView {
   }
 
   /** The list's enabled switch changed this script: take it over without dirtying the form. */
+  /** The scripts store changed: a toggle of this script, or a refresh of the list. */
+  onScriptsChanged(change) {
+    if (change.type === "refreshed") this.onScriptsRefreshed(this.app.scripts.scripts);
+    else if (change.type === "updated" && change.source === "toggle" && change.doc?.id === this.script?.id) {
+      this.onToggled(change.doc);
+    }
+  }
+
   onToggled(doc) {
     if (!this.form || !this.script) return;
     this.script = { ...this.script, enabled: doc.enabled, updatedAt: doc.updatedAt };
@@ -309,6 +318,7 @@ export class ScriptView {
 
   destroy() {
     this.destroyed = true;
+    this.unsubscribe?.();
     if (this.dirtyRaf) cancelAnimationFrame(this.dirtyRaf);
     this.panel?.destroy();
     this.form?.destroy();

@@ -1,18 +1,16 @@
 // The scripts list (#scripts-list): name, codeIdentifier, type/runner, enabled toggle,
-// last run status and time; a filter box and the "New script" button.
-import { api, scriptsOf } from "./api.js";
+// last run status and time; a filter box and the "New script" button. A view of the
+// scripts store: it renders whenever the store changes.
+import { api } from "./api.js";
 import { h, replace } from "./dom.js";
-import { formatRelative, isActive } from "./format.js";
+import { formatRelative } from "./format.js";
+import { isActive } from "./vocabulary.js";
 import { statusIcon, statusLabel, toast } from "./widgets.js";
 
 export class Sidebar {
-  constructor({ navigate, onToggled, onRefreshed }) {
-    this.navigate = navigate;
-    this.onToggled = onToggled;
-    this.onRefreshed = onRefreshed;
-    this.scripts = [];
+  constructor({ store }) {
+    this.store = store;
     this.activeId = null;
-    this.loaded = false;
     this.filterInput = h("input", {
       type: "search", id: "script-filter", placeholder: "Filter scripts", autocomplete: "off", spellcheck: "false",
       "aria-label": "Filter scripts by name or code identifier",
@@ -39,35 +37,15 @@ export class Sidebar {
       h("div.sidebar-filter", this.filterInput),
       h("div.sidebar-scroll", this.list, this.status),
     );
+    store.subscribe(() => this.onStoreChanged());
   }
 
-  async refresh() {
-    try {
-      this.scripts = scriptsOf(await api.listScripts());
-      this.loaded = true;
-      this.render();
-      this.onRefreshed?.(this.scripts);
-    } catch (err) {
+  onStoreChanged() {
+    if (this.store.error) {
       this.status.hidden = false;
-      this.status.textContent = `Could not load scripts: ${err.message}`;
+      this.status.textContent = `Could not load scripts: ${this.store.error.message}`;
+      return;
     }
-  }
-
-  byId(id) {
-    return this.scripts.find((s) => s.id === id) || null;
-  }
-
-  /** Updates one script in place (after a save or a run) without a round trip. */
-  upsert(doc) {
-    const i = this.scripts.findIndex((s) => s.id === doc.id);
-    if (i === -1 && !doc.name) return; // a partial update for a script we do not list
-    if (i === -1) this.scripts.push(doc);
-    else this.scripts[i] = { ...this.scripts[i], ...doc };
-    this.render();
-  }
-
-  remove(id) {
-    this.scripts = this.scripts.filter((s) => s.id !== id);
     this.render();
   }
 
@@ -85,8 +63,9 @@ export class Sidebar {
   }
 
   render() {
+    const scripts = this.store.scripts;
     const q = this.filterInput.value.trim().toLowerCase();
-    const shown = this.scripts
+    const shown = scripts
       .filter((s) => !q || s.name.toLowerCase().includes(q) || s.codeIdentifier.toLowerCase().includes(q))
       .sort((a, b) => a.name.localeCompare(b.name, undefined, { sensitivity: "base", numeric: true }));
     // Keep keyboard focus on the same script across re-renders (the list refreshes itself).
@@ -95,11 +74,11 @@ export class Sidebar {
     const focusSel = focused?.matches("input") ? "input" : "a";
     replace(this.list, shown.map((s) => this.item(s)));
     if (focusId) this.list.querySelector(`li[data-id="${CSS.escape(focusId)}"] ${focusSel}`)?.focus();
-    this.count.textContent = this.scripts.length ? String(this.scripts.length) : "";
+    this.count.textContent = scripts.length ? String(scripts.length) : "";
     this.status.hidden = shown.length > 0;
-    this.status.textContent = !this.loaded
+    this.status.textContent = !this.store.loaded
       ? "Loading…"
-      : this.scripts.length === 0
+      : scripts.length === 0
         ? "No scripts yet. Create the first one."
         : "No script matches the filter.";
   }
@@ -148,8 +127,7 @@ export class Sidebar {
     input.disabled = true;
     try {
       const doc = await api.updateScript(s.id, { enabled: want });
-      this.upsert({ ...doc, lastRun: s.lastRun });
-      this.onToggled?.(doc);
+      this.store.upsert({ ...doc, lastRun: s.lastRun }, "toggle");
       toast(`${doc.name} ${doc.enabled ? "enabled" : "disabled"}`);
     } catch (err) {
       input.checked = !want;

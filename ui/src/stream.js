@@ -1,4 +1,4 @@
-// Follows a run's SSE stream (SPEC §5) with EventSource.
+// Follows a run's SSE stream with EventSource (resuming by Last-Event-ID).
 //
 // EventSource reconnects by itself after a dropped connection and sends Last-Event-ID, so
 // the server resumes after the last sequence number we saw; we also drop any output whose

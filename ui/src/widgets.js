@@ -1,4 +1,4 @@
-// Small shared widgets: status badges, toasts, the confirm dialog.
+// Small shared widgets: status badges, toasts, the confirm dialog, empty states.
 import { h } from "./dom.js";
 
 const STATUS_LABEL = {
@@ -96,4 +96,14 @@ export function confirmDialog({ title, message, confirm = "OK", cancel = "Cancel
     dlg.showModal();
     (danger ? cancelBtn : okBtn).focus();
   });
+}
+
+/** The whole-view message for "nothing here": a title, an optional explanation and a way back. */
+export function emptyState(title, message, back) {
+  return h(
+    "div.empty-state",
+    h("h1", title),
+    message ? h("p", message) : null,
+    back ? h("a.btn", { href: back.href, "data-link": true }, back.label) : null,
+  );
 }

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conftest import Api, ScriptboxServer
+from .client import Api
+from .server import ScriptboxServer
 
 
 def token_api(server: ScriptboxServer, secret: str) -> Api:

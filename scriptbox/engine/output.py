@@ -1,4 +1,4 @@
-"""Run output: pipe reading, decoding, the live hub and batched persistence.
+"""Run output: pipe reading, decoding, the tail, batched persistence.
 
 Memory is bounded at every stage, whatever a script prints:
 
@@ -8,9 +8,7 @@ Memory is bounded at every stage, whatever a script prints:
 - chunks waiting for the database are bounded by `ChunkWriter.max_pending`:
   when the database falls behind, readers wait, so the script blocks on its
   pipe instead of the server buffering;
-- each live viewer's queue is bounded by `Viewer.max_bytes`: a viewer that is
-  slower than the script holds the script back for up to `stall_timeout_s`,
-  after which it is disconnected (it reconnects with Last-Event-ID).
+- each live viewer's queue is bounded (scriptbox/engine/hub.py).
 """
 
 from __future__ import annotations
@@ -21,17 +19,18 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import gevent
 import gevent.event
 import gevent.socket
 
-from scriptbox import sse
+from ..sse_wire import output_frame
+from ..store.records import Chunk, OutputTotals
+from .hub import HubEvent, OutputHub
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 
 READ_SIZE = 64 * 1024
 # A reader delivers what it has at most this often per stream (the first
@@ -46,136 +45,8 @@ TRUNCATION_NOTE = (
 
 
 @dataclass
-class HubEvent:
-    """One message for live viewers; `frame` is the SSE bytes, built once."""
-
-    kind: str  # "output" | "status" | "end"
-    frame: bytes
-    seq: int | None = None
-    doc: dict[str, Any] | None = None
-
-    @property
-    def size(self) -> int:
-        return len(self.frame)
-
-
-class Viewer:
-    """A bounded queue of events for one SSE connection."""
-
-    def __init__(self, run_id: str, max_bytes: int) -> None:
-        self.run_id = run_id
-        self.max_bytes = max_bytes
-        self._items: deque[HubEvent] = deque()
-        self._bytes = 0
-        self._ready = gevent.event.Event()
-        self._room = gevent.event.Event()
-        self._room.set()
-        self.overflowed = False
-        self.closed = False
-
-    def offer(self, event: HubEvent, force: bool = False) -> bool:
-        """Queue without waiting; False if there is no room (unless forced)."""
-        if self.closed:
-            return True
-        if not force and self._items and self._bytes + event.size > self.max_bytes:
-            self._room.clear()
-            return False
-        self._items.append(event)
-        self._bytes += event.size
-        self._ready.set()
-        return True
-
-    def wait_for_room(self, timeout: float) -> bool:
-        return bool(self._room.wait(timeout))
-
-    def overflow(self) -> None:
-        """Give up on this viewer: its stream ends and the client reconnects."""
-        self.overflowed = True
-        self._items.clear()
-        self._bytes = 0
-        self._ready.set()
-        self._room.set()
-
-    def take(self, timeout: float | None) -> list[HubEvent]:
-        """Everything queued, waiting up to `timeout` for at least one event."""
-        if not self._items and not self.overflowed:
-            self._ready.wait(timeout)
-        items = list(self._items)
-        self._items.clear()
-        self._bytes = 0
-        self._ready.clear()
-        self._room.set()
-        return items
-
-    def close(self) -> None:
-        self.closed = True
-        self._items.clear()
-        self._room.set()
-
-
-class OutputHub:
-    """Live viewers indexed by run; publishing touches only that run's viewers."""
-
-    def __init__(self, viewer_max_bytes: int = 1024 * 1024, stall_timeout_s: float = 5.0) -> None:
-        self.viewer_max_bytes = viewer_max_bytes
-        self.stall_timeout_s = stall_timeout_s
-        self._viewers: dict[str, set[Viewer]] = {}
-
-    def subscribe(self, run_id: str, seed: Iterable[HubEvent] = ()) -> Viewer:
-        """Register a viewer; `seed` events are queued first (not bounded).
-
-        Registration and seeding happen without yielding to other greenlets,
-        so no event published in between can be missed.
-        """
-        viewer = Viewer(run_id, self.viewer_max_bytes)
-        for ev in seed:
-            viewer.offer(ev, force=True)
-        self._viewers.setdefault(run_id, set()).add(viewer)
-        return viewer
-
-    def unsubscribe(self, viewer: Viewer) -> None:
-        viewer.close()
-        viewers = self._viewers.get(viewer.run_id)
-        if viewers is not None:
-            viewers.discard(viewer)
-            if not viewers:
-                del self._viewers[viewer.run_id]
-
-    def viewer_count(self, run_id: str | None = None) -> int:
-        if run_id is None:
-            return sum(len(v) for v in self._viewers.values())
-        return len(self._viewers.get(run_id, ()))
-
-    def publish(self, run_id: str, event: HubEvent, wait: bool = True) -> None:
-        """Hand `event` to every viewer of the run.
-
-        With `wait`, a full viewer makes the caller wait (backpressure on the
-        script) up to `stall_timeout_s`; a viewer still full then is dropped.
-        Status and end events are small and are always queued (`wait=False`).
-        """
-        viewers = self._viewers.get(run_id)
-        if not viewers:
-            return
-        slow: list[Viewer] = []
-        for viewer in list(viewers):
-            if not viewer.offer(event, force=not wait):
-                slow.append(viewer)
-        for viewer in slow:
-            deadline = time.monotonic() + self.stall_timeout_s
-            while not viewer.closed and not viewer.overflowed:
-                if viewer.offer(event):
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not viewer.wait_for_room(remaining):
-                    log.info("viewer of run %s too slow; disconnecting it", run_id)
-                    viewer.overflow()
-                    break
-
-
-@dataclass
 class PendingChunk:
-    run_id: str
-    doc: dict[str, Any]
+    chunk: Chunk
     event: HubEvent
     size: int
 
@@ -183,15 +54,15 @@ class PendingChunk:
 class ChunkWriter:
     """Persists output chunks of all runs with one bulk insert per interval.
 
-    `insert` is called with a list of chunk documents from many runs (the
-    store's `insert_chunks`). Chunks stay visible through `unflushed()` until
+    `insert` is called with a list of chunks from many runs (the runs store's
+    `add_chunks`). Chunks stay visible through `unflushed()` until
     their insert has completed, so a viewer that subscribes meanwhile finds
     them either in the database or in its seed.
     """
 
     def __init__(
         self,
-        insert: Callable[[list[dict[str, Any]]], None],
+        insert: Callable[[list[Chunk]], None],
         interval_s: float = 0.2,
         max_pending: int = 4 * 1024 * 1024,
         max_batch_bytes: int = 1024 * 1024,
@@ -234,9 +105,9 @@ class ChunkWriter:
             self._loop.kill()
             self._loop = None
 
-    def add(self, run_id: str, doc: dict[str, Any], event: HubEvent) -> None:
-        size = len(doc.get("data", "")) + 64
-        self._pending.append(PendingChunk(run_id, doc, event, size))
+    def add(self, chunk: Chunk, event: HubEvent) -> None:
+        size = len(chunk.data) + 64
+        self._pending.append(PendingChunk(chunk, event, size))
         self._pending_bytes += size
         self._added += 1
         if self._pending_bytes >= self.max_pending:
@@ -250,7 +121,7 @@ class ChunkWriter:
 
     def unflushed(self, run_id: str) -> list[HubEvent]:
         """Events of a run that are not yet known to be in the database."""
-        return [p.event for p in self._inflight + self._pending if p.run_id == run_id]
+        return [p.event for p in self._inflight + self._pending if p.chunk.run_id == run_id]
 
     def flush_now(self, timeout: float = 30.0) -> bool:
         """Wait until everything added so far is persisted (False on timeout)."""
@@ -295,7 +166,7 @@ class ChunkWriter:
         delay = 0.2
         while True:
             try:
-                self._insert([p.doc for p in batch])
+                self._insert([p.chunk for p in batch])
                 break
             except Exception:  # noqa: BLE001 - the database may be briefly away; retry
                 log.exception("storing %d output chunks failed; retrying", len(batch))
@@ -352,14 +223,15 @@ class RunOutput:
     tail: TailBuffer
     writer: ChunkWriter
     hub: OutputHub
-    make_doc: Callable[[int, str, str, bool], dict[str, Any]]
     seq: int = 0
     stored_bytes: int = 0
     output_bytes: int = 0
     truncated: bool = False
     dirty: bool = False
-    chunk_count: int = field(default=0)
     on_bytes: Callable[[int], None] | None = None  # told of every byte received (metrics)
+
+    def totals(self) -> OutputTotals:
+        return OutputTotals(self.tail.text(), self.output_bytes, self.truncated)
 
     def emit(self, stream: str, text: str, raw_len: int, system: bool = False) -> None:
         """Record, store (within the cap) and publish one piece of output."""
@@ -394,17 +266,12 @@ class RunOutput:
 
     def _publish(self, stream: str, text: str, system: bool, store: bool) -> None:
         self.seq += 1
-        event = HubEvent("output", sse.output_frame(self.seq, stream, text, system), self.seq)
+        event = HubEvent("output", output_frame(self.seq, stream, text, system), self.seq)
         if store:
-            self.chunk_count += 1
-            self.writer.add(self.run_id, self.make_doc(self.seq, stream, text, system), event)
+            self.writer.add(Chunk(self.run_id, self.seq, stream, text, system), event)
         self.hub.publish(self.run_id, event)
         if store:
             self.writer.wait_for_room()
-
-
-def set_nonblocking(fd: int) -> None:
-    os.set_blocking(fd, False)
 
 
 def read_stream(
@@ -423,7 +290,7 @@ def read_stream(
     become U+FFFD and a character split across reads is kept whole.
     """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    set_nonblocking(fd)
+    os.set_blocking(fd, False)
     buf = bytearray()
     last_emit = 0.0
 

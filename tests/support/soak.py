@@ -19,8 +19,8 @@ from typing import Any
 
 import requests
 
-from conftest import Api
-from runs_support import SseStream
+from .client import Api
+from .sse import SseStream
 
 CHATTY_LINES = 400
 

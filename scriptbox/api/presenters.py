@@ -1,0 +1,42 @@
+"""Stored documents -> the JSON the API shows: `id` as hex, ISO times, no internals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..store import iso
+from ..store.runs import META_DEFAULTS
+
+
+def definition_to_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """The API form of a stored definition."""
+    out = {k: v for k, v in doc.items() if k != "_id"}
+    out["id"] = str(doc["_id"])
+    out["createdAt"] = iso(doc.get("createdAt"))
+    out["updatedAt"] = iso(doc.get("updatedAt"))
+    return out
+
+
+def last_run_to_json(run: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The `lastRun` summary shown in the scripts list."""
+    if run is None:
+        return None
+    return {"id": str(run["id"]), "status": run["status"],
+            "createdAt": iso(run.get("createdAt")), "finishedAt": iso(run.get("finishedAt"))}
+
+
+def run_to_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """The API form of a run (also the `status` and `end` events of its stream)."""
+    meta = {**META_DEFAULTS, **(doc.get("meta") or {})}
+    return {
+        "id": str(doc["_id"]),
+        "scriptId": str(doc["scriptId"]) if doc.get("scriptId") is not None else None,
+        "status": doc["status"],
+        "trigger": doc.get("trigger"),
+        "createdAt": iso(doc.get("createdAt")),
+        "startedAt": iso(doc.get("startedAt")),
+        "finishedAt": iso(doc.get("finishedAt")),
+        "exitCode": doc.get("exitCode"),
+        "outputTail": doc.get("outputTail", ""),
+        "meta": meta,
+    }

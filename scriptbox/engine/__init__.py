@@ -1,0 +1,166 @@
+"""The run engine: queue, claim, spawn, watch, time out, cancel, finish, recover.
+
+Lifecycle (docs/engine.md has the long version):
+
+    submit ──insert──▶ queued ──claim──▶ running
+    running ──main process exits──▶ succeeded | failed
+    running ──deadline──▶ timed_out        running ──cancel──▶ canceled
+    queued ──cancel──▶ canceled            running ──shutdown / lost──▶ failed
+
+Every transition is a conditional update whose result is checked. A running
+run is finished only by the executor that holds it or, once that executor is
+gone, by the watchdog. The parts, each in its own module:
+
+    commands    submit, cancel               browser     browser runs' rules and results
+    dispatcher  claims runs into free slots  execution   one class per executing run
+    outcome     how a run ended -> status    watchdog    leases, reaping, recovery
+    live        viewers and the run's events hub/output  the hub, pipe reading, persistence
+
+`Engine` is the facade the rest of Scriptbox uses. It must run in a
+gevent-patched process: every wait is cooperative.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from .. import proctree
+from ..config import Settings
+from ..errors import DatabaseUnavailable
+from ..store.records import Executor
+from ..store.runs import RunStore
+from .browser import record_result
+from .commands import cancel, submit
+from .context import EngineContext
+from .dispatcher import Dispatcher
+from .execution import proc_start
+from .hub import Viewer
+from .live import LiveOutput
+from .options import EngineOptions
+from .watchdog import Watchdog
+
+log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
+
+
+def this_executor(host: str | None = None) -> Executor:
+    """The identity of this process as an executor of runs."""
+    host = host or socket.gethostname()
+    pid = os.getpid()
+    return Executor(id=f"{host}/{pid}/{secrets.token_hex(4)}", host=host, pid=pid, start=proc_start(pid))
+
+
+class Engine:
+    """Executes runs of one Scriptbox process (unless `execute` is off) and
+    serves every run's commands and live output."""
+
+    def __init__(
+        self,
+        runs: RunStore,
+        get_definition: Callable[[str], dict[str, Any]],
+        *,
+        data_dir: str,
+        max_concurrent_runs: int = 4,
+        max_log_bytes: int = 10 * 1024 * 1024,
+        tail_bytes: int = 16 * 1024,
+        execute: bool = True,
+        options: EngineOptions | None = None,
+        host: str | None = None,
+        vm2_user: str | None = "nobody",
+        on_output_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        self.options = options or EngineOptions()
+        self.execute = execute
+        live = LiveOutput(runs.add_chunks, max_log_bytes=max_log_bytes, tail_bytes=tail_bytes,
+                          flush_every_s=self.options.flush_every_s, on_flushed=self._write_progress,
+                          on_output_bytes=on_output_bytes)
+        self.ctx = EngineContext(runs=runs, live=live, options=self.options, executor=this_executor(host),
+                                 get_definition=get_definition, data_dir=data_dir, vm2_user=vm2_user)
+        self.dispatcher = Dispatcher(self.ctx, max_concurrent_runs)
+        self.watchdog = Watchdog(self.ctx, self.dispatcher)
+
+    @property
+    def executor_id(self) -> str:
+        return self.ctx.executor.id
+
+    def start(self) -> None:
+        """Recover runs of a dead executor on this host, then start the loops."""
+        self.ctx.runs.ensure_indexes()
+        me = os.getpid()
+        self.ctx.protected_pids.update(info.pid for info in proctree.scan().values() if info.ppid == me)
+        self.ctx.live.start()
+        if self.execute:
+            # Orphans of runs reparent to us (and are reaped by gevent) instead
+            # of becoming unreapable zombies under a container's pid 1.
+            proctree.become_subreaper()
+            try:
+                self.watchdog.recover_this_host()
+            except DatabaseUnavailable:
+                log.error("recovery skipped: the database is unreachable")
+            self.dispatcher.start()
+        self.watchdog.start()
+
+    def stop(self) -> None:
+        """Graceful stop: running runs are terminated and end `failed`
+        ("server shut down"); queued runs stay queued for the next start."""
+        self.watchdog.stop()
+        self.dispatcher.stop(join_timeout=self.options.kill_grace_s + self.options.reader_drain_s + 10)
+        self.ctx.live.stop()
+
+    def _write_progress(self) -> None:
+        self.dispatcher.write_progress()
+
+    # -- requests from the API ----------------------------------------------
+
+    def submit(self, script_id: str, trigger: str, requested_by: str | None) -> dict[str, Any]:
+        """Create a run; raises NotFound (unknown script), Conflict (disabled)."""
+        return submit(self.ctx, self.dispatcher, script_id, trigger, requested_by)
+
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        """Cancel a queued or running run; raises NotFound, Conflict (finished)."""
+        return cancel(self.ctx, self.dispatcher, run_id)
+
+    def browser_result(self, run_id: str, body: Any) -> dict[str, Any]:
+        """Record a browser run's result; raises ValidationFailed, NotFound, Conflict."""
+        return record_result(self.ctx, run_id, body)
+
+    # -- live output --------------------------------------------------------
+
+    def subscribe(self, run_id: str) -> Viewer:
+        return self.ctx.live.subscribe(run_id)
+
+    def unsubscribe(self, viewer: Viewer) -> None:
+        self.ctx.live.unsubscribe(viewer)
+
+    def active_count(self) -> int:
+        """How many runs this process is executing now."""
+        return len(self.dispatcher.active)
+
+    def is_local(self, run_id: str) -> bool:
+        """Whether this process executes the run (its output arrives live here)."""
+        return self.dispatcher.get(run_id) is not None
+
+
+def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[str], dict[str, Any]],
+                 options: EngineOptions | None = None,
+                 on_output_bytes: Callable[[int], None] | None = None) -> Engine:
+    """The engine of a server or worker process, from its settings."""
+    return Engine(
+        runs,
+        get_definition,
+        data_dir=str(settings.data_dir),
+        max_concurrent_runs=settings.max_concurrent_runs,
+        max_log_bytes=settings.max_log_bytes,
+        tail_bytes=settings.tail_bytes,
+        execute=settings.run_worker,
+        vm2_user=settings.vm2_user,
+        options=options,
+        on_output_bytes=on_output_bytes,
+    )
+
+
+__all__ = ["Engine", "EngineOptions", "build_engine", "this_executor"]

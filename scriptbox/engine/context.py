@@ -1,0 +1,29 @@
+"""What the engine's parts share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..store.records import Executor
+from ..store.runs import RunStore
+from .live import LiveOutput
+from .options import EngineOptions
+
+
+@dataclass(frozen=True)
+class EngineContext:
+    """What the engine's parts share, built once by the `Engine` facade."""
+
+    runs: RunStore
+    live: LiveOutput
+    options: EngineOptions
+    executor: Executor
+    # The stored definition of a script id; raises NotFound.
+    get_definition: Callable[[str], dict[str, Any]]
+    data_dir: str
+    vm2_user: str | None = "nobody"  # when running as root, vm2 sandboxes run as this user
+    # Never signalled by any run's kill: the children this process had before
+    # the engine started (the embedded database); filled by Engine.start().
+    protected_pids: set[int] = field(default_factory=set)

@@ -1,0 +1,107 @@
+"""The dispatcher: claims queued runs while there is a free slot and starts a
+`RunExecution` for each; knows which runs this process executes."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import gevent
+import gevent.event
+
+from .. import proctree
+from ..errors import DatabaseUnavailable
+from ..store.records import OutputTotals
+from .context import EngineContext
+from .execution import RunExecution
+from .outcome import SHUTDOWN
+
+log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
+
+
+class Dispatcher:
+    def __init__(self, ctx: EngineContext, max_concurrent_runs: int) -> None:
+        self.ctx = ctx
+        self.max_concurrent_runs = max_concurrent_runs
+        self.active: dict[str, RunExecution] = {}
+        self._wake = gevent.event.Event()
+        self._loop: gevent.Greenlet | None = None
+        self._stopping = False
+        self._last_progress = 0.0
+
+    def start(self) -> None:
+        self._loop = gevent.spawn(self._run)
+
+    def wake(self) -> None:
+        """Look for queued runs now (a run was submitted or a slot freed)."""
+        self._wake.set()
+
+    def get(self, run_id: str) -> RunExecution | None:
+        return self.active.get(run_id)
+
+    def stop(self, join_timeout: float) -> None:
+        """Stop claiming; running runs are stopped and end `failed` ("server shut down")."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop is not None:
+            self._loop.kill(block=False)
+        executions = list(self.active.values())
+        for execution in executions:
+            execution.request_stop(SHUTDOWN)
+        gevent.joinall([e.greenlet for e in executions if e.greenlet is not None], timeout=join_timeout)
+
+    def _run(self) -> None:
+        while not self._stopping:
+            try:
+                self.claim_available()
+            except DatabaseUnavailable:
+                log.warning("cannot claim runs: the database is unreachable")
+            except Exception:  # noqa: BLE001 - the dispatcher must survive anything
+                log.exception("dispatcher error")
+            self._wake.wait(self.ctx.options.queue_poll_s)
+            self._wake.clear()
+
+    def claim_available(self) -> list[RunExecution]:
+        """Claim queued runs (oldest first) until the slots are full; returns the started ones."""
+        started = []
+        while not self._stopping and len(self.active) < self.max_concurrent_runs:
+            doc = self.ctx.runs.claim_next(self.ctx.executor, self.ctx.options.lease_s)
+            if doc is None:
+                break
+            execution = RunExecution(self.ctx, doc, self.other_runs(str(doc["_id"])))
+            self.active[execution.run_id] = execution
+            execution.greenlet = gevent.spawn(self._execute, execution)
+            started.append(execution)
+        return started
+
+    def other_runs(self, run_id: str | None) -> proctree.Excluder:
+        """The proven processes of this process's runs other than `run_id`:
+        a run's kill excludes them before it expands anything."""
+        def excluded(table: dict[int, proctree.ProcInfo]) -> set[int]:
+            pids: set[int] = set()
+            for other in list(self.active.values()):
+                if other.run_id != run_id and other.procs is not None:
+                    pids |= other.procs.members(table)
+            return pids
+
+        return excluded
+
+    def _execute(self, execution: RunExecution) -> None:
+        try:
+            execution.run()
+        finally:
+            self.active.pop(execution.run_id, None)
+            self._wake.set()
+
+    def write_progress(self) -> None:
+        """Store the tail and byte counts of running runs (at most every progress_every_s)."""
+        now = time.monotonic()
+        if now - self._last_progress < self.ctx.options.progress_every_s:
+            return
+        self._last_progress = now
+        updates: dict[str, OutputTotals] = {}
+        for execution in list(self.active.values()):
+            if execution.output.dirty:
+                execution.output.dirty = False
+                updates[execution.run_id] = execution.output.totals()
+        self.ctx.runs.update_progress(updates)

@@ -1,0 +1,258 @@
+"""One executing run: prepare, spawn, supervise, finish.
+
+Each claimed run gets a `RunExecution` with its own greenlet. It ends the run
+whatever happens: a run that cannot start ends `failed` with the reason in its
+output and `meta.error`; an error inside the engine ends it `failed` too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import os
+import subprocess
+import time
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.subprocess
+
+from .. import proctree
+from ..errors import DatabaseUnavailable, NotFound
+from ..logs import bind_run
+from ..runners.base import LaunchSpec, RunnerUnavailable
+from ..store.records import RunEnd, Snapshot
+from .context import EngineContext
+from .launch import launch_spec, snapshot_of
+from .outcome import CANCEL, TIMEOUT, outcome, stopped_before_start
+from .output import read_stream
+
+log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
+
+
+def proc_start(pid: int) -> int | None:
+    """The start time of a live process (its identity with the pid), or None."""
+    info = proctree.read_proc(pid)
+    return info.start if info else None
+
+
+def executor_alive(executor: dict[str, Any]) -> bool:
+    """True if the executor process recorded on a run (same host) still exists."""
+    pid, start = executor.get("pid"), executor.get("start")
+    return isinstance(pid, int) and start is not None and proc_start(pid) == start
+
+
+class RunExecution:
+    """A run this process is executing."""
+
+    def __init__(self, ctx: EngineContext, doc: dict[str, Any], others: proctree.Excluder) -> None:
+        self.ctx = ctx
+        self.others = others  # the proven processes of this process's other runs: never ours to kill
+        self.doc = doc
+        self.run_id = str(doc["_id"])
+        self.output = ctx.live.new_output(self.run_id)
+        self.stop_event = gevent.event.Event()
+        self.stop_reason: str | None = None  # CANCEL | SHUTDOWN
+        self.procs: proctree.RunProcesses | None = None
+        self.greenlet: gevent.Greenlet | None = None
+
+    def request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.stop_event.set()
+
+    def run(self) -> None:
+        """Execute and end the run (the body of its greenlet)."""
+        bind_run(self.run_id)  # log records of this greenlet carry runId; its context ends with it
+        try:
+            self._execute()
+        except Exception as exc:  # noqa: BLE001 - a run must always end
+            log.exception("run %s failed inside the engine", self.run_id)
+            try:
+                self.finish(RunEnd("failed", error=f"internal error: {exc}"))
+            except Exception:  # noqa: BLE001 - the watchdog will end it later
+                log.exception("could not record the failure of run %s", self.run_id)
+
+    # -- the steps ----------------------------------------------------------
+
+    def _execute(self) -> None:
+        self.ctx.live.publish_status(self.doc)
+        prepared = self._prepare()
+        if prepared is None:
+            return
+        spec, snapshot = prepared
+        if self.stop_event.is_set():
+            self.finish(stopped_before_start(self.stop_reason))
+            _cleanup(spec)
+            return
+        spawned = self._spawn(spec, snapshot)
+        if spawned is None:
+            return
+        proc, root_start = spawned
+        if root_start is None:
+            log.error("run %s: the start time of pid %s is unknown; its processes cannot be signalled",
+                      self.run_id, proc.pid)
+        pipes = [os.fstat(p.fileno()).st_ino for p in (proc.stdout, proc.stderr) if p is not None]
+        self.procs = proctree.RunProcesses(self.run_id, proc.pid, root_start, pipe_inodes=pipes,
+                                           exclude=self.others, protected=self.ctx.protected_pids)
+        try:
+            end = self._supervise(proc, spec, snapshot)
+        except BaseException:
+            # Whatever went wrong here, the run's processes must not outlive it.
+            self.procs.kill(self.ctx.options.kill_grace_s, sleep=gevent.sleep)
+            raise
+        finally:
+            for pipe in (proc.stdout, proc.stderr, proc.stdin):
+                if pipe is not None:
+                    try:
+                        pipe.close()
+                    except OSError:
+                        pass
+            _cleanup(spec)
+        self.finish(end)
+
+    def _prepare(self) -> tuple[LaunchSpec, Snapshot] | None:
+        """The definition as it is now and how to start it; None when the run failed to start."""
+        script_id = str(self.doc["scriptId"])
+        try:
+            definition = self.ctx.get_definition(script_id)
+        except NotFound:
+            self._fail_to_start("the script was deleted before the run started")
+            return None
+        if not definition.get("enabled", True):
+            self._fail_to_start("the script was disabled before the run started")
+            return None
+        snapshot = snapshot_of(definition)
+        try:
+            spec = launch_spec(definition, self.run_id, script_id, self.ctx.data_dir, self.ctx.vm2_user)
+        except RunnerUnavailable as exc:
+            self._note(snapshot)
+            self._fail_to_start(str(exc))
+            return None
+        return spec, dataclasses.replace(snapshot, working_directory=spec.cwd)
+
+    def _spawn(self, spec: LaunchSpec, snapshot: Snapshot) -> tuple[gevent.subprocess.Popen, int | None] | None:
+        """The started main process and its start time (None: unknown); None when it could not start."""
+        # The child reports its own start time before exec: read afterwards,
+        # an instant script may already be reaped (proctree.StartProbe).
+        probe = proctree.StartProbe()
+        try:
+            proc = gevent.subprocess.Popen(
+                spec.argv,
+                cwd=spec.cwd,
+                env=spec.env,
+                stdin=subprocess.PIPE if spec.stdin_data is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=probe.preexec(spec.preexec),
+                close_fds=True,
+            )
+            return proc, probe.start_of(proc.pid)
+        except (OSError, ValueError) as exc:
+            # ValueError: Popen refuses a NUL byte in argv/env before forking.
+            self._note(snapshot)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if isinstance(exc, OSError) and exc.errno == errno.E2BIG:
+                reason += " (the script's env is larger than the system allows for a new process)"
+            self._fail_to_start(f"cannot start {spec.argv[0]}: {reason}")
+            _cleanup(spec)
+            return None
+        finally:
+            probe.close()
+
+    def _supervise(self, proc: gevent.subprocess.Popen, spec: LaunchSpec, snapshot: Snapshot) -> RunEnd:
+        """Watch a started run until its processes are gone; returns how it ended."""
+        assert self.procs is not None and proc.stdout is not None and proc.stderr is not None
+        readers = [
+            gevent.spawn(read_stream, proc.stdout.fileno(), "stdout", self.output.emit),
+            gevent.spawn(read_stream, proc.stderr.fileno(), "stderr", self.output.emit),
+        ]
+        if spec.stdin_data is not None:
+            gevent.spawn(_feed_stdin, proc, spec.stdin_data)
+        self._note(snapshot, proc.pid, self.procs.root_start)
+        reason = self._wait(proc, snapshot.timeout_ms / 1000.0)
+        grace = self.ctx.options.kill_grace_s
+        if reason is not None:
+            self.procs.kill(grace, sleep=gevent.sleep)
+        returncode = proc.wait()
+        # The main process is gone; whatever it left behind is killed so it
+        # cannot hold the pipes (or the machine) any longer.
+        self.procs.kill(grace, sleep=gevent.sleep, include_root=False)
+        finished_readers = gevent.joinall(readers, timeout=self.ctx.options.reader_drain_s)
+        if len(finished_readers) < len(readers):
+            log.warning("run %s: output pipe still open after its processes were killed; closing it", self.run_id)
+            gevent.killall(readers, block=True, timeout=1)
+        return outcome(returncode, reason, timeout_ms=snapshot.timeout_ms, times_itself_out=spec.label == "vm2")
+
+    def _wait(self, proc: gevent.subprocess.Popen, timeout_s: float) -> str | None:
+        """Wait for the main process to exit; the stop reason if it had to be stopped first."""
+        deadline = time.monotonic() + timeout_s
+        while proc.returncode is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return TIMEOUT
+            gevent.wait([proc.result, self.stop_event], timeout=remaining, count=1)
+            if proc.returncode is None and self.stop_event.is_set():
+                return self.stop_reason or CANCEL
+        return None
+
+    # -- recording ----------------------------------------------------------
+
+    def _note(self, snapshot: Snapshot, pid: int | None = None, root_start: int | None = None) -> None:
+        """Record what runs; best effort (the outcome matters more)."""
+        try:
+            self.ctx.runs.note_started(self.run_id, self.ctx.executor.id, snapshot, pid, root_start)
+        except DatabaseUnavailable:
+            log.warning("run %s: could not record its start (database unreachable)", self.run_id)
+
+    def _fail_to_start(self, reason: str) -> None:
+        self.output.emit("stderr", f"[scriptbox] cannot start the run: {reason}\n", 0, system=True)
+        self.finish(RunEnd("failed", error=reason))
+
+    def finish(self, end: RunEnd) -> None:
+        """Record the end of the run (retrying while the lease is ours) and tell its viewers."""
+        # Every chunk is stored before the run is final, so whoever sees the
+        # final status (any process) can replay the complete log.
+        self.ctx.live.flush_now()
+        end = dataclasses.replace(end, output=self.output.totals())
+        delay = 0.5
+        while True:
+            try:
+                done = self.ctx.runs.finish_held(self.run_id, self.ctx.executor.id, end)
+                break
+            except DatabaseUnavailable:
+                # Keep trying while the lease would still be ours; after that
+                # the watchdog of any process ends the run as "executor lost".
+                if delay > self.ctx.options.lease_s:
+                    raise
+                log.warning("run %s: cannot record its end yet (database unreachable); retrying", self.run_id)
+                gevent.sleep(delay)
+                delay *= 2
+        if done is not None:
+            log.info("run %s ended %s (exit code %s)", self.run_id, end.status, end.exit_code)
+        if done is None:
+            # Someone else ended it (the watchdog after our lease lapsed); keep theirs.
+            done = self.ctx.runs.get(self.run_id)
+            log.warning("run %s was already finished elsewhere", self.run_id)
+        if done is not None:
+            self.ctx.live.publish_end(done)
+
+
+def _feed_stdin(proc: gevent.subprocess.Popen, data: bytes) -> None:
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(data)
+        proc.stdin.close()
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def _cleanup(spec: LaunchSpec) -> None:
+    if spec.cleanup is not None:
+        try:
+            spec.cleanup()
+        except Exception:  # noqa: BLE001 - cleanup problems must not change the outcome
+            log.exception("runner cleanup failed")

@@ -1,0 +1,147 @@
+"""The live output hub: bounded queues of events for the viewers of each run.
+
+Knows nothing of SSE framing or the database. Each viewer's queue is bounded by
+`Viewer.max_bytes`: a viewer slower than the script holds the script back for
+up to `stall_timeout_s`, after which it is disconnected (it reconnects with
+Last-Event-ID and replays from the database).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import gevent.event
+
+log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
+
+
+@dataclass
+class HubEvent:
+    """One message for live viewers of a run.
+
+    `output` events carry their wire bytes in `frame`, built once for every
+    viewer; `status` and `end` carry the run document in `doc`, which the
+    stream presents itself.
+    """
+
+    kind: str  # "output" | "status" | "end"
+    frame: bytes = b""
+    seq: int | None = None
+    doc: dict[str, Any] | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.frame) or 512
+
+
+class Viewer:
+    """A bounded queue of events for one SSE connection."""
+
+    def __init__(self, run_id: str, max_bytes: int) -> None:
+        self.run_id = run_id
+        self.max_bytes = max_bytes
+        self._items: deque[HubEvent] = deque()
+        self._bytes = 0
+        self._ready = gevent.event.Event()
+        self._room = gevent.event.Event()
+        self._room.set()
+        self.overflowed = False
+        self.closed = False
+
+    def offer(self, event: HubEvent, force: bool = False) -> bool:
+        """Queue without waiting; False if there is no room (unless forced)."""
+        if self.closed:
+            return True
+        if not force and self._items and self._bytes + event.size > self.max_bytes:
+            self._room.clear()
+            return False
+        self._items.append(event)
+        self._bytes += event.size
+        self._ready.set()
+        return True
+
+    def wait_for_room(self, timeout: float) -> bool:
+        return bool(self._room.wait(timeout))
+
+    def overflow(self) -> None:
+        """Give up on this viewer: its stream ends and the client reconnects."""
+        self.overflowed = True
+        self._items.clear()
+        self._bytes = 0
+        self._ready.set()
+        self._room.set()
+
+    def take(self, timeout: float | None) -> list[HubEvent]:
+        """Everything queued, waiting up to `timeout` for at least one event."""
+        if not self._items and not self.overflowed:
+            self._ready.wait(timeout)
+        items = list(self._items)
+        self._items.clear()
+        self._bytes = 0
+        self._ready.clear()
+        self._room.set()
+        return items
+
+    def close(self) -> None:
+        self.closed = True
+        self._items.clear()
+        self._room.set()
+
+
+class OutputHub:
+    """Live viewers indexed by run; publishing touches only that run's viewers."""
+
+    def __init__(self, viewer_max_bytes: int = 1024 * 1024, stall_timeout_s: float = 5.0) -> None:
+        self.viewer_max_bytes = viewer_max_bytes
+        self.stall_timeout_s = stall_timeout_s
+        self._viewers: dict[str, set[Viewer]] = {}
+
+    def subscribe(self, run_id: str, seed: Iterable[HubEvent] = ()) -> Viewer:
+        """Register a viewer; `seed` events are queued first (not bounded).
+
+        Registration and seeding happen without yielding to other greenlets,
+        so no event published in between can be missed.
+        """
+        viewer = Viewer(run_id, self.viewer_max_bytes)
+        for ev in seed:
+            viewer.offer(ev, force=True)
+        self._viewers.setdefault(run_id, set()).add(viewer)
+        return viewer
+
+    def unsubscribe(self, viewer: Viewer) -> None:
+        viewer.close()
+        viewers = self._viewers.get(viewer.run_id)
+        if viewers is not None:
+            viewers.discard(viewer)
+            if not viewers:
+                del self._viewers[viewer.run_id]
+
+    def publish(self, run_id: str, event: HubEvent, wait: bool = True) -> None:
+        """Hand `event` to every viewer of the run.
+
+        With `wait`, a full viewer makes the caller wait (backpressure on the
+        script) up to `stall_timeout_s`; a viewer still full then is dropped.
+        Status and end events are small and are always queued (`wait=False`).
+        """
+        viewers = self._viewers.get(run_id)
+        if not viewers:
+            return
+        slow: list[Viewer] = []
+        for viewer in list(viewers):
+            if not viewer.offer(event, force=not wait):
+                slow.append(viewer)
+        for viewer in slow:
+            deadline = time.monotonic() + self.stall_timeout_s
+            while not viewer.closed and not viewer.overflowed:
+                if viewer.offer(event):
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not viewer.wait_for_room(remaining):
+                    log.info("viewer of run %s too slow; disconnecting it", run_id)
+                    viewer.overflow()
+                    break

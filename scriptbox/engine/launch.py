@@ -1,0 +1,47 @@
+"""Runner selection: what a definition runs as (snapshot) and how to start it (LaunchSpec)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..runners.base import LaunchSpec, RunnerUnavailable
+from ..runners.host import prepare_host_launch
+from ..store.records import Snapshot
+from ..vocabulary import DEFAULT_TIMEOUT_MS, runner_of
+
+
+def timeout_ms_of(definition: dict[str, Any]) -> int:
+    return int(definition.get("timeoutMs") or DEFAULT_TIMEOUT_MS)
+
+
+def snapshot_of(definition: dict[str, Any]) -> Snapshot:
+    """What a run of this definition records about what ran."""
+    return Snapshot(
+        name=definition.get("name"),
+        code_identifier=definition.get("codeIdentifier"),
+        type=definition.get("type"),
+        runner=runner_of(definition.get("type"), definition.get("runner")),
+        timeout_ms=timeout_ms_of(definition),
+        working_directory=definition.get("defaultWorkingDirectory") or "",
+    )
+
+
+def launch_spec(definition: dict[str, Any], run_id: str, script_id: str, data_dir: str,
+                vm2_user: str | None = "nobody") -> LaunchSpec:
+    """How to start a run of this definition; raises RunnerUnavailable."""
+    runner = runner_of(definition.get("type"), definition.get("runner"))
+    if runner == "host":
+        return prepare_host_launch(definition, run_id=run_id, script_id=script_id, data_dir=data_dir)
+    if runner == "vm2":
+        try:
+            from ..runners import vm2_runner
+        except ImportError as exc:
+            raise RunnerUnavailable("the vm2 runner is not available in this build") from exc
+        env = {str(e["key"]): str(e["value"]) for e in definition.get("env") or []}
+        spec: LaunchSpec = vm2_runner.prepare_vm2_launch(
+            str(definition.get("script") or ""), env, timeout_ms_of(definition), run_as=vm2_user)
+        spec.env = {**spec.env, "SCRIPTBOX_RUN_ID": run_id, "SCRIPTBOX_SCRIPT_ID": script_id}
+        if not spec.label:
+            spec.label = "vm2"
+        return spec
+    raise RunnerUnavailable(f"runner {runner!r} does not execute on the server")

@@ -1,0 +1,55 @@
+"""Live output of runs: new outputs, viewers, and the status/end events they see.
+
+Joins the output hub (viewers' queues) and the chunk writer (persistence) so a
+viewer that subscribes sees every chunk exactly once: from the database, from
+the writer's not-yet-stored chunks (its seed), or live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..store.records import Chunk
+from .hub import HubEvent, OutputHub, Viewer
+from .output import ChunkWriter, RunOutput, TailBuffer
+
+
+class LiveOutput:
+    def __init__(self, add_chunks: Callable[[list[Chunk]], None], *, max_log_bytes: int, tail_bytes: int,
+                 flush_every_s: float, on_flushed: Callable[[], None] | None = None,
+                 on_output_bytes: Callable[[int], None] | None = None) -> None:
+        self.on_output_bytes = on_output_bytes  # told of every byte of output received (metrics)
+        self.max_log_bytes = max_log_bytes
+        self.tail_bytes = tail_bytes
+        self.hub = OutputHub()
+        self.writer = ChunkWriter(add_chunks, interval_s=flush_every_s, on_flushed=on_flushed)
+
+    def start(self) -> None:
+        self.writer.start()
+
+    def stop(self) -> None:
+        self.writer.stop()
+
+    def new_output(self, run_id: str) -> RunOutput:
+        """The output bookkeeping of a run starting now."""
+        return RunOutput(run_id=run_id, max_log_bytes=self.max_log_bytes, tail=TailBuffer(self.tail_bytes),
+                         writer=self.writer, hub=self.hub, on_bytes=self.on_output_bytes)
+
+    def flush_now(self) -> None:
+        """Wait until every chunk written so far is stored."""
+        self.writer.flush_now()
+
+    def subscribe(self, run_id: str) -> Viewer:
+        """A live viewer of a run, seeded with chunks not yet in the database."""
+        return self.hub.subscribe(run_id, seed=self.writer.unflushed(run_id))
+
+    def unsubscribe(self, viewer: Viewer) -> None:
+        self.hub.unsubscribe(viewer)
+
+    def publish_status(self, doc: dict[str, Any]) -> None:
+        self.hub.publish(str(doc["_id"]), HubEvent("status", doc=doc), wait=False)
+
+    def publish_end(self, doc: dict[str, Any]) -> None:
+        """Tell the run's viewers it is over (`doc` is the finished run)."""
+        self.hub.publish(str(doc["_id"]), HubEvent("end", doc=doc), wait=False)

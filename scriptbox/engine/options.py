@@ -1,0 +1,20 @@
+"""Timings and limits of the engine; the defaults are what a server uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class EngineOptions:
+    kill_grace_s: float = 5.0  # SIGTERM -> SIGKILL
+    lease_s: float = 30.0  # a run whose lease lapses this long is "executor lost"
+    renew_every_s: float = 10.0
+    control_every_s: float = 1.0  # cancel flags from the database, process sampling
+    reap_every_s: float = 5.0  # lapsed leases and browser deadlines
+    queue_poll_s: float = 2.0  # queued runs inserted by other processes sharing the database
+    progress_every_s: float = 1.0  # outputTail / outputBytes while running
+    flush_every_s: float = 0.2  # batched chunk persistence
+    reader_drain_s: float = 2.0  # after the tree is dead, wait this long for EOF
+    browser_grace_s: float = 30.0  # a browser run's page may report this long after its timeout
+    heartbeat_s: float = 15.0  # SSE keepalive

@@ -1,0 +1,85 @@
+"""Typed values the rest of Scriptbox hands to the stores.
+
+Callers say what happened (a run ended like this, these chunks were written)
+with these records; only the stores turn them into MongoDB documents, field
+paths and conditions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Executor:
+    """The process executing runs: `id` is unique per process start."""
+
+    id: str
+    host: str
+    pid: int
+    start: int | None  # the process's start time (clock ticks), so a reused pid is not taken for it
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"id": self.id, "host": self.host, "pid": self.pid, "start": self.start}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What ran: the definition as it was when the run started."""
+
+    name: str | None
+    code_identifier: str | None
+    type: str | None
+    runner: str
+    timeout_ms: int
+    working_directory: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"name": self.name, "codeIdentifier": self.code_identifier, "type": self.type,
+                "runner": self.runner, "timeoutMs": self.timeout_ms, "workingDirectory": self.working_directory}
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run to create. With `browser_time` it is a browser run: created
+    running (the admin page executes it), and timed out by the watchdog when
+    `browser_time` has passed since its start."""
+
+    script_id: str
+    trigger: str
+    requested_by: str | None
+    snapshot: Snapshot
+    browser_time: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class OutputTotals:
+    """A run's output so far: its tail, its size, whether the stored log was cut."""
+
+    tail: str
+    output_bytes: int
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended, as it is recorded."""
+
+    status: str
+    exit_code: int | None = None
+    error: str | None = None
+    signal: str | None = None
+    output: OutputTotals | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a run's stored output."""
+
+    run_id: str
+    seq: int
+    stream: str  # "stdout" | "stderr"
+    data: str
+    system: bool = False  # written by Scriptbox itself (e.g. the truncation marker)

@@ -1,0 +1,96 @@
+"""Reading Server-Sent Events from a streaming HTTP response, as EventSource does."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .client import Api
+
+
+@dataclass
+class SseEvent:
+    event: str
+    data: Any
+    id: int | None
+    at: float  # time.monotonic() when received
+
+
+class SseParser:
+    """Turns byte blocks into events; counts comment lines (keepalives)."""
+
+    def __init__(self) -> None:
+        self.comments = 0
+        self._buffer = b""
+
+    def feed(self, blocks: Iterable[bytes]) -> Iterator[SseEvent]:
+        for block in blocks:
+            self._buffer += block
+            while b"\n\n" in self._buffer:
+                raw, self._buffer = self._buffer.split(b"\n\n", 1)
+                event = self._parse(raw.decode("utf-8"))
+                if event is not None:
+                    yield event
+
+    def _parse(self, raw: str) -> SseEvent | None:
+        name, data, event_id = "message", [], None
+        for line in raw.split("\n"):
+            if line.startswith(":"):
+                self.comments += 1
+                continue
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "event":
+                name = value
+            elif field == "data":
+                data.append(value)
+            elif field == "id":
+                event_id = int(value)
+        if not data:
+            return None
+        return SseEvent(name, json.loads("\n".join(data)), event_id, time.monotonic())
+
+
+class SseStream:
+    """A minimal EventSource on one run's stream."""
+
+    def __init__(self, api: Api, run_id: str, last_event_id: int | None = None, timeout: float = 30.0,
+                 use_query: bool = False) -> None:
+        headers = {}
+        path = f"/api/admin/scripts/runs/{run_id}/stream"
+        if last_event_id is not None:
+            if use_query:
+                path += f"?lastEventId={last_event_id}"
+            else:
+                headers["Last-Event-ID"] = str(last_event_id)
+        self.response = api.get(path, headers=headers, stream=True, timeout=timeout)
+        assert self.response.status_code == 200, self.response.text
+        assert self.response.headers["Content-Type"].startswith("text/event-stream")
+        self._parser = SseParser()
+        self._events = self._parser.feed(self.response.iter_content(chunk_size=None))
+
+    @property
+    def comments(self) -> int:
+        return self._parser.comments
+
+    def events(self) -> Iterator[SseEvent]:
+        return self._events
+
+    def until_end(self) -> list[SseEvent]:
+        out = []
+        for event in self._events:
+            out.append(event)
+            if event.event == "end":
+                break
+        return out
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def output_text(events: list[SseEvent], stream: str | None = None) -> str:
+    return "".join(e.data["data"] for e in events
+                   if e.event == "output" and (stream is None or e.data["stream"] == stream))
