@@ -94,6 +94,7 @@ bench: deps
 	$(PY) bench/throughput.py
 	$(PY) bench/fanout.py
 	$(PY) bench/cli.py
+	$(PY) bench/tokens.py
 	$(PY) bench/soak.py --seconds 60
 	$(PY) bench/auth_flood.py
 	$(PY) bench/tools.py

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .audit import AuditLog
 from .auth import CredentialChecker, DesktopSessions, LoginThrottle
 from .config import Settings
 from .engine import Engine, EngineOptions, build_engine
@@ -19,8 +20,11 @@ from .guards import HostGuard
 from .metrics import Metrics
 from .scheduler import Scheduler, build_scheduler
 from .store import Database
+from .store.audit import AuditStore
 from .store.definitions import DefinitionStore
 from .store.runs import RunStore
+from .store.tokens import TokenStore
+from .tokens import TokenAuthority
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,10 @@ class Services:
     # and streams runs; it just executes nothing.
     engine: Engine
     metrics: Metrics
+    # API tokens and the audit log (tokens.py, audit.py): the scheduler and
+    # the worker write audit entries too, so they are not part of `access`.
+    tokens: TokenAuthority
+    audit: AuditLog
     access: Access | None = None
     # Only `serve` schedules (scriptbox/scheduler.py); a worker has none.
     scheduler: Scheduler | None = None
@@ -71,4 +79,5 @@ def build_services(settings: Settings, database: Database, access: Access | None
     # The serve process (the one with HTTP) schedules, --no-worker too: it only queues runs.
     scheduler = None if access is None else build_scheduler(database, engine, metrics)
     return Services(settings=settings, database=database, definitions=definitions, runs=runs, engine=engine,
-                    metrics=metrics, access=access, scheduler=scheduler)
+                    metrics=metrics, tokens=TokenAuthority(TokenStore(database)),
+                    audit=AuditLog(AuditStore(database)), access=access, scheduler=scheduler)

@@ -18,12 +18,16 @@ from typing import Any
 import bottle
 from bottle import Bottle, HTTPError, HTTPResponse, request, response, static_file
 
+from .api import audit as audit_api
 from .api import definitions as definitions_api
 from .api import runs as runs_api
 from .api import schedules as schedules_api
+from .api import tokens as tokens_api
 from .api.common import read_json_body
 from .api.openapi import Doc, Reply, build_document
 from .api.schemas import DesktopLogin, Health
+from .api.tokens import authorize_bearer
+from .audit import AuditLog
 from .auth import SESSION_COOKIE, CredentialChecker, LoginThrottle, parse_basic_auth
 from .errors import (
     STATUS_CODES,
@@ -40,6 +44,7 @@ from .logs import run_context
 from .loopback import is_loopback
 from .metrics import Metrics
 from .services import Access, Services
+from .tokens import bearer_token
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,9 @@ REDIRECT_DOC = Doc("Redirect to the admin page", "ui",
                    {302: Reply("To /admin/scripts.", headers={"Location": "/admin/scripts"})})
 UI_PAGE_DOC = Doc("The admin page (a single-page app; every /admin/scripts path serves it)", "ui",
                   {200: Reply("The page.", media="text/html")})
+# Bottle's <path> matches no line break, so such a path is no page of the app (found by the fuzzer).
+UI_SUBPAGE_DOC = Doc(UI_PAGE_DOC.summary, "ui", UI_PAGE_DOC.replies, errors=(404,),
+                     error_notes={404: "The path holds a line break."})
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
@@ -130,8 +138,8 @@ def json_error_page(error: HTTPError) -> str:
     return json.dumps(error_body(STATUS_CODES.get(status, "error"), message))
 
 
-def _authenticate(access: Access, trusted_proxies: tuple[Network, ...]) -> str:
-    """The user making this request; raises Unauthorized, or TooManyAttempts while throttled.
+def _authenticate(access: Access, trusted_proxies: tuple[Network, ...], audit: AuditLog) -> str:
+    """The actor making this request (desktop or admin); raises Unauthorized, or TooManyAttempts while throttled.
 
     An exact pair that verified before answers at once. Anything else is
     admitted by the throttle first (a locked-out client gets 429, held for up
@@ -140,12 +148,18 @@ def _authenticate(access: Access, trusted_proxies: tuple[Network, ...]) -> str:
     """
     peer = request.environ.get("REMOTE_ADDR", "")
     if is_loopback(peer) and access.desktop_sessions.is_valid(request.get_cookie(SESSION_COOKIE)):
-        return access.credentials.user
-    return _basic_auth(access.credentials, access.throttle, trusted_proxies)
+        return "desktop"
+    _basic_auth(access.credentials, access.throttle, trusted_proxies,
+                lambda client, count: audit.auth_failed(client, "wrong admin user name or password", count))
+    return "admin"
 
 
-def _basic_auth(checker: CredentialChecker, throttle: LoginThrottle, trusted_proxies: tuple[Network, ...] = ()) -> str:
-    """The user of a valid Basic Authorization header; raises Unauthorized, or TooManyAttempts while throttled."""
+def _basic_auth(checker: CredentialChecker, throttle: LoginThrottle, trusted_proxies: tuple[Network, ...] = (),
+                on_failure: Callable[[str, int], object] | None = None) -> str:
+    """The user of a valid Basic Authorization header; raises Unauthorized, or TooManyAttempts while throttled.
+
+    `on_failure(client, count)` records failures (the audit log), as throttled as the server log's lines.
+    """
     credentials = parse_basic_auth(request.environ.get("HTTP_AUTHORIZATION"))
     if credentials is not None:
         if checker.is_remembered(*credentials):
@@ -170,8 +184,10 @@ def _basic_auth(checker: CredentialChecker, throttle: LoginThrottle, trusted_pro
         if ok:
             return credentials[0]
         if to_log:
-            # No audit log exists yet (SPEC 8.7); failures go to the server log, throttled.
+            # Throttled by the login throttle: at most one report per client per minute, with a count.
             log.warning("failed sign-in from %s (%d since the last report)", client, to_log)
+            if on_failure is not None:
+                on_failure(client, to_log)
     raise Unauthorized("authentication required",
                        headers={"WWW-Authenticate": 'Basic realm="scriptbox", charset="UTF-8"'})
 
@@ -245,7 +261,17 @@ def create_app(services: Services) -> Bottle:
         try:
             access.host_guard.check(request.environ)
             if is_protected(request.path):
-                request.environ["scriptbox.user"] = _authenticate(access, services.settings.trusted_proxies)
+                secret = bearer_token(request.environ.get("HTTP_AUTHORIZATION"))
+                if secret is not None:
+                    token = authorize_bearer(services, secret)
+                    request.environ["scriptbox.token"] = token
+                    actor = token.actor
+                else:
+                    actor = _authenticate(access, services.settings.trusted_proxies, services.audit)
+                # The actor (admin, desktop, token:<name>) is what runs record as requestedBy
+                # and what the audit log names.
+                request.environ["scriptbox.actor"] = actor
+                request.environ["scriptbox.user"] = actor
                 check_same_origin(request.environ)
         except ApiError as exc:
             raise api_error_response(exc) from None
@@ -279,7 +305,7 @@ def create_app(services: Services) -> Bottle:
 
     app.get("/admin/scripts", openapi=UI_PAGE_DOC)(ui_page)
     app.get("/admin/scripts/", openapi=UI_PAGE_DOC)(ui_page)
-    app.get("/admin/scripts/<path:path>", openapi=UI_PAGE_DOC)(lambda path: ui_page())
+    app.get("/admin/scripts/<path:path>", openapi=UI_SUBPAGE_DOC)(lambda path: ui_page())
 
     @app.get("/admin/assets/<path:path>", openapi=Doc(
         "A file of the admin page (JavaScript, CSS)", "ui", {200: Reply("The file.", media="*/*")}, errors=(404,)))
@@ -322,6 +348,8 @@ def create_app(services: Services) -> Bottle:
     definitions_api.register(app, services)
     runs_api.register(app, services)
     schedules_api.register(app, services)
+    tokens_api.register(app, services)
+    audit_api.register(app, services)
     _register_tool_routes(app, services)
     return app
 

@@ -36,6 +36,7 @@ from support import (
     SseStream,
     eventually,
     get_run,
+    make_token,
     output_text,
     start_run,
     wait_status,
@@ -556,8 +557,25 @@ def test_missing_or_refused_credentials_exit_2_with_a_clear_message(api: Api, se
         proxy.close()
     assert b"\r\nAuthorization: Bearer tok-123\r\n" in proxy.requests[0]
     assert b"Basic" not in proxy.requests[0]
-    # Servers without API tokens refuse it; the message says so.
-    assert token.returncode == 2 and b"Bearer token" in token.stderr
+    # The server does not know it; the message says what to do.
+    assert token.returncode == 2 and b"Bearer token and refused" in token.stderr
+
+
+def test_the_client_works_with_a_real_api_token_within_its_scope(api: Api, url: str) -> None:
+    script = api.create_script(script="echo via token; exit 4")
+    other = api.create_script()
+    secret = make_token(api, scriptIds=[script["id"]])["token"]
+    as_token = {"SCRIPTBOX_TOKEN": secret, "SCRIPTBOX_ADMIN_PASSWORD": None}
+    followed = cli(url, "run", script["codeIdentifier"], "--follow", **as_token)
+    assert (followed.returncode, followed.stdout) == (4, b"via token\n"), followed.stderr
+    waited = cli(url, "run", script["id"], "--wait", "30", "--json", **as_token)
+    assert waited.returncode == 4 and json.loads(waited.stdout)["meta"]["requestedBy"].startswith("token:ci ")
+    log = cli(url, "log", json.loads(waited.stdout)["id"], **as_token)
+    assert (log.returncode, log.stdout) == (0, b"via token\n")
+    # Outside its scope: the server's 403 is a credential problem (exit 2), with a hint about the token.
+    refused = cli(url, "run", other["codeIdentifier"], **as_token)
+    assert refused.returncode == 2 and b"403" in refused.stderr and b"its scope under Tokens" in refused.stderr
+    assert cli(url, "list", **as_token).returncode == 2
 
 
 def test_connection_settings_come_from_the_environment_with_tokens_first(tmp_path: Path) -> None:

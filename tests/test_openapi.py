@@ -56,7 +56,7 @@ def test_protected_routes_declare_basic_auth_and_401_and_healthz_does_not(docume
     for path, item in document["paths"].items():
         for method, op in item.items():
             protected = path.startswith(("/api/admin/", "/admin")) or path in ("/api/openapi.json", "/metrics")
-            assert (op["security"] == [{"basicAuth": []}]) == protected, (method, path)
+            assert (op["security"] == [{"basicAuth": []}, {"bearerAuth": []}]) == protected, (method, path)
             assert ("401" in op["responses"]) == protected, (method, path)
     schemes = document["components"]["securitySchemes"]
     assert schemes["basicAuth"]["scheme"] == "basic" and schemes["bearerAuth"]["scheme"] == "bearer"

@@ -7,11 +7,13 @@ from typing import Any
 
 from bottle import Bottle, HTTPResponse, request, response
 
+from ..audit import changed_fields
 from ..errors import Conflict, ValidationFailed
 from ..models import validate_definition_update, validate_new_definition
 from ..services import Services
 from ..store import iso
 from ..store.definitions import EDIT_CONFLICT_MESSAGE
+from .audit import audit_request
 from .common import read_json_body
 from .openapi import Doc, Param, Reply
 from .presenters import definition_to_json, last_run_to_json
@@ -23,6 +25,8 @@ DEFINITION_ID = "<definition_id:re:[0-9a-fA-F]{24}>"
 # installation (ids are not). Any path segment matches; one that is not a valid
 # codeIdentifier is answered 404 like an unknown one.
 BY_CODE = "by-code/<code_identifier>"
+# Set by the server on every save: not a change anyone made.
+UNAUDITED_FIELDS = frozenset({"updatedAt", "version"})
 
 
 def _is_iso_time(value: Any) -> bool:
@@ -63,6 +67,8 @@ def register(app: Bottle, services: Services) -> None:
     def create_definition() -> dict[str, Any]:
         fields = validate_new_definition(read_json_body(request))
         doc = definitions.create(fields)
+        audit_request(services, "script.create", "script", str(doc["_id"]), f"created script {doc['name']!r}",
+                      {"codeIdentifier": doc["codeIdentifier"], "name": doc["name"], "type": doc["type"]})
         services.definitions_changed(str(doc["_id"]))
         response.status = 201
         response.set_header("Location", f"/api/admin/scripts/{doc['_id']}")
@@ -103,18 +109,23 @@ def register(app: Bottle, services: Services) -> None:
             if patch["updatedAt"] != iso(existing["updatedAt"]):
                 raise Conflict(EDIT_CONFLICT_MESSAGE, code="edit_conflict")
             expected = existing["updatedAt"]
-        doc = definitions.replace_fields(existing["_id"], fields, expected)
+        updated = definitions.replace_fields(existing["_id"], fields, expected)
+        changed = [name for name in changed_fields(existing, updated) if name not in UNAUDITED_FIELDS]
+        audit_request(services, "script.update", "script", definition_id.lower(),
+                      f"updated script {updated['name']!r}: {', '.join(changed) or 'no change'}", {"fields": changed})
         services.definitions_changed(definition_id)
-        return definition_to_json(doc)
+        return definition_to_json(updated)
 
     @app.delete(f"/api/admin/scripts/{DEFINITION_ID}", openapi=Doc(
         "Delete a script definition (its run history stays)", "scripts", {204: Reply("Deleted.")},
         errors=(404, 409, 503), error_notes={409: "run_active: a run of it is queued or running."}))
     def delete_definition(definition_id: str) -> HTTPResponse:
-        definitions.get(definition_id)  # 404 first
+        existing = definitions.get(definition_id)  # 404 first
         if runs.has_active_run(definition_id):
             raise Conflict("the script has a queued or running run; cancel it or wait for it to finish",
                            code="run_active")
         definitions.delete(definition_id)
+        audit_request(services, "script.delete", "script", definition_id.lower(),
+                      f"deleted script {existing['name']!r}", {"codeIdentifier": existing["codeIdentifier"]})
         services.definitions_changed(definition_id)
         return HTTPResponse(status=204)

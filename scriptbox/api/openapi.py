@@ -35,21 +35,23 @@ from .schemas import ErrorBody
 JSON = "application/json"
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
-# API tokens will add {"bearerAuth": []} here; the scheme is declared already.
-ADMIN_SECURITY: list[dict[str, list[str]]] = [{"basicAuth": []}]
+# The admin's password, or an API token (a run token only on the run routes of its scripts).
+ADMIN_SECURITY: list[dict[str, list[str]]] = [{"basicAuth": []}, {"bearerAuth": []}]
 SECURITY_SCHEMES = {
     "basicAuth": {"type": "http", "scheme": "basic",
                   "description": "The admin user (SCRIPTBOX_ADMIN_USER) and password."},
     "bearerAuth": {"type": "http", "scheme": "bearer",
-                   "description": "API tokens (sbx_…), for the token feature to come; "
-                                  "this version does not issue or accept them yet."},
+                   "description": "API tokens (sbx_…, POST /api/admin/tokens) on /api/admin/, /api/openapi.json "
+                                  "and /metrics: admin tokens everywhere, run tokens on the run routes of their "
+                                  "scripts (403 elsewhere)."},
 }
 
 ERROR_MEANINGS: dict[int, str] = {
     400: "The body is not valid JSON, or a field or query parameter is invalid (`fields` names each).",
-    401: "Credentials are missing or wrong (`WWW-Authenticate: Basic`).",
-    403: "Refused: the Host is not this server's (DNS rebinding), or a state-changing request is cross-site "
-         "or its body is not application/json.",
+    401: "Credentials are missing or wrong (`WWW-Authenticate: Basic`), or the API token is unknown, expired "
+         "or revoked.",
+    403: "Refused: the Host is not this server's (DNS rebinding), a state-changing request is cross-site "
+         "or its body is not application/json, or the API token's scope does not cover this request.",
     404: "Nothing with that id.",
     409: "Conflicts with the current state (see `code`).",
     413: "The body is larger than 8 MiB.",

@@ -8,17 +8,19 @@ from typing import Any
 
 from bottle import Bottle, HTTPResponse, request, response
 
-from ..errors import DatabaseUnavailable, NotFound, ValidationFailed
+from ..errors import DatabaseUnavailable, NotFound, ValidationFailed, error_body
+from ..run_wait import MAX_WAIT_S, parse_wait, wait_for_end
 from ..services import Services
-from ..sse_wire import parse_last_event_id
+from ..sse_wire import frame, parse_last_event_id
 from ..store import parse_object_id
 from ..store.runs import decode_cursor
 from ..vocabulary import CLIENT_TRIGGERS, DEFAULT_TRIGGER, RUN_STATUSES, RUN_TRIGGERS
+from .audit import audit_request
 from .common import read_json_body
 from .definitions import BY_CODE, DEFINITION_ID
 from .openapi import Doc, Param, Reply
 from .presenters import run_to_json
-from .schemas import BrowserResult, OutputEvent, Run, RunList, RunRequest, RunStarted
+from .schemas import BrowserResult, ErrorBody, OutputEvent, Run, RunList, RunRequest, RunStarted
 from .stream import RunStream, RunStreamSource
 
 RUN_ID = "<run_id:re:[0-9a-fA-F]{24}>"
@@ -27,6 +29,15 @@ MAX_LIMIT = 500
 _LIMIT = re.compile(r"[0-9]{1,6}")
 _STATUS_LIST = "^(" + "|".join(RUN_STATUSES) + ")(,(" + "|".join(RUN_STATUSES) + "))*$"
 _TRIGGER_LIST = "^(manual|api|schedule)(,(manual|api|schedule))*$"
+
+
+WAIT_PARAM = Param("wait", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_S},
+                   "seconds to wait for the run to end: 200 with the finished run if it does, else the 202")
+
+
+def token_ended_frame() -> bytes:
+    """The last event of a stream whose token was revoked or expired (then it closes)."""
+    return frame("revoked", error_body("invalid_token", "the API token was revoked or expired"))
 
 
 def parse_trigger(body: Any) -> str:
@@ -101,37 +112,64 @@ def register(app: Bottle, services: Services) -> None:
             raise NotFound(f"no run with id {run_id!r}")
         return doc
 
-    def submit(definition_id: str, trigger: str) -> dict[str, Any]:
+    def submit(definition_id: str, trigger: str, wait_s: int | None) -> dict[str, Any]:
         user = request.environ.get("scriptbox.user")
+        if request.environ.get("scriptbox.token") is not None:
+            trigger = "api"  # "manual" means the admin page; a token is automation whatever it says
         doc = engine.submit(definition_id, trigger, user)
+        run_id = str(doc["_id"])
+        audit_request(services, "run.start", "run", run_id,
+                      f"started {doc['meta']['snapshot']['name']!r} ({trigger})",
+                      {"trigger": trigger, "codeIdentifier": doc["meta"]["snapshot"]["codeIdentifier"]},
+                      script_id=str(doc["scriptId"]))
+        if wait_s:
+            finished = wait_for_end(run_id, wait_s, get_run=runs.get, subscribe=engine.subscribe,
+                                    unsubscribe=engine.unsubscribe)
+            if finished is not None:
+                return run_to_json(finished)
         response.status = 202
-        response.set_header("Location", f"/api/admin/scripts/runs/{doc['_id']}")
-        return {"runId": str(doc["_id"]), "status": doc["status"]}
+        response.set_header("Location", f"/api/admin/scripts/runs/{run_id}")
+        return {"runId": run_id, "status": doc["status"]}
+
+    def wait_param() -> int | None:
+        seconds, why = parse_wait(request.query.getunicode("wait"))
+        if why:
+            raise ValidationFailed("invalid query parameters", fields={"wait": why})
+        return seconds
 
     @app.post(f"/api/admin/scripts/{DEFINITION_ID}/run", openapi=Doc(
         "Start a run", "runs",
-        {202: Reply("Queued (or, for a browser script, running in the admin page).", RunStarted,
+        {200: Reply("With ?wait=N: the run finished within N seconds.", Run),
+         202: Reply("Queued (or, for a browser script, running in the admin page).", RunStarted,
                     headers={"Location": "the run's URL"})},
         errors=(404, 409, 503), body=RunRequest, body_required=False,
+        params=(WAIT_PARAM,),
         error_notes={409: "script_disabled: the script is disabled."}))
     def start_run(definition_id: str) -> dict[str, Any]:
-        """Start a run of the script with this id → 202 {runId, status}; 404 unknown, 409 disabled."""
+        """Start a run of the script with this id → 202 {runId, status}; 404 unknown, 409 disabled.
+
+        With ?wait=N (0-300 s): 200 with the finished run if it ends within N seconds, else the 202.
+        """
+        wait_s = wait_param()
         trigger = parse_trigger(read_json_body(request, required=False))
-        return submit(definition_id, trigger)
+        return submit(definition_id, trigger, wait_s)
 
     @app.post(f"/api/admin/scripts/{BY_CODE}/run", openapi=Doc(
         "Start a run of the script with this codeIdentifier", "runs",
-        {202: Reply("As POST /api/admin/scripts/{definition_id}/run.", RunStarted,
+        {200: Reply("With ?wait=N: the run finished within N seconds.", Run),
+         202: Reply("As POST /api/admin/scripts/{definition_id}/run.", RunStarted,
                     headers={"Location": "the run's URL"})},
         errors=(404, 409, 503), body=RunRequest, body_required=False,
+        params=(WAIT_PARAM,),
         error_notes={409: "script_disabled: the script is disabled."}))
     def start_run_by_code(code_identifier: str) -> dict[str, Any]:
         """Start a run of the script with this codeIdentifier; same body, answers and errors as the id route."""
         # The body is validated first, as on the id route, so both answer a bad
         # body with 400 whether or not the script exists.
+        wait_s = wait_param()
         trigger = parse_trigger(read_json_body(request, required=False))
         definition = services.definitions.get_by_code(code_identifier)
-        return submit(str(definition["_id"]), trigger)
+        return submit(str(definition["_id"]), trigger, wait_s)
 
     @app.get("/api/admin/scripts/runs", openapi=Doc(
         "List runs, newest first", "runs", {200: Reply("One page of runs.", RunList)}, errors=(400, 503),
@@ -186,8 +224,10 @@ def register(app: Bottle, services: Services) -> None:
     @app.get(f"/api/admin/scripts/runs/{RUN_ID}/stream", openapi=Doc(
         "Follow a run's output live (Server-Sent Events)", "runs",
         {200: Reply("`output` events (id = sequence number, data {stream, data}), `status` events, then `end` "
-                    "with the finished run; `: keepalive` comments after 15 s of silence.",
-                    media="text/event-stream", events={"output": OutputEvent, "status": Run, "end": Run})},
+                    "with the finished run; `: keepalive` comments after 15 s of silence. "
+                    "A stream opened with an API token ends with `revoked` when the token is revoked or expires.",
+                    media="text/event-stream",
+                    events={"output": OutputEvent, "status": Run, "end": Run, "revoked": ErrorBody})},
         errors=(404, 503),
         params=(Param("Last-Event-ID", {"type": "string"}, "resume after this sequence number", where="header"),
                 Param("lastEventId", {"type": "string"}, "the same, for clients that cannot set headers"))))
@@ -204,7 +244,10 @@ def register(app: Bottle, services: Services) -> None:
                 # The client reconnects (EventSource does) and resumes by id.
                 return
 
-        resp = HTTPResponse(body=body(), status=200)
+        token = request.environ.get("scriptbox.token")
+        # A stream opened with a token ends when the token is revoked or expires.
+        blocks = body() if token is None else services.tokens.guard_stream(token, body(), token_ended_frame)
+        resp = HTTPResponse(body=blocks, status=200)
         resp.content_type = "text/event-stream; charset=utf-8"
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")
@@ -216,6 +259,8 @@ def register(app: Bottle, services: Services) -> None:
         error_notes={409: "run_finished: the run has already finished."}))
     def cancel_run(run_id: str) -> dict[str, Any]:
         doc = engine.cancel(run_id)
+        audit_request(services, "run.cancel", "run", run_id.lower(),
+                      f"canceled a run of {doc['meta']['snapshot']['name']!r}", script_id=str(doc["scriptId"]))
         response.status = 202
         return run_to_json(doc)
 

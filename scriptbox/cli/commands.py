@@ -321,9 +321,12 @@ def _hint(exc: CliError, scheme: str | None) -> str:
     """The message, with what to check when the server refused the credentials or the params."""
     if isinstance(exc, ApiRefused) and exc.status == 400 and exc.fields.get("params") == "unknown field":
         return exc.message + "\n  this server does not take run parameters yet: run without --param"
+    if isinstance(exc, ApiRefused) and exc.status == 403 and scheme == "bearer":
+        return exc.message + "\n  the API token in SCRIPTBOX_TOKEN does not allow this (see its scope under Tokens)"
     if not isinstance(exc, ApiRefused) or exc.status != 401:
         return exc.message
     if scheme == "bearer":
-        return exc.message + ("\n  SCRIPTBOX_TOKEN was sent as a Bearer token; servers without API tokens "
-                              "accept only the admin password (unset SCRIPTBOX_TOKEN to use it)")
+        return exc.message + ("\n  SCRIPTBOX_TOKEN was sent as a Bearer token and refused: it is unknown, expired "
+                              "or revoked (or the server predates API tokens); create a new one in the admin "
+                              "page under Tokens")
     return exc.message + "\n  check SCRIPTBOX_ADMIN_USER and SCRIPTBOX_ADMIN_PASSWORD(_FILE)"

@@ -136,6 +136,14 @@ class Database:
         with translate_db_errors():
             self.db.script_definitions.create_index("codeIdentifier", unique=True, name="codeIdentifier_unique")
             self.db.script_runs.create_index([("scriptId", 1), ("createdAt", -1)], name="runs_by_script")
+            # API tokens are found by the SHA-256 of their secret; names are unique so
+            # that the actor "token:<name>" in runs and the audit log is unambiguous.
+            self.db.api_tokens.create_index("hash", unique=True, name="token_hash_unique")
+            self.db.api_tokens.create_index("name", unique=True, name="token_name_unique")
+            # One index per filter of GET /api/admin/audit; the unfiltered page walks _id.
+            self.db.audit_log.create_index([("action", 1), ("_id", -1)], name="audit_by_action")
+            self.db.audit_log.create_index([("targetId", 1), ("_id", -1)], name="audit_by_target")
+            self.db.audit_log.create_index([("scriptId", 1), ("_id", -1)], name="audit_by_script")
 
     def close(self) -> None:
         self.client.close()

@@ -66,6 +66,10 @@ export const api = {
   logUrl: (runId) => `${BASE}/runs/${enc(runId)}/log`,
   streamUrl: (runId) => `${BASE}/runs/${enc(runId)}/stream`,
   schedulePreview: (cron, timezone) => request("GET", `/api/admin/schedule-preview${qs({ cron, timezone })}`),
+  listTokens: () => request("GET", "/api/admin/tokens"),
+  createToken: (doc) => request("POST", "/api/admin/tokens", doc),
+  revokeToken: (id) => request("DELETE", `/api/admin/tokens/${enc(id)}`),
+  listAudit: (params) => request("GET", `/api/admin/audit${qs(params)}`),
 };
 
 /** Normalises the list endpoint's answer (a bare array or {scripts: [...]}). */

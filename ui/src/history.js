@@ -47,7 +47,7 @@ export class RunHistory {
           ),
         )
       : null;
-    const head = ["Status", this.scriptId ? null : "Script", "Trigger", "Started", "Duration", "Exit"].filter(Boolean);
+    const head = ["Status", this.scriptId ? null : "Script", "Trigger", "By", "Started", "Duration", "Exit"].filter(Boolean);
     this.el = h(
       "div.history",
       this.filter,
@@ -109,6 +109,7 @@ export class RunHistory {
       h("td", h("a", { href, "data-link": true, "aria-label": `Run ${statusLabel(run.status)} ${formatDateTime(started)}` }, statusBadge(run.status))),
       name !== null ? h("td.cell-script", name) : null,
       h("td", h(`span.trigger.trigger-${run.trigger || "none"}`, { title: run.meta && run.meta.scheduledFor ? `Scheduled for ${run.meta.scheduledFor}` : undefined }, run.trigger || "—")),
+      h("td.cell-by", run.meta?.requestedBy || "—"),
       h("td", { title: started || "" }, h("time", { datetime: started || "" }, formatDateTime(started)), h("span.muted.rel", ` · ${formatRelative(started)}`)),
       h("td.num", dur === null ? "—" : formatDuration(dur)),
       h("td.num", formatExitCode(run.exitCode)),

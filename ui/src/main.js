@@ -5,16 +5,20 @@
 //   /admin/scripts/new           a new script
 //   /admin/scripts/runs          all runs
 //   /admin/scripts/runs/<runId>  one run
+//   /admin/scripts/tokens        API tokens
+//   /admin/scripts/audit         the audit log
 //   /admin/scripts/api           the API reference (from /api/openapi.json)
 //   /admin/scripts/<id>          one script: editor, run panel, history
 import "./styles.css";
 import { ApiReferenceView } from "./apiReference.js";
+import { AuditView } from "./audit.js";
 import { activeLocalRuns } from "./browserRunner.js";
 import { h } from "./dom.js";
 import { RunView, RunsView, HomeView } from "./runViews.js";
 import { ScriptView } from "./scriptView.js";
 import { Sidebar } from "./sidebar.js";
 import { ScriptsStore } from "./scriptsStore.js";
+import { TokensView } from "./tokens.js";
 import { emptyState, MOD_KEY } from "./widgets.js";
 
 const ROOT = "/admin/scripts";
@@ -27,6 +31,8 @@ export function route(pathname) {
   if (rest === null) return { name: "home" };
   if (rest === "new") return { name: "new" };
   if (rest === "runs") return { name: "runs" };
+  if (rest === "tokens") return { name: "tokens" };
+  if (rest === "audit") return { name: "audit" };
   if (rest === "api") return { name: "api" };
   const run = /^runs\/([^/]+)$/.exec(rest);
   if (run) return { name: "run", runId: decodeURIComponent(run[1]) };
@@ -45,13 +51,15 @@ class App {
     this.main = h("main.main#main", { tabindex: "-1" });
     this.navScripts = h("a.nav-link", { href: ROOT, "data-link": true }, "Scripts");
     this.navRuns = h("a.nav-link", { href: `${ROOT}/runs`, "data-link": true }, "Runs");
+    this.navTokens = h("a.nav-link", { href: `${ROOT}/tokens`, "data-link": true }, "Tokens");
+    this.navAudit = h("a.nav-link", { href: `${ROOT}/audit`, "data-link": true }, "Audit");
     this.navApi = h("a.nav-link#nav-api", { href: `${ROOT}/api`, "data-link": true }, "API");
     root.append(
       h("a.skip-link", { href: "#main" }, "Skip to content"),
       h(
         "header.topbar",
         h("a.brand", { href: ROOT, "data-link": true }, h("span.brand-mark", { "aria-hidden": "true" }, "›_"), "Scriptbox"),
-        h("nav.topnav", { "aria-label": "Main" }, this.navScripts, this.navRuns, this.navApi),
+        h("nav.topnav", { "aria-label": "Main" }, this.navScripts, this.navRuns, this.navTokens, this.navAudit, this.navApi),
         h("div.topbar-hint.muted", h("kbd", `${MOD_KEY} S`), " save ", h("kbd", `${MOD_KEY} ↵`), " run"),
       ),
       h("div.shell", this.sidebar.el, this.main),
@@ -134,12 +142,13 @@ class App {
   updateChrome(r) {
     document.body.dataset.route = r.name;
     this.sidebar.setActive(r.name === "script" ? r.id : null);
-    this.navScripts.toggleAttribute("aria-current", r.name !== "runs" && r.name !== "run" && r.name !== "api");
-    this.navRuns.toggleAttribute("aria-current", r.name === "runs" || r.name === "run");
-    if (this.navScripts.hasAttribute("aria-current")) this.navScripts.setAttribute("aria-current", "page");
-    if (this.navRuns.hasAttribute("aria-current")) this.navRuns.setAttribute("aria-current", "page");
-    if (r.name === "api") this.navApi.setAttribute("aria-current", "page");
-    else this.navApi.removeAttribute("aria-current");
+    const sections = { runs: "runs", run: "runs", tokens: "tokens", audit: "audit", api: "api" };
+    const section = sections[r.name] || "scripts";
+    const links = { scripts: this.navScripts, runs: this.navRuns, tokens: this.navTokens, audit: this.navAudit, api: this.navApi };
+    for (const [name, link] of Object.entries(links)) {
+      if (name === section) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
   }
 
   show(r) {
@@ -151,6 +160,8 @@ class App {
     else if (r.name === "script") view = new ScriptView({ id: r.id, app: this });
     else if (r.name === "runs") view = new RunsView({ app: this });
     else if (r.name === "run") view = new RunView({ runId: r.runId, app: this });
+    else if (r.name === "tokens") view = new TokensView({ app: this });
+    else if (r.name === "audit") view = new AuditView({ app: this });
     else if (r.name === "api") view = new ApiReferenceView();
     else view = { el: emptyState("Page not found", null, { href: ROOT, label: "Back to scripts" }), destroy() {} };
     this.view = view;

@@ -1,0 +1,81 @@
+"""The audit log of who did what (who: admin, token:<name>, desktop, scheduler).
+
+Each action writes its entry on its own code path, right after the change it
+records succeeded (not reconstructed later from other collections). Entries
+name what changed, never a secret value. Failed sign-ins are recorded too, but
+throttled: at most one entry per client address per ``AUTH_FAILED_WINDOW_S``,
+carrying how many failures it stands for, so a guessing flood cannot flood the
+log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .store.audit import AuditStore
+
+ACTORS_FIXED = ("admin", "desktop", "scheduler")
+ACTIONS = (
+    "script.create", "script.update", "script.delete",
+    "run.start", "run.cancel",
+    "token.create", "token.revoke",
+    "auth.failed",
+)
+AUTH_FAILED_WINDOW_S = 60.0
+MAX_TRACKED_ADDRESSES = 10_000
+
+
+def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Names of the fields whose values differ (sorted); only names, so no secret value ever leaks."""
+    return sorted(name for name in after if before.get(name) != after[name])
+
+
+class AuditLog:
+    """Writes audit entries; the reading side is the store's ``page``."""
+
+    def __init__(self, store: AuditStore, clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._clock = clock
+        # address -> (time of the last written entry, failures not yet written)
+        self._failures: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    @property
+    def store(self) -> AuditStore:
+        return self._store
+
+    def record(self, actor: str, action: str, target_type: str, target_id: str | None, summary: str,
+               details: dict[str, Any] | None = None, remote_addr: str | None = None,
+               script_id: str | None = None) -> None:
+        """Append one entry. `script_id` lets the log be filtered by script for run entries too."""
+        entry: dict[str, Any] = {"actor": actor, "action": action, "targetType": target_type,
+                                 "targetId": target_id, "summary": summary, "details": details or {},
+                                 "remoteAddr": remote_addr}
+        if script_id is not None:
+            entry["scriptId"] = script_id
+        self._store.append(entry)
+
+    def auth_failed(self, remote_addr: str, reason: str, count: int = 1) -> bool:
+        """Count `count` failed sign-ins from `remote_addr`; write an entry at most once per window.
+
+        Returns True when an entry was written.
+        """
+        now = self._clock()
+        last, pending = self._failures.get(remote_addr, (float("-inf"), 0))
+        pending += count
+        if now - last < AUTH_FAILED_WINDOW_S:
+            self._remember(remote_addr, last, pending)
+            return False
+        self._remember(remote_addr, now, 0)
+        self.record("anonymous", "auth.failed", "auth", None,
+                    f"{pending} failed sign-in{'s' if pending != 1 else ''} from {remote_addr}",
+                    {"failures": pending, "reason": reason}, remote_addr)
+        return True
+
+    def _remember(self, address: str, last: float, pending: int) -> None:
+        self._failures[address] = (last, pending)
+        self._failures.move_to_end(address)
+        while len(self._failures) > MAX_TRACKED_ADDRESSES:
+            self._failures.popitem(last=False)

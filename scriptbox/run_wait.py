@@ -1,0 +1,64 @@
+"""Run-and-wait: block a request until its run ends, or a deadline passes.
+
+The waiter listens to the run's live events (an `end` wakes it at once when
+this process executes the run) and re-reads the run from the database at most
+every ``poll_s`` for runs executed by another process. Nothing here cancels
+anything: a client that goes away while waiting leaves its run running.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import gevent
+
+from .vocabulary import FINISHED_STATUSES
+
+MAX_WAIT_S = 300
+_FINISHED = frozenset(FINISHED_STATUSES)
+
+
+class LiveEvents(Protocol):
+    overflowed: bool
+
+    def take(self, timeout: float | None) -> list[Any]: ...
+
+
+def parse_wait(raw: str | None) -> tuple[int | None, str | None]:
+    """(seconds to wait, None) or (None, why `?wait=` is refused). Absent or empty: no wait."""
+    if raw is None or raw == "":
+        return None, None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 4 or int(raw) > MAX_WAIT_S:
+        return None, f"must be a whole number of seconds from 0 to {MAX_WAIT_S}"
+    return int(raw), None
+
+
+def wait_for_end(run_id: str, timeout_s: float, *, get_run: Callable[[str], dict[str, Any] | None],
+                 subscribe: Callable[[str], LiveEvents], unsubscribe: Callable[[Any], None],
+                 poll_s: float = 0.5) -> dict[str, Any] | None:
+    """The finished run document if the run ends within `timeout_s`, else None."""
+    deadline = time.monotonic() + timeout_s
+    viewer = subscribe(run_id)
+    try:
+        while True:
+            doc = get_run(run_id)
+            if doc is None or doc["status"] in _FINISHED:
+                return doc
+            next_read = time.monotonic() + poll_s
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                wait = max(0.0, min(remaining, next_read - time.monotonic()))
+                if viewer.overflowed:
+                    # Output outran the bounded queue; only the database read matters here.
+                    gevent.sleep(wait)
+                    events: list[Any] = []
+                else:
+                    events = viewer.take(wait)
+                if any(getattr(ev, "kind", None) == "end" for ev in events) or time.monotonic() >= next_read:
+                    break
+    finally:
+        unsubscribe(viewer)
