@@ -22,6 +22,7 @@ ACTIONS = (
     "script.create", "script.update", "script.delete",
     "run.start", "run.cancel",
     "token.create", "token.revoke",
+    "schedule.skipped", "schedule.missed",
     "auth.failed",
 )
 AUTH_FAILED_WINDOW_S = 60.0

@@ -34,6 +34,7 @@ import gevent.event
 import gevent.lock
 import gevent.pool
 
+from .audit import AuditLog
 from .engine import Engine
 from .errors import Conflict, DatabaseUnavailable, NotFound
 from .metrics import Metrics
@@ -89,7 +90,8 @@ class Scheduler:
                  refresh_s: float = REFRESH_S, late_limit_s: float = LATE_LIMIT_S,
                  start_slack_s: float = START_SLACK_S,
                  clock: Callable[[], datetime] = _now,
-                 on_outcome: Callable[[str, int], None] = lambda result, count: None) -> None:
+                 on_outcome: Callable[[str, int], None] = lambda result, count: None,
+                 audit: AuditLog | None = None) -> None:
         self.store = store
         self.submit = submit
         self.executor_id = executor_id
@@ -98,6 +100,7 @@ class Scheduler:
         self.start_slack = timedelta(seconds=start_slack_s)
         self.clock = clock
         self.on_outcome = on_outcome  # metrics: (fired|skipped|missed, how many due times)
+        self.audit = audit  # schedule.skipped / schedule.missed entries, actor "scheduler"
         self._entries: dict[ScriptKey, Entry] = {}
         self._wake = gevent.event.Event()
         # Due times are handled concurrently: each costs a few database round
@@ -313,6 +316,11 @@ class Scheduler:
     def _note(self, script_id: ScriptKey, result: str, due: datetime, count: int = 1) -> None:
         self.store.note(script_id, result, due, count=count)
         self.on_outcome(result, count)
+        if result in (SKIPPED, MISSED) and self.audit is not None:
+            why = "a run was still active" if result == SKIPPED else "no server was running"
+            self.audit.record("scheduler", f"schedule.{result}", "script", str(script_id),
+                              f"{count} due time(s) {result} ({why}), the latest {iso_z(due)}",
+                              {"scheduledFor": iso_z(due), "count": count}, script_id=str(script_id))
 
     # -- missed due times ---------------------------------------------------
 
@@ -346,11 +354,11 @@ class Scheduler:
             log.info("schedule of %s: %d due time(s) missed, the latest %s", entry.script_id, count, iso_z(latest))
 
 
-def build_scheduler(database: Database, engine: Engine, metrics: Metrics) -> Scheduler:
+def build_scheduler(database: Database, engine: Engine, metrics: Metrics, audit: AuditLog | None = None) -> Scheduler:
     """The scheduler of a `serve` process, wired to its engine and metrics; start() starts it.
 
     Each due time is claimed once in the database (store/schedules.py), so
     every serve process sharing it may schedule.
     """
     return Scheduler(ScheduleStore(database), engine.submit, engine.executor_id,
-                     on_outcome=metrics.schedule_firing)
+                     on_outcome=metrics.schedule_firing, audit=audit)

@@ -77,7 +77,8 @@ def build_services(settings: Settings, database: Database, access: Access | None
     engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes)
     metrics.bind(runs.count_active, engine.active_count)
     # The serve process (the one with HTTP) schedules, --no-worker too: it only queues runs.
-    scheduler = None if access is None else build_scheduler(database, engine, metrics)
+    audit = AuditLog(AuditStore(database))
+    scheduler = None if access is None else build_scheduler(database, engine, metrics, audit)
     return Services(settings=settings, database=database, definitions=definitions, runs=runs, engine=engine,
                     metrics=metrics, tokens=TokenAuthority(TokenStore(database)),
-                    audit=AuditLog(AuditStore(database)), access=access, scheduler=scheduler)
+                    audit=audit, access=access, scheduler=scheduler)

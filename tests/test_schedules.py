@@ -247,6 +247,9 @@ def test_skipped_firings_are_visible_on_the_script(api: Api) -> None:
                      ["skippedCount"] >= 2 and s, 20, message="two skipped due times")
     stop_schedule(api, script["id"])
     assert state["lastSkippedAt"] is not None and state["firedCount"] >= 1
+    entries = api.get("/api/admin/audit", params={"action": "schedule.skipped", "targetId": script["id"]}).json()
+    assert entries["entries"] and entries["entries"][0]["actor"] == "scheduler"
+    assert "scheduledFor" in entries["entries"][0]["details"]
     assert parse_iso(state["lastSkippedAt"]) <= parse_iso(state["lastScheduledFor"])
 
 
