@@ -139,9 +139,15 @@ def test_a_worker_exports_its_own_metrics_on_its_metrics_port(server_factory: An
         script = api.create_script(script="echo from-the-worker")
         run_id = start_run(api, script["id"])
         assert wait_status(api, run_id)["status"] == "succeeded"
-        after = scrape(worker_api)
         key = {"status": "succeeded", "trigger": "api"}
-        assert value(after, "scriptbox_runs_total", **key) == value(before, "scriptbox_runs_total", **key) + 1
+
+        def counted() -> Samples:
+            # The worker counts a run right after storing its end, so the scrape may trail the document a moment.
+            samples = scrape(worker_api)
+            assert value(samples, "scriptbox_runs_total", **key) == value(before, "scriptbox_runs_total", **key) + 1
+            return samples
+
+        after = eventually(counted, 30, interval=0.05, message="the worker counts the run")
         assert (value(after, "scriptbox_output_bytes_total")
                 == value(before, "scriptbox_output_bytes_total") + len("from-the-worker\n"))
         # The serving process executed nothing: its counters did not move.
