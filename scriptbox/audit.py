@@ -19,7 +19,7 @@ from .store.audit import AuditStore
 
 ACTORS_FIXED = ("admin", "desktop", "scheduler")
 ACTIONS = (
-    "script.create", "script.update", "script.delete",
+    "script.create", "script.update", "script.delete", "script.restore",
     "run.start", "run.cancel",
     "token.create", "token.revoke",
     "schedule.skipped", "schedule.missed",

@@ -159,6 +159,9 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
     SettingSpec("log_format", "SCRIPTBOX_LOG_FORMAT", None, _log_format,
                 "Log records on stderr: text (default) or json (one object per line: time, level, logger, "
                 "message, runId when the record belongs to a run)."),
+    SettingSpec("keep_versions", "SCRIPTBOX_KEEP_VERSIONS", None, _positive_int(0, 1_000_000),
+                "Versions of a script kept on each save: the newest N, plus every version a stored run "
+                "ran; older ones are removed. Default 50; 0 keeps every version (docs/versions.md)."),
 )
 
 
@@ -186,6 +189,7 @@ class Settings:
     vm2_user: str = "nobody"
     log_format: str = "text"
     metrics_port: int | None = None
+    keep_versions: int = 50
     # Not user settings: set by the CLI for special modes.
     run_worker: bool = True
     desktop_login_stdin: bool = False

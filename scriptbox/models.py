@@ -42,7 +42,7 @@ MAX_ENV_VALUE_BYTES = 32 * 1024
 MAX_ENV_ENTRIES = 200
 
 # Fields clients may send back unchanged (e.g. a document from GET) but never set.
-READ_ONLY_FIELDS = frozenset({"id", "_id", "createdAt", "updatedAt", "lastRun"})
+READ_ONLY_FIELDS = frozenset({"id", "_id", "createdAt", "updatedAt", "updatedBy", "version", "lastRun"})
 
 
 def _utf8_len(value: str) -> int:

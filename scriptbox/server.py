@@ -215,6 +215,9 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             ui_dir=ui_dist_dir(),
         )
         services = build_services(settings, database, access)
+        # A definition saved before versions existed, or whose version a crash
+        # kept from being written, gets it now (store/versions.py).
+        services.definitions.ensure_versions()
         engine = services.engine
         scheduler = services.scheduler
         http = _http_server(settings, create_app(services))

@@ -24,6 +24,7 @@ from .store.audit import AuditStore
 from .store.definitions import DefinitionStore
 from .store.runs import RunStore
 from .store.tokens import TokenStore
+from .store.versions import VersionStore
 from .tokens import TokenAuthority
 
 
@@ -72,7 +73,7 @@ def build_services(settings: Settings, database: Database, access: Access | None
                    engine_options: EngineOptions | None = None) -> Services:
     """Every part of a Scriptbox process over `database`, ready to start."""
     metrics = Metrics()
-    definitions = DefinitionStore(database)
+    definitions = DefinitionStore(database, VersionStore(database), settings.keep_versions)
     runs = RunStore(database, on_claimed=metrics.run_claimed, on_finished=metrics.run_finished)
     engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes)
     metrics.bind(runs.count_active, engine.active_count)

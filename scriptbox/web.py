@@ -23,6 +23,7 @@ from .api import definitions as definitions_api
 from .api import runs as runs_api
 from .api import schedules as schedules_api
 from .api import tokens as tokens_api
+from .api import versions as versions_api
 from .api.common import read_json_body
 from .api.openapi import Doc, Reply, build_document
 from .api.schemas import DesktopLogin, Health
@@ -346,6 +347,7 @@ def create_app(services: Services) -> Bottle:
         return resp
 
     definitions_api.register(app, services)
+    versions_api.register(app, services)
     runs_api.register(app, services)
     schedules_api.register(app, services)
     tokens_api.register(app, services)

@@ -1,7 +1,8 @@
-"""Definition routes: list, create, read, update, delete."""
+"""Definition routes: list, create, read, update, delete (versions: api/versions.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -12,8 +13,8 @@ from ..errors import Conflict, ValidationFailed
 from ..models import validate_definition_update, validate_new_definition
 from ..services import Services
 from ..store import iso
-from ..store.definitions import EDIT_CONFLICT_MESSAGE
-from .audit import audit_request
+from ..store.definitions import EDIT_CONFLICT_MESSAGE, SavedMeanwhile
+from .audit import audit_request, request_actor
 from .common import read_json_body
 from .openapi import Doc, Param, Reply
 from .presenters import definition_to_json, last_run_to_json
@@ -26,7 +27,8 @@ DEFINITION_ID = "<definition_id:re:[0-9a-fA-F]{24}>"
 # codeIdentifier is answered 404 like an unknown one.
 BY_CODE = "by-code/<code_identifier>"
 # Set by the server on every save: not a change anyone made.
-UNAUDITED_FIELDS = frozenset({"updatedAt", "version"})
+UNAUDITED_FIELDS = frozenset({"updatedAt", "updatedBy", "version"})
+SAVE_ATTEMPTS = 5
 
 
 def _is_iso_time(value: Any) -> bool:
@@ -38,6 +40,46 @@ def _is_iso_time(value: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _expected_updated_at(existing: dict[str, Any], patch: Any) -> datetime | None:
+    """The `updatedAt` a client sent back (the admin page does), checked against the stored one.
+
+    The save is then refused with 409 if someone saved in between, instead of
+    silently overwriting the other admin's change. None when it sent none.
+    """
+    if not isinstance(patch, dict) or "updatedAt" not in patch:
+        return None
+    if not _is_iso_time(patch["updatedAt"]):
+        raise ValidationFailed("the script definition is invalid",
+                               fields={"updatedAt": "must be the updatedAt of a loaded definition"})
+    if patch["updatedAt"] != iso(existing["updatedAt"]):
+        raise Conflict(EDIT_CONFLICT_MESSAGE, code="edit_conflict")
+    expected: datetime = existing["updatedAt"]
+    return expected
+
+
+def save_definition(services: Services, definition_id: str,
+                    fields_of: Callable[[dict[str, Any]], tuple[dict[str, Any], datetime | None]],
+                    ) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """Save the fields `fields_of(stored definition)` gives (and the updatedAt it
+    expects) as the definition's next version; returns (before, after, changed).
+
+    Two saves at once without an expected updatedAt both apply, one after the
+    other: the one that finds the definition saved meanwhile reads it again.
+    """
+    attempts = 0
+    while True:
+        existing = services.definitions.get(definition_id)
+        fields, expected = fields_of(existing)
+        try:
+            updated, changed = services.definitions.save(existing, fields, expected, request_actor())
+        except SavedMeanwhile:
+            attempts += 1
+            if attempts >= SAVE_ATTEMPTS:
+                raise
+            continue
+        return existing, updated, changed
 
 
 def register(app: Bottle, services: Services) -> None:
@@ -66,7 +108,7 @@ def register(app: Bottle, services: Services) -> None:
         error_notes={409: "duplicate_code_identifier: another script uses that codeIdentifier."}))
     def create_definition() -> dict[str, Any]:
         fields = validate_new_definition(read_json_body(request))
-        doc = definitions.create(fields)
+        doc = definitions.create(fields, request_actor())
         audit_request(services, "script.create", "script", str(doc["_id"]), f"created script {doc['name']!r}",
                       {"codeIdentifier": doc["codeIdentifier"], "name": doc["name"], "type": doc["type"]})
         services.definitions_changed(str(doc["_id"]))
@@ -96,23 +138,15 @@ def register(app: Bottle, services: Services) -> None:
         error_notes={409: "edit_conflict (saved since the given updatedAt) or duplicate_code_identifier."}))
     def update_definition(definition_id: str) -> dict[str, Any]:
         patch = read_json_body(request)
-        existing = definitions.get(definition_id)
-        fields = validate_definition_update(existing, patch)
-        # A client that sends back the `updatedAt` it loaded (the admin page
-        # does) is refused with 409 if someone saved in between, instead of
-        # silently overwriting the other admin's change.
-        expected = None
-        if isinstance(patch, dict) and "updatedAt" in patch:
-            if not _is_iso_time(patch["updatedAt"]):
-                raise ValidationFailed("the script definition is invalid",
-                                       fields={"updatedAt": "must be the updatedAt of a loaded definition"})
-            if patch["updatedAt"] != iso(existing["updatedAt"]):
-                raise Conflict(EDIT_CONFLICT_MESSAGE, code="edit_conflict")
-            expected = existing["updatedAt"]
-        updated = definitions.replace_fields(existing["_id"], fields, expected)
+
+        def fields_of(existing: dict[str, Any]) -> tuple[dict[str, Any], datetime | None]:
+            return validate_definition_update(existing, patch), _expected_updated_at(existing, patch)
+
+        existing, updated, _ = save_definition(services, definition_id, fields_of)
         changed = [name for name in changed_fields(existing, updated) if name not in UNAUDITED_FIELDS]
         audit_request(services, "script.update", "script", definition_id.lower(),
-                      f"updated script {updated['name']!r}: {', '.join(changed) or 'no change'}", {"fields": changed})
+                      f"updated script {updated['name']!r}: {', '.join(changed) or 'no change'}",
+                      {"fields": changed})
         services.definitions_changed(definition_id)
         return definition_to_json(updated)
 
@@ -125,6 +159,9 @@ def register(app: Bottle, services: Services) -> None:
             raise Conflict("the script has a queued or running run; cancel it or wait for it to finish",
                            code="run_active")
         definitions.delete(definition_id)
+        if not runs.last_runs([definition_id]):
+            # Versions stay while runs point to them (a run's "version N" link); with none, they go too.
+            definitions.versions.prune_versions(definition_id, 0, set())
         audit_request(services, "script.delete", "script", definition_id.lower(),
                       f"deleted script {existing['name']!r}", {"codeIdentifier": existing["codeIdentifier"]})
         services.definitions_changed(definition_id)

@@ -9,9 +9,18 @@ from ..store import iso, utcnow
 from ..store.runs import META_DEFAULTS
 
 
+def definition_fields_to_json(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a definition (stored, or kept in a version) as every answer shows them.
+
+    Both definitions and their versions go through here, so what an answer
+    must never show (secret values, once there are any) is left out in one place.
+    """
+    return {k: v for k, v in fields.items() if k not in ("_id", "scheduleState")}
+
+
 def definition_to_json(doc: dict[str, Any]) -> dict[str, Any]:
     """The API form of a stored definition."""
-    out = {k: v for k, v in doc.items() if k not in ("_id", "scheduleState")}
+    out = definition_fields_to_json(doc)
     out["id"] = str(doc["_id"])
     out["schedule"] = present_schedule(doc, utcnow())
     out["createdAt"] = iso(doc.get("createdAt"))
@@ -42,3 +51,14 @@ def run_to_json(doc: dict[str, Any]) -> dict[str, Any]:
         "outputTail": doc.get("outputTail", ""),
         "meta": meta,
     }
+
+
+def version_summary_to_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """A version as listed: number, time, who saved it."""
+    return {"n": int(doc["n"]), "at": iso(doc.get("at")), "actor": doc.get("actor")}
+
+
+def version_to_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """A whole version: the definition as it was."""
+    return {**version_summary_to_json(doc), "scriptId": str(doc["scriptId"]),
+            "definition": definition_fields_to_json(doc["definition"])}

@@ -82,6 +82,41 @@ class ScriptDefinition(ScriptDefinitionInput):
     env: list[EnvEntry]
     createdAt: str = IsoTime
     updatedAt: str = IsoTime
+    version: int = Field(ge=1, description="the current version: 1 at create, +1 on each save that changes it")
+    updatedBy: str | None = Field(None, description="who saved the current version (admin, desktop, token:<name>)")
+
+
+class VersionSummary(BaseModel):
+    """One saved state of a definition, as listed (without the definition)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(ge=1, description="the version number")
+    at: str | None = IsoTime
+    actor: str | None = Field(description="who saved it: admin, desktop or token:<name>")
+
+
+class VersionList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    versions: list[VersionSummary] = Field(description="newest first")
+    nextBefore: int | None = Field(description="pass as ?before= for the next page; null on the last page")
+
+
+class VersionDefinition(ScriptDefinitionInput):
+    """The definition as it was stored at that version."""
+
+    model_config = ConfigDict(extra="allow")
+
+    runner: str
+    env: list[EnvEntry]
+
+
+class ScriptVersion(VersionSummary):
+    """One whole version."""
+
+    scriptId: str = ObjectIdHex
+    definition: VersionDefinition
 
 
 class LastRun(BaseModel):
@@ -119,6 +154,9 @@ class RunMeta(BaseModel):
     requestedBy: str | None = Field(description="who started it")
     snapshot: dict[str, Any] | None = Field(
         None, description="what ran: name, codeIdentifier, type, runner, timeoutMs, workingDirectory")
+    version: int | None = Field(
+        None, description="the version of the script the run executes (set when it starts; while queued, the "
+                          "version at submit); null for runs recorded before versions existed")
 
 
 class Run(BaseModel):

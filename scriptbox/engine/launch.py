@@ -23,6 +23,7 @@ def snapshot_of(definition: dict[str, Any]) -> Snapshot:
         runner=runner_of(definition.get("type"), definition.get("runner")),
         timeout_ms=timeout_ms_of(definition),
         working_directory=definition.get("defaultWorkingDirectory") or "",
+        version=definition.get("version"),
     )
 
 

@@ -1,4 +1,7 @@
-"""script_definitions: CRUD with timestamps set here, never by clients.
+"""script_definitions: CRUD with timestamps and versions set here, never by clients.
+
+Every save that changes a definition makes it the next version (`version`,
+from 1 at create) and stores that version in script_versions (versions.py).
 
 Questions about a script's runs (its last run, whether one is active) are
 answered by the runs store.
@@ -17,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..models import CODE_IDENTIFIER_RE
 from . import Database, parse_object_id, translate_db_errors, utcnow
+from .versions import VersionStore
 
 EDIT_CONFLICT_MESSAGE = ("the script was changed by someone else since you loaded it; "
                          "reload it to see their changes, then apply yours again")
@@ -31,11 +35,23 @@ def _duplicate_identifier(value: str) -> ValidationFailed:
     )
 
 
-class DefinitionStore:
-    """Reads and writes script definitions."""
+class SavedMeanwhile(Conflict):
+    """Someone else saved the definition between reading and writing it: read it again and retry."""
 
-    def __init__(self, database: Database) -> None:
+    code = "saved_meanwhile"
+
+
+class DefinitionStore:
+    """Reads and writes script definitions, and writes a version on each save that changes one.
+
+    Write order, and why no version is ever lost: see store/versions.py.
+    """
+
+    def __init__(self, database: Database, versions: VersionStore | None = None, keep_versions: int = 0) -> None:
+        """`keep_versions`: prune to the newest N (plus those runs ran) on each save; 0 keeps all."""
         self._definitions = database.db.script_definitions
+        self.versions = versions if versions is not None else VersionStore(database)
+        self._keep_versions = keep_versions
 
     def search(self, query: str = "") -> list[dict[str, Any]]:
         """Definitions sorted by name; `query` filters name/codeIdentifier (case-insensitive substring)."""
@@ -67,42 +83,81 @@ class DefinitionStore:
             raise NotFound(f"no script with codeIdentifier {code_identifier!r}")
         return doc
 
-    def create(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """Insert validated fields; raises 409 when codeIdentifier is taken."""
+    def create(self, fields: dict[str, Any], actor: str | None = None) -> dict[str, Any]:
+        """Insert validated fields as version 1; raises 409 when codeIdentifier is taken."""
         now = utcnow()
-        doc = {**fields, "createdAt": now, "updatedAt": now}
+        doc = {**fields, "version": 1, "createdAt": now, "updatedAt": now, "updatedBy": actor}
         try:
             with translate_db_errors():
                 result = self._definitions.insert_one(doc)
         except DuplicateKeyError:
             raise _duplicate_identifier(fields["codeIdentifier"]) from None
         doc["_id"] = result.inserted_id
+        self.versions.record(doc)
         return doc
 
-    def replace_fields(self, definition_id: ObjectId, fields: dict[str, Any],
-                       expected_updated_at: datetime | None = None) -> dict[str, Any]:
-        """Store the complete validated fields of an existing definition.
+    def save(self, existing: dict[str, Any], fields: dict[str, Any], expected_updated_at: datetime | None = None,
+             actor: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Store the complete validated fields of the definition `existing` (as read
+        just before) as its next version; returns (the stored definition, whether
+        anything changed). Fields equal to the stored ones write nothing.
 
-        With `expected_updated_at`, the write happens only if nobody changed the
-        definition since then; otherwise raises Conflict (two admins editing).
+        The write is conditional on the version read: with `expected_updated_at`
+        a definition saved since raises Conflict `edit_conflict` (two admins
+        editing), without it SavedMeanwhile (read again and retry). Raises
+        NotFound, and 409 when the codeIdentifier is taken.
         """
-        condition: dict[str, Any] = {"_id": definition_id}
+        existing = self._versioned(existing)
+        if all(k in existing and existing[k] == v for k, v in fields.items()):
+            return existing, False
+        condition: dict[str, Any] = {"_id": existing["_id"], "version": existing["version"]}
         if expected_updated_at is not None:
             condition["updatedAt"] = expected_updated_at
+        update = {**fields, "version": existing["version"] + 1, "updatedAt": utcnow(), "updatedBy": actor}
         try:
             with translate_db_errors():
-                doc = self._definitions.find_one_and_update(
-                    condition,
-                    {"$set": {**fields, "updatedAt": utcnow()}},
-                    return_document=ReturnDocument.AFTER,
-                )
+                doc = self._definitions.find_one_and_update(condition, {"$set": update},
+                                                            return_document=ReturnDocument.AFTER)
         except DuplicateKeyError:
             raise _duplicate_identifier(fields["codeIdentifier"]) from None
         if doc is None:
-            if expected_updated_at is not None and self._exists(definition_id):
+            if not self._exists(existing["_id"]):
+                raise NotFound(f"no script with id {str(existing['_id'])!r}")
+            if expected_updated_at is not None:
                 raise Conflict(EDIT_CONFLICT_MESSAGE, code="edit_conflict")
-            raise NotFound(f"no script with id {str(definition_id)!r}")
-        return doc
+            raise SavedMeanwhile("the script was saved by someone else at the same time; try again")
+        self.versions.record(doc)
+        if self._keep_versions > 0:
+            script_id = str(doc["_id"])
+            self.versions.prune_versions(script_id, self._keep_versions, self.versions.referenced_versions(script_id))
+        return doc, True
+
+    def _versioned(self, existing: dict[str, Any]) -> dict[str, Any]:
+        """`existing` with its current version stored (written now if a crash or an
+        outage lost it, or if it was saved before versions existed: version 1)."""
+        if existing.get("version") is None:
+            with translate_db_errors():
+                self._definitions.update_one({"_id": existing["_id"], "version": {"$exists": False}},
+                                             {"$set": {"version": 1}})
+                adopted = self._definitions.find_one({"_id": existing["_id"]})
+            if adopted is None:
+                raise NotFound(f"no script with id {str(existing['_id'])!r}")
+            existing = adopted
+        self.versions.record(existing)
+        return existing
+
+    def ensure_versions(self) -> int:
+        """At start: store the current version of every definition that lacks it
+        (see _versioned); returns how many were written."""
+        with translate_db_errors():
+            unversioned = list(self._definitions.find({"version": {"$exists": False}}))
+        for doc in unversioned:
+            self._versioned(doc)
+        with translate_db_errors():
+            current = {doc["_id"]: int(doc["version"]) for doc in self._definitions.find({}, {"version": 1})}
+            missing = self.versions.missing(current)
+            docs = list(self._definitions.find({"_id": {"$in": missing}})) if missing else []
+        return len(unversioned) + sum(self.versions.record(doc) for doc in docs)
 
     def _exists(self, definition_id: ObjectId) -> bool:
         with translate_db_errors():

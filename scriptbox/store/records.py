@@ -36,6 +36,8 @@ class Snapshot:
     runner: str
     timeout_ms: int
     working_directory: str
+    # The definition's version (recorded as meta.version, beside the snapshot); None before versions existed.
+    version: int | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {"name": self.name, "codeIdentifier": self.code_identifier, "type": self.type,

@@ -43,6 +43,7 @@ META_DEFAULTS: dict[str, Any] = {
     "outputBytes": 0,
     "logTruncated": False,
     "requestedBy": None,
+    "version": None,
 }
 
 # A browser run whose result may still be recorded (or canceled).
@@ -125,8 +126,8 @@ class RunStore:
             "finishedAt": None,
             "exitCode": None,
             "outputTail": "",
-            "meta": {**META_DEFAULTS, "snapshot": new.snapshot.to_doc(), "requestedBy": new.requested_by,
-                     **new.meta},
+            "meta": {**META_DEFAULTS, "snapshot": new.snapshot.to_doc(), "version": new.snapshot.version,
+                     "requestedBy": new.requested_by, **new.meta},
         }
         if new.waits_for is not None:
             doc["waitsFor"] = ObjectId(new.waits_for)  # schedule overlap `queue`: see claim_next
@@ -205,7 +206,8 @@ class RunStore:
                      pid: int | None = None, proc_start: int | None = None) -> bool:
         """Record what a run executes (and its main process, once started);
         False if this executor no longer holds the run."""
-        fields: dict[str, Any] = {"meta.snapshot": snapshot.to_doc()}
+        # The definition was read again at the claim: this is the version that runs.
+        fields: dict[str, Any] = {"meta.snapshot": snapshot.to_doc(), "meta.version": snapshot.version}
         if pid is not None:
             fields.update({"meta.pid": pid, "procStart": proc_start})
         with translate_db_errors():
