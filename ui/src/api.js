@@ -70,6 +70,9 @@ export const api = {
   createToken: (doc) => request("POST", "/api/admin/tokens", doc),
   revokeToken: (id) => request("DELETE", `/api/admin/tokens/${enc(id)}`),
   listAudit: (params) => request("GET", `/api/admin/audit${qs(params)}`),
+  listVersions: (id, params) => request("GET", `${BASE}/${enc(id)}/versions${qs(params)}`),
+  getVersion: (id, n) => request("GET", `${BASE}/${enc(id)}/versions/${enc(n)}`),
+  restoreVersion: (id, n) => request("POST", `${BASE}/${enc(id)}/versions/${enc(n)}/restore`, {}),
 };
 
 /** Normalises the list endpoint's answer (a bare array or {scripts: [...]}). */

@@ -8,7 +8,8 @@
 //   /admin/scripts/tokens        API tokens
 //   /admin/scripts/audit         the audit log
 //   /admin/scripts/api           the API reference (from /api/openapi.json)
-//   /admin/scripts/<id>          one script: editor, run panel, history
+//   /admin/scripts/<id>          one script: editor, run panel, history, versions
+//   /admin/scripts/<id>/versions/<n>[?against=<m>]  one version, diffed against another
 import "./styles.css";
 import { ApiReferenceView } from "./apiReference.js";
 import { AuditView } from "./audit.js";
@@ -19,6 +20,7 @@ import { ScriptView } from "./scriptView.js";
 import { Sidebar } from "./sidebar.js";
 import { ScriptsStore } from "./scriptsStore.js";
 import { TokensView } from "./tokens.js";
+import { VersionView } from "./versions.js";
 import { emptyState, MOD_KEY } from "./widgets.js";
 
 const ROOT = "/admin/scripts";
@@ -36,6 +38,8 @@ export function route(pathname) {
   if (rest === "api") return { name: "api" };
   const run = /^runs\/([^/]+)$/.exec(rest);
   if (run) return { name: "run", runId: decodeURIComponent(run[1]) };
+  const version = /^([^/]+)\/versions\/([0-9]{1,9})$/.exec(rest);
+  if (version) return { name: "version", id: decodeURIComponent(version[1]), n: Number(version[2]) };
   const script = /^([^/]+)$/.exec(rest);
   if (script) return { name: "script", id: decodeURIComponent(script[1]) };
   return { name: "notfound" };
@@ -141,7 +145,7 @@ class App {
 
   updateChrome(r) {
     document.body.dataset.route = r.name;
-    this.sidebar.setActive(r.name === "script" ? r.id : null);
+    this.sidebar.setActive(r.name === "script" || r.name === "version" ? r.id : null);
     const sections = { runs: "runs", run: "runs", tokens: "tokens", audit: "audit", api: "api" };
     const section = sections[r.name] || "scripts";
     const links = { scripts: this.navScripts, runs: this.navRuns, tokens: this.navTokens, audit: this.navAudit, api: this.navApi };
@@ -158,7 +162,10 @@ class App {
     if (r.name === "home") view = new HomeView({ app: this });
     else if (r.name === "new") view = new ScriptView({ id: null, app: this });
     else if (r.name === "script") view = new ScriptView({ id: r.id, app: this });
-    else if (r.name === "runs") view = new RunsView({ app: this });
+    else if (r.name === "version") {
+      const against = Number(new URLSearchParams(location.search).get("against"));
+      view = new VersionView({ scriptId: r.id, n: r.n, against: Number.isInteger(against) && against > 0 ? against : null, app: this });
+    } else if (r.name === "runs") view = new RunsView({ app: this });
     else if (r.name === "run") view = new RunView({ runId: r.runId, app: this });
     else if (r.name === "tokens") view = new TokensView({ app: this });
     else if (r.name === "audit") view = new AuditView({ app: this });

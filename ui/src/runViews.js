@@ -5,6 +5,7 @@ import { h, replace } from "./dom.js";
 import { formatDateTime, formatDuration, formatExitCode, runDuration, snapshotOf } from "./format.js";
 import { RunHistory } from "./history.js";
 import { RunPanel } from "./runPanel.js";
+import { versionHref } from "./versions.js";
 import { emptyState } from "./widgets.js";
 
 export class RunsView {
@@ -87,6 +88,10 @@ export class RunView {
       ["Finished", formatDateTime(run.finishedAt)],
       ["Duration", dur === null ? "—" : formatDuration(dur)],
       ["Exit code", formatExitCode(run.exitCode)],
+      // The version it ran (set when it started): its definition is kept while the run is.
+      ["Script version", Number.isInteger(run.meta?.version) && run.scriptId
+        ? h("a.version-link", { href: versionHref(run.scriptId, run.meta.version), "data-link": true }, `version ${run.meta.version}`)
+        : "—"],
     ];
     replace(this.facts, rows.map(([k, v]) => h("div.fact", h("dt", k), h("dd", v))));
     const list = this.meta.querySelector(".meta-list");

@@ -1,11 +1,12 @@
 // /admin/scripts/new and /admin/scripts/<id>: the definition editor beside the run panel
-// (output and history tabs). Ctrl/Cmd+S saves, Ctrl/Cmd+Enter saves if needed and runs.
+// (output, run history and versions tabs). Ctrl/Cmd+S saves, Ctrl/Cmd+Enter saves if needed and runs.
 import { api } from "./api.js";
 import { startBrowserRun } from "./browserRunner.js";
 import { h, replace } from "./dom.js";
 import { isActive } from "./vocabulary.js";
 import { RunHistory } from "./history.js";
 import { RunPanel } from "./runPanel.js";
+import { VersionsPanel } from "./versions.js";
 import { EMPTY_SCRIPT, ScriptForm, sampleFor } from "./scriptForm.js";
 import { MOD_KEY, confirmDialog, emptyState, toast } from "./widgets.js";
 
@@ -56,10 +57,24 @@ export class ScriptView {
 
     this.panel = new RunPanel({ onChange: (run) => this.onRunChange(run) });
     this.history = new RunHistory({ scriptId: script?.id, pageSize: 20, showFilter: false, navigate: (href) => this.app.navigate(href) });
-    this.tabOutput = h("button.tab#tab-output", { type: "button", role: "tab", "aria-selected": "true", "aria-controls": "pane-output", onclick: () => this.selectTab("output") }, "Output");
-    this.tabHistory = h("button.tab#tab-history", { type: "button", role: "tab", "aria-selected": "false", "aria-controls": "pane-history", onclick: () => this.selectTab("history") }, "History");
-    this.paneOutput = h("div.tab-pane#pane-output", { role: "tabpanel", "aria-labelledby": "tab-output" }, this.panel.el);
-    this.paneHistory = h("div.tab-pane#pane-history", { role: "tabpanel", "aria-labelledby": "tab-history", hidden: true }, this.history.el);
+    this.versions = new VersionsPanel({
+      script,
+      navigate: (href) => this.app.navigate(href),
+      isDirty: () => this.isDirty(),
+      onRestored: (restored) => {
+        this.app.scripts.upsert(restored);
+        this.app.navigate(`/admin/scripts/${restored.id}`, { force: true }); // the form shows what was restored
+      },
+    });
+    const tab = (name, label) => h(`button.tab#tab-${name}`, { type: "button", role: "tab", "aria-selected": String(name === "output"), "aria-controls": `pane-${name}`, tabIndex: name === "output" ? 0 : -1, onclick: () => this.selectTab(name) }, label);
+    this.tabs = { output: tab("output", "Output"), history: tab("history", "History"), versions: tab("versions", "Versions") };
+    this.tabs.versions.hidden = isNew;
+    this.tabOutput = this.tabs.output;
+    this.tabHistory = this.tabs.history;
+    const pane = (name, content) => h(`div.tab-pane#pane-${name}`, { role: "tabpanel", "aria-labelledby": `tab-${name}`, hidden: name !== "output" }, content);
+    this.panes = { output: pane("output", this.panel.el), history: pane("history", this.history.el), versions: pane("versions", this.versions.el) };
+    this.paneOutput = this.panes.output;
+    this.paneHistory = this.panes.history;
 
     replace(
       this.el,
@@ -76,17 +91,17 @@ export class ScriptView {
           h("div.tabs", { role: "tablist", "aria-label": "Run panel", onkeydown: (e) => {
             // Arrow keys move between tabs (WAI-ARIA tabs pattern).
             if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
-            const next = this.tabOutput.getAttribute("aria-selected") === "true" ? "history" : "output";
+            const names = Object.keys(this.tabs).filter((n) => !this.tabs[n].hidden);
+            const at = names.findIndex((n) => this.tabs[n].getAttribute("aria-selected") === "true");
+            const next = names[(at + (e.key === "ArrowRight" ? 1 : names.length - 1)) % names.length];
             this.selectTab(next);
-            (next === "output" ? this.tabOutput : this.tabHistory).focus();
-          } }, this.tabOutput, this.tabHistory),
-          this.paneOutput,
-          this.paneHistory,
+            this.tabs[next].focus();
+          } }, Object.values(this.tabs)),
+          Object.values(this.panes),
         ),
       ),
     );
     this.el.removeAttribute("aria-busy");
-    this.tabHistory.tabIndex = -1;
     this.updateHeader();
     this.updateButtons();
     if (isNew) this.form.name.focus();
@@ -109,14 +124,13 @@ export class ScriptView {
   }
 
   selectTab(which) {
-    const out = which === "output";
-    this.tabOutput.setAttribute("aria-selected", String(out));
-    this.tabHistory.setAttribute("aria-selected", String(!out));
-    this.tabOutput.tabIndex = out ? 0 : -1;
-    this.tabHistory.tabIndex = out ? -1 : 0;
-    this.paneOutput.hidden = !out;
-    this.paneHistory.hidden = out;
-    if (!out && this.script) this.history.load(true);
+    for (const [name, tab] of Object.entries(this.tabs)) {
+      tab.setAttribute("aria-selected", String(name === which));
+      tab.tabIndex = name === which ? 0 : -1;
+      this.panes[name].hidden = name !== which;
+    }
+    if (which === "history" && this.script) this.history.load(true);
+    if (which === "versions" && this.script) this.versions.load(true);
   }
 
   async showLatestRun() {
@@ -176,6 +190,9 @@ export class ScriptView {
       this.baseline = JSON.stringify(this.form.value());
       this.deleteBtn.hidden = false;
       this.history.scriptId = saved.id;
+      this.versions.script = saved;
+      this.tabs.versions.hidden = false;
+      if (!this.panes.versions.hidden) this.versions.load(true);
       this.updateHeader();
       this.app.scripts.upsert(saved);
       this.app.sidebar.setActive(saved.id);
@@ -288,7 +305,8 @@ export class ScriptView {
 
   onToggled(doc) {
     if (!this.form || !this.script) return;
-    this.script = { ...this.script, enabled: doc.enabled, updatedAt: doc.updatedAt };
+    this.script = { ...this.script, enabled: doc.enabled, updatedAt: doc.updatedAt, version: doc.version };
+    this.versions.script = this.script;
     this.form.setEnabled(doc.enabled);
     const base = JSON.parse(this.baseline);
     base.enabled = doc.enabled;
