@@ -18,7 +18,7 @@ from scriptbox.errors import Conflict, NotFound
 from scriptbox.store.records import RunEnd
 from scriptbox.vocabulary import TIMEOUT_EXIT_CODE
 from support import eventually
-from support.inprocess import InProcessApp
+from support.inprocess import InProcessApp, driven_engine_app
 
 # -- outcome: how a run ended -> what is recorded ---------------------------
 
@@ -52,14 +52,8 @@ def test_a_run_stopped_before_its_process_started_is_canceled_or_failed_by_shutd
 @contextlib.contextmanager
 def _engine_app(mongodb_uri: str, data_dir: Path) -> Iterator[InProcessApp]:
     options = EngineOptions(kill_grace_s=1.0, flush_every_s=0.02)
-    instance = InProcessApp(mongodb_uri, data_dir, execute=True, options=options, max_concurrent_runs=2)
-    instance.engine.ctx.live.start()  # persistence only: the tests drive the dispatcher
-    try:
+    with driven_engine_app(mongodb_uri, data_dir, options, max_concurrent_runs=2) as instance:
         yield instance
-    finally:
-        instance.engine.dispatcher.stop(join_timeout=10)
-        instance.engine.ctx.live.stop()
-        instance.close()
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@ changing save, paging, restore, the version a run ran, pruning, crash repair."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +12,7 @@ from bson import ObjectId
 from scriptbox.engine import EngineOptions
 from scriptbox.store.definitions import DefinitionStore, SavedMeanwhile
 from support import AppClient, unique_name
-from support.inprocess import InProcessApp
+from support.inprocess import InProcessApp, driven_engine_app
 
 
 def versions(client: AppClient, script_id: str, **query: Any) -> dict[str, Any]:
@@ -209,22 +207,10 @@ def _fields(doc: dict[str, Any]) -> dict[str, Any]:
 # -- the version a run ran ---------------------------------------------------
 
 
-@contextlib.contextmanager
-def _engine_app(mongodb_uri: str, data_dir: Path) -> Iterator[InProcessApp]:
-    instance = InProcessApp(mongodb_uri, data_dir, execute=True, options=EngineOptions(flush_every_s=0.02),
-                            max_concurrent_runs=1)
-    instance.engine.ctx.live.start()  # persistence only: the test decides when runs are claimed
-    try:
-        yield instance
-    finally:
-        instance.engine.dispatcher.stop(join_timeout=10)
-        instance.engine.ctx.live.stop()
-        instance.close()
-
-
 @pytest.fixture(scope="module")
 def engine_app(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessApp]:
-    with _engine_app(mongodb_uri, tmp_path_factory.mktemp("versions-engine")) as instance:
+    with driven_engine_app(mongodb_uri, tmp_path_factory.mktemp("versions-engine"),
+                           EngineOptions(flush_every_s=0.02), max_concurrent_runs=1) as instance:
         yield instance
 
 

@@ -7,7 +7,9 @@ to the shared SecantusDB under a database name of their own.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +52,18 @@ class InProcessApp:
 
     def close(self) -> None:
         self.database.close()
+
+
+@contextlib.contextmanager
+def driven_engine_app(mongodb_uri: str, data_dir: Path, options: EngineOptions,
+                      **settings: Any) -> Iterator[InProcessApp]:
+    """An app whose engine persists output but claims runs only when the test
+    calls ``engine.dispatcher.claim_available()``; stopped at the end."""
+    instance = InProcessApp(mongodb_uri, data_dir, execute=True, options=options, **settings)
+    instance.engine.ctx.live.start()  # persistence only: the tests drive the dispatcher
+    try:
+        yield instance
+    finally:
+        instance.engine.dispatcher.stop(join_timeout=10)
+        instance.engine.ctx.live.stop()
+        instance.close()
