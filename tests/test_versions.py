@@ -173,13 +173,15 @@ def test_saves_keep_the_newest_versions_and_those_runs_ran(app: InProcessApp, cl
         put(client, sid, script=f"echo {n}")
     queued = app.engine.submit(sid, "api", "admin")  # this app executes nothing: it stays queued, at version 3
     assert queued["meta"]["version"] == 3
-    for n in range(4, 9):
+    for n in range(4, 10):
         store.save(store.get(sid), {**_fields(store.get(sid)), "script": f"echo {n}"}, actor="admin")
-    assert numbers(client, sid) == [8, 7, 6, 3]
-    assert store.versions.prune_versions(sid, 2, {3}) == 1 and numbers(client, sid) == [8, 7, 3]
-    newest_at = store.versions.get(sid, 8)["at"]
-    assert store.versions.prune_versions(sid, 1, set(), older_than=newest_at) == 2  # 7 and 3 are older
-    assert numbers(client, sid) == [8]
+    assert numbers(client, sid) == list(range(9, 0, -1))  # saves prune every PRUNE_EVERY (10) versions
+    store.save(store.get(sid), {**_fields(store.get(sid)), "script": "echo 10"}, actor="admin")
+    assert numbers(client, sid) == [10, 9, 8, 3]
+    assert store.versions.prune_versions(sid, 2, {3}) == 1 and numbers(client, sid) == [10, 9, 3]
+    newest_at = store.versions.get(sid, 10)["at"]
+    assert store.versions.prune_versions(sid, 1, set(), older_than=newest_at) == 2  # 9 and 3 are older
+    assert numbers(client, sid) == [10]
     app.engine.cancel(str(queued["_id"]))
 
 

@@ -136,6 +136,8 @@ class Database:
         with translate_db_errors():
             self.db.script_definitions.create_index("codeIdentifier", unique=True, name="codeIdentifier_unique")
             self.db.script_runs.create_index([("scriptId", 1), ("createdAt", -1)], name="runs_by_script")
+            # Which versions of a script runs still point to (pruning versions on save).
+            self.db.script_runs.create_index([("scriptId", 1), ("meta.version", 1)], name="runs_by_script_version")
             # One document per saved state of a definition; the key makes writing one idempotent.
             self.db.script_versions.create_index([("scriptId", 1), ("n", -1)], unique=True, name="version_unique")
             # API tokens are found by the SHA-256 of their secret; names are unique so

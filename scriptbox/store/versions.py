@@ -58,6 +58,11 @@ class VersionStore:
             return False
         return True
 
+    def has(self, script_id: Any, n: int) -> bool:
+        """Whether version n of the script (its ObjectId) is stored."""
+        with translate_db_errors():
+            return self._versions.find_one({"scriptId": script_id, "n": n}, {"_id": 1}) is not None
+
     def missing(self, current: Mapping[Any, int]) -> list[Any]:
         """Of {script ObjectId: its current version}, the scripts whose version is not stored."""
         if not current:
@@ -99,14 +104,31 @@ class VersionStore:
         with translate_db_errors():
             return self._versions.find_one({"scriptId": oid}, {"_id": 1}) is not None
 
-    def referenced_versions(self, script_id: str) -> set[int]:
-        """The versions that stored runs of this script ran (their meta.version)."""
+    def referenced_versions(self, script_id: str, among: Collection[int] | None = None) -> set[int]:
+        """The versions that stored runs of this script ran (their meta.version), or those of `among`."""
         oid = parse_object_id(script_id)
         if oid is None:
             return set()
+        query: dict[str, Any] = {"scriptId": oid}
+        if among is not None:
+            query["meta.version"] = {"$in": sorted(among)}
         with translate_db_errors():
-            values = self._runs.distinct("meta.version", {"scriptId": oid})
+            values = self._runs.distinct("meta.version", query)
         return {int(v) for v in values if isinstance(v, int)}
+
+    def prune_after_save(self, script_id: str, current: int, keep_newest: int) -> int:
+        """What a save prunes: versions older than the newest `keep_newest` that no run
+        ran. Only those candidates are looked up among the runs, so a save does not
+        read every run of a busy script."""
+        oid = parse_object_id(script_id)
+        if oid is None or current <= keep_newest:
+            return 0
+        with translate_db_errors():
+            candidates = [int(v["n"]) for v in self._versions.find(
+                {"scriptId": oid, "n": {"$lte": current - keep_newest}}, {"n": 1})]
+        if not candidates:
+            return 0
+        return self.prune_versions(script_id, keep_newest, self.referenced_versions(script_id, among=candidates))
 
     def prune_versions(self, script_id: str, keep_newest: int, referenced_versions: Collection[int],
                        older_than: datetime | None = None) -> int:
