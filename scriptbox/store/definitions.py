@@ -52,7 +52,8 @@ class DefinitionStore:
     """
 
     def __init__(self, database: Database, versions: VersionStore | None = None, keep_versions: int = 0) -> None:
-        """`keep_versions`: prune to the newest N (plus those runs ran) on each save; 0 keeps all."""
+        """`keep_versions`: saves prune to the newest N (plus those runs ran), every
+        PRUNE_EVERY versions; 0 keeps all."""
         self._definitions = database.db.script_definitions
         self.versions = versions if versions is not None else VersionStore(database)
         self._keep_versions = keep_versions

@@ -5,6 +5,7 @@ run's link to the version it ran."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
@@ -15,7 +16,8 @@ BODY_V1 = "set -e\necho 'checking disks'\ndf -h /\necho done\n"
 BODY_V2 = "set -e\necho 'checking disks and inodes'\ndf -h /\ndf -i /\necho done\n"
 
 
-def test_two_versions_are_diffed_and_an_old_one_is_restored(ui_page: Page, api: Api, artifacts: Path) -> None:
+def test_two_versions_are_diffed_and_an_old_one_is_restored(ui_page: Page, open_ui_page: Callable[..., Page], api: Api,
+                                                           artifacts: Path) -> None:
     script = api.create_script(name="Disk check", script=BODY_V1, timeoutMs=60_000)
     sid = script["id"]
     assert api.put(f"/api/admin/scripts/{sid}", json={"script": BODY_V2}).json()["version"] == 2
@@ -55,6 +57,11 @@ def test_two_versions_are_diffed_and_an_old_one_is_restored(ui_page: Page, api: 
     expect(unified.locator(".cm-deletedChunk", has_text="echo 'checking disks'")).to_have_count(1)
     ui_page.locator(".diff-host").screenshot(path=str(artifacts / "ui-version-diff-unified.png"))
     ui_page.get_by_label("Unified").uncheck()  # the choice is remembered; leave the default for others
+
+    dark = open_ui_page(color_scheme="dark")  # the merge view's colours follow the page's theme
+    dark.goto(f"/admin/scripts/{sid}/versions/3?against=1")
+    expect(dark.locator(".diff-host .cm-mergeView .cm-changedText").first).to_be_visible()
+    dark.screenshot(path=str(artifacts / "ui-version-diff-dark.png"))
 
     ui_page.get_by_label("Compare with").select_option("2")
     expect(ui_page.locator(".diff-legend")).to_have_text("version 2 → version 3")
