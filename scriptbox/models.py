@@ -77,17 +77,17 @@ class EnvEntry(BaseModel):
 
 
 def _tag_shape(tag: str) -> str:
-    tag = tag.strip()
-    if not tag:
-        raise ValueError("must not be blank")
+    # The length is checked as sent, so the OpenAPI limits are exactly what is enforced.
     if len(tag) > MAX_TAG_CHARS:
         raise ValueError(f"must be at most {MAX_TAG_CHARS} characters ({len(tag)} given)")
-    return tag
+    if not tag.strip():
+        raise ValueError("must not be blank")
+    return tag.strip()
 
 
-# A tag is trimmed before its length is checked, so " ops " is the tag "ops".
+# " ops " is stored as the tag "ops".
 Tag = Annotated[StrictStr, AfterValidator(_tag_shape), Field(json_schema_extra={
-    "minLength": 1, "maxLength": MAX_TAG_CHARS, "description": "trimmed; 1-40 characters"})]
+    "minLength": 1, "maxLength": MAX_TAG_CHARS, "pattern": r"\S", "description": "1-40 characters; stored trimmed"})]
 
 
 class ScriptDefinitionInput(BaseModel):

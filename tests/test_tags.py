@@ -32,8 +32,10 @@ def test_tags_are_trimmed_deduplicated_ignoring_case_and_kept_in_order(client: A
 
 def test_bad_tags_are_refused_naming_each_bad_item(client: AppClient) -> None:
     cases: list[tuple[Any, dict[str, str]]] = [
-        (["ok", "   ", "x" * 41], {"tags.1": "must not be blank", "tags.2": "must be at most 40 characters (41 given)"}),
+        (["ok", "   ", "x" * 41],
+         {"tags.1": "must not be blank", "tags.2": "must be at most 40 characters (41 given)"}),
         (["fine", 7], {"tags.1": "must be text (a JSON string)"}),
+        ([" " + "w" * 39 + " "], {"tags.0": "must be at most 40 characters (41 given)"}),  # as sent
         ([f"t{i}" for i in range(21)], {"tags": "must have at most 20 tags (21 given)"}),
         ("ops", {"tags": "must be a list"}),
     ]
@@ -41,7 +43,7 @@ def test_bad_tags_are_refused_naming_each_bad_item(client: AppClient) -> None:
         answer = client.post("/api/admin/scripts", json=body(tags=tags))
         assert answer.status_code == 400, (tags, answer.text)
         assert answer.json()["error"]["fields"] == expected, tags
-    edge = [("y" * 39 + f"{i}") if i < 10 else f" {'z' * 38}{i} " for i in range(20)]
+    edge = [("y" * 39 + f"{i}") if i < 10 else f" {'z' * 36}{i} " for i in range(20)]  # 40 as sent
     accepted = client.post("/api/admin/scripts", json=body(tags=edge))
     assert accepted.status_code == 201, accepted.text
     assert accepted.json()["tags"] == [tag.strip() for tag in edge]

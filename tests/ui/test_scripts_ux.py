@@ -16,7 +16,8 @@ CODE = ".code-host .cm-content"
 
 def code_text(page: Page) -> str:
     """The editor's text (every line of a short script is rendered)."""
-    return str(page.evaluate("() => [...document.querySelectorAll('.code-host .cm-line')].map((l) => l.textContent).join('\\n')"))
+    return str(page.evaluate(
+        "() => [...document.querySelectorAll('.code-host .cm-line')].map((l) => l.textContent).join('\\n')"))
 
 
 def focused_field(page: Page) -> str:

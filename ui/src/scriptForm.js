@@ -181,7 +181,9 @@ export class ScriptForm {
       if (hint && hint.id) ids.push(hint.id);
       target.setAttribute("aria-describedby", ids.join(" "));
     }
-    return h(`div.field${isCode ? ".code-field" : ""}`, { dataset: { field: name } }, labelEl, control, hint, err);
+    // The code editor's hint sits above it, where it is seen while the editor has focus.
+    if (isCode) return h("div.field.code-field", { dataset: { field: name } }, h("div.code-head", labelEl, hint), control, err);
+    return h("div.field", { dataset: { field: name } }, labelEl, control, hint, err);
   }
 
   errorSlot(name) {
