@@ -22,6 +22,7 @@ def definition_to_json(doc: dict[str, Any]) -> dict[str, Any]:
     """The API form of a stored definition."""
     out = definition_fields_to_json(doc)
     out["id"] = str(doc["_id"])
+    out["tags"] = doc.get("tags") or []  # definitions stored before tags existed have none
     out["schedule"] = present_schedule(doc, utcnow())
     out["createdAt"] = iso(doc.get("createdAt"))
     out["updatedAt"] = iso(doc.get("updatedAt"))
