@@ -8,13 +8,12 @@ from typing import Any
 from bottle import Bottle, HTTPResponse, request, response
 
 from ..audit import changed_fields
-from ..errors import NotFound, ValidationFailed
+from ..errors import ValidationFailed
 from ..services import Services
-from ..store import parse_object_id
 from ..store.notifications import channel_to_json
 from ..vocabulary import FINISHED_STATUSES
 from .audit import audit_request, request_actor, request_address
-from .common import read_json_body
+from .common import existing_script_ids, read_json_body
 from .notification_schemas import (
     NotificationChannel,
     NotificationCreate,
@@ -55,20 +54,7 @@ def _script_ids(value: Any, services: Services, fields: dict[str, str]) -> list[
     if not isinstance(value, list) or len(value) > MAX_SCRIPT_IDS:
         fields["scriptIds"] = f"must be a list of at most {MAX_SCRIPT_IDS} script ids (empty: every script)"
         return []
-    found: list[Any] = []
-    for index, item in enumerate(value):
-        oid = parse_object_id(item) if isinstance(item, str) else None
-        if oid is None:
-            fields[f"scriptIds.{index}"] = "must be a script id (24 hex digits)"
-            continue
-        try:
-            services.definitions.get(str(oid))
-        except NotFound:
-            fields[f"scriptIds.{index}"] = "no script has this id"
-            continue
-        if oid not in found:
-            found.append(oid)
-    return found
+    return existing_script_ids(value, services.definitions.get, fields)
 
 
 def _url_fields(value: Any, services: Services, fields: dict[str, str]) -> dict[str, Any]:

@@ -45,7 +45,8 @@ from ..audit import AuditLog
 from ..errors import DatabaseUnavailable
 from ..store import utcnow
 from ..store.notifications import NotificationStore
-from . import apprise_url
+from .apprise_url import ChannelUrl, parse_channel_url
+from .apprise_url import send as apprise_send
 from .message import Message, RunEnded, check_message, run_ended, run_message
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class Notifier:
 
     def __init__(self, store: NotificationStore, audit: AuditLog, *, on_result: Callable[[str], None],
                  options: NotifierOptions | None = None, base_url: str | None = None,
-                 send: Sender = apprise_url.send) -> None:
+                 send: Sender = apprise_send) -> None:
         self.options = options or NotifierOptions()
         self._store = store
         self._audit = audit
@@ -157,9 +158,9 @@ class Notifier:
             if deadline is not None:
                 deadline.close()
 
-    def parse_url(self, url: str) -> apprise_url.ChannelUrl | None:
+    def parse_url(self, url: str) -> ChannelUrl | None:
         """Apprise's reading of `url` (None: it cannot use it), computed in the thread pool."""
-        return self.in_thread(apprise_url.parse_channel_url, url, timeout=60)
+        return self.in_thread(parse_channel_url, url, timeout=60)
 
     # -- sending -------------------------------------------------------------------
 

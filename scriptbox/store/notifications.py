@@ -11,6 +11,7 @@ them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -72,16 +73,20 @@ class NotificationStore:
         with translate_db_errors():
             return list(self._channels.find({}).sort([("name", 1), ("_id", 1)]))
 
-    def get(self, channel_id: str) -> dict[str, Any]:
-        """The stored channel; raises NotFound for unknown or malformed ids."""
+    def _one(self, channel_id: str, action: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+        """`action({"_id": oid})`'s document; raises NotFound for unknown or malformed ids."""
         oid = parse_object_id(channel_id)
         doc = None
         if oid is not None:
             with translate_db_errors():
-                doc = self._channels.find_one({"_id": oid})
+                doc = action({"_id": oid})
         if doc is None:
             raise NotFound(f"no notification channel with id {channel_id!r}")
         return doc
+
+    def get(self, channel_id: str) -> dict[str, Any]:
+        """The stored channel; raises NotFound for unknown or malformed ids."""
+        return self._one(channel_id, self._channels.find_one)
 
     def update(self, channel_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Set `fields` (and updatedAt); returns the new document. Raises NotFound, ValidationFailed (409)."""
@@ -98,14 +103,7 @@ class NotificationStore:
 
     def delete(self, channel_id: str) -> dict[str, Any]:
         """Remove a channel; returns what was removed, raises NotFound."""
-        oid = parse_object_id(channel_id)
-        doc = None
-        if oid is not None:
-            with translate_db_errors():
-                doc = self._channels.find_one_and_delete({"_id": oid})
-        if doc is None:
-            raise NotFound(f"no notification channel with id {channel_id!r}")
-        return doc
+        return self._one(channel_id, self._channels.find_one_and_delete)
 
     def matching(self, status: str, script_id: str | None) -> list[dict[str, Any]]:
         """Enabled channels that want `status` for runs of `script_id` (none listed: every script)."""

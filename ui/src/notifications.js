@@ -2,6 +2,7 @@
 // events, scripts, enabled), send a test and see its result, delete with confirmation, and each
 // channel's last delivery and last error. URLs come back masked; sending the masked URL back
 // unchanged keeps the stored one (the server's rule), so editing never needs the secret.
+import { loadScriptChoices, managedPage, scriptName, showFormErrors } from "./adminPages.js";
 import { api } from "./api.js";
 import { h, replace, uid } from "./dom.js";
 import { formatDateTime, formatRelative } from "./format.js";
@@ -33,11 +34,9 @@ export class NotificationsView {
       "div.table-wrap",
       h("table.runs-table.notifications-table", h("thead", h("tr", ["Name", "Sends to", "Events", "Scripts", "Last sent", "Last error", ""].map((t) => h("th", { scope: "col" }, t)))), this.tbody),
     );
-    this.el = h(
-      "section.view.notifications-view",
-      h("header.view-head", h("div.view-head-text", h("a.back-link", { href: "/admin/scripts", "data-link": true }, "‹ Scripts"), h("h1.view-title", "Notifications"), h("div.view-subtitle.muted", "Hear when runs end: e-mail, Slack, Teams, Discord, Telegram, ntfy, webhooks… each channel is one Apprise URL."))),
-      h("div.view-body", this.form, h("h2.section-title", "Channels"), this.tableWrap, this.info),
-    );
+    this.el = managedPage("notifications-view", "Notifications",
+      "Hear when runs end: e-mail, Slack, Teams, Discord, Telegram, ntfy, webhooks… each channel is one Apprise URL.",
+      this.form, h("h2.section-title", "Channels"), this.tableWrap, this.info);
   }
 
   buildForm() {
@@ -79,18 +78,11 @@ export class NotificationsView {
   }
 
   async loadScripts() {
-    try {
-      const data = await api.listScripts();
-      this.scripts = (data && data.scripts) || [];
-    } catch {
-      this.scripts = [];
-    }
-    replace(this.scriptsSelect, this.scripts.map((s) => h("option", { value: s.id }, `${s.name} (${s.codeIdentifier})`)));
+    this.scripts = await loadScriptChoices(this.scriptsSelect);
   }
 
   scriptLabel(id) {
-    const s = this.scripts.find((x) => x.id === id);
-    return s ? s.name : `${id} (deleted)`;
+    return scriptName(this.scripts, id);
   }
 
   async load() {
@@ -175,9 +167,7 @@ export class NotificationsView {
       if (editing) await api.updateNotification(editing.id, body);
       else await api.createNotification(body);
     } catch (err) {
-      const fields = Object.entries(err.fields || {}).map(([k, v]) => `${k}: ${v}`);
-      replace(this.errors, err.message, fields.length ? h("ul", fields.map((f) => h("li", f))) : null);
-      this.errors.hidden = false;
+      showFormErrors(this.errors, err);
       return;
     }
     toast(editing ? `Channel “${body.name}” saved` : `Channel “${body.name}” added`);
