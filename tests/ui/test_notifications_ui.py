@@ -37,7 +37,8 @@ def test_channels_are_added_tested_edited_and_deleted(ui_page: Page, api: Api, r
     ui_page.get_by_label("Limit to scripts").select_option(script["id"])
     ui_page.get_by_role("button", name="Add channel").click()
     row = ui_page.locator("tr.notification-row", has_text=name)
-    expect(row).to_contain_text("bot:****@")
+    # The first channel makes the server load Apprise (about a second of CPU, more on a busy machine).
+    expect(row).to_contain_text("bot:****@", timeout=30_000)
     expect(row.locator(".channel-events")).to_have_text("Failed, Timed out, Succeeded")
     expect(row).to_contain_text("Nightly backup")
     expect(row.locator(".last-sent")).to_have_text("never")
