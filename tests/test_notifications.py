@@ -1,12 +1,11 @@
 """Notification channels (SPEC §8.5): the API in-process on the real database, delivery through
-real Apprise to a real HTTP receiver on 127.0.0.1, runs ended by the real engine; one real
-server process for the end-to-end path (gevent-patched, SCRIPTBOX_PUBLIC_URL)."""
+real Apprise to a real HTTP receiver on 127.0.0.1, runs ended by the real engine. The path through
+a real (gevent-patched) server process is in tests/ui/test_notifications_ui.py."""
 
 from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,10 +13,11 @@ from typing import Any
 import gevent
 import pytest
 
+from scriptbox.config import ConfigError, load_settings
 from scriptbox.engine import EngineOptions
 from scriptbox.notify import Notifier, NotifierOptions
 from scriptbox.notify.message import describe_duration, last_lines
-from support import AppClient, ScriptboxServer, eventually, unique_name
+from support import AppClient, eventually, unique_name
 from support.inprocess import InProcessApp
 from support.receiver import Receiver
 
@@ -96,6 +96,15 @@ def metric(inproc: InProcessApp, result: str) -> float:
 
 
 # -- pure rules ----------------------------------------------------------------------
+
+
+def test_the_public_url_setting_is_checked_and_normalised() -> None:
+    assert load_settings({}, {"SCRIPTBOX_PUBLIC_URL": "https://console.example.org/ops/"}).public_url == \
+        "https://console.example.org/ops"
+    assert load_settings({}, {}).public_url is None
+    for bad in ("console.example.org", "ftp://x", "https://x/?a=1", "https://"):
+        with pytest.raises(ConfigError, match="SCRIPTBOX_PUBLIC_URL"):
+            load_settings({}, {"SCRIPTBOX_PUBLIC_URL": bad})
 
 
 def test_a_message_keeps_the_last_lines_of_output_within_bounds() -> None:
@@ -305,38 +314,3 @@ def test_channel_requests_are_validated(client: AppClient, receiver: Receiver) -
     assert client.get(f"/api/admin/notifications/{created['id']}").status_code == 404
     [deleted] = client.get(f"/api/admin/audit?targetId={created['id']}&action=notification.delete").json()["entries"]
     assert deleted["details"]["name"] == created["name"]
-
-
-# -- end to end: a real server process --------------------------------------------------
-
-
-def test_a_real_server_notifies_once_with_its_public_link_while_a_slow_channel_waits(
-        tmp_path_factory: pytest.TempPathFactory, mongodb_uri: str, receiver: Receiver) -> None:
-    server = ScriptboxServer(tmp_path_factory.mktemp("notify-e2e"), mongodb_uri=mongodb_uri,
-                             env={"SCRIPTBOX_PUBLIC_URL": "https://console.example.org/"}).start()
-    try:
-        api = server.api()
-        script = api.create_script(script="echo from the server")["id"]
-        slow, ok = f"hang/{path()}", f"ok/{path()}"
-        for target in (slow, ok):
-            created = api.post("/api/admin/notifications", json={
-                "name": unique_name("e2e"), "url": receiver.url(target), "events": ["succeeded"],
-                "scriptIds": [script]})
-            assert created.status_code == 201, created.text
-        started = time.monotonic()
-        answer = api.post(f"/api/admin/scripts/{script}/run?wait=30")
-        took = time.monotonic() - started
-        assert answer.status_code == 200 and answer.json()["status"] == "succeeded", answer.text
-        assert took < 5.0, f"the run took {took:.1f} s"
-        run_id = answer.json()["id"]
-        [hit] = eventually(lambda: receiver.hits_to(ok), message="the healthy channel is notified")
-        assert f"Run: https://console.example.org/admin/scripts/runs/{run_id}" in hit.body["message"]
-        assert "from the server" in hit.body["message"]
-        [slow_hit] = eventually(lambda: receiver.hits_to(slow), message="the slow channel is called too")
-        assert hit.at < slow_hit.at + receiver.hang_s, "the healthy channel waited for the slow one's answer"
-        metrics = eventually(lambda: (lambda text: text if 'scriptbox_notifications_total{result="sent"} 2.0' in text
-                                      else None)(api.get("/metrics").text), message="both counted as sent")
-        assert 'scriptbox_notifications_total{result="failed"} 0.0' in metrics
-        assert len(receiver.hits_to(ok)) == 1
-    finally:
-        server.stop()

@@ -1,4 +1,5 @@
-"""The Notifications page in real headless Chromium against a real server, with a real HTTP receiver."""
+"""The Notifications page in real headless Chromium against a real server, with a real HTTP receiver;
+also the end-to-end path of a run's end through a real (gevent-patched) server process."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from support import Api, eventually
+from support import Api, ScriptboxServer, eventually
 from support.receiver import Receiver
 
 
@@ -21,8 +22,8 @@ def receiver() -> Iterator[Receiver]:
     instance.close()
 
 
-def test_channels_are_added_tested_edited_and_deleted(ui_page: Page, api: Api, receiver: Receiver,
-                                                      artifacts: Path) -> None:
+def test_channels_are_added_tested_edited_and_deleted(ui_page: Page, api: Api, server: ScriptboxServer,
+                                                      receiver: Receiver, artifacts: Path) -> None:
     script = api.create_script(name="Nightly backup", script="echo backed up")
     target = f"ok/{uuid.uuid4().hex[:8]}"
     ui_page.goto("/admin/scripts")
@@ -63,6 +64,10 @@ def test_channels_are_added_tested_edited_and_deleted(ui_page: Page, api: Api, r
     hits = eventually(lambda: len(receiver.hits_to(target)) == 2 and receiver.hits_to(target),
                       message="the run end reaches the channel")
     assert hits[1].body["title"] == "Scriptbox: Nightly backup succeeded, exit code 0"
+    # Without SCRIPTBOX_PUBLIC_URL the link is the server's own address.
+    assert f"Run: {server.base_url}/admin/scripts/runs/" in hits[1].body["message"]
+    eventually(lambda: 'scriptbox_notifications_total{result="sent"} 2.0' in api.get("/metrics").text,
+               message="the test message and the run end are counted as sent")
     assert hits[1].headers["Authorization"] == "Basic " + base64.b64encode(b"bot:hunter2secret").decode()
 
     renamed.get_by_role("button", name="Delete").click()
