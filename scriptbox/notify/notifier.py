@@ -160,7 +160,11 @@ class Notifier:
 
     def parse_url(self, url: str) -> ChannelUrl | None:
         """Apprise's reading of `url` (None: it cannot use it), computed in the thread pool."""
-        return self.in_thread(parse_channel_url, url, timeout=60)
+        try:
+            return self.in_thread(parse_channel_url, url, timeout=60)
+        except (Exception, gevent.Timeout):  # noqa: BLE001 - an unusable URL (or a broken Apprise) is a 400, not a 500
+            log.exception("Apprise could not read a notification URL")
+            return None
 
     # -- sending -------------------------------------------------------------------
 
