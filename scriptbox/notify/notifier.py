@@ -265,7 +265,11 @@ class Notifier:
     def _drain(self, key: str, outbox: deque[_Delivery]) -> None:
         try:
             while outbox:
-                self._deliver(outbox.popleft())
+                delivery = outbox.popleft()
+                try:
+                    self._deliver(delivery)
+                except Exception:  # noqa: BLE001 - e.g. a database error recording it; the next message still goes
+                    log.exception("notification to %r not completed", delivery.channel.get("name"))
         finally:
             # No switch between the last emptiness check and here: a message
             # posted meanwhile would have found this sender still listed.
