@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 
 class ConfigError(Exception):
@@ -88,6 +89,13 @@ def _log_format(raw: str) -> str:
     return value
 
 
+def _public_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("must be an http:// or https:// URL with a host and no query, e.g. https://scripts.example.com")
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/")))
+
+
 def _mongodb_uri(raw: str) -> str:
     if not raw.startswith(("mongodb://", "mongodb+srv://")):
         raise ValueError("must start with mongodb:// or mongodb+srv://")
@@ -156,6 +164,10 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
     SettingSpec("metrics_port", "SCRIPTBOX_METRICS_PORT", None, _parse_port,
                 "worker only: serve GET /metrics (admin auth; needs SCRIPTBOX_ADMIN_PASSWORD) on this port "
                 "of SCRIPTBOX_HOST. Unset: a worker has no HTTP at all."),
+    SettingSpec("public_url", "SCRIPTBOX_PUBLIC_URL", None, _public_url,
+                "The address people open Scriptbox at (e.g. https://scripts.example.com, behind a proxy); "
+                "notifications link to runs under it. Unset: serve links to its own listening address, "
+                "a worker sends the path alone."),
     SettingSpec("log_format", "SCRIPTBOX_LOG_FORMAT", None, _log_format,
                 "Log records on stderr: text (default) or json (one object per line: time, level, logger, "
                 "message, runId when the record belongs to a run)."),
@@ -189,6 +201,7 @@ class Settings:
     vm2_user: str = "nobody"
     log_format: str = "text"
     metrics_port: int | None = None
+    public_url: str | None = None
     keep_versions: int = 50
     # Not user settings: set by the CLI for special modes.
     run_worker: bool = True
