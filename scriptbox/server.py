@@ -33,6 +33,7 @@ from .loopback import is_loopback
 from .metrics import Metrics
 from .notify import Notifier
 from .scheduler import Scheduler
+from .secretbox import SecretKeyError
 from .services import Access, build_services
 from .store import Database
 from .vocabulary import LISTENING_PREFIX
@@ -125,6 +126,9 @@ def work(settings: Settings) -> int:
         engine.start()
         print(f"Scriptbox worker executing runs from database {settings.db_name!r}", flush=True)
         return _wait_for_stop(None)
+    except SecretKeyError as exc:
+        print(f"scriptbox: secret key: {exc}", file=sys.stderr)
+        return 2
     finally:
         if http is not None:
             http.stop(timeout=1)
@@ -230,9 +234,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             ui_dir=ui_dist_dir(),
         )
         services = build_services(settings, database, access)
-        # A definition saved before versions existed, or whose version a crash
-        # kept from being written, gets it now (store/versions.py).
-        services.definitions.ensure_versions()
+        services.definitions.ensure_versions()  # versions a crash lost, or from before versions (store/versions.py)
         engine = services.engine
         scheduler = services.scheduler
         notifier = services.notifier
@@ -254,6 +256,9 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     except EmbeddedDatabaseError as exc:
         print(f"scriptbox: cannot start the embedded database: {exc}", file=sys.stderr)
         return 1
+    except SecretKeyError as exc:
+        print(f"scriptbox: secret key: {exc}", file=sys.stderr)
+        return 2
     finally:
         if http is not None:
             http.close()  # stop accepting; open streams end when their runs do

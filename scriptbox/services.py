@@ -21,6 +21,7 @@ from .guards import HostGuard
 from .metrics import Metrics
 from .notify import Notifier, NotifierOptions
 from .scheduler import Scheduler, build_scheduler
+from .secretbox import SecretBox, load_secret_box
 from .store import Database
 from .store.audit import AuditStore
 from .store.definitions import DefinitionStore
@@ -56,6 +57,8 @@ class Services:
     # the worker write audit entries too, so they are not part of `access`.
     tokens: TokenAuthority
     audit: AuditLog
+    # Seals secret env values and parameters (secretbox.py); the engine opens them to run.
+    secrets: SecretBox
     # Every process that records run ends notifies of them (scriptbox/notify/).
     notifier: Notifier
     notifications: NotificationStore
@@ -78,8 +81,12 @@ class Services:
 def build_services(settings: Settings, database: Database, access: Access | None = None,
                    engine_options: EngineOptions | None = None,
                    notifier_options: NotifierOptions | None = None) -> Services:
-    """Every part of a Scriptbox process over `database`, ready to start."""
+    """Every part of a Scriptbox process over `database`, ready to start.
+
+    Raises SecretKeyError when the secret key (setting or key file) cannot be used.
+    """
     metrics = Metrics()
+    secrets = load_secret_box(settings.secret_key, settings.data_dir)
     definitions = DefinitionStore(database, VersionStore(database), settings.keep_versions)
     audit = AuditLog(AuditStore(database))
     notifications = NotificationStore(database)
@@ -92,10 +99,12 @@ def build_services(settings: Settings, database: Database, access: Access | None
         notifier.run_finished(doc)
 
     runs = RunStore(database, on_claimed=metrics.run_claimed, on_finished=run_finished)
-    engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes)
+    engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes,
+                          secrets=secrets)
     metrics.bind(runs.count_active, engine.active_count)
     # The serve process (the one with HTTP) schedules, --no-worker too: it only queues runs.
     scheduler = None if access is None else build_scheduler(database, engine, metrics, audit)
     return Services(settings=settings, database=database, definitions=definitions, runs=runs, engine=engine,
                     metrics=metrics, tokens=TokenAuthority(TokenStore(database)),
-                    audit=audit, notifier=notifier, notifications=notifications, access=access, scheduler=scheduler)
+                    audit=audit, secrets=secrets, notifier=notifier, notifications=notifications, access=access,
+                    scheduler=scheduler)

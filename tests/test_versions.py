@@ -201,6 +201,31 @@ def test_a_deleted_script_keeps_its_versions_while_its_runs_exist(app: InProcess
     assert client.get(f"/api/admin/scripts/{without_runs}/versions/1").status_code == 404
 
 
+def test_secrets_never_appear_in_a_version_and_a_restore_brings_back_the_versions_own(app: InProcessApp,
+                                                                                       client: AppClient) -> None:
+    first, second = "first-s3cret-value", "second-s3cret-value"
+    sid = client.create_script(script='echo "$TOKEN"', env=[{"key": "TOKEN", "value": first, "secret": True}])["id"]
+    put(client, sid, env=[{"key": "TOKEN", "value": second, "secret": True}])
+    kept = put(client, sid, env=[{"key": "TOKEN", "value": None, "secret": True}], description="same secret")
+    assert kept["version"] == 3
+    answers = [client.get(f"/api/admin/scripts/{sid}/versions").text]
+    answers += [client.get(f"/api/admin/scripts/{sid}/versions/{n}").text for n in (1, 2, 3)]
+    for text in answers:
+        assert first not in text and second not in text and "sealed" not in text
+    assert client.get(f"/api/admin/scripts/{sid}/versions/1").json()["definition"]["env"] == [
+        {"key": "TOKEN", "value": None, "secret": True}]
+    stored = {v["n"]: v["definition"]["env"][0]["sealed"]
+              for v in app.database.db.script_versions.find({"scriptId": ObjectId(sid)})}
+    assert stored[2] == stored[3] != stored[1]  # kept as stored: encrypted, the same ciphertext
+    assert all(first not in value and second not in value for value in stored.values())
+
+    restored = client.post(f"/api/admin/scripts/{sid}/versions/1/restore")
+    assert restored.status_code == 200 and first not in restored.text and restored.json()["version"] == 4
+    definition = app.services.definitions.get(sid)
+    assert definition["env"][0]["sealed"] == stored[1]  # version 1's secret, never decrypted on the way
+    assert app.services.secrets.open(definition["env"][0]["sealed"], "env TOKEN") == first
+
+
 def _fields(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items()
             if k not in ("_id", "createdAt", "updatedAt", "updatedBy", "version", "scheduleState")}

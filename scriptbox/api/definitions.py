@@ -9,6 +9,7 @@ from typing import Any
 from bottle import Bottle, HTTPResponse, request, response
 
 from ..audit import changed_fields
+from ..definition_secrets import seal_definition
 from ..errors import Conflict, ValidationFailed
 from ..models import validate_definition_update, validate_new_definition
 from ..services import Services
@@ -109,7 +110,7 @@ def register(app: Bottle, services: Services) -> None:
         errors=(409, 503), body="ScriptDefinitionCreate",
         error_notes={409: "duplicate_code_identifier: another script uses that codeIdentifier."}))
     def create_definition() -> dict[str, Any]:
-        fields = validate_new_definition(read_json_body(request))
+        fields = seal_definition(validate_new_definition(read_json_body(request)), None, services.secrets)
         doc = definitions.create(fields, request_actor())
         audit_request(services, "script.create", "script", str(doc["_id"]), f"created script {doc['name']!r}",
                       {"codeIdentifier": doc["codeIdentifier"], "name": doc["name"], "type": doc["type"]})
@@ -142,7 +143,8 @@ def register(app: Bottle, services: Services) -> None:
         patch = read_json_body(request)
 
         def fields_of(existing: dict[str, Any]) -> tuple[dict[str, Any], datetime | None]:
-            return validate_definition_update(existing, patch), _expected_updated_at(existing, patch)
+            fields = seal_definition(validate_definition_update(existing, patch), existing, services.secrets)
+            return fields, _expected_updated_at(existing, patch)
 
         existing, updated, _ = save_definition(services, definition_id, fields_of)
         changed = [name for name in changed_fields(existing, updated) if name not in UNAUDITED_FIELDS]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..definition_secrets import present_env, present_params
 from ..schedule import present_schedule
 from ..store import iso, utcnow
 from ..store.runs import META_DEFAULTS
@@ -13,9 +14,12 @@ def definition_fields_to_json(fields: dict[str, Any]) -> dict[str, Any]:
     """The fields of a definition (stored, or kept in a version) as every answer shows them.
 
     Both definitions and their versions go through here, so what an answer
-    must never show (secret values, once there are any) is left out in one place.
+    must never show (secret values, sealed or not) is left out in one place.
     """
-    return {k: v for k, v in fields.items() if k not in ("_id", "scheduleState")}
+    out = {k: v for k, v in fields.items() if k not in ("_id", "scheduleState")}
+    out["env"] = present_env(fields.get("env"))
+    out["params"] = present_params(fields.get("params"))
+    return out
 
 
 def definition_to_json(doc: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +54,7 @@ def run_to_json(doc: dict[str, Any]) -> dict[str, Any]:
         "finishedAt": iso(doc.get("finishedAt")),
         "exitCode": doc.get("exitCode"),
         "outputTail": doc.get("outputTail", ""),
+        "params": doc.get("params") or {},
         "meta": meta,
     }
 

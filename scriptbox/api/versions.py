@@ -9,13 +9,15 @@ from typing import Any
 from bottle import Bottle, request
 
 from ..audit import changed_fields
+from ..definition_secrets import seal_definition
 from ..errors import ValidationFailed
 from ..models import validate_new_definition
+from ..secretbox import SecretBox
 from ..services import Services
 from .audit import audit_request
 from .definitions import DEFINITION_ID, UNAUDITED_FIELDS, save_definition
 from .openapi import Doc, Param, Reply
-from .presenters import definition_to_json, version_summary_to_json, version_to_json
+from .presenters import definition_fields_to_json, definition_to_json, version_summary_to_json, version_to_json
 from .schemas import ScriptDefinition, ScriptVersion, VersionList
 
 DEFAULT_LIMIT = 50
@@ -47,14 +49,17 @@ def parse_versions_query(query: Any) -> tuple[int, int | None]:
     return limit, before
 
 
-def restorable_fields(definition: dict[str, Any]) -> dict[str, Any]:
-    """A version's definition checked by today's rules, as the fields to save.
+def restorable_fields(definition: dict[str, Any], box: SecretBox) -> dict[str, Any]:
+    """A version's stored definition checked by today's rules, as the fields to save.
 
-    Raises 409 `version_invalid` naming the fields when the rules changed
-    since it was saved (the admin edits the script instead).
+    It is checked as an answer shows it (secrets as null, "keep the stored
+    one"), then sealed with the version's own stored secrets kept: a restore
+    puts back the secret values the version had, still encrypted as they were,
+    never decrypted. Raises 409 `version_invalid` naming the fields when the
+    rules changed since it was saved (the admin edits the script instead).
     """
     try:
-        return validate_new_definition(definition)
+        return seal_definition(validate_new_definition(definition_fields_to_json(definition)), definition, box)
     except ValidationFailed as exc:
         raise ValidationFailed("this version does not pass today's checks; edit the script instead",
                                fields=exc.fields, code="version_invalid", status=409) from None
@@ -101,7 +106,7 @@ def register(app: Bottle, services: Services) -> None:
     def restore_version(definition_id: str, n: str) -> dict[str, Any]:
         definitions.get(definition_id)  # a deleted script: 404 before its version is looked at
         version = versions.get(definition_id, int(n))
-        fields = restorable_fields(version["definition"])
+        fields = restorable_fields(version["definition"], services.secrets)
 
         def fields_of(_existing: dict[str, Any]) -> tuple[dict[str, Any], datetime | None]:
             return fields, None
