@@ -213,7 +213,9 @@ export function runDialog({ script, initial = {}, title, submitLabel = "Run", su
     form.addEventListener("submit", onSubmit);
     form.addEventListener("keydown", (e) => {
       // In a textarea Enter is a new line; Ctrl/Cmd+Enter submits from anywhere.
-      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      // Browsers submit on Enter from text fields only; a switch or a select should too.
+      const field = e.target.tagName === "INPUT" || e.target.tagName === "SELECT";
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey || (field && !e.shiftKey && !e.altKey))) {
         e.preventDefault();
         form.requestSubmit();
       }
