@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .secretbox import parse_key
+
 
 class ConfigError(Exception):
     """A setting has a value Scriptbox refuses; the message names the setting."""
@@ -100,6 +102,11 @@ def _db_name(raw: str) -> str:
     return raw
 
 
+def _secret_key(raw: str) -> str:
+    parse_key(raw)  # refuses anything that is not a 32-byte base64 key, with the reason
+    return raw.strip()
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     """One row of the settings table (also rendered into the README)."""
@@ -156,6 +163,10 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
     SettingSpec("metrics_port", "SCRIPTBOX_METRICS_PORT", None, _parse_port,
                 "worker only: serve GET /metrics (admin auth; needs SCRIPTBOX_ADMIN_PASSWORD) on this port "
                 "of SCRIPTBOX_HOST. Unset: a worker has no HTTP at all."),
+    SettingSpec("secret_key", "SCRIPTBOX_SECRET_KEY", None, _secret_key,
+                "Key that encrypts secret env values and secret parameters at rest: 32 bytes in base64 "
+                "(`openssl rand -base64 32`). Unset: generated once into <data-dir>/secret.key (0600). "
+                "Processes sharing a database must all have the same key (docs/params-secrets.md).", secret=True),
     SettingSpec("log_format", "SCRIPTBOX_LOG_FORMAT", None, _log_format,
                 "Log records on stderr: text (default) or json (one object per line: time, level, logger, "
                 "message, runId when the record belongs to a run)."),
@@ -186,6 +197,7 @@ class Settings:
     vm2_user: str = "nobody"
     log_format: str = "text"
     metrics_port: int | None = None
+    secret_key: str | None = field(default=None, repr=False)
     # Not user settings: set by the CLI for special modes.
     run_worker: bool = True
     desktop_login_stdin: bool = False

@@ -31,6 +31,7 @@ from .logs import configure_logging
 from .loopback import is_loopback
 from .metrics import Metrics
 from .scheduler import Scheduler
+from .secretbox import SecretKeyError
 from .services import Access, build_services
 from .store import Database
 from .vocabulary import LISTENING_PREFIX
@@ -120,6 +121,9 @@ def work(settings: Settings) -> int:
         engine.start()
         print(f"Scriptbox worker executing runs from database {settings.db_name!r}", flush=True)
         return _wait_for_stop(None)
+    except SecretKeyError as exc:
+        print(f"scriptbox: secret key: {exc}", file=sys.stderr)
+        return 2
     finally:
         if http is not None:
             http.stop(timeout=1)
@@ -233,6 +237,9 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     except EmbeddedDatabaseError as exc:
         print(f"scriptbox: cannot start the embedded database: {exc}", file=sys.stderr)
         return 1
+    except SecretKeyError as exc:
+        print(f"scriptbox: secret key: {exc}", file=sys.stderr)
+        return 2
     finally:
         if http is not None:
             http.close()  # stop accepting; open streams end when their runs do

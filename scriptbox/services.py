@@ -19,6 +19,7 @@ from .engine import Engine, EngineOptions, build_engine
 from .guards import HostGuard
 from .metrics import Metrics
 from .scheduler import Scheduler, build_scheduler
+from .secretbox import SecretBox, load_secret_box
 from .store import Database
 from .store.audit import AuditStore
 from .store.definitions import DefinitionStore
@@ -52,6 +53,8 @@ class Services:
     # the worker write audit entries too, so they are not part of `access`.
     tokens: TokenAuthority
     audit: AuditLog
+    # Seals secret env values and parameters (secretbox.py); the engine opens them to run.
+    secrets: SecretBox
     access: Access | None = None
     # Only `serve` schedules (scriptbox/scheduler.py); a worker has none.
     scheduler: Scheduler | None = None
@@ -70,15 +73,20 @@ class Services:
 
 def build_services(settings: Settings, database: Database, access: Access | None = None,
                    engine_options: EngineOptions | None = None) -> Services:
-    """Every part of a Scriptbox process over `database`, ready to start."""
+    """Every part of a Scriptbox process over `database`, ready to start.
+
+    Raises SecretKeyError when the secret key (setting or key file) cannot be used.
+    """
     metrics = Metrics()
+    secrets = load_secret_box(settings.secret_key, settings.data_dir)
     definitions = DefinitionStore(database)
     runs = RunStore(database, on_claimed=metrics.run_claimed, on_finished=metrics.run_finished)
-    engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes)
+    engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes,
+                          secrets=secrets)
     metrics.bind(runs.count_active, engine.active_count)
     # The serve process (the one with HTTP) schedules, --no-worker too: it only queues runs.
     audit = AuditLog(AuditStore(database))
     scheduler = None if access is None else build_scheduler(database, engine, metrics, audit)
     return Services(settings=settings, database=database, definitions=definitions, runs=runs, engine=engine,
                     metrics=metrics, tokens=TokenAuthority(TokenStore(database)),
-                    audit=audit, access=access, scheduler=scheduler)
+                    audit=audit, secrets=secrets, access=access, scheduler=scheduler)
