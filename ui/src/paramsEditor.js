@@ -57,12 +57,11 @@ class ParamRow {
     this.type.addEventListener("change", () => this.showTypeFields(this.defaultValueText()));
     this.choices.addEventListener("input", () => this.fillEnumDefault(this.defaultControl?.value));
 
-    const field = (name, label, control, extra = null) => h(
+    const field = (name, label, control, target = control) => h(
       `div.field.param-field-${name}`,
       { dataset: { paramField: name } },
-      h("label.label", { for: control.id }, label),
+      h("label.label", { for: target.id }, label),
       control,
-      extra,
       this.errors.get(name),
     );
     const toggle = h("label.switch", { for: this.required.id }, this.required, h("span.switch-track", { "aria-hidden": "true" }), h("span.switch-text", "Must be given"));
@@ -76,7 +75,7 @@ class ParamRow {
       "fieldset.param-row",
       this.legend,
       h("div.param-tools", this.upBtn, this.downBtn, this.removeBtn),
-      h("div.param-grid", field("name", "Name", this.name), field("type", "Type", this.type), field("label", "Label", this.label), field("required", "Required", toggle)),
+      h("div.param-grid", field("name", "Name", this.name), field("type", "Type", this.type), field("label", "Label", this.label), field("required", "Required", toggle, this.required)),
       field("description", "Description", this.description),
       h("div.param-grid.param-typed", this.fields.pattern, this.fields.min, this.fields.max, this.fields.choices, this.defaultHost),
       this.rowError,

@@ -68,9 +68,13 @@ class ParamInput {
       this.required ? h("span.required-mark", { "aria-hidden": "true", title: "required" }, " *") : null,
       p.label && p.label !== p.name ? h("code.param-name", p.name) : null,
     );
-    const control = p.type === "bool"
-      ? h("label.switch", { for: this.id }, this.control, h("span.switch-track", { "aria-hidden": "true" }), h("span.switch-text", p.label ? p.name : "on"))
-      : this.control;
+    let control = this.control;
+    if (p.type === "bool") {
+      // The switch says the value the script gets (as host scripts see it: true/false).
+      const state = h("span.switch-text", { "aria-hidden": "true" }, String(this.control.checked));
+      this.control.addEventListener("change", () => { state.textContent = String(this.control.checked); });
+      control = h("label.switch", { for: this.id }, this.control, h("span.switch-track", { "aria-hidden": "true" }), state);
+    }
     const note = masked
       ? h("p.hint", "Secret values are not kept in the run: type it again.")
       : this.storedDefault ? h("p.hint", "Leave empty to use the stored default.") : null;
@@ -228,8 +232,11 @@ export function runDialog({ script, initial = {}, title, submitLabel = "Run", su
       // Secrets typed here do not stay in the page.
       for (const i of inputs) if (i.p.type === "secret") i.control.value = "";
       dlg.remove();
-      if (returnTo && returnTo.isConnected) returnTo.focus();
       resolve(result);
+      // After the caller has reacted (it re-enables the button that opened the dialog).
+      setTimeout(() => {
+        if (returnTo && returnTo.isConnected) returnTo.focus();
+      }, 0);
     });
     document.body.appendChild(dlg);
     dlg.showModal();
