@@ -67,7 +67,7 @@ def define(page: Page, index: int, decl: dict[str, Any]) -> None:
 
 
 def test_the_editor_defines_every_type_shows_errors_in_place_reorders_and_keeps_secrets(
-        ui_page: Page, api: Api) -> None:
+        ui_page: Page, api: Api, artifacts: Path) -> None:
     name = unique_name("params-editor")
     ui_page.goto("/admin/scripts/new")
     ui_page.get_by_label("Name", exact=True).fill(name)
@@ -135,11 +135,31 @@ def test_the_editor_defines_every_type_shows_errors_in_place_reorders_and_keeps_
     assert not ui_page.evaluate(
         "[...document.querySelectorAll('input, textarea')].some((el) => el.value.includes('key-value-1'))")
 
-    # Saving another change sends value: null for the secret, and the server keeps it.
+    # Scheduled runs: inputs for the non-secret params (empty: the default at each run); the
+    # required secret has no default, so the server refuses next to it; a default fixes it.
+    ui_page.get_by_label("Run on a schedule").check()
+    ui_page.get_by_label("Cron", exact=True).fill("@yearly")
+    schedule = ui_page.locator(".schedule-params")
+    schedule.get_by_label("COUNT").fill("4")
+    schedule.get_by_label("MODE").select_option("fast")
+    expect(schedule.get_by_label("RATIO")).to_have_attribute("placeholder", "default: 0.5")
+    ui_page.locator("#save-script").click()
+    expect(schedule.locator("[data-field='schedule.params.TOKEN'] .field-error")).to_have_text("is required")
+    card(ui_page, 6).get_by_label("Default").fill("tok-12345")
+    ui_page.locator("#save-script").click()
+    expect(ui_page.locator(".dirty-mark")).to_be_hidden()
+    expect(card(ui_page, 6).locator(".secret-set")).to_be_visible()
+    ui_page.locator(".schedule-field").screenshot(path=str(artifacts / "ui-schedule-params.png"))
+    saved = api.get(f"/api/admin/scripts/{script['id']}").json()
+    assert saved["schedule"]["params"] == {"COUNT": 4, "MODE": "fast"}
+    assert saved["params"][6]["hasDefault"] is True and saved["params"][6]["default"] is None
+
+    # Saving another change sends null for both secrets, and the server keeps them: a run
+    # without params gets the secret default and the secret env value.
     ui_page.locator("[data-field=description] textarea").fill("edited")
     ui_page.locator("#save-script").click()
     expect(ui_page.locator(".dirty-mark")).to_be_hidden()
-    run_id = api.post(f"/api/admin/scripts/{script['id']}/run", json={"params": {"TOKEN": "tok-12345"}}).json()["runId"]
+    run_id = api.post(f"/api/admin/scripts/{script['id']}/run", json={}).json()["runId"]
     assert wait_status(api, run_id)["status"] == "succeeded"
     log = api.get(f"/api/admin/scripts/runs/{run_id}/log").text
     assert "key-kept" in log and "token-ok" in log

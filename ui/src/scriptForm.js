@@ -123,6 +123,7 @@ export class ScriptForm {
     // The code editor needs its host in the document to measure; it works detached too.
     this.code = createCodeEditor({ parent: this.codeHost, doc: f.script || "", type: this.type.value, label: "Script", onChange: () => this.changed() });
     this.updateTypeHints();
+    this.schedule.syncParams(this.params.value());
   }
 
   input(name, type, value, attrs = {}) {
@@ -169,6 +170,7 @@ export class ScriptForm {
   }
 
   changed() {
+    this.schedule?.syncParams(this.params.value());
     this.onChange?.();
   }
 
