@@ -4,12 +4,16 @@ import { api } from "./api.js";
 import { startBrowserRun } from "./browserRunner.js";
 import { runDialog } from "./runDialog.js";
 
-/** The values a browser run gets: what was typed, and the declared defaults for the rest. */
-function withDefaults(script, values) {
-  const out = {};
+/**
+ * The values a browser run gets: the server's answer has every parameter checked, typed and
+ * with its default filled in, but secrets as ***; those are what was typed here (browser
+ * scripts cannot have stored secret defaults: the page never receives stored secrets).
+ */
+export function browserParams(script, answerParams, typed) {
+  const out = { ...(answerParams || {}) };
   for (const p of script.params || []) {
-    if (Object.hasOwn(values, p.name)) out[p.name] = values[p.name];
-    else if (p.default !== undefined && p.default !== null) out[p.name] = p.default;
+    if (p.type === "secret") out[p.name] = Object.hasOwn(typed, p.name) ? typed[p.name] : null;
+    else if (!Object.hasOwn(out, p.name)) out[p.name] = Object.hasOwn(typed, p.name) ? typed[p.name] : p.default ?? null;
   }
   return out;
 }
@@ -37,6 +41,6 @@ export async function startManualRun(script, { initial = {}, again = false } = {
   } else {
     answer = await api.runScript(script.id);
   }
-  if (script.type === "browser") startBrowserRun(answer.runId, script, withDefaults(script, values));
+  if (script.type === "browser") startBrowserRun(answer.runId, script, browserParams(script, answer.params, values));
   return answer.runId;
 }
