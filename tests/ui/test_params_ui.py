@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
-from support import Api, unique_name, wait_status
+from support import REPO, Api, unique_name, wait_status
 from ui.test_admin_ui import OUTPUT, STATUS, set_code
 
 ECHO_PARAMS = (
@@ -305,6 +305,36 @@ def test_a_browser_script_gets_typed_frozen_params_and_its_secret_is_masked_in_t
     assert run["params"] == {"N": 41, "FLAG": False, "PASS": "***"}
     assert "hunter2-secret" not in api.get(f"/api/admin/scripts/runs/{run_id}/log").text
     assert "hunter2-secret" not in str(run)
+
+
+MASK_PIECES = """async ([source, secrets, text, step]) => {
+  const url = URL.createObjectURL(new Blob([source], {type: "text/javascript"}));
+  const { StreamMasker } = await import(url);
+  const masker = new StreamMasker(secrets);
+  let out = "";
+  const held = [];
+  for (let i = 0; i < text.length; i += step) {
+    out += masker.feed(text.slice(i, i + step));
+    held.push(masker.held.length);
+  }
+  return { out: out + masker.flush(), maxHeld: Math.max(...held) };
+}"""
+
+
+def test_the_pages_masker_hides_secrets_fed_in_any_pieces(browser: Browser) -> None:
+    """ui/src/secretMask.js, which masks browser runs' output in the page, in Chromium."""
+    source = (REPO / "ui" / "src" / "secretMask.js").read_text(encoding="utf-8")
+    secrets = ["hunter2-secret", "abcd", "abcdef", "abc"]  # "abc": too short to mask
+    text = "x hunter2-secret y abcdefg abcd abc hunt\nhunter2-secre"
+    page = browser.new_page()
+    try:
+        page.set_content("<!doctype html><title>mask</title>")
+        for step in (1, 2, 3, 5, 64):
+            result = page.evaluate(MASK_PIECES, [source, secrets, text, step])
+            assert result["out"] == "x *** y ***g *** abc hunt\nhunter2-secre", step
+            assert result["maxHeld"] <= len("hunter2-secret") - 1
+    finally:
+        page.close()
 
 
 def test_screenshots_of_the_run_dialog_and_the_editor_at_390_px(
