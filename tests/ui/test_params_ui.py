@@ -261,6 +261,7 @@ def test_the_run_dialog_checks_values_shows_server_errors_in_place_runs_and_runs
     expect(shown.locator("[data-param=HOST] dd")).to_have_text("db-7")
     expect(shown.locator("[data-param=TOKEN] dd")).to_have_text("***")
     expect(shown.locator("[data-param=DRY_RUN] dd")).to_have_text("true")
+    ui_page.screenshot(path=str(artifacts / "ui-run-params.png"))
     ui_page.get_by_role("button", name="↻ Run again").click()
     dialog = ui_page.locator("dialog.run-dialog")
     expect(dialog.get_by_label("Host name")).to_have_value("db-7")
