@@ -134,6 +134,13 @@ export class EnvEditor {
     for (const r of this.rows) r.clearError();
   }
 
+  /** Clears the error of the row that holds `target`; false when no row does. */
+  clearErrorOf(target) {
+    const row = this.rows.find((r) => r.el.contains(target));
+    row?.clearError();
+    return !!row;
+  }
+
   /** `env.<i>[.key|.value]` -> the control it names, or null when no such row. */
   showError(key, text) {
     const m = /^env[.[](\d+)\]?(?:\.(key|value|secret))?$/.exec(key);

@@ -331,6 +331,24 @@ export class ParamsEditor {
     for (const r of this.rows) r.clearErrors();
   }
 
+  /** Clears the error of the card field that holds `target`; false when no card does. */
+  clearErrorOf(target) {
+    const row = this.rows.find((r) => r.el.contains(target));
+    if (!row) return false;
+    const box = target.closest?.("[data-param-field]");
+    const slot = box ? row.errors.get(box.dataset.paramField) : null;
+    const cardError = !row.rowError.hidden;
+    for (const el of slot ? [slot, row.rowError] : row.errors.values()) {
+      el.hidden = true;
+      el.textContent = "";
+    }
+    for (const el of (box || row.el).querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+    box?.classList.remove("invalid");
+    // A card-level error is marked on the name field: it goes with that error.
+    if (cardError && row.errors.get("name").hidden) row.name.removeAttribute("aria-invalid");
+    return true;
+  }
+
   /** `params.<i>[.<field>[.<j>]]` -> the control it names, or null when it names no card. */
   showError(key, text) {
     const m = /^params\.(\d+)(?:\.([A-Za-z]+))?/.exec(key);
