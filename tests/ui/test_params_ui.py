@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from support import REPO, Api, unique_name, wait_status
 from ui.test_admin_ui import OUTPUT, STATUS, set_code
+from ui.test_axe import AXE, scan
 
 ECHO_PARAMS = (
     'echo "HOST=$HOST COUNT=$COUNT RATIO=$RATIO DRY_RUN=$DRY_RUN MODE=$MODE"\n'
@@ -343,6 +344,7 @@ def test_screenshots_of_the_run_dialog_and_the_editor_at_390_px(
     # (Scripts without params starting at once is what test_admin_ui.py's runs already do.)
     script = create_params_script(api, description="Restarts a service on one host")
     page = open_ui_page(viewport={"width": 390, "height": 844})
+    page.context.add_init_script(path=str(AXE))
     page.goto(f"/admin/scripts/{script['id']}")
     expect(page.locator(".view-title")).to_have_text(script["name"])
     for scheme in ("light", "dark"):
@@ -353,7 +355,13 @@ def test_screenshots_of_the_run_dialog_and_the_editor_at_390_px(
         box = dialog.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
         page.screenshot(path=str(artifacts / f"ui-run-dialog-{scheme}-390.png"))
+        # axe (serious and critical rules) on the dialog showing an error, and on the editors.
+        dialog.get_by_label("TOKEN").press("Enter")
+        expect(param_field(dialog, "TOKEN").locator(".field-error")).to_be_visible()
+        found = {"dialog": scan(page, "dialog.run-dialog")}
         page.keyboard.press("Escape")
         for part, selector in (("params-editor", ".params-field"), ("secret-env", ".env-field")):
             page.locator(selector).evaluate("el => el.scrollIntoView({block: 'start'})")
             page.screenshot(path=str(artifacts / f"ui-{part}-{scheme}-390.png"))
+            found[part] = scan(page, selector)
+        assert not any(found.values()), found
