@@ -103,6 +103,7 @@ def measure(total: int, reps: int, env: dict[str, str], home: str, n_secrets: in
         masked_id = server.create_script(script=command, timeoutMs=3_600_000, env=[
             {"key": f"SECRET_{i}", "value": secrets.token_urlsafe(16), "secret": True} for i in range(n_secrets)])
         masked_s: list[float] = []
+        masked_cpu: list[float] = []
         warm = server.start_run(server.create_script(script="echo warm"))
         with server.session.get(server.base + f"/api/admin/scripts/runs/{warm}/stream", stream=True) as r:
             for name, _, _ in sse_events(r):
@@ -142,7 +143,9 @@ def measure(total: int, reps: int, env: dict[str, str], home: str, n_secrets: in
             events.append(n_events)
             run_ids.append(run_id)
             if n_secrets:
+                cpu0 = server.cpu_seconds()
                 masked_s.append(stream_run(server, masked_id, total)[0])
+                masked_cpu.append(server.cpu_seconds() - cpu0)
         peak = server.rss("VmHWM")
         db_peak = rss(db, "VmHWM") if db else 0
         after = server.rss()
@@ -163,6 +166,8 @@ def measure(total: int, reps: int, env: dict[str, str], home: str, n_secrets: in
         print(f"SSE delivery time per run:       {spread(sse_s, ' s', digits=2)}; "
               f"output events per run {sorted(set(events))}")
         print(f"CPU per run: server {spread(server_cpu, ' s', digits=2)}")
+        if n_secrets:
+            print(f"             server, with {n_secrets} secrets {spread(masked_cpu, ' s', digits=2)}")
         print(f"             database {spread(db_cpu, ' s', digits=2) if db else 'n/a (external)'}")
         print(f"             this SSE client {spread(client_cpu, ' s', digits=2)}")
         print(f"server RSS: idle {mib(idle)}, before each run {mib(min(idles))} to {mib(max(idles))}, "

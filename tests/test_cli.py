@@ -422,7 +422,7 @@ def test_run_prints_the_run_id_alone_or_json(api: Api, url: str) -> None:
     assert plain.stdout == f"{run_id}\n".encode() and get_run(api, run_id)["scriptId"] == doc["id"]
     as_json = cli(url, "run", doc["id"], "--json")
     started = json.loads(as_json.stdout)
-    assert as_json.returncode == 0 and set(started) == {"runId", "status"}
+    assert as_json.returncode == 0 and set(started) == {"runId", "status", "params"}
     assert get_run(api, started["runId"])["scriptId"] == doc["id"]
 
 

@@ -18,7 +18,7 @@ import pytest
 from bson import json_util
 from pymongo import MongoClient
 
-from support import Api, ScriptboxServer, SseStream, get_run, output_text, wait_status
+from support import Api, ScriptboxServer, SseStream, eventually, get_run, output_text, wait_status
 
 ENV_SECRET = "env-" + secrets.token_hex(12)
 DEFAULT_SECRET = "dflt-" + secrets.token_hex(12)
@@ -163,10 +163,12 @@ def test_a_put_with_value_null_keeps_the_secret_and_a_new_secret_needs_a_value(a
     fetched["name"] = "renamed"
     updated = api.put(f"/api/admin/scripts/{script['id']}", json=fetched)
     assert updated.status_code == 200, updated.text
+    partial = api.put(f"/api/admin/scripts/{script['id']}", json={"description": "env and params not sent"})
+    assert partial.status_code == 200 and partial.json()["env"] == fetched["env"], partial.text
     _, log, _ = _run(api, script)
     assert f"rev key={rev(ENV_SECRET)} token={rev(RUN_SECRET)} fallback={rev(DEFAULT_SECRET)}\n" in log
     # Replacing: a new value for one, the removal ("") of the default of another.
-    fetched = updated.json()
+    fetched = partial.json()
     fetched["env"][1]["value"] = "replaced-value"
     fetched["params"][7]["default"] = ""
     fetched["params"][7]["required"] = False
@@ -203,3 +205,24 @@ def test_browser_results_are_masked_and_browser_scripts_hold_no_stored_secrets(a
     assert run["meta"]["error"] == "Error: bad ***"
     log = api.get(f"/api/admin/scripts/runs/{run_id}/log").text
     assert log == "a e\n*** b\n" and run["outputTail"] == log
+
+
+def test_a_scheduled_run_gets_the_schedule_params_and_the_defaults(api: Api) -> None:
+    script = api.create_script(
+        script=BASH_PROBE, env=ENV, params=[p for p in PARAMS if p["name"] != "token"],
+        schedule={"cron": "* * * * * *", "overlap": "allow", "params": {"host": "sched", "dry_run": "false"}})
+    assert script["schedule"]["params"] == {"host": "sched", "dry_run": False}
+
+    def first_run() -> dict[str, Any] | None:
+        runs = api.get("/api/admin/scripts/runs", params={"scriptId": script["id"]}).json()["runs"]
+        return runs[-1] if runs else None
+
+    run = eventually(first_run, 10, message="a scheduled run")
+    api.put(f"/api/admin/scripts/{script['id']}", json={"schedule": None})
+    run = wait_status(api, run["id"])
+    log = api.get(f"/api/admin/scripts/runs/{run['id']}/log").text
+    assert run["trigger"] == "schedule" and run["status"] == "succeeded", log
+    assert run["params"] == {"host": "sched", "count": 3, "ratio": None, "dry_run": False, "mode": "safe",
+                             "notes": None, "fallback": "***"}
+    assert "host=sched count=3 ratio= dry=false mode=safe" in log
+    assert f"fallback={rev(DEFAULT_SECRET)}\n" in log
