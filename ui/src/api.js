@@ -58,7 +58,7 @@ export const api = {
   createScript: (doc) => request("POST", BASE, doc),
   updateScript: (id, doc) => request("PUT", `${BASE}/${enc(id)}`, doc),
   deleteScript: (id) => request("DELETE", `${BASE}/${enc(id)}`),
-  runScript: (id) => request("POST", `${BASE}/${enc(id)}/run`, { trigger: "manual" }),
+  runScript: (id, params) => request("POST", `${BASE}/${enc(id)}/run`, params ? { trigger: "manual", params } : { trigger: "manual" }),
   listRuns: (params) => request("GET", `${BASE}/runs${qs(params)}`),
   getRun: (runId) => request("GET", `${BASE}/runs/${enc(runId)}`),
   cancelRun: (runId) => request("POST", `${BASE}/runs/${enc(runId)}/cancel`, {}),
@@ -70,6 +70,11 @@ export const api = {
   createToken: (doc) => request("POST", "/api/admin/tokens", doc),
   revokeToken: (id) => request("DELETE", `/api/admin/tokens/${enc(id)}`),
   listAudit: (params) => request("GET", `/api/admin/audit${qs(params)}`),
+  listNotifications: () => request("GET", "/api/admin/notifications"),
+  createNotification: (doc) => request("POST", "/api/admin/notifications", doc),
+  updateNotification: (id, doc) => request("PUT", `/api/admin/notifications/${enc(id)}`, doc),
+  deleteNotification: (id) => request("DELETE", `/api/admin/notifications/${enc(id)}`),
+  testNotification: (id) => request("POST", `/api/admin/notifications/${enc(id)}/test`, {}),
 };
 
 /** Normalises the list endpoint's answer (a bare array or {scripts: [...]}). */
