@@ -20,9 +20,10 @@ from .store.audit import AuditStore
 ACTORS_FIXED = ("admin", "desktop", "scheduler")
 ACTIONS = (
     "script.create", "script.update", "script.delete",
-    "run.start", "run.cancel",
+    "run.start", "run.cancel", "run.delete",
     "token.create", "token.revoke",
     "schedule.skipped", "schedule.missed",
+    "retention.pruned",
     "auth.failed",
 )
 AUTH_FAILED_WINDOW_S = 60.0

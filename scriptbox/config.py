@@ -156,6 +156,9 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
     SettingSpec("metrics_port", "SCRIPTBOX_METRICS_PORT", None, _parse_port,
                 "worker only: serve GET /metrics (admin auth; needs SCRIPTBOX_ADMIN_PASSWORD) on this port "
                 "of SCRIPTBOX_HOST. Unset: a worker has no HTTP at all."),
+    SettingSpec("retention_days", "SCRIPTBOX_RETENTION_DAYS", None, _positive_int(0, 36500),
+                "Days a finished run and its output are kept; older ones are deleted (hourly and at start). "
+                "A script's own retention overrides it. Default 90; 0 keeps runs for ever (docs/retention.md)."),
     SettingSpec("log_format", "SCRIPTBOX_LOG_FORMAT", None, _log_format,
                 "Log records on stderr: text (default) or json (one object per line: time, level, logger, "
                 "message, runId when the record belongs to a run)."),
@@ -186,6 +189,7 @@ class Settings:
     vm2_user: str = "nobody"
     log_format: str = "text"
     metrics_port: int | None = None
+    retention_days: int = 90
     # Not user settings: set by the CLI for special modes.
     run_worker: bool = True
     desktop_login_stdin: bool = False

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from .errors import ValidationFailed
+from .retention_rule import RetentionInput
 from .schedule import ScheduleInput, strip_read_only
 from .vocabulary import (
     ALLOWED_RUNNERS,
@@ -96,6 +97,8 @@ class ScriptDefinitionInput(BaseModel):
     timeoutMs: Annotated[StrictInt, Field(ge=MIN_TIMEOUT_MS, le=MAX_TIMEOUT_MS)] = DEFAULT_TIMEOUT_MS
     enabled: StrictBool = True
     schedule: ScheduleInput | None = None
+    # null: SCRIPTBOX_RETENTION_DAYS and no kept minimum (docs/retention.md).
+    retention: RetentionInput | None = None
 
     @field_validator("name")
     @classmethod

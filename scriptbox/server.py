@@ -2,7 +2,7 @@
 
 Must run in a gevent-patched process (app.py patches first thing).
 Order of start: data-dir lock -> database (embedded or URI) -> indexes ->
-admin password -> engine -> scheduler -> HTTP. Stop is the reverse, on SIGTERM or SIGINT.
+admin password -> engine -> scheduler -> pruner -> HTTP. Stop is the reverse, on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .httpserver import GuardedWSGIServer, connection_cap, raise_open_file_limit
 from .logs import configure_logging
 from .loopback import is_loopback
 from .metrics import Metrics
+from .retention import Pruner
 from .scheduler import Scheduler
 from .services import Access, build_services
 from .store import Database
@@ -190,6 +191,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     database: Database | None = None
     engine: Engine | None = None
     scheduler: Scheduler | None = None
+    pruner: Pruner | None = None
     http: GuardedWSGIServer | None = None
     password_pool = ThreadPool(PASSWORD_THREADS)
     try:
@@ -217,6 +219,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
         services = build_services(settings, database, access)
         engine = services.engine
         scheduler = services.scheduler
+        pruner = services.pruner
         http = _http_server(settings, create_app(services))
         try:
             http.init_socket()  # bind before recovery claims queued runs: a busy port fails nothing
@@ -227,6 +230,8 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
         engine.start()
         if scheduler is not None:
             scheduler.start()
+        if pruner is not None:
+            pruner.start()  # its first pass runs now, in the background
         http.start()
         _announce(settings, password.generated, http.server_port)
         return _wait_for_stop(embedded)
@@ -236,6 +241,8 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     finally:
         if http is not None:
             http.close()  # stop accepting; open streams end when their runs do
+        if pruner is not None:
+            pruner.stop()
         if scheduler is not None:
             scheduler.stop()
         if engine is not None:

@@ -14,6 +14,7 @@ def definition_to_json(doc: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in doc.items() if k not in ("_id", "scheduleState")}
     out["id"] = str(doc["_id"])
     out["schedule"] = present_schedule(doc, utcnow())
+    out["retention"] = doc.get("retention")  # null for definitions stored before retention existed
     out["createdAt"] = iso(doc.get("createdAt"))
     out["updatedAt"] = iso(doc.get("updatedAt"))
     return out
