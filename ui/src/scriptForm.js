@@ -3,6 +3,7 @@
 import { createCodeEditor } from "./codeEditor.js";
 import { h, uid } from "./dom.js";
 import { timeoutHint } from "./format.js";
+import { RetentionSection } from "./retention.js";
 import { ScheduleSection } from "./schedule.js";
 import { DEFAULT_TIMEOUT_MS } from "./vocabulary.js";
 
@@ -22,6 +23,7 @@ export const EMPTY_SCRIPT = {
   timeoutMs: DEFAULT_TIMEOUT_MS,
   enabled: true,
   schedule: null,
+  retention: null,
 };
 
 const SAMPLE = {
@@ -112,6 +114,7 @@ export class ScriptForm {
         h("div.env-actions", this.addEnvBtn),
       ),
       (this.schedule = new ScheduleSection({ schedule: f.schedule, errorSlot: (name) => this.errorSlot(name), onChange: () => this.changed() })).el,
+      (this.retention = new RetentionSection({ retention: f.retention, errorSlot: (name) => this.errorSlot(name) })).el,
       this.formErrors,
     );
     this.el.addEventListener("input", () => this.changed());
@@ -207,6 +210,7 @@ export class ScriptForm {
       env: this.envRows.map((r) => ({ key: r.key.value.trim(), value: r.value.value })),
       enabled: this.enabled.checked,
       schedule: this.schedule.value(),
+      retention: this.retention.value(),
     };
     if (timeoutMs !== undefined) doc.timeoutMs = timeoutMs;
     return doc;
