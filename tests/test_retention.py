@@ -8,7 +8,7 @@ it prune at start.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,13 +28,6 @@ NOW = datetime.utcnow().replace(microsecond=0)
 
 def days_ago(days: float) -> datetime:
     return NOW - timedelta(days=days)
-
-
-@pytest.fixture(scope="module")
-def app(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessApp]:
-    instance = InProcessApp(mongodb_uri, tmp_path_factory.mktemp("retention"))
-    yield instance
-    instance.close()
 
 
 @pytest.fixture()
