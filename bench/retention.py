@@ -8,7 +8,8 @@ insert_many in the documents' stored shape (tests/support/backdated.py).
 
 Then, against that database:
 1. baseline: a real `serve` with SCRIPTBOX_RETENTION_DAYS=0 (keeps everything)
-   answers GET /api/admin/scripts back to back for --seconds;
+   answers GET /api/admin/scripts and GET of one run by id, each back to back
+   in its own thread, for --seconds;
 2. prune: a real `serve` with SCRIPTBOX_RETENTION_DAYS=30 prunes at start;
    the same requests run until its `retention.pruned` audit entry appears.
    Prints the prune time (wall, and durationMs of the entry), the CPU time of
@@ -83,14 +84,25 @@ def seed(database: Database, scripts: int, runs: int, chunks: int, recent: int) 
             "seedSeconds": round(time.monotonic() - began, 1)}
 
 
-def hammer(base: str, stop: threading.Event, out: list[float], errors: list[str]) -> None:
-    """GET /api/admin/scripts back to back until `stop`; latencies (s) into `out`."""
+# What is requested back to back in both phases: the scripts list (its lastRun
+# aggregate reads every run of the listed scripts, so it is slow on a large
+# history by itself) and one run by id (a key lookup: what the database's
+# contention alone costs).
+PROBES = ("/api/admin/scripts", "/api/admin/scripts/runs/{run}")
+
+
+def hammer(url: str, stop: threading.Event, out: list[float], errors: list[str]) -> None:
+    """GET `url` back to back until `stop`; latencies (s) into `out`."""
     session = requests.Session()
     session.auth = ("admin", PASSWORD)
+    try:
+        session.get(url, timeout=300)  # not counted: the first sign-in pays for Argon2
+    except requests.RequestException as exc:
+        errors.append(type(exc).__name__)
     while not stop.is_set():
         began = time.perf_counter()
         try:
-            answer = session.get(base + "/api/admin/scripts", timeout=300)
+            answer = session.get(url, timeout=300)
             if answer.status_code != 200:
                 errors.append(str(answer.status_code))
         except requests.RequestException as exc:
@@ -103,20 +115,37 @@ def serve(uri: str, work: Path, days: int, name: str) -> ScriptboxServer:
                            env={"SCRIPTBOX_RETENTION_DAYS": str(days)}).start()
 
 
-def baseline(uri: str, work: Path, seconds: float) -> list[float]:
+class Probes:
+    """One thread per probe, each requesting it back to back until stop()."""
+
+    def __init__(self, base: str, run_id: str) -> None:
+        self.stop_event = threading.Event()
+        self.latencies: dict[str, list[float]] = {p: [] for p in PROBES}
+        self.errors: list[str] = []
+        self.threads = [threading.Thread(target=hammer, args=(base + p.format(run=run_id), self.stop_event,
+                                                              self.latencies[p], self.errors)) for p in PROBES]
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join()
+
+    def print(self) -> None:
+        for probe, values in self.latencies.items():
+            print(f"  GET {probe}: {summary(values) if values else 'no answer'}")
+        if self.errors:
+            print(f"  errors: {self.errors[:5]} ({len(self.errors)})")
+
+
+def baseline(uri: str, work: Path, seconds: float, run_id: str) -> Probes:
     server = serve(uri, work, 0, "baseline")
     try:
-        latencies: list[float] = []
-        errors: list[str] = []
-        stop = threading.Event()
-        thread = threading.Thread(target=hammer, args=(server.base_url, stop, latencies, errors))
-        thread.start()
+        probes = Probes(server.base_url, run_id)
         time.sleep(seconds)
-        stop.set()
-        thread.join()
-        if errors:
-            print(f"  baseline errors: {errors[:5]} ({len(errors)})")
-        return latencies
+        probes.stop()
+        return probes
     finally:
         server.stop()
 
@@ -125,18 +154,15 @@ def pruned_entry(database: Database, since: datetime) -> dict[str, Any] | None:
     return database.db.audit_log.find_one({"action": "retention.pruned", "at": {"$gte": since}})
 
 
-def measure_prune(uri: str, work: Path, database: Database, db_pid: int, timeout_s: float) -> dict[str, Any]:
+def measure_prune(uri: str, work: Path, database: Database, db_pid: int, timeout_s: float,
+                  run_id: str) -> dict[str, Any]:
     """Start a pruning server; the latencies, times and database CPU until its audit entry appears."""
     db_process = psutil.Process(db_pid)
-    latencies: list[float] = []
-    errors: list[str] = []
-    stop = threading.Event()
     since = datetime.utcnow() - timedelta(seconds=1)
     cpu_before = sum(db_process.cpu_times()[:2])
     began = time.monotonic()
     server = serve(uri, work, 30, "prune")
-    thread = threading.Thread(target=hammer, args=(server.base_url, stop, latencies, errors))
-    thread.start()
+    probes = Probes(server.base_url, run_id)
     try:
         entry = None
         while entry is None and time.monotonic() - began < timeout_s:
@@ -145,10 +171,9 @@ def measure_prune(uri: str, work: Path, database: Database, db_pid: int, timeout
         wall = time.monotonic() - began
         cpu = sum(db_process.cpu_times()[:2]) - cpu_before
     finally:
-        stop.set()
-        thread.join()
+        probes.stop()
         server.stop()
-    return {"entry": entry, "wall": wall, "dbCpu": cpu, "latencies": latencies, "errors": errors}
+    return {"entry": entry, "wall": wall, "dbCpu": cpu, "probes": probes}
 
 
 def main() -> None:
@@ -173,7 +198,7 @@ def main() -> None:
         marker = data / MARKER
         if marker.exists():
             counts = json.loads(marker.read_text())
-            print(f"using the data set in {data}: {counts}")
+            print(f"using the data set in {data}: {counts}", flush=True)
         else:
             print(f"seeding {args.runs} runs x {args.chunks} chunks (+{args.recent} recent) into {data} ...")
             counts = seed(database, args.scripts, args.runs, args.chunks, args.recent)
@@ -182,11 +207,13 @@ def main() -> None:
         if args.prepare_only:
             return
         work = Path(tempfile.mkdtemp(prefix="scriptbox-bench-retention-work-"))
-        print(f"baseline: GET /api/admin/scripts for {args.seconds:.0f} s, nothing pruned ...", flush=True)
-        base = baseline(uri, work, args.seconds)
-        print(f"  {summary(base)}")
+        # A run that stays (it ended yesterday): the point-read probe.
+        kept = database.db.script_runs.find_one({"finishedAt": {"$gte": datetime.utcnow() - timedelta(days=2)}})
+        assert kept is not None
+        print(f"baseline: {', '.join(PROBES)} for {args.seconds:.0f} s, nothing pruned ...", flush=True)
+        baseline(uri, work, args.seconds, str(kept["_id"])).print()
         print("prune: a server with SCRIPTBOX_RETENTION_DAYS=30, the same requests meanwhile ...", flush=True)
-        result = measure_prune(uri, work, database, embedded.process.pid, args.timeout)
+        result = measure_prune(uri, work, database, embedded.process.pid, args.timeout, str(kept["_id"]))
         entry = result["entry"]
         if entry is None:
             print(f"  no retention.pruned entry after {result['wall']:.0f} s")
@@ -194,7 +221,8 @@ def main() -> None:
         details = entry["details"]
         print(f"  pruned {details['runs']} runs and {details['chunks']} chunks in {details['durationMs'] / 1000:.1f} s "
               f"(wall from server start {result['wall']:.1f} s); database CPU {result['dbCpu']:.1f} s")
-        print(f"  during the prune: {summary(result['latencies'])}; errors {len(result['errors'])}")
+        print("  during the prune:")
+        result["probes"].print()
         left_runs = database.db.script_runs.count_documents({})
         left_chunks = database.db.script_run_output.count_documents({})
         print(f"  left: {left_runs} runs (expected {counts['recent']}), {left_chunks} chunks "
