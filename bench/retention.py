@@ -8,8 +8,8 @@ insert_many in the documents' stored shape (tests/support/backdated.py).
 
 Then, against that database:
 1. baseline: a real `serve` with SCRIPTBOX_RETENTION_DAYS=0 (keeps everything)
-   answers GET /api/admin/scripts and GET of one run by id, each back to back
-   in its own thread, for --seconds;
+   answers GET /api/admin/scripts and GET of one run by id, each once a second
+   (or as soon as its previous answer came) in its own thread, for --seconds;
 2. prune: a real `serve` with SCRIPTBOX_RETENTION_DAYS=30 prunes at start;
    the same requests run until its `retention.pruned` audit entry appears.
    Prints the prune time (wall, and durationMs of the entry), the CPU time of
@@ -84,15 +84,17 @@ def seed(database: Database, scripts: int, runs: int, chunks: int, recent: int) 
             "seedSeconds": round(time.monotonic() - began, 1)}
 
 
-# What is requested back to back in both phases: the scripts list (its lastRun
-# aggregate reads every run of the listed scripts, so it is slow on a large
-# history by itself) and one run by id (a key lookup: what the database's
-# contention alone costs).
+# What is requested in both phases: the scripts list (its lastRun aggregate
+# reads every run of the listed scripts, so it is slow on a large history by
+# itself) and one run by id (a key lookup: what the database's contention
+# alone costs). Each starts at most every PROBE_EVERY_S, like a page being
+# used, not back to back: the scripts list alone would keep the database busy.
 PROBES = ("/api/admin/scripts", "/api/admin/scripts/runs/{run}")
+PROBE_EVERY_S = 1.0
 
 
 def hammer(url: str, stop: threading.Event, out: list[float], errors: list[str]) -> None:
-    """GET `url` back to back until `stop`; latencies (s) into `out`."""
+    """GET `url` every PROBE_EVERY_S (or as soon as the previous answer came) until `stop`; latencies (s) into `out`."""
     session = requests.Session()
     session.auth = ("admin", PASSWORD)
     try:
@@ -108,6 +110,7 @@ def hammer(url: str, stop: threading.Event, out: list[float], errors: list[str])
         except requests.RequestException as exc:
             errors.append(type(exc).__name__)
         out.append(time.perf_counter() - began)
+        stop.wait(max(0.0, PROBE_EVERY_S - (time.perf_counter() - began)))
 
 
 def serve(uri: str, work: Path, days: int, name: str) -> ScriptboxServer:
