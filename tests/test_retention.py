@@ -265,3 +265,10 @@ def test_bad_retention_is_a_400_naming_the_field(client: AppClient, retention: A
                                                      "type": "bash", "retention": retention})
     assert answer.status_code == 400, answer.content
     assert field in answer.json()["error"]["fields"]
+
+
+def test_retention_errors_are_worded_for_the_operator(client: AppClient) -> None:
+    answer = client.post("/api/admin/scripts", json={"name": "r", "codeIdentifier": f"r-{ObjectId()}", "type": "bash",
+                                                     "retention": {"days": 40000, "keepRuns": -1}})
+    assert answer.json()["error"]["fields"] == {"retention.days": "must be at most 36,500 days",
+                                                "retention.keepRuns": "must be at least 0"}

@@ -20,7 +20,7 @@ def test_retention_fields_are_saved_and_the_servers_errors_shown_beside_them(ui_
     days.fill("-3")
     ui_page.locator("#save-script").click()
     error = ui_page.locator("[data-error-for='retention.days']")
-    expect(error).to_contain_text("greater than or equal to 0")
+    expect(error).to_have_text("must be at least 0 days")
     days.fill("14")
     keep.fill("25")
     ui_page.locator("#save-script").click()
