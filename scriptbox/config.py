@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 
 class ConfigError(Exception):
@@ -86,6 +87,13 @@ def _log_format(raw: str) -> str:
     if value not in ("text", "json"):
         raise ValueError("must be text or json")
     return value
+
+
+def _public_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("must be an http:// or https:// URL with a host and no query, e.g. https://scripts.example.com")
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/")))
 
 
 def _mongodb_uri(raw: str) -> str:
@@ -159,6 +167,10 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
     SettingSpec("retention_days", "SCRIPTBOX_RETENTION_DAYS", None, _positive_int(0, 36500),
                 "Days a finished run and its output are kept; older ones are deleted (hourly and at start). "
                 "A script's own retention overrides it. Default 90; 0 keeps runs for ever (docs/retention.md)."),
+    SettingSpec("public_url", "SCRIPTBOX_PUBLIC_URL", None, _public_url,
+                "The address people open Scriptbox at (e.g. https://scripts.example.com, behind a proxy); "
+                "notifications link to runs under it. Unset: serve links to its own listening address, "
+                "a worker sends the path alone."),
     SettingSpec("log_format", "SCRIPTBOX_LOG_FORMAT", None, _log_format,
                 "Log records on stderr: text (default) or json (one object per line: time, level, logger, "
                 "message, runId when the record belongs to a run)."),
@@ -190,6 +202,7 @@ class Settings:
     log_format: str = "text"
     metrics_port: int | None = None
     retention_days: int = 90
+    public_url: str | None = None
     # Not user settings: set by the CLI for special modes.
     run_worker: bool = True
     desktop_login_stdin: bool = False
