@@ -194,6 +194,18 @@ def _announce(settings: Settings, generated_password: str | None, port: int) -> 
     print(f"{LISTENING_PREFIX}{scheme}://{host}:{port}/admin/scripts", flush=True)
 
 
+def _access(settings: Settings, password_hash: str, password_pool: ThreadPool, login_token: str | None) -> Access:
+    """Who may ask, and the page they are served (Argon2 checks run in `password_pool`)."""
+    return Access(
+        credentials=CredentialChecker(settings.admin_user, password_hash,
+                                      run_blocking=lambda check: bool(password_pool.apply(check))),
+        host_guard=HostGuard(settings.host, settings.allowed_hosts),
+        desktop_sessions=DesktopSessions(login_token),
+        throttle=LoginThrottle(),
+        ui_dir=ui_dist_dir(),
+    )
+
+
 def serve(settings: Settings, login_token: str | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; returns the process exit code."""
     configure_logging(settings.log_format)
@@ -223,15 +235,8 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             print("scriptbox: the database is unreachable; check --mongodb-uri", file=sys.stderr)
             return 1
         password = prepare_admin_password(settings.admin_password, settings.data_dir)
-        access = Access(
-            credentials=CredentialChecker(settings.admin_user, password.password_hash,
-                                          run_blocking=lambda check: bool(password_pool.apply(check))),
-            host_guard=HostGuard(settings.host, settings.allowed_hosts),
-            desktop_sessions=DesktopSessions(login_token),
-            throttle=LoginThrottle(),
-            ui_dir=ui_dist_dir(),
-        )
-        services = build_services(settings, database, access)
+        services = build_services(settings, database, _access(settings, password.password_hash, password_pool,
+                                                              login_token))
         engine = services.engine
         scheduler = services.scheduler
         pruner = services.pruner
