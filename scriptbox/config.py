@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .secretbox import parse_key
+
 
 class ConfigError(Exception):
     """A setting has a value Scriptbox refuses; the message names the setting."""
@@ -108,6 +110,11 @@ def _db_name(raw: str) -> str:
     return raw
 
 
+def _secret_key(raw: str) -> str:
+    parse_key(raw)  # refuses anything that is not a 32-byte base64 key, with the reason
+    return raw.strip()
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     """One row of the settings table (also rendered into the README)."""
@@ -167,6 +174,10 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
     SettingSpec("retention_days", "SCRIPTBOX_RETENTION_DAYS", None, _positive_int(0, 36500),
                 "Days a finished run and its output are kept; older ones are deleted (hourly and at start). "
                 "A script's own retention overrides it. Default 90; 0 keeps runs for ever (docs/retention.md)."),
+    SettingSpec("secret_key", "SCRIPTBOX_SECRET_KEY", None, _secret_key,
+                "Key that encrypts secret env values and secret parameters at rest: 32 bytes in base64 "
+                "(`openssl rand -base64 32`). Unset: generated once into <data-dir>/secret.key (0600). "
+                "Processes sharing a database must all have the same key (docs/params-secrets.md).", secret=True),
     SettingSpec("public_url", "SCRIPTBOX_PUBLIC_URL", None, _public_url,
                 "The address people open Scriptbox at (e.g. https://scripts.example.com, behind a proxy); "
                 "notifications link to runs under it. Unset: serve links to its own listening address, "
@@ -202,6 +213,7 @@ class Settings:
     log_format: str = "text"
     metrics_port: int | None = None
     retention_days: int = 90
+    secret_key: str | None = field(default=None, repr=False)
     public_url: str | None = None
     # Not user settings: set by the CLI for special modes.
     run_worker: bool = True

@@ -34,6 +34,7 @@ from .metrics import Metrics
 from .notify import Notifier
 from .retention import Pruner
 from .scheduler import Scheduler
+from .secretbox import SecretKeyError
 from .services import Access, build_services
 from .store import Database
 from .vocabulary import LISTENING_PREFIX
@@ -126,6 +127,9 @@ def work(settings: Settings) -> int:
         engine.start()
         print(f"Scriptbox worker executing runs from database {settings.db_name!r}", flush=True)
         return _wait_for_stop(None)
+    except SecretKeyError as exc:
+        print(f"scriptbox: secret key: {exc}", file=sys.stderr)
+        return 2
     finally:
         if http is not None:
             http.stop(timeout=1)
@@ -261,6 +265,9 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     except EmbeddedDatabaseError as exc:
         print(f"scriptbox: cannot start the embedded database: {exc}", file=sys.stderr)
         return 1
+    except SecretKeyError as exc:
+        print(f"scriptbox: secret key: {exc}", file=sys.stderr)
+        return 2
     finally:
         if http is not None:
             http.close()  # stop accepting; open streams end when their runs do

@@ -22,6 +22,7 @@ from .metrics import Metrics
 from .notify import Notifier, NotifierOptions
 from .retention import Pruner
 from .scheduler import Scheduler, build_scheduler
+from .secretbox import SecretBox, load_secret_box
 from .store import Database
 from .store.audit import AuditStore
 from .store.definitions import DefinitionStore
@@ -59,6 +60,8 @@ class Services:
     # the worker write audit entries too, so they are not part of `access`.
     tokens: TokenAuthority
     audit: AuditLog
+    # Seals secret env values and parameters (secretbox.py); the engine opens them to run.
+    secrets: SecretBox
     # Every process that records run ends notifies of them (scriptbox/notify/).
     notifier: Notifier
     notifications: NotificationStore
@@ -83,8 +86,12 @@ class Services:
 def build_services(settings: Settings, database: Database, access: Access | None = None,
                    engine_options: EngineOptions | None = None,
                    notifier_options: NotifierOptions | None = None) -> Services:
-    """Every part of a Scriptbox process over `database`, ready to start."""
+    """Every part of a Scriptbox process over `database`, ready to start.
+
+    Raises SecretKeyError when the secret key (setting or key file) cannot be used.
+    """
     metrics = Metrics()
+    secrets = load_secret_box(settings.secret_key, settings.data_dir)
     definitions = DefinitionStore(database)
     audit = AuditLog(AuditStore(database))
     notifications = NotificationStore(database)
@@ -97,7 +104,8 @@ def build_services(settings: Settings, database: Database, access: Access | None
         notifier.run_finished(doc)
 
     runs = RunStore(database, on_claimed=metrics.run_claimed, on_finished=run_finished)
-    engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes)
+    engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes,
+                          secrets=secrets)
     metrics.bind(runs.count_active, engine.active_count)
     # The serve process (the one with HTTP) schedules, --no-worker too: it only queues runs.
     scheduler = None if access is None else build_scheduler(database, engine, metrics, audit)
@@ -107,5 +115,5 @@ def build_services(settings: Settings, database: Database, access: Access | None
     return Services(settings=settings, database=database, definitions=definitions, runs=runs,
                     finished_runs=finished_runs, engine=engine,
                     metrics=metrics, tokens=TokenAuthority(TokenStore(database)),
-                    audit=audit, notifier=notifier, notifications=notifications, access=access, scheduler=scheduler,
-                    pruner=pruner)
+                    audit=audit, secrets=secrets, notifier=notifier, notifications=notifications, access=access,
+                    scheduler=scheduler, pruner=pruner)
