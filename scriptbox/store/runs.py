@@ -115,14 +115,10 @@ class RunStore:
         with translate_db_errors():
             self.runs.create_index([("status", ASCENDING), ("createdAt", ASCENDING)], name="runs_by_status")
             self.runs.create_index([("createdAt", DESCENDING), ("_id", DESCENDING)], name="runs_newest_first")
-            # Also what deletes a run's output: delete_many on runId walks this
-            # index instead of the collection.
             self.chunks.create_index([("runId", ASCENDING), ("seq", ASCENDING)], unique=True, name="chunk_seq")
-            # Retention (scriptbox/retention.py): finished runs by age, overall and per script.
-            # Active runs have finishedAt null, which no date range matches.
+            # FinishedRuns (retention): finished runs by age, overall and per script.
             self.runs.create_index([("finishedAt", ASCENDING)], name="runs_by_finished")
-            self.runs.create_index([("scriptId", ASCENDING), ("finishedAt", ASCENDING)],
-                                   name="runs_finished_by_script")
+            self.runs.create_index([("scriptId", ASCENDING), ("finishedAt", ASCENDING)], name="runs_finished_by_script")
 
     # -- creating and reading runs ------------------------------------------
 
@@ -404,7 +400,10 @@ class RunStore:
 class FinishedRuns:
     """Finished runs by age, and their deletion with their output (retention, DELETE of a run).
 
-    Uses RunStore's collections and indexes (RunStore.ensure_indexes creates them).
+    Uses RunStore's collections and indexes (RunStore.ensure_indexes creates them):
+    `runs_by_finished` and `runs_finished_by_script` (active runs have finishedAt
+    null, which no date range matches), and `chunk_seq`, whose leading runId lets
+    delete_many on runId walk the index instead of the collection.
     """
 
     def __init__(self, database: Database) -> None:
