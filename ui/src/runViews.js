@@ -5,6 +5,7 @@ import { h, replace } from "./dom.js";
 import { formatDateTime, formatDuration, formatExitCode, isActive, runDuration, snapshotOf } from "./format.js";
 import { RunHistory } from "./history.js";
 import { RunPanel } from "./runPanel.js";
+import { startManualRun } from "./runStarter.js";
 import { confirmDialog, emptyState, toast } from "./widgets.js";
 
 export class RunsView {
@@ -42,11 +43,18 @@ export class RunView {
     this.title = h("h1.view-title", "Run");
     this.scriptLink = h("a", { "data-link": true });
     this.facts = h("dl.facts");
+    this.paramsList = h("dl.facts.run-params-list");
+    this.params = h("section.run-params-section", { hidden: true, "aria-label": "Parameters" }, h("h2.section-title", "Parameters"), this.paramsList);
     this.meta = h("details.meta", h("summary", "Details"), h("dl.facts.meta-list"));
+    this.againBtn = h("button.btn.primary#run-again", { type: "button", hidden: true, onclick: () => this.runAgain() }, "↻ Run again");
     this.el = h(
       "section.view.run-view",
-      h("header.view-head", h("div.view-head-text", h("a.back-link", { href: "/admin/scripts/runs", "data-link": true }, "‹ Run history"), this.title, h("div.view-subtitle", this.scriptLink)), h("div.view-actions", this.deleteBtn)),
-      h("div.view-body.run-body", this.facts, this.panel.el, this.meta),
+      h(
+        "header.view-head",
+        h("div.view-head-text", h("a.back-link", { href: "/admin/scripts/runs", "data-link": true }, "‹ Run history"), this.title, h("div.view-subtitle", this.scriptLink)),
+        h("div.view-actions", this.deleteBtn, this.againBtn),
+      ),
+      h("div.view-body.run-body", this.facts, this.params, this.panel.el, this.meta),
     );
   }
 
@@ -71,6 +79,7 @@ export class RunView {
     if (script) {
       this.scriptLink.href = `/admin/scripts/${run.scriptId}`;
       this.scriptLink.textContent = `Open ${script.name}`;
+      this.againBtn.hidden = false;
     } else {
       this.scriptLink.removeAttribute("href");
       this.scriptLink.textContent = snap.codeIdentifier ? `${snap.codeIdentifier} (deleted)` : "";
@@ -101,8 +110,38 @@ export class RunView {
     this.app.navigate("/admin/scripts/runs");
   }
 
+  /** Starts this run's script again, offering this run's parameters; opens the new run. */
+  async runAgain() {
+    const run = this.panel.run;
+    if (!run || this.againBtn.disabled) return;
+    this.againBtn.disabled = true;
+    try {
+      // The declaration as it is now (it may have changed since this run).
+      const script = await api.getScript(run.scriptId);
+      const runId = await startManualRun(script, { initial: run.params || {}, again: true });
+      if (runId && !this.destroyed) this.app.navigate(`/admin/scripts/runs/${runId}`);
+    } catch (err) {
+      toast(err.status === 409 ? `Cannot run: ${err.message}` : `Run failed to start: ${err.message}`, "error");
+    } finally {
+      this.againBtn.disabled = false;
+    }
+  }
+
+  /** The run's parameters as the server kept them (secret values as ***). */
+  renderParams(run) {
+    const params = run.params && typeof run.params === "object" ? Object.entries(run.params) : [];
+    this.params.hidden = !params.length;
+    replace(this.paramsList, params.map(([k, v]) => h(
+      "div.fact",
+      { dataset: { param: k } },
+      h("dt", k),
+      h(`dd.mono${v === "***" ? ".muted" : ""}`, typeof v === "string" ? (v === "" ? '""' : v) : JSON.stringify(v)),
+    )));
+  }
+
   renderFacts(run) {
     this.deleteBtn.hidden = !run.createdAt || isActive(run.status);
+    this.renderParams(run);
     const started = run.startedAt || run.createdAt;
     const dur = runDuration(run);
     const rows = [
