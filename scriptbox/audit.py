@@ -21,10 +21,11 @@ from .store.audit import AuditStore
 ACTORS_FIXED = ("admin", "desktop", "scheduler", "notifier")
 ACTIONS = (
     "script.create", "script.update", "script.delete", "script.restore",
-    "run.start", "run.cancel",
+    "run.start", "run.cancel", "run.delete",
     "token.create", "token.revoke",
     "notification.create", "notification.update", "notification.delete", "notification.failed",
     "schedule.skipped", "schedule.missed",
+    "retention.pruned",
     "auth.failed",
 )
 AUTH_FAILED_WINDOW_S = 60.0

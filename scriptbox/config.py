@@ -171,6 +171,9 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
     SettingSpec("metrics_port", "SCRIPTBOX_METRICS_PORT", None, _parse_port,
                 "worker only: serve GET /metrics (admin auth; needs SCRIPTBOX_ADMIN_PASSWORD) on this port "
                 "of SCRIPTBOX_HOST. Unset: a worker has no HTTP at all."),
+    SettingSpec("retention_days", "SCRIPTBOX_RETENTION_DAYS", None, _positive_int(0, 36500),
+                "Days a finished run and its output are kept; older ones are deleted (hourly and at start). "
+                "A script's own retention overrides it. Default 90; 0 keeps runs for ever (docs/retention.md)."),
     SettingSpec("secret_key", "SCRIPTBOX_SECRET_KEY", None, _secret_key,
                 "Key that encrypts secret env values and secret parameters at rest: 32 bytes in base64 "
                 "(`openssl rand -base64 32`). Unset: generated once into <data-dir>/secret.key (0600). "
@@ -212,6 +215,7 @@ class Settings:
     vm2_user: str = "nobody"
     log_format: str = "text"
     metrics_port: int | None = None
+    retention_days: int = 90
     secret_key: str | None = field(default=None, repr=False)
     public_url: str | None = None
     keep_versions: int = 50

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 # The unit of a numeric field, by its last path segment.
-UNITS = {"timeoutMs": "ms"}
+UNITS = {"timeoutMs": "ms", "days": "days"}
 # What a list field holds, for "at most 20 tags".
 ITEMS = {"tags": "tags", "env": "variables", "params": "parameters", "choices": "choices"}
 

@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 from .errors import ValidationFailed
 from .field_messages import human_message
 from .params import MAX_PARAMS, ParamDecl
+from .retention_rule import RetentionInput
 from .schedule import ScheduleInput, strip_read_only
 from .vocabulary import (
     ALLOWED_RUNNERS,
@@ -132,6 +133,8 @@ class ScriptDefinitionInput(BaseModel):
     schedule: ScheduleInput | None = None
     params: Annotated[list[ParamDecl], Field(max_length=MAX_PARAMS, json_schema_extra={
         "description": "run parameters (SPEC §8.2); names unique and different from the env keys"})] = []
+    # null: SCRIPTBOX_RETENTION_DAYS and no kept minimum (docs/retention.md).
+    retention: RetentionInput | None = None
 
     @field_validator("name")
     @classmethod

@@ -2,7 +2,7 @@
 
 Must run in a gevent-patched process (app.py patches first thing).
 Order of start: data-dir lock -> database (embedded or URI) -> indexes ->
-admin password -> engine -> scheduler -> HTTP. Stop is the reverse, on SIGTERM or SIGINT.
+admin password -> engine -> scheduler -> pruner -> HTTP. Stop is the reverse, on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from .logs import configure_logging
 from .loopback import is_loopback
 from .metrics import Metrics
 from .notify import Notifier
+from .retention import Pruner
 from .scheduler import Scheduler
 from .secretbox import SecretKeyError
 from .services import Access, build_services
@@ -197,6 +198,18 @@ def _announce(settings: Settings, generated_password: str | None, port: int) -> 
     print(f"{LISTENING_PREFIX}{scheme}://{host}:{port}/admin/scripts", flush=True)
 
 
+def _access(settings: Settings, password_hash: str, password_pool: ThreadPool, login_token: str | None) -> Access:
+    """Who may ask, and the page they are served (Argon2 checks run in `password_pool`)."""
+    return Access(
+        credentials=CredentialChecker(settings.admin_user, password_hash,
+                                      run_blocking=lambda check: bool(password_pool.apply(check))),
+        host_guard=HostGuard(settings.host, settings.allowed_hosts),
+        desktop_sessions=DesktopSessions(login_token),
+        throttle=LoginThrottle(),
+        ui_dir=ui_dist_dir(),
+    )
+
+
 def serve(settings: Settings, login_token: str | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; returns the process exit code."""
     configure_logging(settings.log_format)
@@ -208,6 +221,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     database: Database | None = None
     engine: Engine | None = None
     scheduler: Scheduler | None = None
+    pruner: Pruner | None = None
     notifier: Notifier | None = None
     http: GuardedWSGIServer | None = None
     password_pool = ThreadPool(PASSWORD_THREADS)
@@ -225,18 +239,12 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             print("scriptbox: the database is unreachable; check --mongodb-uri", file=sys.stderr)
             return 1
         password = prepare_admin_password(settings.admin_password, settings.data_dir)
-        access = Access(
-            credentials=CredentialChecker(settings.admin_user, password.password_hash,
-                                          run_blocking=lambda check: bool(password_pool.apply(check))),
-            host_guard=HostGuard(settings.host, settings.allowed_hosts),
-            desktop_sessions=DesktopSessions(login_token),
-            throttle=LoginThrottle(),
-            ui_dir=ui_dist_dir(),
-        )
-        services = build_services(settings, database, access)
+        services = build_services(settings, database, _access(settings, password.password_hash, password_pool,
+                                                              login_token))
         services.definitions.ensure_versions()  # versions a crash lost, or from before versions (store/versions.py)
         engine = services.engine
         scheduler = services.scheduler
+        pruner = services.pruner
         notifier = services.notifier
         http = _http_server(settings, create_app(services))
         try:
@@ -250,6 +258,8 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
         engine.start()
         if scheduler is not None:
             scheduler.start()
+        if pruner is not None:
+            pruner.start()  # its first pass runs now, in the background
         http.start()
         _announce(settings, password.generated, http.server_port)
         return _wait_for_stop(embedded)
@@ -262,6 +272,8 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     finally:
         if http is not None:
             http.close()  # stop accepting; open streams end when their runs do
+        if pruner is not None:
+            pruner.stop()
         if scheduler is not None:
             scheduler.stop()
         if engine is not None:

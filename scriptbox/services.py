@@ -20,13 +20,15 @@ from .engine import Engine, EngineOptions, build_engine
 from .guards import HostGuard
 from .metrics import Metrics
 from .notify import Notifier, NotifierOptions
+from .retention import Pruner
 from .scheduler import Scheduler, build_scheduler
 from .secretbox import SecretBox, load_secret_box
 from .store import Database
 from .store.audit import AuditStore
 from .store.definitions import DefinitionStore
+from .store.leases import LeaseStore
 from .store.notifications import NotificationStore
-from .store.runs import RunStore
+from .store.runs import FinishedRuns, RunStore
 from .store.tokens import TokenStore
 from .store.versions import VersionStore
 from .tokens import TokenAuthority
@@ -49,6 +51,8 @@ class Services:
     database: Database
     definitions: DefinitionStore
     runs: RunStore
+    # Deleting finished runs with their output: the pruner and DELETE of one run.
+    finished_runs: FinishedRuns
     # Without a worker (serve --no-worker) the engine still submits, cancels
     # and streams runs; it just executes nothing.
     engine: Engine
@@ -65,6 +69,8 @@ class Services:
     access: Access | None = None
     # Only `serve` schedules (scriptbox/scheduler.py); a worker has none.
     scheduler: Scheduler | None = None
+    # Only `serve` prunes old runs (scriptbox/retention.py), one process at a time.
+    pruner: Pruner | None = None
 
     def definitions_changed(self, definition_id: str) -> None:
         """A definition was created, changed or deleted here: the scheduler looks again now."""
@@ -104,7 +110,11 @@ def build_services(settings: Settings, database: Database, access: Access | None
     metrics.bind(runs.count_active, engine.active_count)
     # The serve process (the one with HTTP) schedules, --no-worker too: it only queues runs.
     scheduler = None if access is None else build_scheduler(database, engine, metrics, audit)
-    return Services(settings=settings, database=database, definitions=definitions, runs=runs, engine=engine,
+    finished_runs = FinishedRuns(database)
+    pruner = None if access is None else Pruner(finished_runs, definitions, LeaseStore(database), audit,
+                                                settings.retention_days, engine.executor_id)
+    return Services(settings=settings, database=database, definitions=definitions, runs=runs,
+                    finished_runs=finished_runs, engine=engine,
                     metrics=metrics, tokens=TokenAuthority(TokenStore(database)),
                     audit=audit, secrets=secrets, notifier=notifier, notifications=notifications, access=access,
-                    scheduler=scheduler)
+                    scheduler=scheduler, pruner=pruner)

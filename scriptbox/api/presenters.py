@@ -28,6 +28,7 @@ def definition_to_json(doc: dict[str, Any]) -> dict[str, Any]:
     out["id"] = str(doc["_id"])
     out["tags"] = doc.get("tags") or []  # definitions stored before tags existed have none
     out["schedule"] = present_schedule(doc, utcnow())
+    out["retention"] = doc.get("retention")  # null for definitions stored before retention existed
     out["createdAt"] = iso(doc.get("createdAt"))
     out["updatedAt"] = iso(doc.get("updatedAt"))
     return out

@@ -1,4 +1,4 @@
-"""Run routes: start, list, read, log, stream (SSE), cancel, browser result."""
+"""Run routes: start, list, read, log, stream (SSE), cancel, delete, browser result."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Any
 
 from bottle import Bottle, HTTPResponse, request, response
 
-from ..errors import DatabaseUnavailable, NotFound, ValidationFailed, error_body
+from ..errors import Conflict, DatabaseUnavailable, NotFound, ValidationFailed, error_body
 from ..run_wait import MAX_WAIT_S, parse_wait, wait_for_end
 from ..services import Services
 from ..sse_wire import frame, parse_last_event_id
-from ..store import parse_object_id
+from ..store import iso, parse_object_id
 from ..store.runs import decode_cursor
-from ..vocabulary import CLIENT_TRIGGERS, DEFAULT_TRIGGER, RUN_STATUSES, RUN_TRIGGERS
+from ..vocabulary import ACTIVE_STATUSES, CLIENT_TRIGGERS, DEFAULT_TRIGGER, RUN_STATUSES, RUN_TRIGGERS
 from .audit import audit_request
 from .common import read_json_body
 from .definitions import BY_CODE, DEFINITION_ID
@@ -276,6 +276,25 @@ def register(app: Bottle, services: Services) -> None:
                       f"canceled a run of {doc['meta']['snapshot']['name']!r}", script_id=str(doc["scriptId"]))
         response.status = 202
         return run_to_json(doc)
+
+    @app.delete(f"/api/admin/scripts/runs/{RUN_ID}", openapi=Doc(
+        "Delete a finished run and its stored output", "runs", {204: Reply("Deleted.")}, errors=(404, 409, 503),
+        description="Run tokens may not delete runs (403 token_scope).",
+        error_notes={409: "run_active: the run is queued or running; cancel it first."}))
+    def delete_run(run_id: str) -> HTTPResponse:
+        """Delete a finished run with its output → 204; 404 unknown, 409 while queued or running."""
+        doc = get_run(run_id)
+        if doc["status"] in ACTIVE_STATUSES:
+            raise Conflict("the run is queued or running; cancel it or wait for it to finish", code="run_active")
+        deleted, chunks = services.finished_runs.delete_finished([run_id])
+        if not deleted:
+            raise NotFound(f"no run with id {run_id!r}")  # deleted meanwhile (by the pruner or another admin)
+        snapshot = (doc.get("meta") or {}).get("snapshot") or {}
+        audit_request(services, "run.delete", "run", run_id.lower(),
+                      f"deleted a {doc['status']} run of {snapshot.get('name')!r}",
+                      {"status": doc["status"], "chunks": chunks, "finishedAt": iso(doc.get("finishedAt"))},
+                      script_id=str(doc["scriptId"]))
+        return HTTPResponse(status=204)
 
     @app.post(f"/api/admin/scripts/runs/{RUN_ID}/browser-result", openapi=Doc(
         "Report a browser run's output and outcome (the admin page does)", "runs",

@@ -70,6 +70,12 @@ class DefinitionStore:
         with translate_db_errors():
             return list(self._definitions.find(mongo_filter).sort([("name", 1), ("_id", 1)]))
 
+    def retention_settings(self) -> dict[str, Any]:
+        """The stored `retention` of every definition that has one (id hex -> {days, keepRuns})."""
+        with translate_db_errors():
+            return {str(d["_id"]): d["retention"]
+                    for d in self._definitions.find({"retention": {"$ne": None}}, {"retention": 1})}
+
     def get(self, definition_id: str) -> dict[str, Any]:
         """The stored document; raises NotFound for unknown or malformed ids."""
         oid = parse_object_id(definition_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 
@@ -94,3 +94,13 @@ class Chunk:
     stream: str  # "stdout" | "stderr"
     data: str
     system: bool = False  # written by Scriptbox itself (e.g. the truncation marker)
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A finished run as retention sees it."""
+
+    id: str
+    script_id: str | None
+    status: str
+    finished_at: datetime

@@ -62,6 +62,7 @@ export const api = {
   listRuns: (params) => request("GET", `${BASE}/runs${qs(params)}`),
   getRun: (runId) => request("GET", `${BASE}/runs/${enc(runId)}`),
   cancelRun: (runId) => request("POST", `${BASE}/runs/${enc(runId)}/cancel`, {}),
+  deleteRun: (runId) => request("DELETE", `${BASE}/runs/${enc(runId)}`),
   browserResult: (runId, result) => request("POST", `${BASE}/runs/${enc(runId)}/browser-result`, result),
   logUrl: (runId) => `${BASE}/runs/${enc(runId)}/log`,
   streamUrl: (runId) => `${BASE}/runs/${enc(runId)}/stream`,

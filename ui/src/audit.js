@@ -6,8 +6,9 @@ import { formatDateTime, formatRelative } from "./format.js";
 
 export const AUDIT_ACTIONS = [
   "script.create", "script.update", "script.delete",
-  "run.start", "run.cancel",
+  "run.start", "run.cancel", "run.delete",
   "token.create", "token.revoke",
+  "retention.pruned",
   "auth.failed",
 ];
 

@@ -2,12 +2,12 @@
 // output while it runs, its stored output when finished).
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
-import { formatDateTime, formatDuration, formatExitCode, runDuration, snapshotOf } from "./format.js";
+import { formatDateTime, formatDuration, formatExitCode, isActive, runDuration, snapshotOf } from "./format.js";
 import { RunHistory } from "./history.js";
 import { RunPanel } from "./runPanel.js";
 import { startManualRun } from "./runStarter.js";
 import { versionHref } from "./versions.js";
-import { emptyState, toast } from "./widgets.js";
+import { confirmDialog, emptyState, toast } from "./widgets.js";
 
 export class RunsView {
   constructor({ app }) {
@@ -39,6 +39,8 @@ export class RunView {
     this.runId = runId;
     this.app = app;
     this.panel = new RunPanel({ showOpenLink: false, onChange: (run) => this.renderFacts(run) });
+    // Only a finished run can be deleted (the server answers 409 for an active one).
+    this.deleteBtn = h("button.btn.danger-outline", { type: "button", hidden: true, onclick: () => this.deleteRun() }, "Delete run");
     this.title = h("h1.view-title", "Run");
     this.scriptLink = h("a", { "data-link": true });
     this.facts = h("dl.facts");
@@ -51,7 +53,7 @@ export class RunView {
       h(
         "header.view-head",
         h("div.view-head-text", h("a.back-link", { href: "/admin/scripts/runs", "data-link": true }, "‹ Run history"), this.title, h("div.view-subtitle", this.scriptLink)),
-        h("div.view-actions", this.againBtn),
+        h("div.view-actions", this.deleteBtn, this.againBtn),
       ),
       h("div.view-body.run-body", this.facts, this.params, this.panel.el, this.meta),
     );
@@ -86,6 +88,29 @@ export class RunView {
     this.panel.show(run);
   }
 
+  /** Asks, deletes the run and its stored output, then goes back to the run history. */
+  async deleteRun() {
+    const ok = await confirmDialog({
+      title: "Delete this run?",
+      message: "The run and its stored output are deleted for good. The script itself stays.",
+      confirm: "Delete run",
+      danger: true,
+    });
+    if (!ok || this.destroyed) return;
+    this.deleteBtn.disabled = true;
+    try {
+      await api.deleteRun(this.runId);
+    } catch (err) {
+      this.deleteBtn.disabled = false;
+      if (err.status !== 404) {
+        toast(`Delete failed: ${err.message}`, "error");
+        return;
+      }
+    }
+    toast("Run deleted");
+    this.app.navigate("/admin/scripts/runs");
+  }
+
   /** Starts this run's script again, offering this run's parameters; opens the new run. */
   async runAgain() {
     const run = this.panel.run;
@@ -116,6 +141,7 @@ export class RunView {
   }
 
   renderFacts(run) {
+    this.deleteBtn.hidden = !run.createdAt || isActive(run.status);
     this.renderParams(run);
     const started = run.startedAt || run.createdAt;
     const dur = runDuration(run);

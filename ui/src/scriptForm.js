@@ -5,6 +5,7 @@ import { h, uid } from "./dom.js";
 import { EnvEditor } from "./envEditor.js";
 import { timeoutHint } from "./format.js";
 import { ParamsEditor } from "./paramsEditor.js";
+import { RetentionSection } from "./retention.js";
 import { ScheduleSection } from "./schedule.js";
 import { DEFAULT_TIMEOUT_MS } from "./vocabulary.js";
 
@@ -25,6 +26,7 @@ export const EMPTY_SCRIPT = {
   enabled: true,
   tags: [],
   schedule: null,
+  retention: null,
 };
 
 // The body a new script starts with, per type/runner: how that runner reads its env.
@@ -150,6 +152,7 @@ export class ScriptForm {
       ),
       this.params.el,
       (this.schedule = new ScheduleSection({ schedule: f.schedule, errorSlot: (name) => this.errorSlot(name), onChange: () => this.changed() })).el,
+      (this.retention = new RetentionSection({ retention: f.retention, errorSlot: (name) => this.errorSlot(name) })).el,
       this.formErrors,
     );
     // A field the operator changes loses its (now stale) error at once.
@@ -243,6 +246,7 @@ export class ScriptForm {
       enabled: this.enabled.checked,
       tags: this.tags.value.split(",").map((t) => t.trim()).filter(Boolean),
       schedule: this.schedule.value(),
+      retention: this.retention.value(),
     };
     if (timeoutMs !== undefined) doc.timeoutMs = timeoutMs;
     // Sent when there is something to say: [] clears the parameters a script had.
