@@ -33,6 +33,7 @@ from pymongo.errors import BulkWriteError
 
 from ..vocabulary import ACTIVE_STATUSES, BROWSER_NODE, FINISHED_STATUSES
 from . import Database, parse_object_id, translate_db_errors, utcnow
+from .last_runs import LastRuns
 from .records import Chunk, Executor, FinishedRun, NewRun, OutputTotals, RunEnd, Snapshot
 
 _DUPLICATE_KEY = 11000
@@ -108,6 +109,7 @@ class RunStore:
                  on_finished: RunListener | None = None) -> None:
         self.runs = database.db.script_runs
         self.chunks = database.db.script_run_output
+        self.last = LastRuns(database)
         self._on_claimed = on_claimed
         self._on_finished = on_finished
 
@@ -148,6 +150,7 @@ class RunStore:
         with translate_db_errors():
             result = self.runs.insert_one(doc)
         doc["_id"] = result.inserted_id
+        self.last.created(doc)
         return doc
 
     def get(self, run_id: str | ObjectId) -> dict[str, Any] | None:
@@ -169,16 +172,7 @@ class RunStore:
     def last_runs(self, script_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The newest run of each script (id hex -> {id, status, createdAt, finishedAt})."""
         oids = [oid for oid in map(_oid, script_ids) if oid is not None]
-        if not oids:
-            return {}
-        pipeline: list[dict[str, Any]] = [
-            {"$match": {"scriptId": {"$in": oids}}},
-            {"$sort": {"scriptId": 1, "createdAt": -1}},
-            {"$group": {"_id": "$scriptId", "run": {"$first": {
-                "id": "$_id", "status": "$status", "createdAt": "$createdAt", "finishedAt": "$finishedAt"}}}},
-        ]
-        with translate_db_errors():
-            return {str(row["_id"]): row["run"] for row in self.runs.aggregate(pipeline)}
+        return self.last.of(oids) if oids else {}
 
     def running_on_host(self, host: str) -> list[dict[str, Any]]:
         with translate_db_errors():
@@ -209,8 +203,10 @@ class RunStore:
                 sort=[("createdAt", ASCENDING), ("_id", ASCENDING)],
                 return_document=ReturnDocument.AFTER,
             )
-        if doc is not None and self._on_claimed is not None:
-            self._on_claimed(doc)
+        if doc is not None:
+            self.last.changed(doc)
+            if self._on_claimed is not None:
+                self._on_claimed(doc)
         return doc
 
     def note_started(self, run_id: str, executor_id: str, snapshot: Snapshot,
@@ -281,6 +277,7 @@ class RunStore:
         with translate_db_errors():
             doc = self.runs.find_one_and_update(condition, update, return_document=ReturnDocument.AFTER)
         if doc is not None:
+            self.last.changed(doc)
             if self._on_finished is not None:
                 self._on_finished(doc)
             self.release_waiting(doc["_id"])
@@ -409,6 +406,7 @@ class FinishedRuns:
     def __init__(self, database: Database) -> None:
         self.runs = database.db.script_runs
         self.chunks = database.db.script_run_output
+        self.last = LastRuns(database)
 
     def runs_finished_between(self, start: datetime, end: datetime, limit: int,
                               script_id: str | None = None) -> list[FinishedRun]:
@@ -456,4 +454,5 @@ class FinishedRuns:
                 chunks += self.chunks.delete_many({"runId": {"$in": finished}}).deleted_count
                 runs += self.runs.delete_many(
                     {"_id": {"$in": finished}, "status": {"$in": list(FINISHED_STATUSES)}}).deleted_count
+                self.last.forget(finished)
         return runs, chunks
