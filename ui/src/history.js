@@ -47,17 +47,28 @@ export class RunHistory {
           ),
         )
       : null;
-    const head = ["Status", this.scriptId ? null : "Script", "Trigger", "By", "Started", "Duration", "Exit"].filter(Boolean);
+    this.thead = h("thead");
+    this.renderHead();
     this.el = h(
       "div.history",
       this.filter,
-      (this.tableWrap = h(
-        "div.table-wrap",
-        h("table.runs-table", h("thead", h("tr", head.map((t) => h("th", { scope: "col" }, t)))), this.tbody),
-      )),
+      (this.tableWrap = h("div.table-wrap", h("table.runs-table", this.thead, this.tbody))),
       this.info,
       h("div.history-more", this.more),
     );
+  }
+
+  /** The header cells match the rows: a "Script" column only for the overall view. */
+  renderHead() {
+    const head = ["Status", this.scriptId ? null : "Script", "Trigger", "By", "Started", "Duration", "Exit"].filter(Boolean);
+    replace(this.thead, h("tr", head.map((t) => h("th", { scope: "col" }, t))));
+  }
+
+  /** A new script got its id: from now on this is its history (no "Script" column). */
+  setScriptId(scriptId) {
+    this.scriptId = scriptId;
+    this.renderHead();
+    replace(this.tbody);
   }
 
   /** (Re)loads; reset=true starts from the newest run. */

@@ -175,7 +175,7 @@ export class ScriptView {
       this.form.clearErrors();
       this.baseline = JSON.stringify(this.form.value());
       this.deleteBtn.hidden = false;
-      this.history.scriptId = saved.id;
+      if (this.history.scriptId !== saved.id) this.history.setScriptId(saved.id);
       this.updateHeader();
       this.app.scripts.upsert(saved);
       this.app.sidebar.setActive(saved.id);

@@ -1,0 +1,93 @@
+"""Issue 21, part A, in real Chromium against one real server (shared by the module):
+history navigation, the History tab after creating a script, run page facts, the
+finished-run log tools and live run lists. Screenshots go to tests/artifacts/."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from support import Api, unique_name, wait_status
+
+
+def _path(page: Page) -> str:
+    return page.evaluate("location.pathname")
+
+
+def test_back_and_forward_walk_the_visited_views_like_any_website(ui_page: Page, api: Api, artifacts: Path) -> None:
+    script = api.create_script(name=unique_name("nav"), script="echo hi")
+    run_id = api.post(f"/api/admin/scripts/{script['id']}/run", json={}).json()["runId"]
+    wait_status(api, run_id)
+    page = ui_page
+    page.goto("/admin/scripts")
+    expect(page.locator(".home-view")).to_be_visible()
+    page.locator(f".sidebar a[href='/admin/scripts/{script['id']}']").first.click()
+    expect(page.locator(".script-view .view-title")).to_have_text(script["name"])
+    page.locator("a.nav-link", has_text="Runs").click()
+    expect(page.locator(".runs-view")).to_be_visible()
+    page.locator(f".runs-view tr[data-run-id='{run_id}'] a").click()
+    expect(page.locator(".run-view")).to_be_visible()
+    visited = ["/admin/scripts", f"/admin/scripts/{script['id']}", "/admin/scripts/runs",
+               f"/admin/scripts/runs/{run_id}"]
+    assert page.evaluate("history.length") >= 4
+    # Back to the start, one view at a time, each view shown for its address.
+    for expected, view in zip(reversed(visited[:-1]), (".runs-view", ".script-view", ".home-view"), strict=True):
+        page.go_back()
+        expect(page).to_have_url(re.compile(re.escape(expected) + "$"))
+        expect(page.locator(view)).to_be_visible()
+    # And forward again to the run; nothing left beyond it.
+    for expected, view in zip(visited[1:], (".script-view", ".runs-view", ".run-view"), strict=True):
+        page.go_forward()
+        expect(page).to_have_url(re.compile(re.escape(expected) + "$"))
+        expect(page.locator(view)).to_be_visible()
+    assert page.go_forward() is None or _path(page) == visited[-1]
+    assert _path(page) == visited[-1]
+    # Reload shows the same view, and Back still works after it.
+    page.reload()
+    expect(page.locator(".run-view")).to_be_visible()
+    page.go_back()
+    expect(page.locator(".runs-view")).to_be_visible()
+    assert _path(page) == "/admin/scripts/runs"
+    page.screenshot(path=str(artifacts / "runs-ux-back-forward.png"))
+
+
+def test_back_with_unsaved_changes_asks_and_keep_editing_stays_without_losing_forward(ui_page: Page,
+                                                                                      api: Api) -> None:
+    script = api.create_script(name=unique_name("dirty"), script="echo hi")
+    page = ui_page
+    page.goto("/admin/scripts/runs")
+    expect(page.locator(".runs-view")).to_be_visible()
+    page.locator(f".sidebar a[href='/admin/scripts/{script['id']}']").first.click()
+    page.get_by_label("Name", exact=True).fill("changed name")
+    page.go_back()
+    dialog = page.locator("dialog[open]")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Keep editing").click()
+    expect(page).to_have_url(re.compile(re.escape(f"/admin/scripts/{script['id']}") + "$"))
+    expect(page.get_by_label("Name", exact=True)).to_have_value("changed name")
+    page.go_back()
+    page.locator("dialog[open]").get_by_role("button", name="Discard changes").click()
+    expect(page.locator(".runs-view")).to_be_visible()
+    assert _path(page) == "/admin/scripts/runs"
+
+
+def test_history_tab_columns_match_their_headers_after_creating_a_script(ui_page: Page, artifacts: Path) -> None:
+    page = ui_page
+    page.goto("/admin/scripts/new")
+    page.get_by_label("Name", exact=True).fill(unique_name("cols"))
+    page.locator("#save-script").click()
+    expect(page).to_have_url(re.compile(r"/admin/scripts/[0-9a-f]{24}$"))
+    page.locator("#run-script").click()
+    expect(page.locator(".run-panel [data-testid=run-status]")).to_have_text(re.compile("Succeeded", re.I),
+                                                                             timeout=30_000)
+    page.locator("#tab-history").click()
+    rows = page.locator("#pane-history tbody tr")
+    expect(rows).to_have_count(1)
+    headers = page.locator("#pane-history thead th").all_inner_texts()
+    cells = rows.first.locator("td").all_inner_texts()
+    page.screenshot(path=str(artifacts / "runs-ux-history-after-create.png"))
+    assert "Script" not in headers
+    assert len(headers) == len(cells), (headers, cells)
+    assert cells[headers.index("Trigger")] == "manual"
