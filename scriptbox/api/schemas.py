@@ -118,7 +118,8 @@ class RunMeta(BaseModel):
     logTruncated: bool = Field(description="the stored log reached SCRIPTBOX_MAX_LOG_BYTES")
     requestedBy: str | None = Field(description="who started it")
     snapshot: dict[str, Any] | None = Field(
-        None, description="what ran: name, codeIdentifier, type, runner, timeoutMs, workingDirectory")
+        None, description="what ran: name, codeIdentifier, type, runner, timeoutMs, workingDirectory, "
+                    "envKeys (the names of its env entries, never their values)")
 
 
 class Run(BaseModel):

@@ -91,3 +91,42 @@ def test_history_tab_columns_match_their_headers_after_creating_a_script(ui_page
     assert "Script" not in headers
     assert len(headers) == len(cells), (headers, cells)
     assert cells[headers.index("Trigger")] == "manual"
+
+
+def test_the_run_page_states_what_ran_in_words_ticks_its_duration_and_runs_again(ui_page: Page, api: Api,
+                                                                                 artifacts: Path,
+                                                                                 tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    script = api.create_script(name=unique_name("facts"),
+                               script=f"echo start; while [ ! -e {gate} ]; do sleep 0.1; done; echo done",
+                               env=[{"key": "TARGET", "value": "/srv"}, {"key": "MODE", "value": "fast"}])
+    run_id = api.post(f"/api/admin/scripts/{script['id']}/run", json={}).json()["runId"]
+    page = ui_page
+    page.goto(f"/admin/scripts/runs/{run_id}")
+    expect(page.locator(".run-panel [data-testid=run-status]")).to_have_text(re.compile("Running", re.I))
+    duration = page.locator(".run-view .facts [data-fact=Duration] dd")
+    # While it runs, the Duration fact follows the live badge (not frozen at the first render).
+    expect(duration).to_have_text(re.compile(r"^[1-9]\.\d s$"), timeout=10_000)
+    page.wait_for_function(
+        "() => document.querySelector('[data-fact=Duration] dd').textContent"
+        " === document.querySelector('[data-testid=run-elapsed]').textContent")
+    gate.touch()
+    expect(page.locator(".run-panel [data-testid=run-status]")).to_have_text(re.compile("Succeeded", re.I),
+                                                                             timeout=30_000)
+    ran = page.locator(".what-ran")
+    expect(ran).to_contain_text(script["name"])
+    expect(ran.locator(".env-keys code")).to_have_text(["TARGET", "MODE"])
+    expect(ran).not_to_contain_text("/srv")  # names only, never values
+    page.locator(".run-view details.meta summary").click()
+    labels = page.locator(".meta-list dt").all_inner_texts()
+    page.screenshot(path=str(artifacts / "runs-ux-run-facts.png"), full_page=True)
+    assert not [label for label in labels if "." in label or label.upper() in ("OUTPUTBYTES", "REQUESTEDBY")], labels
+    assert "REQUESTED BY" not in [label.upper() for label in labels]  # it is in the facts already
+    assert "OUTPUT SIZE" in [label.upper() for label in labels]
+    gate.unlink()
+    page.locator("#run-again").click()
+    expect(page).not_to_have_url(re.compile(re.escape(run_id) + "$"))
+    expect(page).to_have_url(re.compile(r"/admin/scripts/runs/[0-9a-f]{24}$"))
+    again = page.evaluate("location.pathname").rsplit("/", 1)[1]
+    assert api.get(f"/api/admin/scripts/runs/{again}").json()["scriptId"] == script["id"]
+    api.post(f"/api/admin/scripts/runs/{again}/cancel", json={})

@@ -14,8 +14,9 @@ const TAIL_PROBE = 256;
 
 export class RunPanel {
   /** onChange(run) is called whenever the run's status or document changes. */
-  constructor({ onChange, showOpenLink = true } = {}) {
+  constructor({ onChange, onTick, showOpenLink = true } = {}) {
     this.onChange = onChange;
+    this.onTick = onTick; // called with the run each time the elapsed time is redrawn
     this.run = null;
     this.stream = null;
     this.unsubscribe = null;
@@ -165,6 +166,7 @@ export class RunPanel {
     }
     const end = parseTime(run.finishedAt);
     this.elapsed.textContent = formatDuration((end === null ? Date.now() : end) - start);
+    this.onTick?.(run);
   }
 
   async cancel() {

@@ -2,10 +2,11 @@
 // output while it runs, its stored output when finished).
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
-import { formatDateTime, formatDuration, formatExitCode, runDuration, snapshotOf } from "./format.js";
+import { formatDuration, isActive, runDuration, snapshotOf } from "./format.js";
 import { RunHistory } from "./history.js";
+import { factRows, metaRows, whatRan } from "./runFacts.js";
 import { RunPanel } from "./runPanel.js";
-import { emptyState } from "./widgets.js";
+import { emptyState, toast } from "./widgets.js";
 
 export class RunsView {
   constructor({ app }) {
@@ -36,16 +37,41 @@ export class RunView {
   constructor({ runId, app }) {
     this.runId = runId;
     this.app = app;
-    this.panel = new RunPanel({ showOpenLink: false, onChange: (run) => this.renderFacts(run) });
+    // The Duration fact ticks with the panel's elapsed time, from the same clock.
+    this.panel = new RunPanel({ showOpenLink: false, onChange: (run) => this.renderFacts(run), onTick: (run) => this.tickDuration(run) });
     this.title = h("h1.view-title", "Run");
     this.scriptLink = h("a", { "data-link": true });
     this.facts = h("dl.facts");
+    this.ran = h("dl.facts.what-ran", { "aria-label": "What ran" });
     this.meta = h("details.meta", h("summary", "Details"), h("dl.facts.meta-list"));
+    this.againBtn = h("button.btn.primary#run-again", { type: "button", hidden: true, onclick: () => this.runAgain() }, "↻ Run again");
     this.el = h(
       "section.view.run-view",
-      h("header.view-head", h("div.view-head-text", h("a.back-link", { href: "/admin/scripts/runs", "data-link": true }, "‹ Run history"), this.title, h("div.view-subtitle", this.scriptLink))),
-      h("div.view-body.run-body", this.facts, this.panel.el, this.meta),
+      h(
+        "header.view-head",
+        h("div.view-head-text", h("a.back-link", { href: "/admin/scripts/runs", "data-link": true }, "‹ Run history"), this.title, h("div.view-subtitle", this.scriptLink)),
+        h("div.view-actions", this.againBtn),
+      ),
+      h("div.view-body.run-body", this.facts, h("h2.section-title", "What ran"), this.ran, this.panel.el, this.meta),
     );
+  }
+
+  /** Starts the same script again, with the run's parameters if it had any (secrets are masked, so left out). */
+  async runAgain() {
+    const run = this.panel.run;
+    if (!run?.scriptId) return;
+    this.againBtn.disabled = true;
+    const params = run.params && typeof run.params === "object"
+      ? Object.fromEntries(Object.entries(run.params).filter(([, v]) => v !== "***"))
+      : undefined;
+    try {
+      const { runId } = await api.runScript(run.scriptId, params);
+      this.app.navigate(`/admin/scripts/runs/${runId}`);
+    } catch (err) {
+      toast(`Cannot run again: ${err.message}`, "error");
+    } finally {
+      this.againBtn.disabled = false;
+    }
   }
 
   async mount() {
@@ -66,6 +92,8 @@ export class RunView {
     const name = script?.name || snap.name || "a deleted script";
     this.title.textContent = `Run of ${name}`;
     document.title = `Run of ${name} · Scriptbox`;
+    // Browser scripts run in the page that started them: the script view does that.
+    this.againBtn.hidden = !script || script.enabled === false || script.type === "browser";
     if (script) {
       this.scriptLink.href = `/admin/scripts/${run.scriptId}`;
       this.scriptLink.textContent = `Open ${script.name}`;
@@ -77,42 +105,22 @@ export class RunView {
   }
 
   renderFacts(run) {
-    const started = run.startedAt || run.createdAt;
+    replace(this.facts, factRows(run).map(([k, v]) => h("div.fact", { dataset: { fact: k } }, h("dt", k), h("dd", v))));
+    this.duration = this.facts.querySelector("[data-fact=Duration] dd");
+    replace(this.ran, whatRan(run));
+    replace(this.meta.querySelector(".meta-list"), metaRows(run).map(([k, v]) => h("div.fact", h("dt", k), h("dd.mono", v))));
+  }
+
+  tickDuration(run) {
+    if (!this.duration || !isActive(run.status)) return;
     const dur = runDuration(run);
-    const rows = [
-      ["Trigger", run.trigger || "—"],
-      ["Requested by", run.meta?.requestedBy || "—"],
-      ["Created", formatDateTime(run.createdAt)],
-      ["Started", formatDateTime(started)],
-      ["Finished", formatDateTime(run.finishedAt)],
-      ["Duration", dur === null ? "—" : formatDuration(dur)],
-      ["Exit code", formatExitCode(run.exitCode)],
-    ];
-    replace(this.facts, rows.map(([k, v]) => h("div.fact", h("dt", k), h("dd", v))));
-    const list = this.meta.querySelector(".meta-list");
-    const meta = run.meta && typeof run.meta === "object" ? run.meta : {};
-    replace(
-      list,
-      [["Run id", run.id], ...flatten(meta)].map(([k, v]) =>
-        h("div.fact", h("dt", k), h("dd.mono", typeof v === "object" && v !== null ? JSON.stringify(v) : String(v))),
-      ),
-    );
+    this.duration.textContent = dur === null ? "—" : formatDuration(dur);
   }
 
   destroy() {
     this.destroyed = true;
     this.panel.destroy();
   }
-}
-
-/** [["snapshot.name", "x"], ...] for nested meta objects. */
-function flatten(obj, prefix = "") {
-  const out = [];
-  for (const [k, v] of Object.entries(obj)) {
-    if (v && typeof v === "object" && !Array.isArray(v)) out.push(...flatten(v, `${prefix}${k}.`));
-    else out.push([`${prefix}${k}`, v === null ? "—" : v]);
-  }
-  return out;
 }
 
 export class HomeView {
