@@ -36,6 +36,7 @@ def submit(ctx: EngineContext, dispatcher: Dispatcher, script_id: str, trigger: 
     doc = ctx.runs.create(NewRun(str(definition["_id"]), trigger, requested_by, snapshot, browser_time,
                                  meta=dict(meta or {}), waits_for=waits_for))
     dispatcher.wake()
+    ctx.live.publish_status(doc)  # the run-events feed shows it at once (it has no viewers yet)
     return doc
 
 

@@ -109,6 +109,8 @@ class RunStore:
         with translate_db_errors():
             self.runs.create_index([("status", ASCENDING), ("createdAt", ASCENDING)], name="runs_by_status")
             self.runs.create_index([("createdAt", DESCENDING), ("_id", DESCENDING)], name="runs_newest_first")
+            # The run-events feed asks for runs finished since its last look.
+            self.runs.create_index([("finishedAt", DESCENDING)], name="runs_by_finish")
             self.chunks.create_index([("runId", ASCENDING), ("seq", ASCENDING)], unique=True, name="chunk_seq")
 
     # -- creating and reading runs ------------------------------------------
@@ -222,6 +224,12 @@ class RunStore:
                 {"_id": {"$in": ids}, "status": "running", "executor.id": executor_id},
                 {"$set": {"leaseUntil": utcnow() + timedelta(seconds=lease_s)}},
             )
+
+    def active_or_finished_since(self, since: datetime, limit: int = 500) -> list[dict[str, Any]]:
+        """Queued and running runs, and runs finished after `since` (newest first, at most `limit`)."""
+        query = {"$or": [{"status": {"$in": list(ACTIVE_STATUSES)}}, {"finishedAt": {"$gt": since}}]}
+        with translate_db_errors():
+            return list(self.runs.find(query).sort([("createdAt", DESCENDING), ("_id", DESCENDING)]).limit(limit))
 
     def count_active(self) -> dict[str, int]:
         """How many runs are queued and running (all processes)."""

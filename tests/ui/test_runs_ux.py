@@ -130,3 +130,39 @@ def test_the_run_page_states_what_ran_in_words_ticks_its_duration_and_runs_again
     again = page.evaluate("location.pathname").rsplit("/", 1)[1]
     assert api.get(f"/api/admin/scripts/runs/{again}").json()["scriptId"] == script["id"]
     api.post(f"/api/admin/scripts/runs/{again}/cancel", json={})
+
+
+def test_runs_page_recent_runs_and_sidebar_follow_runs_started_elsewhere(ui_page: Page, api: Api,
+                                                                         artifacts: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    script = api.create_script(name=unique_name("live"),
+                               script=f"while [ ! -e {gate} ]; do sleep 0.1; done; echo done")
+    page = ui_page
+    page.goto("/admin/scripts/runs")
+    expect(page.locator(".runs-view")).to_be_visible()
+    page.wait_for_timeout(500)
+    run_id = api.post(f"/api/admin/scripts/{script['id']}/run", json={}).json()["runId"]  # not this page
+    row = page.locator(f".runs-view tr[data-run-id='{run_id}']")
+    expect(row).to_have_attribute("data-status", re.compile("queued|running"), timeout=5_000)
+    sidebar_status = page.locator(f".sidebar li[data-id='{script['id']}']")
+    expect(sidebar_status).to_contain_text("running", timeout=5_000)
+    gate.touch()
+    expect(row).to_have_attribute("data-status", "succeeded", timeout=10_000)
+    expect(sidebar_status).not_to_contain_text("running", timeout=5_000)
+    # Relative times tick: a row's time moved two minutes back is redrawn within the tick.
+    page.evaluate("""(id) => {
+        const t = document.querySelector(`tr[data-run-id="${id}"] time`);
+        t.setAttribute('datetime', new Date(Date.now() - 125000).toISOString());
+    }""", run_id)
+    expect(row.locator(".rel")).to_contain_text("2 min", timeout=8_000)
+    page.screenshot(path=str(artifacts / "runs-ux-live-runs-page.png"))
+    # Home's "Recent runs" follows too.
+    page.locator("a.brand").click()
+    expect(page.locator(".home-view")).to_be_visible()
+    page.wait_for_timeout(500)
+    gate.unlink()
+    second = api.post(f"/api/admin/scripts/{script['id']}/run", json={}).json()["runId"]
+    expect(page.locator(f".home-view tr[data-run-id='{second}']")).to_be_visible(timeout=5_000)
+    gate.touch()
+    expect(page.locator(f".home-view tr[data-run-id='{second}']")).to_have_attribute("data-status", "succeeded",
+                                                                                     timeout=10_000)

@@ -65,6 +65,7 @@ export const api = {
   browserResult: (runId, result) => request("POST", `${BASE}/runs/${enc(runId)}/browser-result`, result),
   logUrl: (runId) => `${BASE}/runs/${enc(runId)}/log`,
   streamUrl: (runId) => `${BASE}/runs/${enc(runId)}/stream`,
+  runEventsUrl: () => `${BASE}/runs/events`,
   schedulePreview: (cron, timezone) => request("GET", `/api/admin/schedule-preview${qs({ cron, timezone })}`),
   listTokens: () => request("GET", "/api/admin/tokens"),
   createToken: (doc) => request("POST", "/api/admin/tokens", doc),

@@ -14,6 +14,7 @@ import { ApiReferenceView } from "./apiReference.js";
 import { AuditView } from "./audit.js";
 import { activeLocalRuns } from "./browserRunner.js";
 import { h } from "./dom.js";
+import { RunEvents } from "./runEvents.js";
 import { RunView, RunsView, HomeView } from "./runViews.js";
 import { ScriptView } from "./scriptView.js";
 import { Sidebar } from "./sidebar.js";
@@ -52,6 +53,8 @@ class App {
     history.replaceState({ ...history.state, index: this.index }, "", location.href);
     // The one list of scripts; the sidebar and the views subscribe to it.
     this.scripts = new ScriptsStore();
+    // Every run's start and end, as it happens (the lists and the sidebar follow it).
+    this.runEvents = new RunEvents(this.scripts);
     this.sidebar = new Sidebar({ store: this.scripts });
     this.main = h("main.main#main", { tabindex: "-1" });
     this.navScripts = h("a.nav-link", { href: ROOT, "data-link": true }, "Scripts");

@@ -27,10 +27,13 @@ export class RunsView {
 
   mount() {
     document.title = "Runs · Scriptbox";
+    this.stopFollowing = this.history.follow(this.app.runEvents);
     return this.history.load(true);
   }
 
-  destroy() {}
+  destroy() {
+    this.stopFollowing?.();
+  }
 }
 
 export class RunView {
@@ -129,6 +132,7 @@ export class HomeView {
     this.history = new RunHistory({
       pageSize: 10,
       showFilter: false,
+      showMore: false,
       scriptName: (id, run) => app.scripts.byId(id)?.name || snapshotOf(run).name || null,
       navigate: (href) => app.navigate(href),
     });
@@ -147,10 +151,11 @@ export class HomeView {
 
   async mount() {
     document.title = "Scripts · Scriptbox";
-    // Recent runs follow the list's periodic refresh.
+    // Recent runs follow the run events (and the list's periodic refresh).
     this.unsubscribe = this.app.scripts.subscribe((change) => {
       if (change.type === "refreshed") this.reload();
     });
+    this.stopFollowing = this.history.follow(this.app.runEvents);
     await this.reload();
   }
 
@@ -161,5 +166,6 @@ export class HomeView {
 
   destroy() {
     this.unsubscribe?.();
+    this.stopFollowing?.();
   }
 }
