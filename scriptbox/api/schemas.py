@@ -170,6 +170,25 @@ class OutputEvent(BaseModel):
     system: bool | None = Field(None, description="true on lines Scriptbox wrote itself (e.g. truncation)")
 
 
+class StoredChunk(BaseModel):
+    """One stored piece of a run's output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int = Field(ge=0, description="its place in the run's output: stdout and stderr share one sequence")
+    stream: Literal["stdout", "stderr"]
+    data: str
+    at: str | None = Field(description="when it was stored (ISO Z), within a flush interval of its output")
+    system: bool | None = Field(None, description="true on lines Scriptbox wrote itself (e.g. truncation)")
+
+
+class ChunkPage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    chunks: list[StoredChunk]
+    next: int | None = Field(description="pass as `after` for the next page; null when this was the last so far")
+
+
 class BrowserOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 
@@ -90,3 +90,4 @@ class Chunk:
     stream: str  # "stdout" | "stderr"
     data: str
     system: bool = False  # written by Scriptbox itself (e.g. the truncation marker)
+    at: datetime | None = None  # when it was stored (read back only; within a flush interval of its output)

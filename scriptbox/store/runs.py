@@ -374,6 +374,19 @@ class RunStore:
             if any(e.get("code") != _DUPLICATE_KEY for e in errors):
                 raise
 
+    def chunk_page(self, run_id: str, after_seq: int, limit: int) -> list[Chunk]:
+        """Up to `limit` stored chunks with seq > after_seq, in order, with the time each was stored."""
+        oid = _oid(run_id)
+        if oid is None:
+            return []
+        with translate_db_errors():
+            page = list(self.chunks.find(
+                {"runId": oid, "seq": {"$gt": after_seq}},
+                {"_id": 0, "seq": 1, "stream": 1, "data": 1, "system": 1, "createdAt": 1},
+            ).sort("seq", ASCENDING).limit(limit))
+        return [Chunk(run_id, d["seq"], d["stream"], d["data"], bool(d.get("system")), d.get("createdAt"))
+                for d in page]
+
     def chunks_after(self, run_id: str, after_seq: int, batch: int = 500) -> Iterator[Chunk]:
         """Stored chunks with seq > after_seq, in order, fetched page by page."""
         oid = _oid(run_id)
