@@ -5,6 +5,7 @@ finished-run log tools and live run lists. Screenshots go to tests/artifacts/.""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
@@ -166,3 +167,55 @@ def test_runs_page_recent_runs_and_sidebar_follow_runs_started_elsewhere(ui_page
     gate.touch()
     expect(page.locator(f".home-view tr[data-run-id='{second}']")).to_have_attribute("data-status", "succeeded",
                                                                                      timeout=10_000)
+
+
+LONG = ("for i in $(seq 1 2500); do printf '\\033[32mline %d\\033[0m\\n' $i; "
+        "if [ $((i % 1000)) -eq 0 ]; then echo \"warn $i\" >&2; fi; done")
+
+
+def test_a_finished_runs_whole_log_is_paged_searched_wrapped_timed_copied_and_downloadable(
+        open_ui_page: Callable[..., Page], api: Api, artifacts: Path) -> None:
+    script = api.create_script(name=unique_name("long"), script=LONG)
+    run_id = api.post(f"/api/admin/scripts/{script['id']}/run", json={}).json()["runId"]
+    assert wait_status(api, run_id)["status"] == "succeeded"
+    page = open_ui_page()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.goto(f"/admin/scripts/runs/{run_id}")
+    viewer = page.locator(".log-viewer")
+    expect(viewer.locator(".log-info")).to_have_text("2,502 lines", timeout=20_000)
+    # The last page first (where runs end); every line is there, not the last 2,000.
+    expect(viewer.locator(".log-range")).to_have_text(re.compile(r"Lines 2,001–2,502 of 2,502 · page 3 of 3"))
+    expect(viewer.locator(".line .lt").filter(has_text=re.compile(r"^line 2500$"))).to_have_count(1)
+    # Colours drawn, not escape boxes; stderr in the order it was produced (after line 1000).
+    first_green = viewer.locator(".line .lt span.ansi-fg2").first
+    expect(first_green).to_have_text(re.compile(r"^line \d+$"))
+    viewer.get_by_role("button", name="« First").click()
+    expect(viewer.locator(".line[data-line='1'] .lt")).to_have_text("line 1")
+    # Search: a count, next/previous across pages.
+    viewer.get_by_label("Search the log").fill("warn")
+    expect(viewer.locator(".log-count")).to_have_text("1 of 2 lines (2 matches)")
+    expect(viewer.locator(".line.current-match mark")).to_have_text("warn")
+    # stderr is shown among stdout in the order the two pipes were read (one sequence for
+    # both), marked as stderr.
+    expect(viewer.locator(".line.current-match")).to_have_class(re.compile(r"\berr\b"))
+    viewer.get_by_role("button", name="Next match").click()
+    expect(viewer.locator(".log-count")).to_have_text("2 of 2 lines (2 matches)")
+    expect(viewer.locator(".line.current-match .lt")).to_have_text("warn 2000")
+    at = int(viewer.locator(".line.current-match").get_attribute("data-line") or 0)
+    expect(viewer.locator(".log-range")).to_contain_text(f"page {(at - 1) // 1000 + 1} of 3")  # its page
+    # Wrap and timestamps toggle; times are the chunks' (a clock time with milliseconds).
+    body = viewer.locator(".log-body")
+    viewer.get_by_label("Wrap").uncheck()
+    expect(body).to_have_class(re.compile(r"\bnowrap\b"))
+    viewer.get_by_label("Timestamps").check()
+    expect(viewer.locator(".line.current-match .ts")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d\.\d{3}$"))
+    page.screenshot(path=str(artifacts / "runs-ux-log-viewer.png"), full_page=True)
+    viewer.get_by_role("button", name="Copy").click()
+    expect(page.locator(".toast")).to_contain_text("Copied 2,502 lines")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    expected = [f"line {i}" for i in range(1, 2501)] + ["warn 1000", "warn 2000"]
+    assert "\x1b" not in copied and sorted(copied.split("\n")) == sorted(expected)
+    href = viewer.get_by_role("link", name="Download").get_attribute("href")
+    assert href == f"/api/admin/scripts/runs/{run_id}/log?download=1&plain=1"
+    plain = api.get(href)
+    assert plain.headers["Content-Disposition"].startswith("attachment") and "\x1b" not in plain.text

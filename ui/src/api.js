@@ -64,6 +64,7 @@ export const api = {
   cancelRun: (runId) => request("POST", `${BASE}/runs/${enc(runId)}/cancel`, {}),
   browserResult: (runId, result) => request("POST", `${BASE}/runs/${enc(runId)}/browser-result`, result),
   logUrl: (runId) => `${BASE}/runs/${enc(runId)}/log`,
+  getChunks: (runId, after = -1) => request("GET", `${BASE}/runs/${enc(runId)}/chunks${qs({ after })}`),
   streamUrl: (runId) => `${BASE}/runs/${enc(runId)}/stream`,
   runEventsUrl: () => `${BASE}/runs/events`,
   schedulePreview: (cron, timezone) => request("GET", `/api/admin/schedule-preview${qs({ cron, timezone })}`),

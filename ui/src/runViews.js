@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { h, replace } from "./dom.js";
 import { formatDuration, isActive, runDuration, snapshotOf } from "./format.js";
 import { RunHistory } from "./history.js";
+import { LogViewer } from "./logViewer.js";
 import { factRows, metaRows, whatRan } from "./runFacts.js";
 import { RunPanel } from "./runPanel.js";
 import { emptyState, toast } from "./widgets.js";
@@ -108,10 +109,20 @@ export class RunView {
   }
 
   renderFacts(run) {
+    this.showLogViewer(run);
     replace(this.facts, factRows(run).map(([k, v]) => h("div.fact", { dataset: { fact: k } }, h("dt", k), h("dd", v))));
     this.duration = this.facts.querySelector("[data-fact=Duration] dd");
     replace(this.ran, whatRan(run));
     replace(this.meta.querySelector(".meta-list"), metaRows(run).map(([k, v]) => h("div.fact", h("dt", k), h("dd.mono", v))));
+  }
+
+  /** A finished run is read in the log viewer (the whole stored log), not the live panel. */
+  showLogViewer(run) {
+    if (this.logViewer || isActive(run.status) || !run.finishedAt) return;
+    this.logViewer = new LogViewer(run.id);
+    this.panel.output.el.hidden = true;
+    this.panel.el.after(this.logViewer.el);
+    this.logViewer.load();
   }
 
   tickDuration(run) {
@@ -123,6 +134,7 @@ export class RunView {
   destroy() {
     this.destroyed = true;
     this.panel.destroy();
+    this.logViewer?.destroy();
   }
 }
 
