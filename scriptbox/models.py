@@ -11,6 +11,7 @@ import re
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,6 +24,7 @@ from pydantic import (
 )
 
 from .errors import ValidationFailed
+from .field_messages import human_message
 from .schedule import ScheduleInput, strip_read_only
 from .vocabulary import (
     ALLOWED_RUNNERS,
@@ -40,6 +42,8 @@ ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_SCRIPT_BYTES = 1024 * 1024
 MAX_ENV_VALUE_BYTES = 32 * 1024
 MAX_ENV_ENTRIES = 200
+MAX_TAGS = 20
+MAX_TAG_CHARS = 40
 
 # Fields clients may send back unchanged (e.g. a document from GET) but never set.
 READ_ONLY_FIELDS = frozenset({"id", "_id", "createdAt", "updatedAt", "lastRun"})
@@ -72,6 +76,20 @@ class EnvEntry(BaseModel):
         return value
 
 
+def _tag_shape(tag: str) -> str:
+    # The length is checked as sent, so the OpenAPI limits are exactly what is enforced.
+    if len(tag) > MAX_TAG_CHARS:
+        raise ValueError(f"must be at most {MAX_TAG_CHARS} characters ({len(tag)} given)")
+    if not tag.strip():
+        raise ValueError("must not be blank")
+    return tag.strip()
+
+
+# " ops " is stored as the tag "ops".
+Tag = Annotated[StrictStr, AfterValidator(_tag_shape), Field(json_schema_extra={
+    "minLength": 1, "maxLength": MAX_TAG_CHARS, "pattern": r"\S", "description": "1-40 characters; stored trimmed"})]
+
+
 class ScriptDefinitionInput(BaseModel):
     """A complete definition as stored (without id and timestamps)."""
 
@@ -95,6 +113,8 @@ class ScriptDefinitionInput(BaseModel):
         "description": "keys must be unique"})] = []
     timeoutMs: Annotated[StrictInt, Field(ge=MIN_TIMEOUT_MS, le=MAX_TIMEOUT_MS)] = DEFAULT_TIMEOUT_MS
     enabled: StrictBool = True
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS, json_schema_extra={
+        "description": "trimmed; repeats (ignoring case) are dropped, the first spelling kept"})] = []
     schedule: ScheduleInput | None = None
 
     @field_validator("name")
@@ -149,6 +169,18 @@ class ScriptDefinitionInput(BaseModel):
             seen.add(entry.key)
         return entries
 
+    @field_validator("tags")
+    @classmethod
+    def _unique_tags(cls, tags: list[str]) -> list[str]:
+        # "Backup" and "backup" would be two groups in the list that look like one.
+        seen: set[str] = set()
+        unique = []
+        for tag in tags:
+            if tag.casefold() not in seen:
+                seen.add(tag.casefold())
+                unique.append(tag)
+        return unique
+
     @model_validator(mode="after")
     def _runner_pair(self) -> ScriptDefinitionInput:
         if self.runner is None:
@@ -169,11 +201,7 @@ def _fields_from(error: ValidationError) -> dict[str, str]:
         # Model-level checks name their field as "field:message".
         if not item["loc"] and ":" in message:
             loc, message = message.split(":", 1)
-        if item["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif item["type"] == "missing":
-            message = "is required"
-        fields.setdefault(loc, message)
+        fields.setdefault(loc, human_message(loc, str(item["type"]), message, item.get("ctx")))
     return fields
 
 

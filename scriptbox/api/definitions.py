@@ -47,10 +47,12 @@ def register(app: Bottle, services: Services) -> None:
     @app.get("/api/admin/scripts", openapi=Doc(
         "List script definitions", "scripts",
         {200: Reply("Definitions sorted by name, each with lastRun.", ScriptList)},
-        errors=(503,), params=(Param("q", {"type": "string"}, "filters name/codeIdentifier (substring, any case)"),)))
+        errors=(503,), params=(Param("q", {"type": "string"}, "filters name/codeIdentifier (substring, any case)"),
+                               Param("tag", {"type": "string"}, "only definitions with this tag (any case)"))))
     def list_definitions() -> dict[str, Any]:
         query = request.query.getunicode("q", default="") or ""
-        docs = definitions.search(query.strip())
+        tag = request.query.getunicode("tag", default="") or ""
+        docs = definitions.search(query.strip(), tag.strip())
         last_runs = runs.last_runs([str(doc["_id"]) for doc in docs])
         items = []
         for doc in docs:

@@ -14,6 +14,7 @@ def definition_to_json(doc: dict[str, Any]) -> dict[str, Any]:
     """The API form of a stored definition."""
     out = {k: v for k, v in doc.items() if k not in ("_id", "scheduleState")}
     out["id"] = str(doc["_id"])
+    out["tags"] = doc.get("tags") or []  # definitions stored before tags existed have none
     out["schedule"] = present_schedule(doc, utcnow())
     out["createdAt"] = iso(doc.get("createdAt"))
     out["updatedAt"] = iso(doc.get("updatedAt"))

@@ -24,7 +24,7 @@ EDIT_CONFLICT_MESSAGE = ("the script was changed by someone else since you loade
 
 def _duplicate_identifier(value: str) -> ValidationFailed:
     return ValidationFailed(
-        "the script definition is invalid",
+        f"the code identifier {value!r} is already used by another script; choose another",
         fields={"codeIdentifier": f"{value!r} is already used by another script"},
         code="duplicate_code_identifier",
         status=409,
@@ -37,12 +37,15 @@ class DefinitionStore:
     def __init__(self, database: Database) -> None:
         self._definitions = database.db.script_definitions
 
-    def search(self, query: str = "") -> list[dict[str, Any]]:
-        """Definitions sorted by name; `query` filters name/codeIdentifier (case-insensitive substring)."""
+    def search(self, query: str = "", tag: str = "") -> list[dict[str, Any]]:
+        """Definitions sorted by name; `query` filters name/codeIdentifier (case-insensitive
+        substring), `tag` keeps those carrying that tag (any case)."""
         mongo_filter: dict[str, Any] = {}
         if query:
             pattern = {"$regex": re.escape(query), "$options": "i"}
             mongo_filter = {"$or": [{"name": pattern}, {"codeIdentifier": pattern}]}
+        if tag:
+            mongo_filter["tags"] = {"$regex": f"^{re.escape(tag)}$", "$options": "i"}
         with translate_db_errors():
             return list(self._definitions.find(mongo_filter).sort([("name", 1), ("_id", 1)]))
 

@@ -318,18 +318,19 @@ def test_the_list_filters_and_toggles_enabled(ui_page: Page, api: Api) -> None:
     first = api.create_script(name=f"Alpha {tag}")
     api.create_script(name=f"Beta {tag}")
     ui_page.goto("/admin/scripts")
-    ui_page.get_by_label("Filter scripts by name or code identifier").fill(tag)
+    ui_page.get_by_label("Filter scripts by name, identifier, description, type or tag").fill(tag)
     items = ui_page.locator("#scripts-list li")
     expect(items).to_have_count(2)
-    ui_page.get_by_label("Filter scripts by name or code identifier").fill(f"alpha {tag}")
+    ui_page.get_by_label("Filter scripts by name, identifier, description, type or tag").fill(f"alpha {tag}")
     expect(items).to_have_count(1)
-    ui_page.get_by_label(f"Enabled: Alpha {tag}").uncheck()
+    ui_page.get_by_label(f"Enabled: Alpha {tag}").click()
+    ui_page.get_by_role("dialog").get_by_role("button", name="Disable").click()  # it asks first (issue 21)
     eventually(lambda: not api.get(f"/api/admin/scripts/{first['id']}").json()["enabled"], timeout=10,
                message="the switch disables the script")
-    # A disabled script cannot be run: the server says so and the page shows it.
+    # A disabled script cannot be run: the button is disabled and says why.
     ui_page.locator("#scripts-list li a").first.click()
-    ui_page.locator("#run-script").click()
-    expect(ui_page.locator(".toast-error")).to_contain_text("Cannot run")
+    expect(ui_page.locator("#run-script")).to_be_disabled()
+    expect(ui_page.locator("#run-note")).to_contain_text("Disabled")
 
 
 def test_large_output_stays_responsive_and_bounded(ui_page: Page, api: Api) -> None:

@@ -21,17 +21,40 @@ export const EMPTY_SCRIPT = {
   env: [],
   timeoutMs: DEFAULT_TIMEOUT_MS,
   enabled: true,
+  tags: [],
   schedule: null,
 };
 
-const SAMPLE = {
-  bash: '#!/usr/bin/env bash\nset -euo pipefail\n\necho "Hello from $(hostname)"\n',
-  node: 'console.log("Hello from node", process.version);\n',
-  browser: 'console.log("Hello from a Web Worker");\nawait new Promise((r) => setTimeout(r, 500));\nconsole.log("done");\n',
+// The body a new script starts with, per type/runner: how that runner reads its env.
+const STARTERS = {
+  "bash/host": '#!/usr/bin/env bash\nset -euo pipefail\n\n# Variables from "Environment variables" below: "$NAME"\necho "Hello from $(hostname)"\n',
+  "node/host": '// Runs as `node -e` on the server: require() and process work.\n// Variables from "Environment variables" below: process.env.NAME\nconst os = require("node:os");\nconsole.log("Hello from", os.hostname(), "on node", process.version);\n',
+  "node/vm2": '// Runs in a vm2 sandbox: no require, no process, no files or network.\n// Variables from "Environment variables" below: the frozen env object, env.NAME\nconsole.log("Hello from the sandbox:", Object.keys(env).length, "variables");\n',
+  "browser/browser": '// Runs in a Web Worker in this page: no DOM, no network, a stub navigator.\n// Variables from "Environment variables" below: the frozen env object, env.NAME\nconsole.log("Hello from a Web Worker");\nawait new Promise((r) => setTimeout(r, 500));\nconsole.log("done");\n',
+};
+// Starters of earlier versions: a script still holding one of them is untouched too.
+const OLD_STARTERS = [
+  '#!/usr/bin/env bash\nset -euo pipefail\n\necho "Hello from $(hostname)"\n',
+  'console.log("Hello from node", process.version);\n',
+  'console.log("Hello from a Web Worker");\nawait new Promise((r) => setTimeout(r, 500));\nconsole.log("done");\n',
+];
+const UNTOUCHED = new Set([...Object.values(STARTERS), ...OLD_STARTERS].map((t) => t.trim()));
+
+// One line under the Runner field: how this runner differs from the others.
+export const RUNNER_HINT = {
+  "bash/host": "bash -lc on the server. Variables: $NAME.",
+  "node/host": "node -e on the server, with require() and process. Variables: process.env.NAME.",
+  "node/vm2": "A vm2 sandbox: no require, no process, no files. Variables: the frozen env object (env.NAME).",
+  "browser/browser": "A Web Worker in this page: no DOM or network, navigator is a stub. Variables: the frozen env (env.NAME).",
 };
 
-export function sampleFor(type) {
-  return SAMPLE[type] || "";
+export function sampleFor(type, runner = RUNNERS[type]?.[0]) {
+  return STARTERS[`${type}/${runner}`] || "";
+}
+
+/** True when `text` is empty or a starter nobody edited (so it may be replaced). */
+export function isUntouchedStarter(text) {
+  return !text.trim() || UNTOUCHED.has(text.trim());
 }
 
 /** Turns "My Script!" into "my-script". */
@@ -62,6 +85,7 @@ export class ScriptForm {
     });
     this.description = h("textarea", { id: uid("description"), name: "description", rows: 2 });
     this.description.value = f.description || "";
+    this.tags = this.input("tags", "text", (Array.isArray(f.tags) ? f.tags : []).join(", "), { autocomplete: "off", placeholder: "backup, nightly" });
     this.type = h("select", { id: uid("type"), name: "type" }, Object.keys(RUNNERS).map((t) => h("option", { value: t }, TYPE_LABEL[t])));
     this.type.value = f.type in RUNNERS ? f.type : "bash";
     this.runner = h("select", { id: uid("runner"), name: "runner" });
@@ -77,13 +101,20 @@ export class ScriptForm {
       this.fillRunners(before);
       this.code.setType(this.type.value);
       this.updateTypeHints();
+      this.replaceStarter();
+    });
+    this.runner.addEventListener("change", () => {
+      this.updateTypeHints();
+      this.replaceStarter();
     });
 
     this.codeHost = h("div.code-host");
     this.envBody = h("div.env-rows");
     this.addEnvBtn = h("button.btn.small", { type: "button", onclick: () => { this.addEnvRow({ key: "", value: "" }, true); this.changed(); } }, "+ Add variable");
     this.formErrors = h("div.form-errors", { role: "alert", hidden: true });
-    this.cwdHint = h("p.hint");
+    this.cwdHint = h("p.hint", { id: uid("cwd-hint") });
+    this.runnerHint = h("p.hint.runner-hint", { id: uid("runner-hint"), "data-testid": "runner-hint" });
+    this.codeHint = h("p.hint.code-hint", { id: uid("code-hint"), "aria-live": "polite" });
 
     this.el = h(
       "form.script-form",
@@ -96,12 +127,16 @@ export class ScriptForm {
       h(
         "div.grid-4",
         this.field("type", "Type", this.type),
-        this.field("runner", "Runner", this.runner),
+        this.field("runner", "Runner", this.runner, this.runnerHint),
         this.field("timeoutMs", "Timeout (ms)", h("div.with-hint", this.timeout, this.timeoutHint)),
         this.field("enabled", "Enabled", h("label.switch", { for: this.enabled.id }, this.enabled, h("span.switch-track", { "aria-hidden": "true" }), h("span.switch-text", "Can be run"))),
       ),
-      this.field("script", "Script", this.codeHost, null, true),
-      this.field("description", "Description", this.description),
+      this.field("script", "Script", this.codeHost, this.codeHint, true),
+      h(
+        "div.grid-2",
+        this.field("description", "Description", this.description),
+        this.field("tags", "Tags", this.tags, h("p.hint", { id: uid("tags-hint") }, "Comma-separated; the list groups scripts by tag.")),
+      ),
       this.field("defaultWorkingDirectory", "Working directory", this.cwd, this.cwdHint),
       h(
         "fieldset.field.env-field",
@@ -114,11 +149,16 @@ export class ScriptForm {
       (this.schedule = new ScheduleSection({ schedule: f.schedule, errorSlot: (name) => this.errorSlot(name), onChange: () => this.changed() })).el,
       this.formErrors,
     );
-    this.el.addEventListener("input", () => this.changed());
-    this.el.addEventListener("change", () => this.changed());
+    // A field the operator changes loses its (now stale) error at once.
+    this.el.addEventListener("input", (e) => { this.clearErrorOf(e.target); this.changed(); });
+    this.el.addEventListener("change", (e) => { this.clearErrorOf(e.target); this.changed(); });
 
     // The code editor needs its host in the document to measure; it works detached too.
-    this.code = createCodeEditor({ parent: this.codeHost, doc: f.script || "", type: this.type.value, label: "Script", onChange: () => this.changed() });
+    this.code = createCodeEditor({
+      parent: this.codeHost, doc: f.script || "", type: this.type.value, label: "Script",
+      describedBy: this.codeHint.id, onHint: (text) => { this.codeHint.textContent = text; },
+      onChange: () => { this.clearErrorOf(this.codeHost); this.changed(); },
+    });
     for (const row of Array.isArray(f.env) ? f.env : []) this.addEnvRow(row, false);
     this.updateTypeHints();
   }
@@ -141,7 +181,9 @@ export class ScriptForm {
       if (hint && hint.id) ids.push(hint.id);
       target.setAttribute("aria-describedby", ids.join(" "));
     }
-    return h(`div.field${isCode ? ".code-field" : ""}`, { dataset: { field: name } }, labelEl, control, hint, err);
+    // The code editor's hint sits above it, where it is seen while the editor has focus.
+    if (isCode) return h("div.field.code-field", { dataset: { field: name } }, h("div.code-head", labelEl, hint), control, err);
+    return h("div.field", { dataset: { field: name } }, labelEl, control, hint, err);
   }
 
   errorSlot(name) {
@@ -158,7 +200,15 @@ export class ScriptForm {
     this.runner.disabled = allowed.length === 1;
   }
 
+  /** The type or runner changed: a body that is still a starter becomes the new one. */
+  replaceStarter() {
+    if (!isUntouchedStarter(this.code.getValue())) return; // the operator's code is never overwritten
+    const starter = sampleFor(this.type.value, this.runner.value);
+    if (starter && starter !== this.code.getValue()) this.code.setValue(starter);
+  }
+
   updateTypeHints() {
+    this.runnerHint.textContent = RUNNER_HINT[`${this.type.value}/${this.runner.value}`] || "";
     const t = this.type.value;
     this.cwdHint.textContent = t === "browser"
       ? "Not used by browser scripts: they run in a Web Worker in this page, without network access."
@@ -206,6 +256,7 @@ export class ScriptForm {
       defaultWorkingDirectory: this.cwd.value.trim(),
       env: this.envRows.map((r) => ({ key: r.key.value.trim(), value: r.value.value })),
       enabled: this.enabled.checked,
+      tags: this.tags.value.split(",").map((t) => t.trim()).filter(Boolean),
       schedule: this.schedule.value(),
     };
     if (timeoutMs !== undefined) doc.timeoutMs = timeoutMs;
@@ -215,6 +266,31 @@ export class ScriptForm {
   /** Sets `enabled` without marking anything else changed (the list toggled it). */
   setEnabled(on) {
     this.enabled.checked = on;
+  }
+
+  /** Hides the error of the field (or env row) that holds `target`. */
+  clearErrorOf(target) {
+    const row = this.envRows.find((r) => r.el.contains(target));
+    if (row) {
+      row.err.hidden = true;
+      row.err.textContent = "";
+      row.key.removeAttribute("aria-invalid");
+      row.value.removeAttribute("aria-invalid");
+      const listError = this.errorSlots.get("env"); // e.g. a duplicate key
+      listError.hidden = true;
+      listError.textContent = "";
+      return; // the other rows keep theirs
+    }
+    const field = target.closest?.("[data-field]");
+    if (!field || !this.el.contains(field)) return;
+    const name = field.dataset.field;
+    for (const [key, slot] of this.errorSlots) {
+      if (key !== name && !key.startsWith(`${name}.`)) continue;
+      slot.hidden = true;
+      slot.textContent = "";
+    }
+    if (field.classList.contains("invalid")) field.classList.remove("invalid");
+    for (const el of field.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
   }
 
   clearErrors() {
@@ -240,7 +316,9 @@ export class ScriptForm {
     let first = null;
     const leftovers = [];
     for (const [key, msg] of Object.entries(fields || {})) {
-      const text = typeof msg === "string" ? msg : JSON.stringify(msg);
+      let text = typeof msg === "string" ? msg : JSON.stringify(msg);
+      const tag = /^tags\.(\d+)$/.exec(key);
+      if (tag) text = `tag ${Number(tag[1]) + 1}: ${text}`;
       const env = /^env[.[](\d+)\]?(?:\.(key|value))?$/.exec(key);
       if (env && this.envRows[Number(env[1])]) {
         const row = this.envRows[Number(env[1])];

@@ -7,7 +7,7 @@ import { isActive } from "./vocabulary.js";
 import { RunHistory } from "./history.js";
 import { RunPanel } from "./runPanel.js";
 import { EMPTY_SCRIPT, ScriptForm, sampleFor } from "./scriptForm.js";
-import { MOD_KEY, confirmDialog, emptyState, toast } from "./widgets.js";
+import { MOD_KEY, confirmDialog, emptyState, statusBadge, statusLabel, toast } from "./widgets.js";
 
 export class ScriptView {
   constructor({ id, app }) {
@@ -51,7 +51,11 @@ export class ScriptView {
     this.subtitle = h("div.view-subtitle");
     this.dirtyMark = h("span.dirty-mark", { hidden: true, role: "status" }, "Unsaved changes");
     this.saveBtn = h("button.btn#save-script", { type: "button", onclick: () => this.save(), title: `Save (${MOD_KEY}+S)` }, "Save", h("kbd", `${MOD_KEY} S`));
-    this.runBtn = h("button.btn.primary#run-script", { type: "button", onclick: () => this.runNow(), title: `Run (${MOD_KEY}+Enter)` }, "▶ Run", h("kbd", `${MOD_KEY} ↵`));
+    // Why Run is unavailable, in words next to it: a disabled button shows no tooltip.
+    this.runNote = h("span.run-note#run-note", { hidden: true });
+    this.runBtn = h("button.btn.primary#run-script", { type: "button", onclick: () => this.runNow(), title: `Run (${MOD_KEY}+Enter)`, "aria-describedby": "run-note" }, "▶ Run", h("kbd", `${MOD_KEY} ↵`));
+    // On a narrow screen the output is far below: this chip shows the run's state up here.
+    this.runChip = h("a.run-chip#run-chip", { href: "#pane-output", hidden: true, onclick: (e) => { e.preventDefault(); this.revealOutput(); } });
     this.deleteBtn = h("button.btn.danger-outline#delete-script", { type: "button", onclick: () => this.remove(), hidden: isNew }, "Delete");
 
     this.panel = new RunPanel({ onChange: (run) => this.onRunChange(run) });
@@ -75,7 +79,7 @@ export class ScriptView {
       h(
         "header.view-head",
         h("div.view-head-text", h("a.back-link", { href: "/admin/scripts", "data-link": true, "aria-label": "All scripts" }, "‹ Scripts"), this.title, this.subtitle),
-        h("div.view-actions", this.dirtyMark, this.saveBtn, this.runBtn, this.deleteBtn),
+        h("div.view-actions", this.dirtyMark, this.runChip, this.saveBtn, this.runNote, this.runBtn, this.deleteBtn),
       ),
       h(
         "div.script-body",
@@ -156,7 +160,10 @@ export class ScriptView {
     this.dirtyMark.hidden = !dirty;
     this.saveBtn.classList.toggle("attention", dirty);
     const running = this.panel.run && isActive(this.panel.run.status);
-    this.runBtn.disabled = this.busy || !!running;
+    const disabled = !this.form.enabled.checked;
+    this.runBtn.disabled = this.busy || !!running || disabled;
+    this.runNote.hidden = !disabled;
+    this.runNote.textContent = disabled ? "Disabled: switch “Enabled” on to run it" : "";
     this.saveBtn.disabled = this.busy;
     this.runBtn.title = dirty || !this.script ? `Save and run (${MOD_KEY}+Enter)` : `Run (${MOD_KEY}+Enter)`;
   }
@@ -201,7 +208,8 @@ export class ScriptView {
         return false;
       }
       const first = this.form.showErrors(err.fields, err.message);
-      if (err.status === 400 && first) first.focus();
+      if (first) first.focus();
+      // A 409 names what conflicts (e.g. the code identifier is taken); a 400 points at the fields.
       toast(err.status === 400 ? "Not saved: fix the highlighted fields" : `Not saved: ${err.message}`, "error");
       return false;
     } finally {
@@ -227,6 +235,10 @@ export class ScriptView {
   async runNow() {
     if (!this.form || this.busy) return;
     if (this.panel.run && isActive(this.panel.run.status)) return;
+    if (!this.form.enabled.checked) {
+      toast("Cannot run: this script is disabled. Switch “Enabled” on and save first.", "error");
+      return;
+    }
     if (!this.script || this.isDirty()) {
       if (!(await this.save())) return;
     }
@@ -236,6 +248,7 @@ export class ScriptView {
     try {
       const { runId } = await api.runScript(script.id);
       this.selectTab("output");
+      this.revealOutput();
       if (script.type === "browser") startBrowserRun(runId, script);
       await this.panel.show(runId);
       this.app.scripts.upsert({ id: script.id, lastRun: { id: runId, status: "running", createdAt: new Date().toISOString(), finishedAt: null } });
@@ -247,7 +260,29 @@ export class ScriptView {
     }
   }
 
+  /** Brings the output panel into view when it is off screen (stacked layout, phones). */
+  revealOutput() {
+    const main = this.el.closest(".main") || document.scrollingElement;
+    const pane = this.paneOutput.getBoundingClientRect();
+    const view = main.getBoundingClientRect();
+    if (pane.top >= view.top && pane.top < view.bottom - 120) return; // already in sight
+    const smooth = !matchMedia("(prefers-reduced-motion: reduce)").matches;
+    this.paneOutput.scrollIntoView({ block: "start", behavior: smooth ? "smooth" : "auto" });
+  }
+
+  /** The header chip mirrors the shown run's status (visible only when the panel is stacked below). */
+  updateRunChip(run) {
+    if (!run || !run.status) {
+      this.runChip.hidden = true;
+      return;
+    }
+    this.runChip.hidden = false;
+    replace(this.runChip, statusBadge(run.status), h("span.run-chip-text", "Output ↓"));
+    this.runChip.setAttribute("aria-label", `Last run ${statusLabel(run.status)}: go to its output`);
+  }
+
   onRunChange(run) {
+    this.updateRunChip(run);
     this.updateButtons();
     if (!this.script || run.scriptId && run.scriptId !== this.script.id) return;
     if (!isActive(run.status) && run.finishedAt) {
