@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bottle import Bottle, HTTPResponse, request, response
@@ -13,7 +13,7 @@ from ..run_wait import MAX_WAIT_S, parse_wait, wait_for_end
 from ..services import Services
 from ..sse_wire import frame, parse_last_event_id
 from ..store import parse_object_id
-from ..store.runs import decode_cursor
+from ..store.runs import RunStore, decode_cursor
 from ..vocabulary import CLIENT_TRIGGERS, DEFAULT_TRIGGER, RUN_STATUSES, RUN_TRIGGERS
 from .audit import audit_request
 from .common import read_json_body
@@ -237,57 +237,7 @@ def register(app: Bottle, services: Services) -> None:
     def read_run(run_id: str) -> dict[str, Any]:
         return run_to_json(get_run(run_id))
 
-    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/log", openapi=Doc(
-        "Read a run's stored log", "runs",
-        {200: Reply("The stored output, stdout and stderr interleaved in the order they were produced.",
-                    media="text/plain", headers={"Content-Disposition": "with download=1: attachment; filename=…"})},
-        errors=(400, 404, 503),
-        params=(Param("download", {"type": "string", "enum": ["0", "1"]},
-                      "1: answer as a file to save (Content-Disposition: attachment)"),
-                Param("plain", {"type": "string", "enum": ["0", "1"]},
-                      "1: without terminal escape sequences (ANSI colours, cursor moves, titles)"))))
-    def read_log(run_id: str) -> HTTPResponse:
-        download, plain = flag_param("download"), flag_param("plain")
-        run = get_run(run_id)
-        stripper = EscapeStripper() if plain else None
-
-        def body() -> Iterator[bytes]:
-            parts: list[bytes] = []
-            size = 0
-            try:
-                for chunk in runs.chunks_after(run_id, -1):
-                    data = (stripper.feed(chunk.data) if stripper else chunk.data).encode("utf-8")
-                    parts.append(data)
-                    size += len(data)
-                    if size >= 256 * 1024:
-                        yield b"".join(parts)
-                        parts, size = [], 0
-            except DatabaseUnavailable:
-                parts.append(b"\n[scriptbox] the database became unreachable; the log is incomplete\n")
-            if parts:
-                yield b"".join(parts)
-
-        resp = HTTPResponse(body=body(), status=200)
-        resp.content_type = "text/plain; charset=utf-8"
-        resp.set_header("Cache-Control", "no-store")
-        if download:
-            resp.set_header("Content-Disposition", f'attachment; filename="{log_filename(run)}"')
-        return resp
-
-    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/chunks", openapi=Doc(
-        "Read a run's stored output chunk by chunk, with the time of each", "runs",
-        {200: Reply("One page of chunks in the order they were produced (seq), and the seq to ask after "
-                    "for the next page (null: none yet).", ChunkPage)},
-        errors=(400, 404, 503),
-        params=(Param("after", {"type": "integer", "minimum": -1}, "the seq of the last chunk already read "
-                                                                  "(default -1: from the start)"),
-                Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_CHUNKS},
-                      f"chunks per page, default {MAX_CHUNKS}"))))
-    def read_chunks(run_id: str) -> dict[str, Any]:
-        after, limit = parse_chunk_query(request.query)
-        get_run(run_id)
-        page = runs.chunk_page(run_id, after, limit)
-        return {"chunks": [chunk_to_json(c) for c in page], "next": page[-1].seq if len(page) == limit else None}
+    register_output(app, runs, get_run)
 
     @app.get(f"/api/admin/scripts/runs/{RUN_ID}/stream", openapi=Doc(
         "Follow a run's output live (Server-Sent Events)", "runs",
@@ -339,3 +289,59 @@ def register(app: Bottle, services: Services) -> None:
     def browser_result(run_id: str) -> dict[str, Any]:
         body = read_json_body(request)
         return run_to_json(engine.browser_result(run_id, body))
+
+
+def register_output(app: Bottle, runs: RunStore, get_run: Callable[[str], dict[str, Any]]) -> None:
+    """The stored output of a run: the log (to read or download) and its chunks with their times."""
+
+    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/log", openapi=Doc(
+        "Read a run's stored log", "runs",
+        {200: Reply("The stored output, stdout and stderr interleaved in the order they were produced.",
+                    media="text/plain", headers={"Content-Disposition": "with download=1: attachment; filename=…"})},
+        errors=(400, 404, 503),
+        params=(Param("download", {"type": "string", "enum": ["0", "1"]},
+                      "1: answer as a file to save (Content-Disposition: attachment)"),
+                Param("plain", {"type": "string", "enum": ["0", "1"]},
+                      "1: without terminal escape sequences (ANSI colours, cursor moves, titles)"))))
+    def read_log(run_id: str) -> HTTPResponse:
+        download, plain = flag_param("download"), flag_param("plain")
+        run = get_run(run_id)
+        stripper = EscapeStripper() if plain else None
+
+        def body() -> Iterator[bytes]:
+            parts: list[bytes] = []
+            size = 0
+            try:
+                for chunk in runs.chunks_after(run_id, -1):
+                    data = (stripper.feed(chunk.data) if stripper else chunk.data).encode("utf-8")
+                    parts.append(data)
+                    size += len(data)
+                    if size >= 256 * 1024:
+                        yield b"".join(parts)
+                        parts, size = [], 0
+            except DatabaseUnavailable:
+                parts.append(b"\n[scriptbox] the database became unreachable; the log is incomplete\n")
+            if parts:
+                yield b"".join(parts)
+
+        resp = HTTPResponse(body=body(), status=200)
+        resp.content_type = "text/plain; charset=utf-8"
+        resp.set_header("Cache-Control", "no-store")
+        if download:
+            resp.set_header("Content-Disposition", f'attachment; filename="{log_filename(run)}"')
+        return resp
+
+    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/chunks", openapi=Doc(
+        "Read a run's stored output chunk by chunk, with the time of each", "runs",
+        {200: Reply("One page of chunks in the order they were produced (seq), and the seq to ask after "
+                    "for the next page (null: none yet).", ChunkPage)},
+        errors=(400, 404, 503),
+        params=(Param("after", {"type": "integer", "minimum": -1}, "the seq of the last chunk already read "
+                                                                  "(default -1: from the start)"),
+                Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_CHUNKS},
+                      f"chunks per page, default {MAX_CHUNKS}"))))
+    def read_chunks(run_id: str) -> dict[str, Any]:
+        after, limit = parse_chunk_query(request.query)
+        get_run(run_id)
+        page = runs.chunk_page(run_id, after, limit)
+        return {"chunks": [chunk_to_json(c) for c in page], "next": page[-1].seq if len(page) == limit else None}
