@@ -48,6 +48,9 @@ export class RunPanel {
   /** Shows a run (live or finished). `run` may be a document or just {id}. */
   async show(runOrId) {
     const runId = typeof runOrId === "string" ? runOrId : runOrId.id;
+    // Only the latest show() goes on after its await (two calls for the same run, e.g. the
+    // run-events feed and the Run button, must not open two streams).
+    const gen = (this.showGen = (this.showGen || 0) + 1);
     this.detach();
     this.output.reset();
     this.output.setEmptyText("Waiting for output…");
@@ -77,10 +80,10 @@ export class RunPanel {
     if (typeof runOrId === "string" || !runOrId.createdAt) {
       try {
         const doc = await api.getRun(runId);
-        if (this.runId !== runId) return;
+        if (gen !== this.showGen) return;
         this.setRun(doc);
       } catch (err) {
-        if (this.runId !== runId) return;
+        if (gen !== this.showGen) return;
         this.output.setEmptyText(`Cannot load this run: ${err.message}`);
         return;
       }

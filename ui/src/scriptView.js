@@ -65,7 +65,7 @@ export class ScriptView {
     // A run of this script started elsewhere (API, schedule, another tab) shows in the panel.
     this.stopRunEvents = this.app.runEvents.subscribe((change) => {
       const run = change.run;
-      if (!run || !this.script || run.scriptId !== this.script.id || !isActive(run.status)) return;
+      if (!run || !this.script || run.scriptId !== this.script.id || !isActive(run.status) || this.busy) return;
       const showing = this.panel.run;
       if (run.id !== this.panel.runId && !(showing && isActive(showing.status))) this.panel.show(run.id);
     });
