@@ -11,7 +11,12 @@ Prints median and spread of MB/s for all three, CPU per run (server, its
 embedded database, this SSE client), and the server's RSS: idle, and the peak
 (VmHWM) over all repetitions.
 
-    .venv/bin/python bench/throughput.py [--mb 200] [--reps 5] [--home empty|user]
+With --secrets N (default 20), each repetition also runs the same command as a
+script with N secret env entries (random 22-character values, none printed), so
+every byte goes through the secret masker; both rates and their ratio are
+printed (SPEC §8.3: masking must not slow output noticeably).
+
+    .venv/bin/python bench/throughput.py [--mb 200] [--reps 5] [--secrets 20] [--home empty|user]
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import secrets
+import statistics
 import subprocess
 import time
 
@@ -80,18 +87,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=200, help="megabytes (10^6 bytes) the script prints")
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--secrets", type=int, default=20, help="secret env entries of the masked variant (0: none)")
     parser.add_argument("--home", choices=("user", "empty"), default="empty",
                         help="HOME for bash -l, on both sides: this user's or an empty directory")
     args = parser.parse_args()
     with bench_home(args.home) as env:
-        measure(args.mb * 1_000_000, args.reps, env, args.home)
+        measure(args.mb * 1_000_000, args.reps, env, args.home, args.secrets)
 
 
-def measure(total: int, reps: int, env: dict[str, str], home: str) -> None:
+def measure(total: int, reps: int, env: dict[str, str], home: str, n_secrets: int = 20) -> None:
     command = f"yes '{LINE}' | head -c {total}"
     server = BenchServer(env=env)
     try:
         script_id = server.create_script(script=command, timeoutMs=3_600_000)
+        masked_id = server.create_script(script=command, timeoutMs=3_600_000, env=[
+            {"key": f"SECRET_{i}", "value": secrets.token_urlsafe(16), "secret": True} for i in range(n_secrets)])
+        masked_s: list[float] = []
+        masked_cpu: list[float] = []
         warm = server.start_run(server.create_script(script="echo warm"))
         with server.session.get(server.base + f"/api/admin/scripts/runs/{warm}/stream", stream=True) as r:
             for name, _, _ in sse_events(r):
@@ -130,6 +142,10 @@ def measure(total: int, reps: int, env: dict[str, str], home: str) -> None:
             sse_s.append(elapsed)
             events.append(n_events)
             run_ids.append(run_id)
+            if n_secrets:
+                cpu0 = server.cpu_seconds()
+                masked_s.append(stream_run(server, masked_id, total)[0])
+                masked_cpu.append(server.cpu_seconds() - cpu0)
         peak = server.rss("VmHWM")
         db_peak = rss(db, "VmHWM") if db else 0
         after = server.rss()
@@ -141,11 +157,17 @@ def measure(total: int, reps: int, env: dict[str, str], home: str) -> None:
 
         print(f"{total / 1e6:.0f} MB printed by one bash script, {reps} repetitions, HOME {home} on both sides")
         print(f"delivered to one SSE client:     {spread(rate(sse_s), ' MB/s')}")
+        if n_secrets:
+            ratio = statistics.median(rate(masked_s)) / statistics.median(rate(sse_s))
+            print(f"  the same with {n_secrets} secrets:     {spread(rate(masked_s), ' MB/s')} "
+                  f"({ratio:.1%} of the rate without secrets, medians)")
         print(f"raw: read through a pipe here:   {spread(rate(pipe_s), ' MB/s')}")
         print(f"raw: into /dev/null:             {spread(rate(devnull_s), ' MB/s')}")
         print(f"SSE delivery time per run:       {spread(sse_s, ' s', digits=2)}; "
               f"output events per run {sorted(set(events))}")
         print(f"CPU per run: server {spread(server_cpu, ' s', digits=2)}")
+        if n_secrets:
+            print(f"             server, with {n_secrets} secrets {spread(masked_cpu, ' s', digits=2)}")
         print(f"             database {spread(db_cpu, ' s', digits=2) if db else 'n/a (external)'}")
         print(f"             this SSE client {spread(client_cpu, ' s', digits=2)}")
         print(f"server RSS: idle {mib(idle)}, before each run {mib(min(idles))} to {mib(max(idles))}, "

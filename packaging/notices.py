@@ -64,6 +64,8 @@ METADATA_FIXES: dict[str, tuple[str, str]] = {
     "python-json-logger": ("BSD-2-Clause License", "BSD-2-Clause"),
     # No License field, only the ambiguous "BSD License" classifier; its LICENSE is the 3-clause text.
     "cronsim": ("", "BSD-3-Clause"),
+    # "Apache 2.0" as free text; its LICENSE is the Apache License 2.0.
+    "ahocorasick-rs": ("Apache 2.0", "Apache-2.0"),
     "pyinstaller": ("GPLv2-or-later with a special exception", "GPL-2.0-or-later WITH Bootloader-exception"),
 }
 # Trove classifiers that name exactly one licence.

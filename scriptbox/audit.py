@@ -17,11 +17,13 @@ from typing import Any
 
 from .store.audit import AuditStore
 
-ACTORS_FIXED = ("admin", "desktop", "scheduler")
+# notifier: background delivery of notifications (its failures).
+ACTORS_FIXED = ("admin", "desktop", "scheduler", "notifier")
 ACTIONS = (
     "script.create", "script.update", "script.delete",
     "run.start", "run.cancel",
     "token.create", "token.revoke",
+    "notification.create", "notification.update", "notification.delete", "notification.failed",
     "schedule.skipped", "schedule.missed",
     "auth.failed",
 )

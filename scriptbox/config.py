@@ -16,6 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .secretbox import parse_key
 
 
 class ConfigError(Exception):
@@ -88,6 +91,13 @@ def _log_format(raw: str) -> str:
     return value
 
 
+def _public_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("must be an http:// or https:// URL with a host and no query, e.g. https://scripts.example.com")
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/")))
+
+
 def _mongodb_uri(raw: str) -> str:
     if not raw.startswith(("mongodb://", "mongodb+srv://")):
         raise ValueError("must start with mongodb:// or mongodb+srv://")
@@ -98,6 +108,11 @@ def _db_name(raw: str) -> str:
     if not raw or any(c in raw for c in '/\\. "$') or len(raw) > 63:
         raise ValueError("must be a MongoDB database name (no / \\ . space \" $, at most 63 chars)")
     return raw
+
+
+def _secret_key(raw: str) -> str:
+    parse_key(raw)  # refuses anything that is not a 32-byte base64 key, with the reason
+    return raw.strip()
 
 
 @dataclass(frozen=True)
@@ -156,6 +171,14 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
     SettingSpec("metrics_port", "SCRIPTBOX_METRICS_PORT", None, _parse_port,
                 "worker only: serve GET /metrics (admin auth; needs SCRIPTBOX_ADMIN_PASSWORD) on this port "
                 "of SCRIPTBOX_HOST. Unset: a worker has no HTTP at all."),
+    SettingSpec("secret_key", "SCRIPTBOX_SECRET_KEY", None, _secret_key,
+                "Key that encrypts secret env values and secret parameters at rest: 32 bytes in base64 "
+                "(`openssl rand -base64 32`). Unset: generated once into <data-dir>/secret.key (0600). "
+                "Processes sharing a database must all have the same key (docs/params-secrets.md).", secret=True),
+    SettingSpec("public_url", "SCRIPTBOX_PUBLIC_URL", None, _public_url,
+                "The address people open Scriptbox at (e.g. https://scripts.example.com, behind a proxy); "
+                "notifications link to runs under it. Unset: serve links to its own listening address, "
+                "a worker sends the path alone."),
     SettingSpec("log_format", "SCRIPTBOX_LOG_FORMAT", None, _log_format,
                 "Log records on stderr: text (default) or json (one object per line: time, level, logger, "
                 "message, runId when the record belongs to a run)."),
@@ -186,6 +209,8 @@ class Settings:
     vm2_user: str = "nobody"
     log_format: str = "text"
     metrics_port: int | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    public_url: str | None = None
     # Not user settings: set by the CLI for special modes.
     run_worker: bool = True
     desktop_login_stdin: bool = False

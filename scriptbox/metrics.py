@@ -14,8 +14,9 @@ Each process has its own registry (no module globals) and exports what it saw:
   process's share;
 * ``scriptbox_schedule_firings_total{result}`` counts the due times this
   process claimed (fired, skipped, missed; each due time is claimed by one
-  process, so sum over processes); ``scriptbox_notifications_total`` exists
-  with zero values until notifications are built.
+  process, so sum over processes); ``scriptbox_notifications_total{result}``
+  counts this process's notification deliveries (sent, failed after the last
+  retry, dropped because a queue was full).
 
 Callers report through a few hook methods (run_claimed, run_finished,
 output_bytes, viewing); none of them can raise into the engine.
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 
 TRIGGERS = (*CLIENT_TRIGGERS, "schedule")
 SCHEDULE_RESULTS = ("fired", "skipped", "missed")
-NOTIFICATION_RESULTS = ("sent", "failed")
+NOTIFICATION_RESULTS = ("sent", "failed", "dropped")
 # Scripts run from a fraction of a second to a day (timeoutMs allows 24 h).
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600)
 QUEUE_WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
@@ -123,7 +124,7 @@ class Metrics:
         for result in SCHEDULE_RESULTS:
             self.schedule_firings.labels(result)
         self.notifications = Counter(
-            "scriptbox_notifications", "Notifications sent, by result (not implemented yet: always 0).",
+            "scriptbox_notifications", "Notification deliveries of this process, by result (sent, failed, dropped).",
             ["result"], registry=self.registry)
         for result in NOTIFICATION_RESULTS:
             self.notifications.labels(result)
@@ -156,6 +157,11 @@ class Metrics:
         """This process claimed `count` due times with this result (fired, skipped, missed)."""
         if result in SCHEDULE_RESULTS and count > 0:
             self.schedule_firings.labels(result).inc(count)
+
+    def notification(self, result: str) -> None:
+        """This process sent a notification, gave up on one (failed), or dropped one (a queue was full)."""
+        if result in NOTIFICATION_RESULTS:
+            self.notifications.labels(result).inc()
 
     def output_bytes(self, count: int) -> None:
         if count > 0:

@@ -22,9 +22,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from .errors import ValidationFailed
 from .field_messages import human_message
+from .params import MAX_PARAMS, ParamDecl
 from .schedule import ScheduleInput, strip_read_only
 from .vocabulary import (
     ALLOWED_RUNNERS,
@@ -47,6 +49,7 @@ MAX_TAG_CHARS = 40
 
 # Fields clients may send back unchanged (e.g. a document from GET) but never set.
 READ_ONLY_FIELDS = frozenset({"id", "_id", "createdAt", "updatedAt", "lastRun"})
+READ_ONLY_PARAM_FIELDS = frozenset({"hasDefault"})
 
 
 def _utf8_len(value: str) -> int:
@@ -58,8 +61,12 @@ class EnvEntry(BaseModel):
 
     # json_schema_extra states in the OpenAPI document what the validators below enforce.
     key: Annotated[StrictStr, Field(json_schema_extra={"pattern": ENV_KEY_RE.pattern})]
-    value: Annotated[StrictStr, Field(json_schema_extra={
-        "maxLength": MAX_ENV_VALUE_BYTES, "description": "at most 32 KiB of UTF-8"})]
+    value: Annotated[StrictStr | None, Field(json_schema_extra={
+        "maxLength": MAX_ENV_VALUE_BYTES,
+        "description": "at most 32 KiB of UTF-8. Secret entries are write-only: answers show null, and null "
+                       "in an update keeps the stored value"})]
+    secret: Annotated[StrictBool, Field(json_schema_extra={
+        "description": "encrypted at rest, never shown again, masked in output (SPEC §8.3)"})] = False
 
     @field_validator("key")
     @classmethod
@@ -70,10 +77,17 @@ class EnvEntry(BaseModel):
 
     @field_validator("value")
     @classmethod
-    def _value_size(cls, value: str) -> str:
-        if _utf8_len(value) > MAX_ENV_VALUE_BYTES:
+    def _value_size(cls, value: str | None) -> str | None:
+        if value is not None and _utf8_len(value) > MAX_ENV_VALUE_BYTES:
             raise ValueError("must be at most 32 KiB")
         return value
+
+    @model_validator(mode="after")
+    def _null_only_for_secrets(self) -> EnvEntry:
+        if self.value is None and not self.secret:
+            raise PydanticCustomError("param_field", "{message}", {
+                "field": "value", "message": "must be a string (null only keeps a stored secret)"})
+        return self
 
 
 def _tag_shape(tag: str) -> str:
@@ -116,6 +130,8 @@ class ScriptDefinitionInput(BaseModel):
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS, json_schema_extra={
         "description": "trimmed; repeats (ignoring case) are dropped, the first spelling kept"})] = []
     schedule: ScheduleInput | None = None
+    params: Annotated[list[ParamDecl], Field(max_length=MAX_PARAMS, json_schema_extra={
+        "description": "run parameters (SPEC §8.2); names unique and different from the env keys"})] = []
 
     @field_validator("name")
     @classmethod
@@ -169,6 +185,25 @@ class ScriptDefinitionInput(BaseModel):
             seen.add(entry.key)
         return entries
 
+    @field_validator("params")
+    @classmethod
+    def _unique_param_names(cls, params: list[ParamDecl]) -> list[ParamDecl]:
+        seen: set[str] = set()
+        for i, param in enumerate(params):
+            if param.name in seen:
+                raise PydanticCustomError("param_field", "{message}", {
+                    "field": f"{i}.name", "message": f"duplicate parameter {param.name}"})
+            seen.add(param.name)
+        return params
+
+    @model_validator(mode="after")
+    def _params_apart_from_env(self) -> ScriptDefinitionInput:
+        keys = {entry.key for entry in self.env}
+        for i, param in enumerate(self.params):
+            if param.name in keys:
+                raise ValueError(f"params.{i}.name:{param.name} is also an env key; a parameter needs its own name")
+        return self
+
     @field_validator("tags")
     @classmethod
     def _unique_tags(cls, tags: list[str]) -> list[str]:
@@ -201,6 +236,9 @@ def _fields_from(error: ValidationError) -> dict[str, str]:
         # Model-level checks name their field as "field:message".
         if not item["loc"] and ":" in message:
             loc, message = message.split(":", 1)
+        # Checks of a nested object name the field inside it (params.2.default).
+        if item["type"] == "param_field":
+            loc = f"{loc}.{item['ctx']['field']}"
         fields.setdefault(loc, human_message(loc, str(item["type"]), message, item.get("ctx")))
     return fields
 
@@ -209,6 +247,19 @@ def _strip_read_only(body: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in body.items() if k not in READ_ONLY_FIELDS}
     if "schedule" in out:
         out["schedule"] = strip_read_only(out["schedule"])
+    if isinstance(out.get("params"), list):
+        out["params"] = [{k: v for k, v in p.items() if k not in READ_ONLY_PARAM_FIELDS} if isinstance(p, dict)
+                         else p for p in out["params"]]
+    return out
+
+
+def stored_as_input(doc: dict[str, Any]) -> dict[str, Any]:
+    """Stored env and params in their input form: sealed secrets become null ("keep the stored one")."""
+    out = dict(doc)
+    if isinstance(out.get("env"), list):
+        out["env"] = [{k: v for k, v in e.items() if k != "sealed"} for e in out["env"]]
+    if isinstance(out.get("params"), list):
+        out["params"] = [{k: v for k, v in p.items() if k != "sealedDefault"} for p in out["params"]]
     return out
 
 
@@ -237,6 +288,8 @@ def validate_definition_update(existing: dict[str, Any], patch: Any) -> dict[str
         raise ValidationFailed("the body must be a JSON object")
     patch = _strip_read_only(patch)
     current = {k: existing[k] for k in ScriptDefinitionInput.model_fields if k in existing}
+    # Stored secrets go back in as "keep" (null); definition_secrets.py puts them back.
+    current = stored_as_input(current)
     merged = {**current, **patch}
     if "type" in patch and "runner" not in patch:
         new_type = patch["type"]

@@ -160,7 +160,10 @@ class ScheduleInput(BaseModel):
     enabled: StrictBool = True
     overlap: Literal["skip", "queue", "allow"] = "skip"
     catchUp: Literal["none", "latest"] = "none"
-    params: dict[str, Any] = {}
+    # Checked against the definition's declared params (definition_secrets.py),
+    # which this model does not see; secret parameters cannot be set here.
+    params: Annotated[dict[str, Any], Field(json_schema_extra={
+        "description": "values for the definition's params (not secret ones) passed to every scheduled run"})] = {}
 
     @field_validator("cron")
     @classmethod
@@ -177,14 +180,6 @@ class ScheduleInput(BaseModel):
         time_zone(value)
         return value
 
-    @field_validator("params")
-    @classmethod
-    def _no_params_yet(cls, value: dict[str, Any]) -> dict[str, Any]:
-        # Run parameters (SPEC §8.2) are not built yet: only {} is accepted, so
-        # nothing a client sends is silently dropped.
-        if value:
-            raise ValueError("must be {} (this server takes no run parameters yet)")
-        return value
 
 
 def strip_read_only(schedule: Any) -> Any:

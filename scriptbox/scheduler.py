@@ -36,7 +36,7 @@ import gevent.pool
 
 from .audit import AuditLog
 from .engine import Engine
-from .errors import Conflict, DatabaseUnavailable, NotFound
+from .errors import Conflict, DatabaseUnavailable, NotFound, ValidationFailed
 from .metrics import Metrics
 from .schedule import ScheduleError, expand_cron, iso_z, iter_due_times, time_zone
 from .store import Database
@@ -52,7 +52,7 @@ START_SLACK_S = 2.0  # at start, due times this recent are fired late rather tha
 RETRY_S = 2.0
 FIRE_CONCURRENCY = 64  # after a database error
 
-# submit(script_id, trigger, requested_by, meta=..., waits_for=...) -> run document
+# submit(script_id, trigger, requested_by, meta=..., waits_for=..., params=...) -> run document
 Submit = Callable[..., dict[str, Any]]
 
 
@@ -302,8 +302,11 @@ class Scheduler:
             if catch_up:
                 meta["catchUp"] = True
             run = self.submit(str(entry.script_id), "schedule", "scheduler", meta=meta,
-                              waits_for=None if active is None else str(active))
-        except (Conflict, NotFound) as exc:
+                              waits_for=None if active is None else str(active),
+                              params=definition["schedule"].get("params") or {})
+        except (Conflict, NotFound, ValidationFailed) as exc:
+            # ValidationFailed: the schedule's params no longer fit (checked on save, so only
+            # a definition stored by an older version); skipped with the reason, never retried.
             self.store.set_outcome(firing, SKIPPED, reason=exc.message)
             self._note(entry.script_id, SKIPPED, due)
             return

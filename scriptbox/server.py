@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ from .httpserver import GuardedWSGIServer, connection_cap, raise_open_file_limit
 from .logs import configure_logging
 from .loopback import is_loopback
 from .metrics import Metrics
+from .notify import Notifier
 from .scheduler import Scheduler
+from .secretbox import SecretKeyError
 from .services import Access, build_services
 from .store import Database
 from .vocabulary import LISTENING_PREFIX
@@ -103,6 +106,7 @@ def work(settings: Settings) -> int:
         return 2
     database = Database(settings.mongodb_uri, settings.db_name)
     engine = None
+    notifier: Notifier | None = None
     http: GuardedWSGIServer | None = None
     password_pool = ThreadPool(1)  # the metrics port's sign-ins, off the loop
     try:
@@ -113,18 +117,25 @@ def work(settings: Settings) -> int:
             return 1
         services = build_services(settings, database)
         engine = services.engine
+        notifier = services.notifier
         if settings.metrics_port is not None:
             http = _metrics_server(settings, services.metrics, password_pool)
             if http is None:
                 return 1
+        notifier.start()  # before the engine: recovery may end runs
         engine.start()
         print(f"Scriptbox worker executing runs from database {settings.db_name!r}", flush=True)
         return _wait_for_stop(None)
+    except SecretKeyError as exc:
+        print(f"scriptbox: secret key: {exc}", file=sys.stderr)
+        return 2
     finally:
         if http is not None:
             http.stop(timeout=1)
         if engine is not None:
             engine.stop()
+        if notifier is not None:
+            notifier.stop()  # after the engine: runs it ended at shutdown are notified too
         database.close()
         password_pool.kill()
         lock.release()
@@ -165,6 +176,13 @@ def _metrics_server(settings: Settings, metrics: Metrics, pool: ThreadPool) -> G
     return http
 
 
+def _base_url(settings: Settings, port: int) -> str:
+    """This server's own address (a wildcard address named by the machine's name), for links in notifications."""
+    scheme = "https" if settings.tls_enabled else "http"
+    host = socket.gethostname() if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 def _announce(settings: Settings, generated_password: str | None, port: int) -> None:
     """Print the generated password (once), a warning without TLS off loopback, and the URL."""
     scheme = "https" if settings.tls_enabled else "http"
@@ -190,6 +208,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     database: Database | None = None
     engine: Engine | None = None
     scheduler: Scheduler | None = None
+    notifier: Notifier | None = None
     http: GuardedWSGIServer | None = None
     password_pool = ThreadPool(PASSWORD_THREADS)
     try:
@@ -217,6 +236,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
         services = build_services(settings, database, access)
         engine = services.engine
         scheduler = services.scheduler
+        notifier = services.notifier
         http = _http_server(settings, create_app(services))
         try:
             http.init_socket()  # bind before recovery claims queued runs: a busy port fails nothing
@@ -224,6 +244,8 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             http = None
             print(f"scriptbox: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
             return 1
+        notifier.set_fallback_base_url(_base_url(settings, http.server_port))
+        notifier.start()  # before the engine: recovery may end runs
         engine.start()
         if scheduler is not None:
             scheduler.start()
@@ -233,6 +255,9 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     except EmbeddedDatabaseError as exc:
         print(f"scriptbox: cannot start the embedded database: {exc}", file=sys.stderr)
         return 1
+    except SecretKeyError as exc:
+        print(f"scriptbox: secret key: {exc}", file=sys.stderr)
+        return 2
     finally:
         if http is not None:
             http.close()  # stop accepting; open streams end when their runs do
@@ -240,6 +265,8 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             scheduler.stop()
         if engine is not None:
             engine.stop()
+        if notifier is not None:
+            notifier.stop()  # after the engine: runs it ended at shutdown are notified too
         if http is not None:
             http.stop(timeout=HTTP_STOP_GRACE_S)
         if database is not None:

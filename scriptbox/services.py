@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .audit import AuditLog
 from .auth import CredentialChecker, DesktopSessions, LoginThrottle
@@ -18,10 +19,13 @@ from .config import Settings
 from .engine import Engine, EngineOptions, build_engine
 from .guards import HostGuard
 from .metrics import Metrics
+from .notify import Notifier, NotifierOptions
 from .scheduler import Scheduler, build_scheduler
+from .secretbox import SecretBox, load_secret_box
 from .store import Database
 from .store.audit import AuditStore
 from .store.definitions import DefinitionStore
+from .store.notifications import NotificationStore
 from .store.runs import RunStore
 from .store.tokens import TokenStore
 from .tokens import TokenAuthority
@@ -52,6 +56,11 @@ class Services:
     # the worker write audit entries too, so they are not part of `access`.
     tokens: TokenAuthority
     audit: AuditLog
+    # Seals secret env values and parameters (secretbox.py); the engine opens them to run.
+    secrets: SecretBox
+    # Every process that records run ends notifies of them (scriptbox/notify/).
+    notifier: Notifier
+    notifications: NotificationStore
     access: Access | None = None
     # Only `serve` schedules (scriptbox/scheduler.py); a worker has none.
     scheduler: Scheduler | None = None
@@ -69,16 +78,32 @@ class Services:
 
 
 def build_services(settings: Settings, database: Database, access: Access | None = None,
-                   engine_options: EngineOptions | None = None) -> Services:
-    """Every part of a Scriptbox process over `database`, ready to start."""
+                   engine_options: EngineOptions | None = None,
+                   notifier_options: NotifierOptions | None = None) -> Services:
+    """Every part of a Scriptbox process over `database`, ready to start.
+
+    Raises SecretKeyError when the secret key (setting or key file) cannot be used.
+    """
     metrics = Metrics()
+    secrets = load_secret_box(settings.secret_key, settings.data_dir)
     definitions = DefinitionStore(database)
-    runs = RunStore(database, on_claimed=metrics.run_claimed, on_finished=metrics.run_finished)
-    engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes)
+    audit = AuditLog(AuditStore(database))
+    notifications = NotificationStore(database)
+    notifier = Notifier(notifications, audit, on_result=metrics.notification, options=notifier_options,
+                        base_url=settings.public_url)
+
+    def run_finished(doc: dict[str, Any]) -> None:
+        # The one place every run's end passes, once (the conditional update that ended it).
+        metrics.run_finished(doc)
+        notifier.run_finished(doc)
+
+    runs = RunStore(database, on_claimed=metrics.run_claimed, on_finished=run_finished)
+    engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes,
+                          secrets=secrets)
     metrics.bind(runs.count_active, engine.active_count)
     # The serve process (the one with HTTP) schedules, --no-worker too: it only queues runs.
-    audit = AuditLog(AuditStore(database))
     scheduler = None if access is None else build_scheduler(database, engine, metrics, audit)
     return Services(settings=settings, database=database, definitions=definitions, runs=runs, engine=engine,
                     metrics=metrics, tokens=TokenAuthority(TokenStore(database)),
-                    audit=audit, access=access, scheduler=scheduler)
+                    audit=audit, secrets=secrets, notifier=notifier, notifications=notifications, access=access,
+                    scheduler=scheduler)

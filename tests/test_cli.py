@@ -221,7 +221,8 @@ def test_by_code_routes_answer_like_the_id_routes(api: Api, server: ScriptboxSer
     assert get_run(api, manual.json()["runId"])["trigger"] == "manual"
 
     # Same validation and errors as the id route, body first.
-    for body, field in (({"trigger": "schedule"}, "trigger"), ({"params": {"a": "1"}}, "params")):
+    bodies = (({"trigger": "schedule"}, "trigger"), ({"params": {"a": "1"}}, "params.a"), ({"params": [1]}, "params"))
+    for body, field in bodies:
         for path in (f"/api/admin/scripts/by-code/{code}/run", f"/api/admin/scripts/{doc['id']}/run"):
             answer = api.post(path, json=body)
             assert answer.status_code == 400 and field in answer.json()["error"]["fields"], answer.text
@@ -421,7 +422,7 @@ def test_run_prints_the_run_id_alone_or_json(api: Api, url: str) -> None:
     assert plain.stdout == f"{run_id}\n".encode() and get_run(api, run_id)["scriptId"] == doc["id"]
     as_json = cli(url, "run", doc["id"], "--json")
     started = json.loads(as_json.stdout)
-    assert as_json.returncode == 0 and set(started) == {"runId", "status"}
+    assert as_json.returncode == 0 and set(started) == {"runId", "status", "params"}
     assert get_run(api, started["runId"])["scriptId"] == doc["id"]
 
 
@@ -445,7 +446,7 @@ def test_wait_prints_the_result_and_exits_with_its_code_or_3_while_still_running
 
 
 def test_params_are_sent_only_when_given_and_the_servers_refusal_is_shown(api: Api, server: ScriptboxServer) -> None:
-    doc = api.create_script(script="echo p")
+    doc = api.create_script(script="echo p", params=[{"name": "other", "type": "string"}, {"name": "n", "type": "int"}])
     proxy = Proxy(server.port)
     try:
         refused = cli(proxy.url, "run", doc["codeIdentifier"], "--param", "NAME=a=b", "--param", "other=")
@@ -453,8 +454,7 @@ def test_params_are_sent_only_when_given_and_the_servers_refusal_is_shown(api: A
     finally:
         proxy.close()
     assert refused.returncode == 2
-    assert b"(400 validation_failed)" in refused.stderr and b"params: unknown field" in refused.stderr
-    assert b"does not take run parameters yet" in refused.stderr
+    assert b"(400 validation_failed)" in refused.stderr and b"params.NAME: unknown parameter" in refused.stderr
     first, second = (bytes(r) for r in proxy.requests if b"/run " in r)
     assert json.loads(first.split(b"\r\n\r\n", 1)[1]) == {"params": {"NAME": "a=b", "other": ""}}
     assert second.endswith(b"\r\n\r\n") and b"content-type" not in second.lower()
@@ -462,7 +462,13 @@ def test_params_are_sent_only_when_given_and_the_servers_refusal_is_shown(api: A
     for bad in (["--param", "novalue"], ["--param", "1x=2"], ["--param", "a=1", "--param", "a=2"]):
         result = cli(server.base_url, "run", doc["codeIdentifier"], *bad)
         assert result.returncode == 2 and b"--param" in result.stderr, result.stderr
-    assert len(runs_of(api, doc["id"])) == 1  # only `plain` started one
+    # Values come as strings and are coerced to the declared type by the server.
+    typed = cli(server.base_url, "run", doc["codeIdentifier"], "--param", "n=5", "--param", "other=x", "--json")
+    assert typed.returncode == 0, typed.stderr
+    assert get_run(api, json.loads(typed.stdout)["runId"])["params"] == {"n": 5, "other": "x"}
+    not_int = cli(server.base_url, "run", doc["codeIdentifier"], "--param", "n=five")
+    assert not_int.returncode == 2 and b"params.n: must be a whole number" in not_int.stderr
+    assert len(runs_of(api, doc["id"])) == 2  # only `plain` and `typed` started one
 
 
 # -- list, runs, show, log, cancel --------------------------------------------

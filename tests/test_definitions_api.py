@@ -90,7 +90,7 @@ BAD_FIELDS: list[tuple[str, dict[str, Any], str]] = [
     ("env key starting with digit", {"env": [{"key": "1A", "value": "1"}]}, "env.0.key"),
     ("env value not a string", {"env": [{"key": "A", "value": 1}]}, "env.0.value"),
     ("env value over 32 KiB", {"env": [{"key": "A", "value": "x" * (32 * 1024 + 1)}]}, "env.0.value"),
-    ("env entry with extra field", {"env": [{"key": "A", "value": "1", "secret": True}]}, "env.0.secret"),
+    ("env entry with extra field", {"env": [{"key": "A", "value": "1", "hidden": True}]}, "env.0.hidden"),
     ("duplicate env keys", {"env": [{"key": "A", "value": "1"}, {"key": "A", "value": "2"}]}, "env"),
     ("201 env entries", {"env": [{"key": f"K{i}", "value": ""} for i in range(201)]}, "env"),
     ("timeout below 100", {"timeoutMs": 99}, "timeoutMs"),

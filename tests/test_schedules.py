@@ -103,7 +103,7 @@ def test_six_fields_have_seconds_first_and_names_work() -> None:
     ({"cron": "@daily", "overlap": "sometimes"}, "schedule.overlap"),
     ({"cron": "@daily", "catchUp": "all"}, "schedule.catchUp"),
     ({"cron": "@daily", "enabled": "yes"}, "schedule.enabled"),
-    ({"cron": "@daily", "params": {"x": 1}}, "schedule.params"),
+    ({"cron": "@daily", "params": {"x": 1}}, "schedule.params.x"),  # no such parameter declared
     ({"cron": "@daily", "color": "red"}, "schedule.color"),
 ])
 def test_invalid_schedule_is_400_naming_the_field(api: Api, sched: dict[str, Any], field: str) -> None:

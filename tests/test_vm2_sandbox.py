@@ -672,7 +672,8 @@ def test_launch_describes_a_node_process_fed_through_stdin() -> None:
         assert spec.argv[-1].endswith("vm2/harness.js")
         assert any(a.startswith("--max-old-space-size=") for a in spec.argv)
         assert "console.log(1)" not in " ".join(spec.argv)
-        assert json.loads(spec.stdin_data or b"") == {"script": "console.log(1)", "env": {"K": "V"}, "timeoutMs": 1234}
+        assert json.loads(spec.stdin_data or b"") == {"script": "console.log(1)", "env": {"K": "V"}, "params": {},
+                                                      "timeoutMs": 1234}
     finally:
         assert spec.cleanup is not None
         spec.cleanup()

@@ -57,8 +57,9 @@ class AuditEntry(BaseModel):
 
     id: str = ObjectIdHex
     at: str | None = IsoTime
-    actor: str = Field(description="admin, desktop, token:<name>, scheduler, or anonymous (failed sign-ins)")
-    action: str = Field(description="e.g. script.update, run.start, token.revoke, auth.failed")
+    actor: str = Field(description="admin, desktop, token:<name>, scheduler, notifier (failed deliveries), "
+                                   "or anonymous (failed sign-ins)")
+    action: str = Field(description="e.g. script.update, run.start, token.revoke, notification.failed, auth.failed")
     targetType: str | None
     targetId: str | None
     summary: str

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from bottle import LocalRequest
 
-from ..errors import BadJson, PayloadTooLarge
+from ..errors import BadJson, NotFound, PayloadTooLarge
+from ..store import parse_object_id
 
 # The largest definition is a 1 MiB script plus 200 env values of 32 KiB.
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -59,3 +61,26 @@ def _replace_lone_surrogates(value: Any) -> Any:
     if isinstance(value, dict):
         return {_replace_lone_surrogates(k): _replace_lone_surrogates(v) for k, v in value.items()}
     return value
+
+
+def existing_script_ids(values: list[Any], get_definition: Callable[[str], Any], fields: dict[str, str],
+                        field: str = "scriptIds") -> list[Any]:
+    """The ObjectIds of `values` that name existing scripts, each once, in order.
+
+    Each bad entry is named in `fields` (`scriptIds.<n>`): not an id, or no such
+    script (`get_definition` raises NotFound).
+    """
+    found: list[Any] = []
+    for index, value in enumerate(values):
+        oid = parse_object_id(value) if isinstance(value, str) else None
+        if oid is None:
+            fields[f"{field}.{index}"] = "must be a script id (24 hex digits)"
+            continue
+        try:
+            get_definition(str(oid))
+        except NotFound:
+            fields[f"{field}.{index}"] = "no script has this id"
+            continue
+        if oid not in found:
+            found.append(oid)
+    return found

@@ -8,6 +8,7 @@ from typing import Any
 from bottle import Bottle, HTTPResponse, request, response
 
 from ..audit import changed_fields
+from ..definition_secrets import seal_definition
 from ..errors import Conflict, ValidationFailed
 from ..models import validate_definition_update, validate_new_definition
 from ..services import Services
@@ -67,7 +68,7 @@ def register(app: Bottle, services: Services) -> None:
         errors=(409, 503), body="ScriptDefinitionCreate",
         error_notes={409: "duplicate_code_identifier: another script uses that codeIdentifier."}))
     def create_definition() -> dict[str, Any]:
-        fields = validate_new_definition(read_json_body(request))
+        fields = seal_definition(validate_new_definition(read_json_body(request)), None, services.secrets)
         doc = definitions.create(fields)
         audit_request(services, "script.create", "script", str(doc["_id"]), f"created script {doc['name']!r}",
                       {"codeIdentifier": doc["codeIdentifier"], "name": doc["name"], "type": doc["type"]})
@@ -99,7 +100,7 @@ def register(app: Bottle, services: Services) -> None:
     def update_definition(definition_id: str) -> dict[str, Any]:
         patch = read_json_body(request)
         existing = definitions.get(definition_id)
-        fields = validate_definition_update(existing, patch)
+        fields = seal_definition(validate_definition_update(existing, patch), existing, services.secrets)
         # A client that sends back the `updatedAt` it loaded (the admin page
         # does) is refused with 409 if someone saved in between, instead of
         # silently overwriting the other admin's change.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..definition_secrets import present_env, present_params
 from ..schedule import present_schedule
 from ..store import iso, utcnow
 from ..store.records import Chunk
@@ -16,6 +17,8 @@ def definition_to_json(doc: dict[str, Any]) -> dict[str, Any]:
     out["id"] = str(doc["_id"])
     out["tags"] = doc.get("tags") or []  # definitions stored before tags existed have none
     out["schedule"] = present_schedule(doc, utcnow())
+    out["env"] = present_env(doc.get("env"))
+    out["params"] = present_params(doc.get("params"))
     out["createdAt"] = iso(doc.get("createdAt"))
     out["updatedAt"] = iso(doc.get("updatedAt"))
     return out
@@ -42,6 +45,7 @@ def run_to_json(doc: dict[str, Any]) -> dict[str, Any]:
         "finishedAt": iso(doc.get("finishedAt")),
         "exitCode": doc.get("exitCode"),
         "outputTail": doc.get("outputTail", ""),
+        "params": doc.get("params") or {},
         "meta": meta,
     }
 

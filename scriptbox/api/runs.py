@@ -34,6 +34,10 @@ _STATUS_LIST = "^(" + "|".join(RUN_STATUSES) + ")(,(" + "|".join(RUN_STATUSES) +
 _TRIGGER_LIST = "^(manual|api|schedule)(,(manual|api|schedule))*$"
 
 
+PARAMS_NOTE = ("`params` are checked against the script's declared params (400 naming `params.<name>`); "
+               "defaults fill the rest, unknown names are refused. int, number and bool values may also be "
+               'given as strings ("5", "2.5", "true"/"false"/"1"/"0"), as the CLI sends them.')
+
 WAIT_PARAM = Param("wait", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_S},
                    "seconds to wait for the run to end: 200 with the finished run if it does, else the 202")
 
@@ -43,22 +47,28 @@ def token_ended_frame() -> bytes:
     return frame("revoked", error_body("invalid_token", "the API token was revoked or expired"))
 
 
-def parse_trigger(body: Any) -> str:
-    """The trigger of a run request; raises ValidationFailed naming bad fields."""
+def parse_run_request(body: Any) -> tuple[str, dict[str, Any] | None]:
+    """The trigger and the parameter values of a run request; raises ValidationFailed naming bad fields.
+
+    The values themselves are checked against the script's declaration when the run is submitted.
+    """
     if body is None:
-        return DEFAULT_TRIGGER
+        return DEFAULT_TRIGGER, None
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object")
-    unknown = {str(k): "unknown field" for k in body if k != "trigger"}
+    unknown = {str(k): "unknown field" for k in body if k not in ("trigger", "params")}
     trigger = body.get("trigger", DEFAULT_TRIGGER)
     fields = dict(unknown)
     if trigger == "schedule":
         fields["trigger"] = "schedule is reserved for the scheduler"
     elif trigger not in CLIENT_TRIGGERS:
         fields["trigger"] = "must be manual or api"
+    params = body.get("params")
+    if params is not None and not isinstance(params, dict):
+        fields["params"] = "must be an object of parameter values"
     if fields:
         raise ValidationFailed("the run request is invalid", fields=fields)
-    return str(trigger)
+    return str(trigger), params
 
 
 def parse_list_query(query: Any) -> dict[str, Any]:
@@ -155,11 +165,13 @@ def register(app: Bottle, services: Services) -> None:
             raise NotFound(f"no run with id {run_id!r}")
         return doc
 
-    def submit(definition_id: str, trigger: str, wait_s: int | None) -> dict[str, Any]:
+    def submit(definition_id: str, request_body: tuple[str, dict[str, Any] | None],
+               wait_s: int | None) -> dict[str, Any]:
+        trigger, params = request_body
         user = request.environ.get("scriptbox.user")
         if request.environ.get("scriptbox.token") is not None:
             trigger = "api"  # "manual" means the admin page; a token is automation whatever it says
-        doc = engine.submit(definition_id, trigger, user)
+        doc = engine.submit(definition_id, trigger, user, params=params)
         run_id = str(doc["_id"])
         audit_request(services, "run.start", "run", run_id,
                       f"started {doc['meta']['snapshot']['name']!r} ({trigger})",
@@ -172,7 +184,7 @@ def register(app: Bottle, services: Services) -> None:
                 return run_to_json(finished)
         response.status = 202
         response.set_header("Location", f"/api/admin/scripts/runs/{run_id}")
-        return {"runId": run_id, "status": doc["status"]}
+        return {"runId": run_id, "status": doc["status"], "params": doc.get("params") or {}}
 
     def wait_param() -> int | None:
         seconds, why = parse_wait(request.query.getunicode("wait"))
@@ -187,15 +199,16 @@ def register(app: Bottle, services: Services) -> None:
                     headers={"Location": "the run's URL"})},
         errors=(404, 409, 503), body=RunRequest, body_required=False,
         params=(WAIT_PARAM,),
+        description=PARAMS_NOTE,
         error_notes={409: "script_disabled: the script is disabled."}))
     def start_run(definition_id: str) -> dict[str, Any]:
-        """Start a run of the script with this id → 202 {runId, status}; 404 unknown, 409 disabled.
+        """Start a run of the script with this id → 202 {runId, status, params}; 404 unknown, 409 disabled.
 
         With ?wait=N (0-300 s): 200 with the finished run if it ends within N seconds, else the 202.
         """
         wait_s = wait_param()
-        trigger = parse_trigger(read_json_body(request, required=False))
-        return submit(definition_id, trigger, wait_s)
+        body = parse_run_request(read_json_body(request, required=False))
+        return submit(definition_id, body, wait_s)
 
     @app.post(f"/api/admin/scripts/{BY_CODE}/run", openapi=Doc(
         "Start a run of the script with this codeIdentifier", "runs",
@@ -210,9 +223,9 @@ def register(app: Bottle, services: Services) -> None:
         # The body is validated first, as on the id route, so both answer a bad
         # body with 400 whether or not the script exists.
         wait_s = wait_param()
-        trigger = parse_trigger(read_json_body(request, required=False))
+        body = parse_run_request(read_json_body(request, required=False))
         definition = services.definitions.get_by_code(code_identifier)
-        return submit(str(definition["_id"]), trigger, wait_s)
+        return submit(str(definition["_id"]), body, wait_s)
 
     @app.get("/api/admin/scripts/runs", openapi=Doc(
         "List runs, newest first", "runs", {200: Reply("One page of runs.", RunList)}, errors=(400, 503),

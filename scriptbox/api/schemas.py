@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..models import EnvEntry, ScriptDefinitionInput
+from ..params import ParamDecl
 from ..schedule import ScheduleInput
 from ..vocabulary import FINISHED_STATUSES, RUN_STATUSES
 
@@ -69,6 +70,20 @@ class SchedulePreview(BaseModel):
     timezone: str = Field(description="the time zone the times were computed in")
 
 
+class ParamShown(ParamDecl):
+    """A declared parameter as answers show it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    hasDefault: bool | None = Field(None, description="secret parameters only: whether a default is stored "
+                                                         "(its value is never shown: default is null)")
+
+
+ParamValue = str | int | float | bool | None
+PARAM_VALUES = Field(description="the run's parameter values by name (typed; secret values as \"***\"; "
+                                 "null: no value)")
+
+
 class ScriptDefinition(ScriptDefinitionInput):
     """A stored definition as the API shows it."""
 
@@ -80,6 +95,7 @@ class ScriptDefinition(ScriptDefinitionInput):
     id: str = ObjectIdHex
     runner: str  # always set once stored
     env: list[EnvEntry]
+    params: list[ParamShown] = []  # type: ignore[assignment]
     createdAt: str = IsoTime
     updatedAt: str = IsoTime
 
@@ -134,6 +150,7 @@ class Run(BaseModel):
     finishedAt: str | None = IsoTime
     exitCode: int | None = Field(description="null unless the process exited")
     outputTail: str = Field(description="the last SCRIPTBOX_TAIL_BYTES of output")
+    params: dict[str, ParamValue] = PARAM_VALUES
     meta: RunMeta
 
 
@@ -151,6 +168,9 @@ class RunRequest(BaseModel):
 
     trigger: Literal["manual", "api"] = Field(
         "api", description="manual: the admin UI; api: any other client. schedule is the scheduler's alone")
+    params: dict[str, ParamValue] | None = Field(
+        None, description="values of the script's declared params by name; null or missing values take the "
+                          "default. int/number/bool also as strings (\"5\", \"2.5\", \"true\")")
 
 
 class RunStarted(BaseModel):
@@ -158,6 +178,7 @@ class RunStarted(BaseModel):
 
     runId: str = ObjectIdHex
     status: RunStatus
+    params: dict[str, ParamValue] = PARAM_VALUES
 
 
 class OutputEvent(BaseModel):

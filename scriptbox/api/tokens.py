@@ -9,12 +9,12 @@ from bottle import Bottle, HTTPResponse, request, response
 
 from ..errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from ..services import Services
-from ..store import iso, parse_object_id
+from ..store import iso
 from ..store.tokens import token_to_json
 from ..tokens import NAME_RE, SCOPES, Token, new_secret, parse_expiry, run_target, scope_allows, token_digest
 from .audit import audit_request, request_address
 from .automation_schemas import ApiTokenCreated, ApiTokenList, TokenRequest
-from .common import read_json_body
+from .common import existing_script_ids, read_json_body
 from .openapi import Doc, Reply
 
 TOKEN_ID = "<token_id:re:[0-9a-fA-F]{24}>"
@@ -40,18 +40,7 @@ def validate_token_request(body: Any, services: Services) -> dict[str, Any]:
     elif raw_ids and scope == "admin":
         fields["scriptIds"] = "only a run token is limited to scripts"
     else:
-        for index, value in enumerate(raw_ids):
-            oid = parse_object_id(value) if isinstance(value, str) else None
-            if oid is None:
-                fields[f"scriptIds.{index}"] = "must be a script id (24 hex digits)"
-                continue
-            try:
-                services.definitions.get(str(oid))
-            except NotFound:
-                fields[f"scriptIds.{index}"] = "no script has this id"
-                continue
-            if oid not in script_ids:
-                script_ids.append(oid)
+        script_ids = existing_script_ids(raw_ids, services.definitions.get, fields)
     expires_at, why = parse_expiry(body.get("expiresAt"), services.tokens.now())
     if why:
         fields["expiresAt"] = why

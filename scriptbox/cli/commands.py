@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = add("run", "start a run of SCRIPT (a codeIdentifier or an id); prints its run id")
     run.add_argument("script", metavar="SCRIPT")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                     help="a run parameter (repeatable); sent as {\"params\": {...}} only when given")
+                     help="a run parameter (repeatable); sent as {\"params\": {...}} only when given; the server "
+                          "converts the text to the parameter's type (count=5, dry_run=true)")
     how = run.add_mutually_exclusive_group()
     how.add_argument("--follow", action="store_true",
                      help="stream its stdout/stderr to ours and exit with its exit code")

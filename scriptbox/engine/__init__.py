@@ -32,6 +32,7 @@ from typing import Any
 from .. import proctree
 from ..config import Settings
 from ..errors import DatabaseUnavailable
+from ..secretbox import SecretBox
 from ..store.records import Executor
 from ..store.runs import RunStore
 from .browser import record_result
@@ -72,6 +73,7 @@ class Engine:
         host: str | None = None,
         vm2_user: str | None = "nobody",
         on_output_bytes: Callable[[int], None] | None = None,
+        secrets: SecretBox | None = None,
     ) -> None:
         self.options = options or EngineOptions()
         self.execute = execute
@@ -79,7 +81,8 @@ class Engine:
                           flush_every_s=self.options.flush_every_s, on_flushed=self._write_progress,
                           on_output_bytes=on_output_bytes)
         self.ctx = EngineContext(runs=runs, live=live, options=self.options, executor=this_executor(host),
-                                 get_definition=get_definition, data_dir=data_dir, vm2_user=vm2_user)
+                                 get_definition=get_definition, data_dir=data_dir, vm2_user=vm2_user,
+                                 secrets=secrets)
         self.dispatcher = Dispatcher(self.ctx, max_concurrent_runs)
         self.watchdog = Watchdog(self.ctx, self.dispatcher)
 
@@ -117,11 +120,13 @@ class Engine:
     # -- requests from the API ----------------------------------------------
 
     def submit(self, script_id: str, trigger: str, requested_by: str | None, *,
-               meta: Mapping[str, Any] | None = None, waits_for: str | None = None) -> dict[str, Any]:
-        """Create a run; raises NotFound (unknown script), Conflict (disabled).
+               meta: Mapping[str, Any] | None = None, waits_for: str | None = None,
+               params: Any = None) -> dict[str, Any]:
+        """Create a run; raises NotFound (unknown script), Conflict (disabled),
+        ValidationFailed (params).
 
         `meta` and `waits_for` come from the scheduler (see commands.submit)."""
-        return submit(self.ctx, self.dispatcher, script_id, trigger, requested_by, meta, waits_for)
+        return submit(self.ctx, self.dispatcher, script_id, trigger, requested_by, meta, waits_for, params)
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         """Cancel a queued or running run; raises NotFound, Conflict (finished)."""
@@ -150,7 +155,8 @@ class Engine:
 
 def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[str], dict[str, Any]],
                  options: EngineOptions | None = None,
-                 on_output_bytes: Callable[[int], None] | None = None) -> Engine:
+                 on_output_bytes: Callable[[int], None] | None = None,
+                 secrets: SecretBox | None = None) -> Engine:
     """The engine of a server or worker process, from its settings."""
     return Engine(
         runs,
@@ -163,6 +169,7 @@ def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[s
         vm2_user=settings.vm2_user,
         options=options,
         on_output_bytes=on_output_bytes,
+        secrets=secrets,
     )
 
 

@@ -13,9 +13,12 @@ from datetime import timedelta
 from typing import Any
 
 from ..errors import Conflict, NotFound, ValidationFailed
+from ..masking import SecretMasker
+from ..secretbox import SecretUnavailable
 from ..store.records import RunEnd
 from ..vocabulary import BROWSER_NODE, FINISHED_STATUSES
 from .context import EngineContext
+from .inputs import open_run_secrets
 
 MAX_ERROR_CHARS = 2000
 
@@ -79,6 +82,22 @@ def validate_browser_result(body: Any) -> BrowserResult:
                          error[:MAX_ERROR_CHARS] if isinstance(error, str) else None)
 
 
+def _masker_of(ctx: EngineContext, doc: dict[str, Any]) -> tuple[SecretMasker, str | None]:
+    """The masker of a browser run's secret parameters, or why its output cannot be recorded.
+
+    Output that could hold a secret this process cannot open (another key) is
+    not recorded at all: without the value there is no way to mask it.
+    """
+    if not doc.get("secretParams"):
+        return SecretMasker(()), None
+    if ctx.secrets is None:
+        return SecretMasker(()), "this process has no secret key to mask the run's secrets"
+    try:
+        return SecretMasker(open_run_secrets(doc, ctx.secrets).values()), None
+    except SecretUnavailable as exc:
+        return SecretMasker(()), str(exc)
+
+
 def record_result(ctx: EngineContext, run_id: str, body: Any) -> dict[str, Any]:
     """Record the outcome of a browser run reported by the admin page; returns the finished run.
 
@@ -96,11 +115,20 @@ def record_result(ctx: EngineContext, run_id: str, body: Any) -> dict[str, Any]:
     if not ctx.runs.claim_browser_result(run_id):
         raise Conflict("the run has already finished or its result was already reported", code="run_finished")
     output = ctx.live.new_output(run_id)
-    for item in result.output:
-        output.emit(item["stream"], item["data"], len(item["data"].encode("utf-8")))
+    masker, withheld = _masker_of(ctx, doc)
+    error = result.error
+    if withheld is not None:
+        output.emit("stderr", f"[scriptbox] the output was not recorded: {withheld}\n", 0, system=True)
+        error = withheld
+    else:
+        output.mask_secrets(masker)
+        for item in result.output:
+            output.emit(item["stream"], item["data"], len(item["data"].encode("utf-8")))
+        output.close()
+        error = masker.mask(error) if error is not None else None
     ctx.live.flush_now()
     done = ctx.runs.finish_browser_result(
-        run_id, RunEnd(result.status, result.exit_code, result.error, output=output.totals()))
+        run_id, RunEnd(result.status, result.exit_code, error, output=output.totals()))
     if done is None:
         raise Conflict("the run has already finished", code="run_finished")
     ctx.live.publish_end(done)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, NotFound, ValidationFailed
+from ..params import ParamsInvalid, ResolvedParams, resolve
+from ..secretbox import SecretBox
 from ..store.records import NewRun, RunEnd
 from ..vocabulary import FINISHED_STATUSES
 from .browser import is_browser_run, time_allowed
@@ -17,24 +19,43 @@ from .outcome import CANCEL
 CANCEL_ATTEMPTS = 3
 
 
+def sealed_params(definition: Mapping[str, Any], resolved: ResolvedParams,
+                  box: SecretBox | None) -> dict[str, str]:
+    """The run's secret parameter values, sealed: given ones sealed now, defaults copied as stored."""
+    if resolved.secrets and box is None:
+        raise Conflict("this process has no secret key to keep secret parameters", code="no_secret_key")
+    out = {name: box.seal(value) for name, value in resolved.secrets.items()} if box is not None else {}
+    for param in definition.get("params") or []:
+        if param["name"] in resolved.secret_defaults:
+            out[param["name"]] = param["sealedDefault"]
+    return out
+
+
 def submit(ctx: EngineContext, dispatcher: Dispatcher, script_id: str, trigger: str,
            requested_by: str | None, meta: Mapping[str, Any] | None = None,
-           waits_for: str | None = None) -> dict[str, Any]:
+           waits_for: str | None = None, params: Any = None) -> dict[str, Any]:
     """Create a run of a script; returns the stored run document.
 
-    The scheduler adds `meta` (scheduledFor, catchUp) and, for overlap
-    `queue`, the run this one waits for. Raises NotFound (unknown script) and
-    Conflict (disabled script).
+    `params` are the request's parameter values (checked against the
+    definition; defaults fill the rest). The scheduler adds `meta`
+    (scheduledFor, catchUp) and, for overlap `queue`, the run this one waits
+    for. Raises NotFound (unknown script), Conflict (disabled script) and
+    ValidationFailed (parameters, naming each as params.<name>).
     """
     definition = ctx.get_definition(script_id)
     if not definition.get("enabled", True):
         raise Conflict("the script is disabled", code="script_disabled")
+    try:
+        resolved = resolve(definition.get("params") or [], params)
+    except ParamsInvalid as exc:
+        raise ValidationFailed("the run parameters are invalid", fields=exc.fields) from None
     snapshot = snapshot_of(definition)
     # Browser runs execute in the admin page, never here.
     browser_time = (time_allowed(snapshot.timeout_ms, ctx.options.browser_grace_s)
                     if snapshot.runner == "browser" else None)
     doc = ctx.runs.create(NewRun(str(definition["_id"]), trigger, requested_by, snapshot, browser_time,
-                                 meta=dict(meta or {}), waits_for=waits_for))
+                                 meta=dict(meta or {}), waits_for=waits_for, params=resolved.shown(),
+                                 sealed_params=sealed_params(definition, resolved, ctx.secrets)))
     dispatcher.wake()
     ctx.live.publish_status(doc)  # the run-events feed shows it at once (it has no viewers yet)
     return doc

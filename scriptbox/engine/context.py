@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..secretbox import SecretBox
 from ..store.records import Executor
 from ..store.runs import RunStore
 from .live import LiveOutput
@@ -24,6 +25,8 @@ class EngineContext:
     get_definition: Callable[[str], dict[str, Any]]
     data_dir: str
     vm2_user: str | None = "nobody"  # when running as root, vm2 sandboxes run as this user
+    # Opens the secrets a run needs (engine/inputs.py); None: runs with secrets cannot start.
+    secrets: SecretBox | None = None
     # Never signalled by any run's kill: the children this process had before
     # the engine started (the embedded database); filled by Engine.start().
     protected_pids: set[int] = field(default_factory=set)

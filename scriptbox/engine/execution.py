@@ -22,9 +22,11 @@ import gevent.subprocess
 from .. import proctree
 from ..errors import DatabaseUnavailable, NotFound
 from ..logs import bind_run
+from ..masking import SecretMasker
 from ..runners.base import LaunchSpec, RunnerUnavailable
 from ..store.records import RunEnd, Snapshot
 from .context import EngineContext
+from .inputs import open_inputs
 from .launch import launch_spec, snapshot_of
 from .outcome import CANCEL, TIMEOUT, outcome, stopped_before_start
 from .output import read_stream
@@ -129,7 +131,10 @@ class RunExecution:
             return None
         snapshot = snapshot_of(definition)
         try:
-            spec = launch_spec(definition, self.run_id, script_id, self.ctx.data_dir, self.ctx.vm2_user)
+            inputs = open_inputs(definition, self.doc, self.ctx.secrets)
+            # Before the process exists, so not one byte of its output passes unmasked.
+            self.output.mask_secrets(SecretMasker(inputs.secrets))
+            spec = launch_spec(definition, self.run_id, script_id, self.ctx.data_dir, self.ctx.vm2_user, inputs)
         except RunnerUnavailable as exc:
             self._note(snapshot)
             self._fail_to_start(str(exc))
@@ -220,6 +225,7 @@ class RunExecution:
         """Record the end of the run (retrying while the lease is ours) and tell its viewers."""
         # Every chunk is stored before the run is final, so whoever sees the
         # final status (any process) can replay the complete log.
+        self.output.close()
         self.ctx.live.flush_now()
         end = dataclasses.replace(end, output=self.output.totals())
         delay = 0.5

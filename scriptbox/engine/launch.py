@@ -8,6 +8,7 @@ from ..runners.base import LaunchSpec, RunnerUnavailable
 from ..runners.host import prepare_host_launch
 from ..store.records import Snapshot
 from ..vocabulary import DEFAULT_TIMEOUT_MS, runner_of
+from .inputs import RunInputs
 
 
 def timeout_ms_of(definition: dict[str, Any]) -> int:
@@ -28,19 +29,23 @@ def snapshot_of(definition: dict[str, Any]) -> Snapshot:
 
 
 def launch_spec(definition: dict[str, Any], run_id: str, script_id: str, data_dir: str,
-                vm2_user: str | None = "nobody") -> LaunchSpec:
-    """How to start a run of this definition; raises RunnerUnavailable."""
+                vm2_user: str | None = "nobody", inputs: RunInputs | None = None) -> LaunchSpec:
+    """How to start a run of this definition with `inputs` (env and params,
+    secrets opened); raises RunnerUnavailable."""
     runner = runner_of(definition.get("type"), definition.get("runner"))
+    inputs = inputs or RunInputs(env=list(definition.get("env") or []))
     if runner == "host":
-        return prepare_host_launch(definition, run_id=run_id, script_id=script_id, data_dir=data_dir)
+        return prepare_host_launch(definition, run_id=run_id, script_id=script_id, data_dir=data_dir,
+                                   env_items=inputs.env, params=inputs.params)
     if runner == "vm2":
         try:
             from ..runners import vm2_runner
         except ImportError as exc:
             raise RunnerUnavailable("the vm2 runner is not available in this build") from exc
-        env = {str(e["key"]): str(e["value"]) for e in definition.get("env") or []}
+        env = {str(e["key"]): str(e["value"]) for e in inputs.env}
         spec: LaunchSpec = vm2_runner.prepare_vm2_launch(
-            str(definition.get("script") or ""), env, timeout_ms_of(definition), run_as=vm2_user)
+            str(definition.get("script") or ""), env, timeout_ms_of(definition), run_as=vm2_user,
+            params=inputs.params)
         spec.env = {**spec.env, "SCRIPTBOX_RUN_ID": run_id, "SCRIPTBOX_SCRIPT_ID": script_id}
         if not spec.label:
             spec.label = "vm2"

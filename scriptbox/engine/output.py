@@ -20,12 +20,13 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gevent
 import gevent.event
 import gevent.socket
 
+from ..masking import SecretMasker, StreamMasker
 from ..sse_wire import output_frame
 from ..store.records import Chunk, OutputTotals
 from .hub import HubEvent, OutputHub
@@ -229,15 +230,41 @@ class RunOutput:
     truncated: bool = False
     dirty: bool = False
     on_bytes: Callable[[int], None] | None = None  # told of every byte received (metrics)
+    # Secret masking (masking.py): one masker per stream, so a secret split
+    # across reads of one stream is still found. Set before any output.
+    masker: SecretMasker | None = None
+    _masking: dict[str, StreamMasker] = field(default_factory=dict)
 
     def totals(self) -> OutputTotals:
         return OutputTotals(self.tail.text(), self.output_bytes, self.truncated)
 
-    def emit(self, stream: str, text: str, raw_len: int, system: bool = False) -> None:
-        """Record, store (within the cap) and publish one piece of output."""
+    def mask_secrets(self, masker: SecretMasker) -> None:
+        """Mask these secrets in everything emitted from now on."""
+        self.masker = masker if masker else None
+
+    def close(self) -> None:
+        """The run's output is complete: emit what the maskers held back."""
+        for stream, masking in list(self._masking.items()):
+            rest = masking.flush()
+            if rest:
+                self.emit(stream, rest, 0, unmasked=False)
+
+    def emit(self, stream: str, text: str, raw_len: int, system: bool = False, *, unmasked: bool = True) -> None:
+        """Record, store (within the cap) and publish one piece of output.
+
+        This is the one way output enters a run (pipes, browser results,
+        Scriptbox's own lines): secrets are masked here, before the tail, the
+        stored log or any viewer sees the text. Scriptbox's own lines (`system`)
+        and text already masked (`unmasked` False) pass as they are.
+        """
         self.output_bytes += raw_len
         if self.on_bytes is not None:
             self.on_bytes(raw_len)
+        if self.masker is not None and unmasked and not system:
+            masking = self._masking.get(stream)
+            if masking is None:
+                masking = self._masking[stream] = self.masker.stream()
+            text = masking.feed(text)
         if not text:
             return
         self.tail.add(text)

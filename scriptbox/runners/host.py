@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 
+from scriptbox.params import env_value
 from scriptbox.runners.base import LaunchSpec, RunnerUnavailable
 
 # Scriptbox's own configuration (admin password, MongoDB URI, data dir, ...)
@@ -37,15 +38,23 @@ def host_environment(
     script_env: Iterable[Mapping[str, str]],
     run_id: str,
     script_id: str,
+    params: Mapping[str, object] | None = None,
 ) -> dict[str, str]:
-    """The environment of a host run: server env minus secrets, plus script env.
+    """The environment of a host run: server env minus secrets, plus script env and params.
 
-    SCRIPTBOX_RUN_ID and SCRIPTBOX_SCRIPT_ID are set last so a script cannot
-    override them (the run id is how leftover processes are found).
+    Each parameter is a variable of its name (booleans true/false); one without
+    a value is unset, so a variable of that name inherited from the server
+    cannot pass for it. SCRIPTBOX_RUN_ID and SCRIPTBOX_SCRIPT_ID are set last so
+    a script cannot override them (the run id is how leftover processes are found).
     """
     env = {k: v for k, v in base.items() if not is_secret_env(k)}
     for item in script_env:
         env[str(item["key"])] = str(item["value"])
+    for name, value in (params or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = env_value(value)
     env["SCRIPTBOX_RUN_ID"] = run_id
     env["SCRIPTBOX_SCRIPT_ID"] = script_id
     return env
@@ -80,15 +89,21 @@ def prepare_host_launch(
     script_id: str,
     data_dir: str,
     base_env: Mapping[str, str] | None = None,
+    env_items: list[dict[str, str]] | None = None,
+    params: Mapping[str, object] | None = None,
 ) -> LaunchSpec:
     """LaunchSpec for a bash/host or node/host script.
+
+    `env_items` (default: the definition's env) are the env entries with
+    secrets opened; `params` the run's parameter values.
 
     Raises:
         RunnerUnavailable: missing working directory or missing interpreter.
     """
     kind = str(definition.get("type"))
     script = str(definition.get("script") or "")
-    env_items = definition.get("env") or []
+    if env_items is None:
+        env_items = list(definition.get("env") or [])  # type: ignore[call-overload]
     assert isinstance(env_items, list)
     # execve() cannot pass a NUL byte; say so instead of failing inside Popen.
     if "\0" in script:
@@ -97,7 +112,7 @@ def prepare_host_launch(
         if "\0" in str(item.get("value", "")):
             raise RunnerUnavailable(f"env {item.get('key')} contains a NUL character, "
                                     "which cannot be passed to a process")
-    env = host_environment(os.environ if base_env is None else base_env, env_items, run_id, script_id)
+    env = host_environment(os.environ if base_env is None else base_env, env_items, run_id, script_id, params)
     cwd = resolve_working_directory(str(definition.get("defaultWorkingDirectory") or ""), data_dir)
     if kind not in ("bash", "node"):
         raise RunnerUnavailable(f"the host runner cannot run scripts of type {kind!r}")

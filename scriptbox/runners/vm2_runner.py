@@ -18,7 +18,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,11 +216,13 @@ def prepare_vm2_launch(
     *,
     harness_dir: Path = HARNESS_DIR,
     run_as: str | None = DEFAULT_VM2_USER,
+    params: Mapping[str, object] | None = None,
 ) -> LaunchSpec:
     """Describe the node process that runs `script` in a vm2 sandbox.
 
-    The script, its env and its timeout go to the harness as one JSON document
-    on stdin; the process itself gets an empty environment, a fresh private
+    The script, its env, its parameter values (typed: the sandbox gets them as
+    a frozen `params` object) and its timeout go to the harness as one JSON
+    document on stdin; the process itself gets an empty environment, a fresh private
     temporary working directory (removed by the spec's cleanup), a V8 heap
     limit, an address-space limit, node's permission model (read access to the
     harness directory only, no child processes, no writes) and a SIGALRM
@@ -259,7 +261,8 @@ def prepare_vm2_launch(
         "--no-warnings",
         str(harness),
     ]
-    stdin_data = json.dumps({"script": script, "env": dict(script_env), "timeoutMs": timeout_ms}).encode("utf-8")
+    stdin_data = json.dumps({"script": script, "env": dict(script_env), "params": dict(params or {}),
+                             "timeoutMs": timeout_ms}).encode("utf-8")
     address_space = _address_space_limit()
     alarm_seconds = math.ceil(timeout_ms / 1000) + ALARM_GRACE_SECONDS
 

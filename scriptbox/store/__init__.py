@@ -140,6 +140,8 @@ class Database:
             # that the actor "token:<name>" in runs and the audit log is unambiguous.
             self.db.api_tokens.create_index("hash", unique=True, name="token_hash_unique")
             self.db.api_tokens.create_index("name", unique=True, name="token_name_unique")
+            # Channel names are unique: the audit log and the admin page name channels by them.
+            self.db.notification_channels.create_index("name", unique=True, name="channel_name_unique")
             # One index per filter of GET /api/admin/audit; the unfiltered page walks _id.
             self.db.audit_log.create_index([("action", 1), ("_id", -1)], name="audit_by_action")
             self.db.audit_log.create_index([("targetId", 1), ("_id", -1)], name="audit_by_target")

@@ -59,6 +59,10 @@ class NewRun:
     # `queue`, the id of the run this one waits for.
     meta: Mapping[str, Any] = field(default_factory=dict)
     waits_for: str | None = None
+    # The run's parameter values as shown (secrets "***") and the sealed secret
+    # values (engine/inputs.py opens them; removed when the run ends).
+    params: Mapping[str, Any] = field(default_factory=dict)
+    sealed_params: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ Internal fields (never shown by the API):
 - `cancelRequested`: set by POST /cancel, read by the executor;
 - `browserResult`: set once the page's result for a browser run is being recorded;
 - `procStart`: start time (clock ticks) of the main process, so recovery never
-  signals a reused pid.
+  signals a reused pid;
+- `secretParams`: the run's secret parameter values, sealed (secretbox.py),
+  until the run ends: every finish removes them.
 """
 
 from __future__ import annotations
@@ -188,9 +190,12 @@ class RunStore(_ChunkStore):
             "finishedAt": None,
             "exitCode": None,
             "outputTail": "",
+            "params": dict(new.params),
             "meta": {**META_DEFAULTS, "snapshot": new.snapshot.to_doc(), "requestedBy": new.requested_by,
                      **new.meta},
         }
+        if new.sealed_params:
+            doc["secretParams"] = dict(new.sealed_params)
         if new.waits_for is not None:
             doc["waitsFor"] = ObjectId(new.waits_for)  # schedule overlap `queue`: see claim_next
         if new.browser_time is not None:
@@ -334,7 +339,7 @@ class RunStore(_ChunkStore):
     def _finish(self, condition: dict[str, Any], end: RunEnd) -> dict[str, Any] | None:
         assert end.status in FINISHED_STATUSES
         assert condition.get("status") in ACTIVE_STATUSES, "a finish must be conditional on an active status"
-        update = {"$set": _end_fields(end), "$unset": {"leaseUntil": "", "cancelRequested": ""}}
+        update = {"$set": _end_fields(end), "$unset": {"leaseUntil": "", "cancelRequested": "", "secretParams": ""}}
         with translate_db_errors():
             doc = self.runs.find_one_and_update(condition, update, return_document=ReturnDocument.AFTER)
         if doc is not None:

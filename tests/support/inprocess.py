@@ -15,6 +15,7 @@ from scriptbox.auth import CredentialChecker, DesktopSessions, LoginThrottle, pr
 from scriptbox.config import Settings
 from scriptbox.engine import EngineOptions
 from scriptbox.guards import HostGuard
+from scriptbox.notify import NotifierOptions
 from scriptbox.server import ui_dist_dir
 from scriptbox.services import Access, Services, build_services
 from scriptbox.store import Database
@@ -28,7 +29,8 @@ class InProcessApp:
     test run's SecantusDB, which goes away with the run)."""
 
     def __init__(self, mongodb_uri: str, data_dir: Path, *, execute: bool = False,
-                 options: EngineOptions | None = None, **settings: Any) -> None:
+                 options: EngineOptions | None = None, notifier_options: NotifierOptions | None = None,
+                 **settings: Any) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.settings = Settings(data_dir=data_dir, mongodb_uri=mongodb_uri, db_name=f"sbx_{uuid.uuid4().hex[:12]}",
                                  admin_password=ADMIN_PASSWORD, run_worker=execute, **settings)
@@ -38,7 +40,7 @@ class InProcessApp:
         access = Access(credentials=CredentialChecker(ADMIN_USER, password.password_hash),
                         host_guard=HostGuard(self.settings.host), desktop_sessions=DesktopSessions(None),
                         throttle=LoginThrottle(), ui_dir=ui_dist_dir())
-        self.services: Services = build_services(self.settings, self.database, access, options)
+        self.services: Services = build_services(self.settings, self.database, access, options, notifier_options)
         self.app = create_app(self.services)
 
     @property
@@ -49,4 +51,5 @@ class InProcessApp:
         return AppClient(self.app, **kwargs)
 
     def close(self) -> None:
+        self.services.notifier.stop()
         self.database.close()

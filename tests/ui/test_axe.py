@@ -39,6 +39,10 @@ def views(server: Any) -> dict[str, tuple[str, str]]:
     wait_status(api, run_id, timeout=60)
     api.post("/api/admin/tokens", json={"name": unique_name("ci"), "scope": "run", "scriptIds": [],
                                         "expiresAt": None})
+    # Nothing listens on port 9 (discard): the channel's test fails, so its error state is scanned too.
+    channel = api.post("/api/admin/notifications", json={"name": unique_name("ops"), "url": "json://127.0.0.1:9/x",
+                                                         "scriptIds": [script["id"]]}).json()
+    api.post(f"/api/admin/notifications/{channel['id']}/test")
     return {
         "home": ("/admin/scripts", ".home-view, .view-title"),
         "script": (f"/admin/scripts/{script['id']}", ".run-panel[data-status=failed]"),
@@ -48,6 +52,7 @@ def views(server: Any) -> dict[str, tuple[str, str]]:
         "run": (f"/admin/scripts/runs/{run_id}", ".run-panel[data-status=failed]"),
         "tokens": ("/admin/scripts/tokens", ".view-title"),
         "audit": ("/admin/scripts/audit", ".view-title"),
+        "notifications": ("/admin/scripts/notifications", ".notification-row .last-error"),
     }
 
 

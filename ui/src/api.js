@@ -72,6 +72,11 @@ export const api = {
   createToken: (doc) => request("POST", "/api/admin/tokens", doc),
   revokeToken: (id) => request("DELETE", `/api/admin/tokens/${enc(id)}`),
   listAudit: (params) => request("GET", `/api/admin/audit${qs(params)}`),
+  listNotifications: () => request("GET", "/api/admin/notifications"),
+  createNotification: (doc) => request("POST", "/api/admin/notifications", doc),
+  updateNotification: (id, doc) => request("PUT", `/api/admin/notifications/${enc(id)}`, doc),
+  deleteNotification: (id) => request("DELETE", `/api/admin/notifications/${enc(id)}`),
+  testNotification: (id) => request("POST", `/api/admin/notifications/${enc(id)}/test`, {}),
 };
 
 /** Normalises the list endpoint's answer (a bare array or {scripts: [...]}). */

@@ -6,6 +6,7 @@
 //   /admin/scripts/runs          all runs
 //   /admin/scripts/runs/<runId>  one run
 //   /admin/scripts/tokens        API tokens
+//   /admin/scripts/notifications notification channels
 //   /admin/scripts/audit         the audit log
 //   /admin/scripts/api           the API reference (from /api/openapi.json)
 //   /admin/scripts/<id>          one script: editor, run panel, history
@@ -19,6 +20,7 @@ import { RunView, RunsView, HomeView } from "./runViews.js";
 import { ScriptView } from "./scriptView.js";
 import { Sidebar } from "./sidebar.js";
 import { ScriptsStore } from "./scriptsStore.js";
+import { NotificationsView } from "./notifications.js";
 import { TokensView } from "./tokens.js";
 import { emptyState, MOD_KEY } from "./widgets.js";
 
@@ -33,6 +35,7 @@ export function route(pathname) {
   if (rest === "new") return { name: "new" };
   if (rest === "runs") return { name: "runs" };
   if (rest === "tokens") return { name: "tokens" };
+  if (rest === "notifications") return { name: "notifications" };
   if (rest === "audit") return { name: "audit" };
   if (rest === "api") return { name: "api" };
   const run = /^runs\/([^/]+)$/.exec(rest);
@@ -60,6 +63,7 @@ class App {
     this.navScripts = h("a.nav-link", { href: ROOT, "data-link": true }, "Scripts");
     this.navRuns = h("a.nav-link", { href: `${ROOT}/runs`, "data-link": true }, "Runs");
     this.navTokens = h("a.nav-link", { href: `${ROOT}/tokens`, "data-link": true }, "Tokens");
+    this.navNotifications = h("a.nav-link", { href: `${ROOT}/notifications`, "data-link": true }, "Notifications");
     this.navAudit = h("a.nav-link", { href: `${ROOT}/audit`, "data-link": true }, "Audit");
     this.navApi = h("a.nav-link#nav-api", { href: `${ROOT}/api`, "data-link": true }, "API");
     root.append(
@@ -67,7 +71,7 @@ class App {
       h(
         "header.topbar",
         h("a.brand", { href: ROOT, "data-link": true }, h("span.brand-mark", { "aria-hidden": "true" }, "›_"), "Scriptbox"),
-        h("nav.topnav", { "aria-label": "Main" }, this.navScripts, this.navRuns, this.navTokens, this.navAudit, this.navApi),
+        h("nav.topnav", { "aria-label": "Main" }, this.navScripts, this.navRuns, this.navTokens, this.navNotifications, this.navAudit, this.navApi),
         h("div.topbar-hint.muted", h("kbd", `${MOD_KEY} S`), " save ", h("kbd", `${MOD_KEY} ↵`), " run"),
       ),
       h("div.shell", this.sidebar.el, this.main),
@@ -165,9 +169,9 @@ class App {
   updateChrome(r) {
     document.body.dataset.route = r.name;
     this.sidebar.setActive(r.name === "script" ? r.id : null);
-    const sections = { runs: "runs", run: "runs", tokens: "tokens", audit: "audit", api: "api" };
+    const sections = { runs: "runs", run: "runs", tokens: "tokens", notifications: "notifications", audit: "audit", api: "api" };
     const section = sections[r.name] || "scripts";
-    const links = { scripts: this.navScripts, runs: this.navRuns, tokens: this.navTokens, audit: this.navAudit, api: this.navApi };
+    const links = { scripts: this.navScripts, runs: this.navRuns, tokens: this.navTokens, notifications: this.navNotifications, audit: this.navAudit, api: this.navApi };
     for (const [name, link] of Object.entries(links)) {
       if (name === section) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
@@ -184,6 +188,7 @@ class App {
     else if (r.name === "runs") view = new RunsView({ app: this });
     else if (r.name === "run") view = new RunView({ runId: r.runId, app: this });
     else if (r.name === "tokens") view = new TokensView({ app: this });
+    else if (r.name === "notifications") view = new NotificationsView({ app: this });
     else if (r.name === "audit") view = new AuditView({ app: this });
     else if (r.name === "api") view = new ApiReferenceView();
     else view = { el: emptyState("Page not found", null, { href: ROOT, label: "Back to scripts" }), destroy() {} };

@@ -1,5 +1,6 @@
 // /admin/scripts/tokens: API tokens for automation. Create (name, scope, scripts, expiry),
 // the secret shown once in a copy dialog, revoke, and when each was last used.
+import { loadScriptChoices, managedPage, scriptName, showFormErrors } from "./adminPages.js";
 import { api } from "./api.js";
 import { h, replace, uid } from "./dom.js";
 import { formatDateTime, formatRelative } from "./format.js";
@@ -22,11 +23,9 @@ export class TokensView {
       "div.table-wrap",
       h("table.runs-table.tokens-table", h("thead", h("tr", ["Name", "Scope", "Scripts", "Created", "Expires", "Last used", ""].map((t) => h("th", { scope: "col" }, t)))), this.tbody),
     );
-    this.el = h(
-      "section.view.tokens-view",
-      h("header.view-head", h("div.view-head-text", h("a.back-link", { href: "/admin/scripts", "data-link": true }, "‹ Scripts"), h("h1.view-title", "API tokens"), h("div.view-subtitle.muted", "For CI jobs and scripts: sent as Authorization: Bearer on /api/admin/ only. A token never opens this page."))),
-      h("div.view-body", this.form, h("h2.section-title", "Tokens"), this.tableWrap, this.info),
-    );
+    this.el = managedPage("tokens-view", "API tokens",
+      "For CI jobs and scripts: sent as Authorization: Bearer on /api/admin/ only. A token never opens this page.",
+      this.form, h("h2.section-title", "Tokens"), this.tableWrap, this.info);
   }
 
   buildForm() {
@@ -74,19 +73,12 @@ export class TokensView {
   }
 
   async loadScripts() {
-    try {
-      const data = await api.listScripts();
-      this.scripts = (data && data.scripts) || [];
-    } catch {
-      this.scripts = [];
-    }
-    replace(this.scriptsSelect, this.scripts.map((s) => h("option", { value: s.id }, `${s.name} (${s.codeIdentifier})`)));
+    this.scripts = await loadScriptChoices(this.scriptsSelect);
     this.syncScope();
   }
 
   scriptLabel(id) {
-    const s = (this.scripts || []).find((x) => x.id === id);
-    return s ? s.name : `${id} (deleted)`;
+    return scriptName(this.scripts, id);
   }
 
   async load() {
@@ -129,9 +121,7 @@ export class TokensView {
     try {
       created = await api.createToken(body);
     } catch (err) {
-      const fields = Object.entries(err.fields || {}).map(([k, v]) => `${k}: ${v}`);
-      replace(this.errors, err.message, fields.length ? h("ul", fields.map((f) => h("li", f))) : null);
-      this.errors.hidden = false;
+      showFormErrors(this.errors, err);
       return;
     }
     this.nameInput.value = "";

@@ -15,7 +15,7 @@
 // null-prototype objects and plain counters, events are read through captured getters,
 // and the script's promise is observed with the captured `then` after giving that
 // promise an own `constructor` of undefined (so no species lookup reaches the script).
-export function bootstrap(self, env, firstLine) {
+export function bootstrap(self, env, firstLine, params) {
   "use strict";
   // ---- intrinsics, captured before any user code runs ----
   const FunctionCall = Function.prototype.call;
@@ -460,6 +460,8 @@ export function bootstrap(self, env, firstLine) {
   }, true);
 
   const frozenEnv = freeze({ ...env });
+  // The run's parameter values (typed, SPEC §8.2): a frozen global `params`, as in vm2 scripts.
+  defineProperty(self, "params", { value: freeze({ ...(params || {}) }), writable: false, configurable: false });
   // The user's code only appears after this function returned, so nothing of it runs
   // before the lockdown above.
   return (main) => {

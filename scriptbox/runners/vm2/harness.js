@@ -2,7 +2,7 @@
 // Scriptbox vm2 harness, main thread.
 //
 // Input: ONE JSON document on stdin: {"script": str, "env": {str: str},
-// "timeoutMs": int}. The script never appears on the command line or in the
+// "params": {str: string|number|boolean|null}, "timeoutMs": int}. The script never appears on the command line or in the
 // process environment.
 //
 // The script runs in a vm2 `VM` inside a worker thread (sandbox-worker.js).
@@ -44,17 +44,18 @@ function parseInput(text) {
 		fail(EXIT.HARNESS_ERROR, 'vm2 harness: standard input is not a JSON document');
 	}
 	if (input === null || typeof input !== 'object') fail(EXIT.HARNESS_ERROR, 'vm2 harness: input must be a JSON object');
-	const { script, env = {}, timeoutMs } = input;
+	const { script, env = {}, params = {}, timeoutMs } = input;
 	if (typeof script !== 'string') fail(EXIT.HARNESS_ERROR, 'vm2 harness: "script" must be a string');
 	if (env === null || typeof env !== 'object' || Array.isArray(env)) fail(EXIT.HARNESS_ERROR, 'vm2 harness: "env" must be an object');
 	for (const [key, value] of Object.entries(env)) {
 		if (typeof value !== 'string') fail(EXIT.HARNESS_ERROR, `vm2 harness: env value of ${JSON.stringify(key)} must be a string`);
 	}
+	if (params === null || typeof params !== 'object' || Array.isArray(params)) fail(EXIT.HARNESS_ERROR, 'vm2 harness: "params" must be an object');
 	if (!Number.isInteger(timeoutMs) || timeoutMs < 1) fail(EXIT.HARNESS_ERROR, 'vm2 harness: "timeoutMs" must be a positive integer');
-	return { script, env, timeoutMs };
+	return { script, env, params, timeoutMs };
 }
 
-function start({ script, env, timeoutMs }) {
+function start({ script, env, params, timeoutMs }) {
 	// The timeout counts from the start of this process, like the engine's
 	// outer timeout counts from the spawn, so both fire at about the same time.
 	const elapsed = Math.round(process.uptime() * 1000);
@@ -65,7 +66,7 @@ function start({ script, env, timeoutMs }) {
 	let worker;
 	try {
 		worker = new Worker(path.join(__dirname, 'sandbox-worker.js'), {
-			workerData: { script, envJson: JSON.stringify(env), deadline: Date.now() + remaining, timeoutMs },
+			workerData: { script, envJson: JSON.stringify(env), paramsJson: JSON.stringify(params), deadline: Date.now() + remaining, timeoutMs },
 			env: {},
 			argv: [],
 			stdin: false,

@@ -3,7 +3,7 @@
 // This file is NOT loaded with require(): sandbox-worker.js reads it as text and
 // runs it inside the vm2 VM, so everything here lives in the sandbox realm and
 // can only see what the sandbox sees. The value of the script is a function
-// `install(emit, envJson)` that the host calls exactly once, before the user's
+// `install(emit, envJson, paramsJson)` that the host calls exactly once, before the user's
 // script runs.
 //
 // Design rule: the ONLY host object the sandbox ever holds is `emit` (a host
@@ -487,7 +487,7 @@
 		return text;
 	}
 
-	return function install(emit, envJson) {
+	return function install(emit, envJson, paramsJson) {
 		LocalError.prepareStackTrace = prepareStackTrace;
 
 		function send(kind, payload) {
@@ -534,12 +534,21 @@
 			env = {};
 		}
 		freeze(env);
+		// Typed values (string, number, boolean, null); parsed inside the sandbox like env.
+		let params;
+		try {
+			params = call(jsonParse, undefined, [paramsJson === undefined ? '{}' : paramsJson]);
+		} catch (e) {
+			params = {};
+		}
+		freeze(params);
 
 		// Node's Buffer is a host object behind a proxy; pure JS utilities do not
 		// need it, so it is not offered at all (one less bridge surface).
 		delete globalObject.Buffer;
 		defineProperty(globalObject, 'console', { __proto__: null, value: sandboxConsole, writable: true, enumerable: false, configurable: true });
 		defineProperty(globalObject, 'env', { __proto__: null, value: env, writable: false, enumerable: false, configurable: false });
+		defineProperty(globalObject, 'params', { __proto__: null, value: params, writable: false, enumerable: false, configurable: false });
 		defineProperty(globalObject, 'queueMicrotask', {
 			__proto__: null,
 			value: function queueMicrotask(callback) {

@@ -123,7 +123,7 @@ function compileErrorText(err) {
 }
 
 function main() {
-	const { script, envJson, deadline, timeoutMs } = workerData;
+	const { script, envJson, paramsJson, deadline, timeoutMs } = workerData;
 	const timeoutText = `Script timed out after ${timeoutMs} ms`;
 
 	process.on('unhandledRejection', (reason) => {
@@ -148,7 +148,7 @@ function main() {
 		bufferAllocLimit: BUFFER_ALLOC_LIMIT,
 	});
 	const prelude = fs.readFileSync(path.join(__dirname, 'prelude.js'), 'utf8');
-	const api = vm.run(prelude, PRELUDE_FILENAME)(emit, envJson);
+	const api = vm.run(prelude, PRELUDE_FILENAME)(emit, envJson, paramsJson);
 
 	let compiled;
 	try {
