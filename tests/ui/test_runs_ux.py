@@ -219,3 +219,23 @@ def test_a_finished_runs_whole_log_is_paged_searched_wrapped_timed_copied_and_do
     assert href == f"/api/admin/scripts/runs/{run_id}/log?download=1&plain=1"
     plain = api.get(href)
     assert plain.headers["Content-Disposition"].startswith("attachment") and "\x1b" not in plain.text
+
+
+def test_the_live_output_panel_has_a_wrap_switch_and_copies_its_output(open_ui_page: Callable[..., Page],
+                                                                        api: Api) -> None:
+    script = api.create_script(name=unique_name("tools"), script="printf 'a %.0s' $(seq 1 200); echo; echo second")
+    page = open_ui_page()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.goto(f"/admin/scripts/{script['id']}")
+    page.locator("#run-script").click()
+    panel = page.locator(".run-panel")
+    expect(panel.locator(".output")).to_contain_text("second", timeout=30_000)
+    first = panel.locator(".output .line").first
+    wrapped = first.bounding_box()
+    panel.get_by_label("Wrap").uncheck()
+    expect(panel.locator(".output")).to_have_class(re.compile(r"\bnowrap\b"))
+    unwrapped = first.bounding_box()
+    assert wrapped and unwrapped and unwrapped["height"] < wrapped["height"]  # one line, scrolled sideways
+    panel.get_by_role("button", name="Copy").click()
+    expect(page.locator(".toast")).to_contain_text("Output copied")
+    assert page.evaluate("navigator.clipboard.readText()").rstrip("\n").endswith(" \nsecond")
