@@ -89,7 +89,7 @@ def build_services(settings: Settings, database: Database, access: Access | None
     definitions = DefinitionStore(database)
     audit = AuditLog(AuditStore(database))
     notifications = NotificationStore(database)
-    notifier = Notifier(notifications, audit, on_result=metrics.notification, options=notifier_options,
+    notifier = Notifier(notifications, audit, secrets, on_result=metrics.notification, options=notifier_options,
                         base_url=settings.public_url)
 
     def run_finished(doc: dict[str, Any]) -> None:

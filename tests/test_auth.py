@@ -9,7 +9,9 @@ import pytest
 import requests
 
 from scriptbox.auth import LoginThrottle
+from scriptbox.config import load_settings
 from support import ADMIN_PASSWORD, Api, ScriptboxServer
+from support.inprocess import InProcessApp
 
 PROTECTED = [
     ("GET", "/api/admin/scripts"),
@@ -46,13 +48,18 @@ def test_healthz_is_open(server: ScriptboxServer) -> None:
     assert response.json() == {"status": "ok", "db": "ok"}
 
 
-def test_repeated_failures_from_one_address_are_slowed_down(server_factory: Any) -> None:
-    instance = server_factory().start()
-    url = instance.base_url + "/api/admin/scripts"
-    answers = [requests.get(url, auth=("admin", "guess"), timeout=30) for _ in range(LoginThrottle.FREE_FAILURES)]
+def test_repeated_failures_from_one_address_are_slowed_down(mongodb_uri: str, tmp_path: Path) -> None:
+    # In-process, with a login throttle of its own (the module's server keeps its budget for the other tests);
+    # test_security_attacks.py floods a real server in parallel.
+    instance = InProcessApp(mongodb_uri, tmp_path)
+    guesser = instance.client(auth=("admin", "guess"))
+    try:
+        answers = [guesser.get("/api/admin/scripts") for _ in range(LoginThrottle.FREE_FAILURES)]
+        # Past the free failures the address must wait; meanwhile its attempts are refused unread.
+        locked = [guesser.get("/api/admin/scripts") for _ in range(2)]
+    finally:
+        instance.close()
     assert [a.status_code for a in answers] == [401] * LoginThrottle.FREE_FAILURES
-    # Past the free failures the address must wait; meanwhile its attempts are refused unread.
-    locked = [requests.get(url, auth=("admin", "guess"), timeout=30) for _ in range(2)]
     refused = next(a for a in locked if a.status_code == 429)
     assert refused.json()["error"]["code"] == "too_many_attempts"
     assert int(refused.headers["Retry-After"]) >= 1
@@ -100,10 +107,17 @@ def test_a_foreign_host_header_is_refused(server: ScriptboxServer, host: str) ->
     assert server.api().get("/api/admin/scripts", headers={"Host": f"localhost:{server.port}"}).status_code == 200
 
 
-def test_allowed_hosts_setting_admits_a_proxy_name(server_factory: Any) -> None:
-    instance = server_factory(env={"SCRIPTBOX_ALLOWED_HOSTS": "scripts.example.com, other.example"}).start()
-    response = instance.api().get("/api/admin/scripts", headers={"Host": "scripts.example.com"})
-    assert response.status_code == 200
+def test_allowed_hosts_setting_admits_a_proxy_name(mongodb_uri: str, tmp_path: Path) -> None:
+    # The setting as an operator writes it, parsed by the settings table, then the app in-process.
+    allowed = load_settings(environ={"SCRIPTBOX_ALLOWED_HOSTS": "scripts.example.com, other.example"}).allowed_hosts
+    instance = InProcessApp(mongodb_uri, tmp_path, allowed_hosts=allowed)
+    try:
+        client = instance.client()
+        for host in ("scripts.example.com", "other.example"):
+            assert client.get("/api/admin/scripts", headers={"Host": host}).status_code == 200, host
+        assert client.get("/api/admin/scripts", headers={"Host": "evil.example"}).status_code == 403
+    finally:
+        instance.close()
 
 
 def test_the_first_start_generates_a_password_printed_once_and_stored_hashed(server_factory: Any,

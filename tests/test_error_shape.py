@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from support import Api, ScriptboxServer
+from support import Api, ScriptboxServer, wait_status
 
 ALLOWED_ERROR_STATUSES = {400, 401, 403, 404, 405, 409, 413}
 NO_SUCH_ID = "ffffffffffffffffffffffff"
@@ -153,11 +153,7 @@ def test_conflicts_are_json_409(api: Api, ids: dict[str, str]) -> None:
     run_id = api.post(f"/api/admin/scripts/{running['id']}/run").json()["runId"]
     assert_error_shape(api.delete(f"/api/admin/scripts/{running['id']}"), {409})
     assert api.post(f"/api/admin/scripts/runs/{run_id}/cancel").status_code == 202
-    finished = api.get(f"/api/admin/scripts/runs/{ids['run']}").json()
-    for _ in range(100):
-        if finished["status"] not in ("queued", "running"):
-            break
-        finished = api.get(f"/api/admin/scripts/runs/{ids['run']}").json()
+    wait_status(api, ids["run"])
     assert_error_shape(api.post(f"/api/admin/scripts/runs/{ids['run']}/cancel"), {409})
 
 

@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import gevent
 import pytest
+from bson import ObjectId, json_util
+from pymongo import MongoClient
+from pymongo.collection import Collection
 
 from scriptbox.config import ConfigError, load_settings
 from scriptbox.engine import EngineOptions
 from scriptbox.notify import Notifier, NotifierOptions
 from scriptbox.notify.message import describe_duration, last_lines
+from scriptbox.secretbox import SecretBox
 from support import AppClient, eventually, unique_name
 from support.inprocess import InProcessApp
 from support.receiver import Receiver
@@ -216,7 +221,8 @@ def test_full_queues_drop_and_record_instead_of_growing(inproc: InProcessApp, cl
     hang = f"hang/{path()}"
     add_channel(client, receiver.url(hang), events=["failed"], scriptIds=[script])
     results: list[str] = []
-    notifier = Notifier(inproc.services.notifications, inproc.services.audit, on_result=results.append,
+    notifier = Notifier(inproc.services.notifications, inproc.services.audit, inproc.services.secrets,
+                        on_result=results.append,
                         options=NotifierOptions(send_timeout_s=0.3, attempts=1, queue_size=3, channel_backlog=1,
                                                 stop_grace_s=0.2, drop_report_s=0.0))
     notifier.start()
@@ -314,3 +320,86 @@ def test_channel_requests_are_validated(client: AppClient, receiver: Receiver) -
     assert client.get(f"/api/admin/notifications/{created['id']}").status_code == 404
     [deleted] = client.get(f"/api/admin/audit?targetId={created['id']}&action=notification.delete").json()["entries"]
     assert deleted["details"]["name"] == created["name"]
+
+
+# -- URLs sealed at rest (SPEC §8.3's key) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def channels(mongodb_uri: str, inproc: InProcessApp) -> Iterator[Collection[dict[str, Any]]]:
+    """The notification_channels collection, read and written with pymongo directly (not through the store)."""
+    mongo: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri)
+    yield mongo[inproc.settings.db_name].notification_channels
+    mongo.close()
+
+
+def stored_text(collection: Collection[dict[str, Any]]) -> str:
+    """Every document of every collection of this app's database, as one text."""
+    database = collection.database
+    return "\n".join(json_util.dumps(doc) for name in database.list_collection_names() for doc in database[name].find())
+
+
+def test_urls_are_sealed_at_rest_and_opened_to_send(client: AppClient, receiver: Receiver,
+                                                   channels: Collection[dict[str, Any]]) -> None:
+    password, token = f"pw{uuid.uuid4().hex}", f"tok{uuid.uuid4().hex}"
+    target = f"ok/{path()}"
+    channel = add_channel(client, receiver.url(f"{target}?+X-Token={token}", auth=f"robot:{password}@"))
+    doc = channels.find_one({"_id": ObjectId(channel["id"])})
+    assert doc is not None and "url" not in doc and doc["urlSealed"].startswith("v1:")
+    assert doc["urlMasked"] == channel["url"] and "robot:****@" in doc["urlMasked"]
+    assert password not in stored_text(channels) and token not in stored_text(channels)
+
+    tested = client.post(f"/api/admin/notifications/{channel['id']}/test")
+    assert tested.status_code == 200 and tested.json()["ok"] is True, tested.text
+    [hit] = receiver.hits_to(target)
+    assert hit.headers["Authorization"] == "Basic " + base64.b64encode(f"robot:{password}".encode()).decode()
+    assert hit.headers["X-Token"] == token
+
+    # A new URL is sealed again (never the old one's ciphertext), and the audit names the field only.
+    new_password = f"pw{uuid.uuid4().hex}"
+    edited = client.put(f"/api/admin/notifications/{channel['id']}",
+                        json={"url": receiver.url(target, auth=f"robot:{new_password}@")})
+    assert edited.status_code == 200, edited.text
+    after = channels.find_one({"_id": ObjectId(channel["id"])})
+    assert after is not None and after["urlSealed"] != doc["urlSealed"] and new_password not in stored_text(channels)
+    update = client.get(f"/api/admin/audit?targetId={channel['id']}&action=notification.update").json()["entries"]
+    assert update[0]["details"]["fields"] == ["url"]
+
+
+def test_a_url_that_cannot_be_opened_fails_its_sends_with_the_key_problem(
+        inproc: InProcessApp, client: AppClient, receiver: Receiver, channels: Collection[dict[str, Any]]) -> None:
+    script = client.create_script(type="browser")["id"]
+    target = f"ok/{path()}"
+    channel = add_channel(client, receiver.url(target, auth="robot:pw@"), events=["failed"], scriptIds=[script])
+    # The database moved to a server with another key: the URL was sealed with a key this server lacks.
+    other = SecretBox(secrets.token_bytes(32))
+    channels.update_one({"_id": ObjectId(channel["id"])}, {"$set": {"urlSealed": other.seal(receiver.url(target))}})
+
+    assert client.get(f"/api/admin/notifications/{channel['id']}").json()["url"] == channel["url"]
+    assert client.get("/api/admin/notifications").status_code == 200
+    tested = client.post(f"/api/admin/notifications/{channel['id']}/test")
+    assert tested.status_code == 200 and tested.json()["ok"] is False, tested.text
+    error = tested.json()["error"]
+    assert "another key" in error and f"key id {other.key_id}" in error and "SCRIPTBOX_SECRET_KEY" in error
+    assert tested.json()["notification"]["lastError"] == error
+
+    run_id = end_browser_run(inproc, script, "failed", 1)
+
+    def failures() -> list[dict[str, Any]]:
+        return client.get(f"/api/admin/audit?targetId={channel['id']}&action=notification.failed").json()["entries"]
+
+    entries = wait(lambda: len(failures()) == 2 and failures(), message="the run end's failure is recorded")
+    assert [(e["actor"], e["details"]["attempts"], e["details"]["runId"]) for e in entries] == [
+        ("notifier", 0, run_id), ("admin", 0, None)]
+    assert all(e["details"]["error"] == error for e in entries)
+    assert receiver.hits_to(target) == [], "nothing is sent without the URL"
+
+    # A channel with no sealed URL (a pre-release build stored it in clear) asks for the URL again.
+    channels.update_one({"_id": ObjectId(channel["id"])},
+                        {"$unset": {"urlSealed": ""}, "$set": {"url": receiver.url(target)}})
+    legacy = client.post(f"/api/admin/notifications/{channel['id']}/test").json()
+    assert legacy["ok"] is False and "cannot read; enter it again" in legacy["error"]
+    entered = client.put(f"/api/admin/notifications/{channel['id']}", json={"url": receiver.url(target)})
+    assert entered.status_code == 200, entered.text
+    assert "url" not in (channels.find_one({"_id": ObjectId(channel["id"])}) or {})
+    assert client.post(f"/api/admin/notifications/{channel['id']}/test").json()["ok"] is True

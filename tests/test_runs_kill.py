@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from support import Api, run_pids, run_script, start_run, wait_status
+from support import Api, eventually, run_pids, run_script, start_run, wait_status
 
 # A main process with a child, a grandchild, and a daemon that double-forked
 # into its own session (setsid) so it is no longer in the run's tree or group.
@@ -18,26 +18,19 @@ wait
 
 
 def _wait_for_pids(run_id: str, count: int, timeout: float = 10.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        pids = run_pids(run_id)
-        if len(pids) >= count or time.monotonic() > deadline:
-            return pids
-        time.sleep(0.05)
+    """The run's processes once there are `count` of them (AssertionError after `timeout`)."""
+    return eventually(lambda: pids if len(pids := run_pids(run_id)) >= count else None, timeout,
+                      message=f"{count} processes of run {run_id}")
 
 
 def _assert_all_gone(run_id: str, timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while run_pids(run_id):
-        assert time.monotonic() < deadline, f"processes of run {run_id} still alive: {run_pids(run_id)}"
-        time.sleep(0.05)
+    eventually(lambda: not run_pids(run_id), timeout, message=f"no process of run {run_id} left")
 
 
 def test_timeout_kills_the_whole_tree_including_setsid_daemons(api: Api) -> None:
     definition = api.create_script(script=TREE, timeoutMs=1500)
     run_id = start_run(api, definition["id"])
-    # main bash, sleep 300, bash + sleep 301, the setsid'd sleep 302
-    assert len(_wait_for_pids(run_id, 5)) >= 5
+    _wait_for_pids(run_id, 5)  # main bash, sleep 300, bash + sleep 301, the setsid'd sleep 302
     run = wait_status(api, run_id, timeout=15)
     assert run["status"] == "timed_out"
     assert run["exitCode"] is None
@@ -48,7 +41,7 @@ def test_timeout_kills_the_whole_tree_including_setsid_daemons(api: Api) -> None
 def test_cancel_kills_the_whole_tree_and_ends_canceled(api: Api) -> None:
     definition = api.create_script(script=TREE)
     run_id = start_run(api, definition["id"])
-    assert len(_wait_for_pids(run_id, 5)) >= 5
+    _wait_for_pids(run_id, 5)  # main bash, sleep 300, bash + sleep 301, the setsid'd sleep 302
     response = api.post(f"/api/admin/scripts/runs/{run_id}/cancel")
     assert response.status_code == 202
     run = wait_status(api, run_id, timeout=10)

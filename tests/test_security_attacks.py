@@ -346,8 +346,9 @@ def test_when_every_connection_is_busy_a_new_one_gets_a_json_503(server_factory:
     assert instance.api().post(f"/api/admin/scripts/runs/{run_id}/cancel").status_code == 202
 
 
-def test_two_thousand_idle_sse_viewers_leave_healthz_answering(server_factory: Any) -> None:
-    instance: ScriptboxServer = server_factory().start()
+def test_two_thousand_idle_sse_viewers_leave_healthz_answering(server: ScriptboxServer) -> None:
+    # The module's server: the viewers end with the run (canceled below), far under the default cap.
+    instance = server
     _raise_own_open_file_limit(4000)
     api = instance.api()
     run_id = start_run(api, api.create_script(script="sleep 300")["id"])
@@ -369,8 +370,8 @@ def test_two_thousand_idle_sse_viewers_leave_healthz_answering(server_factory: A
 
 # --- 5. malformed bodies and gevent's own answers -----------------------------------------------------------------
 
-def test_a_malformed_chunked_body_gets_one_json_400_and_the_connection_closes(server_factory: Any) -> None:
-    instance: ScriptboxServer = server_factory().start()
+def test_a_malformed_chunked_body_gets_one_json_400_and_the_connection_closes(server: ScriptboxServer) -> None:
+    instance = server
     with socket.create_connection(("127.0.0.1", instance.port), timeout=30) as sock:
         sock.sendall(b"POST /api/admin/scripts HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      + f"Authorization: {AUTH_HEADER}\r\n".encode()

@@ -58,7 +58,11 @@ def _script_ids(value: Any, services: Services, fields: dict[str, str]) -> list[
 
 
 def _url_fields(value: Any, services: Services, fields: dict[str, str]) -> dict[str, Any]:
-    """{url, urlMasked, service} of a URL Apprise can use; else its problem in `fields`."""
+    """{urlSealed, urlMasked, service} of a URL Apprise can use; else its problem in `fields`.
+
+    The URL is sealed with the installation's key (it often holds a password or
+    token); only its masked form is stored in clear, for listing.
+    """
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_URL or _CONTROL.search(value):
         fields["url"] = f"is required: an Apprise URL of at most {MAX_URL} characters"
         return {}
@@ -71,7 +75,7 @@ def _url_fields(value: Any, services: Services, fields: dict[str, str]) -> dict[
         fields["url"] = ("Apprise cannot use this URL (unknown service or missing parts; e.g. json://host/path, "
                          "mailto://user:password@example.com, ntfy://topic)")
         return {}
-    return {"url": url, "urlMasked": parsed.masked, "service": parsed.service}
+    return {"urlSealed": services.secrets.seal(url), "urlMasked": parsed.masked, "service": parsed.service}
 
 
 def validate_channel(body: Any, services: Services, existing: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -156,8 +160,9 @@ def register(app: Bottle, services: Services) -> None:
         existing = store.get(channel_id)
         fields = validate_channel(read_json_body(request), services, existing)
         updated = store.update(channel_id, fields) if fields else existing
-        changed = [name for name in changed_fields(existing, updated)
-                   if name not in ("updatedAt", "urlMasked", "service")]
+        # A URL entered again counts as changed: its sealed form has a new nonce each time.
+        changed = sorted("url" if name == "urlSealed" else name for name in changed_fields(existing, updated)
+                         if name not in ("updatedAt", "urlMasked", "service"))
         audit_request(services, "notification.update", "notification", str(updated["_id"]),
                       f"updated notification channel {updated['name']!r}: {', '.join(changed) or 'no change'}",
                       {"fields": changed, **_audit_details(updated)})

@@ -18,7 +18,10 @@
   a thread (also those given up on), so stuck sends cannot pile up work.
 * Every delivery that fails after its last attempt is recorded on the channel
   (`lastError`, `lastErrorAt`), in the audit log (`notification.failed`) and in
-  `scriptbox_notifications_total{result="failed"}`. Messages dropped because
+  `scriptbox_notifications_total{result="failed"}`. A channel whose sealed
+  URL cannot be opened (another or a lost key) fails at once, without
+  attempts, and is recorded the same way with the key problem as its error.
+  Messages dropped because
   a queue was full count as `dropped`, are logged, and are summed into one
   audit entry per `drop_report_s`.
 * Delivery is at most once: messages still waiting when the process stops
@@ -43,6 +46,7 @@ from gevent.threadpool import ThreadPool
 
 from ..audit import AuditLog
 from ..errors import DatabaseUnavailable
+from ..secretbox import SecretBox, SecretUnavailable
 from ..store import utcnow
 from ..store.notifications import NotificationStore
 from .apprise_url import ChannelUrl, parse_channel_url
@@ -76,12 +80,14 @@ class _Delivery:
 class Notifier:
     """The notifications of one process; `start` before runs end, `stop` after the engine."""
 
-    def __init__(self, store: NotificationStore, audit: AuditLog, *, on_result: Callable[[str], None],
+    def __init__(self, store: NotificationStore, audit: AuditLog, secrets: SecretBox, *,
+                 on_result: Callable[[str], None],
                  options: NotifierOptions | None = None, base_url: str | None = None,
                  send: Sender = apprise_send) -> None:
         self.options = options or NotifierOptions()
         self._store = store
         self._audit = audit
+        self._secrets = secrets
         self._on_result = on_result
         self._send = send
         self.base_url = base_url
@@ -168,6 +174,14 @@ class Notifier:
 
     # -- sending -------------------------------------------------------------------
 
+    def _open_url(self, channel: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        """(the channel's URL in clear, None), or (None, why it cannot be opened: the key, or no sealed URL)."""
+        try:
+            return self._secrets.open(str(channel.get("urlSealed") or ""),
+                                      f"URL of notification channel {channel.get('name')!r}"), None
+        except SecretUnavailable as exc:
+            return None, str(exc)
+
     def _send_once(self, url: str, message: Message) -> str | None:
         timeout = self.options.send_timeout_s
         try:
@@ -180,19 +194,25 @@ class Notifier:
     def send_test(self, channel: Mapping[str, Any], actor: str, remote_addr: str | None) -> str | None:
         """Send a test message to `channel` now (one attempt); None when delivered, else why not (recorded)."""
         delivery = _Delivery(channel, check_message(str(channel["name"]), self.base_url), None)
-        error = self._send_once(str(channel["url"]), delivery.message)
+        url, error = self._open_url(channel)
+        if url is not None:
+            error = self._send_once(url, delivery.message)
         if error is None:
             self._succeeded(delivery)
         else:
-            self._failed(delivery, error, 1, actor, remote_addr)
+            self._failed(delivery, error, 0 if url is None else 1, actor, remote_addr)
         return error
 
     def _deliver(self, delivery: _Delivery) -> None:
-        error: str | None = None
+        url, error = self._open_url(delivery.channel)
+        if url is None:
+            # Retrying cannot bring the key back: record it now, no attempt made.
+            self._failed(delivery, error or "no URL", 0, "notifier", None)
+            return
         for attempt in range(1, self.options.attempts + 1):
             if attempt > 1:
                 gevent.sleep(self.options.retry_delay_s * 2 ** (attempt - 2))
-            error = self._send_once(str(delivery.channel["url"]), delivery.message)
+            error = self._send_once(url, delivery.message)
             if error is None:
                 self._succeeded(delivery)
                 return

@@ -1,12 +1,17 @@
 """notification_channels: where Scriptbox reports the end of runs.
 
-A channel document is ``{name, url, urlMasked, service, events, scriptIds,
-enabled, createdAt, updatedAt, lastSentAt, lastError, lastErrorAt}``. ``url``
-is the Apprise URL as the admin gave it (it may hold passwords and tokens) and
-never leaves the store through the API: answers and audit entries show
-``urlMasked``, computed once when the URL is saved, so listing channels needs
-no URL parsing. Names are unique (the audit log and the page name channels by
-them).
+A channel document is ``{name, urlSealed, urlMasked, service, events,
+scriptIds, enabled, createdAt, updatedAt, lastSentAt, lastError, lastErrorAt}``.
+``urlSealed`` is the Apprise URL as the admin gave it (it may hold passwords
+and tokens), sealed with the installation's key (scriptbox/secretbox.py) by the
+API before it reaches the store, and opened only by the notifier to send.
+Answers and audit entries show ``urlMasked``, computed once when the URL is
+saved and kept in clear, so listing channels needs neither the key nor URL
+parsing. Names are unique (the audit log and the page name channels by them).
+
+A ``url`` field in clear exists only in channels saved by pre-release builds;
+a new URL removes it (see `update`), and such a channel's sends fail asking
+for the URL again (no release stored one, so there is no migration).
 """
 
 from __future__ import annotations
@@ -90,11 +95,13 @@ class NotificationStore:
 
     def update(self, channel_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Set `fields` (and updatedAt); returns the new document. Raises NotFound, ValidationFailed (409)."""
+        change: dict[str, Any] = {"$set": {**fields, "updatedAt": utcnow()}}
+        if "urlSealed" in fields:
+            change["$unset"] = {"url": ""}  # a pre-release URL in clear goes with its replacement
         try:
             with translate_db_errors():
                 doc = self._channels.find_one_and_update(
-                    {"_id": parse_object_id(channel_id)}, {"$set": {**fields, "updatedAt": utcnow()}},
-                    return_document=ReturnDocument.AFTER)
+                    {"_id": parse_object_id(channel_id)}, change, return_document=ReturnDocument.AFTER)
         except DuplicateKeyError:
             raise _duplicate_name() from None
         if doc is None:

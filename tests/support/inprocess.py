@@ -38,7 +38,8 @@ class InProcessApp:
         self.database.ensure_indexes()
         password = prepare_admin_password(ADMIN_PASSWORD, data_dir)
         access = Access(credentials=CredentialChecker(ADMIN_USER, password.password_hash),
-                        host_guard=HostGuard(self.settings.host), desktop_sessions=DesktopSessions(None),
+                        host_guard=HostGuard(self.settings.host, self.settings.allowed_hosts),
+                        desktop_sessions=DesktopSessions(None),
                         throttle=LoginThrottle(), ui_dir=ui_dist_dir())
         self.services: Services = build_services(self.settings, self.database, access, options, notifier_options)
         self.app = create_app(self.services)

@@ -8,6 +8,7 @@
 // Local runs live in a registry independent of any view, so navigating inside the app
 // does not kill a running script; views subscribe to a run's output by run id.
 import { api } from "./api.js";
+import { StreamMasker } from "./secretMask.js";
 import { DEFAULT_TIMEOUT_MS, isActive } from "./vocabulary.js";
 import { bootstrap } from "./worker-bootstrap.js";
 
@@ -31,7 +32,7 @@ export function activeLocalRuns() {
 }
 
 class LocalRun {
-  constructor(runId, script) {
+  constructor(runId, script, params) {
     this.runId = runId;
     this.scriptId = script.id;
     this.status = "running";
@@ -50,20 +51,29 @@ class LocalRun {
     this.droppedBytes = 0;
     this.runDoc = null;
     this.reported = null; // promise of the browser-result answer
-    this.start(script);
+    // The values of secret parameters never reach the screen or the upload in clear.
+    const secrets = (script.params || []).filter((p) => p.type === "secret").map((p) => params?.[p.name]);
+    this.maskers = { stdout: new StreamMasker(secrets), stderr: new StreamMasker(secrets) };
+    this.maskWhole = (text) => {
+      const m = new StreamMasker(secrets);
+      return m.feed(text) + m.flush();
+    };
+    this.start(script, params);
   }
 
-  start(script) {
-    const head = [
-      `const bootstrap = ${bootstrap.toString()};`,
-      "const run = bootstrap(self, %ENV%, %LINE%);",
+  start(script, params) {
+    const prelude = `const bootstrap = ${bootstrap.toString()};`;
+    // The user's first line number within the Blob, for readable stack traces (JSON has
+    // no raw line breaks, so the values below never add lines). The values go straight
+    // into the call: a placeholder replaced in turn could be matched inside an env value.
+    const firstLine = prelude.split("\n").length + 3;
+    const source = [
+      prelude,
+      `const run = bootstrap(self, ${JSON.stringify(envObject(script.env))}, ${firstLine}, ${JSON.stringify(params || {})});`,
       "run(async function (env, console) {",
+      script.script || "",
+      "});",
     ].join("\n");
-    // The user's first line number within the Blob, for readable stack traces.
-    const firstLine = head.split("\n").length + 1;
-    const source = `${head
-      .replace("%ENV%", () => JSON.stringify(envObject(script.env)))
-      .replace("%LINE%", () => String(firstLine))}\n${script.script || ""}\n});`;
     this.url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
     try {
       this.worker = new Worker(this.url, { type: "module", credentials: "omit", name: `scriptbox-run-${this.runId}` });
@@ -99,8 +109,14 @@ class LocalRun {
     }, this.timeoutMs);
   }
 
-  output(stream, data) {
-    if (this.finished || !data) return;
+  output(stream, raw) {
+    if (this.finished || !raw) return;
+    this.emit(stream, this.maskers[stream].feed(raw));
+  }
+
+  /** Keeps and shows output that is already masked. */
+  emit(stream, data) {
+    if (!data) return;
     const chunk = { stream, data };
     const size = data.length;
     if (!this.headFull && this.headBytes + size <= KEEP_HEAD) {
@@ -153,17 +169,25 @@ class LocalRun {
     };
   }
 
+  /** Shows what the maskers still hold back: the output is over. */
+  flushMasked() {
+    for (const [stream, masker] of Object.entries(this.maskers)) {
+      this.emit(stream, masker.flush());
+    }
+  }
+
   finish(status, exitCode, error) {
     if (this.finished) return;
+    this.flushMasked();
     this.finished = true;
     this.status = status;
     this.exitCode = exitCode;
-    this.error = error || null;
+    this.error = error ? this.maskWhole(wellFormed(String(error))) : null;
     this.finishedAt = Date.now();
     clearTimeout(this.timer);
     if (this.worker) this.worker.terminate();
     URL.revokeObjectURL(this.url);
-    const body = resultBody(status, exitCode, error && wellFormed(String(error)), this.recorded());
+    const body = resultBody(status, exitCode, this.error, this.recorded());
     this.reported = this.report(body);
     this.reported.then(() => {
       for (const fn of this.listeners) fn.onEnd?.(this.summary());
@@ -207,6 +231,7 @@ class LocalRun {
   /** Best effort report when the page goes away mid-run. */
   abandon() {
     if (this.finished) return;
+    this.flushMasked();
     this.finished = true;
     if (this.worker) this.worker.terminate();
     const closing = { stream: "stderr", data: "\nThe admin page was closed; the browser run stopped.\n" };
@@ -306,8 +331,9 @@ function coalesce(chunks) {
 }
 
 /** Starts a browser run for an already created run id (POST .../run answered it). */
-export function startBrowserRun(runId, script) {
-  const run = new LocalRun(runId, script);
+/** params: the run's parameter values (typed), the script's frozen `params` global. */
+export function startBrowserRun(runId, script, params = {}) {
+  const run = new LocalRun(runId, script, params);
   runs.set(runId, run);
   return run;
 }

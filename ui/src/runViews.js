@@ -7,6 +7,7 @@ import { RunHistory } from "./history.js";
 import { LogViewer } from "./logViewer.js";
 import { factRows, metaRows, whatRan } from "./runFacts.js";
 import { RunPanel } from "./runPanel.js";
+import { startManualRun } from "./runStarter.js";
 import { emptyState, toast } from "./widgets.js";
 
 export class RunsView {
@@ -47,6 +48,8 @@ export class RunView {
     this.scriptLink = h("a", { "data-link": true });
     this.facts = h("dl.facts");
     this.ran = h("dl.facts.what-ran", { "aria-label": "What ran" });
+    this.paramsList = h("dl.facts.run-params-list");
+    this.params = h("section.run-params-section", { hidden: true, "aria-label": "Parameters" }, h("h2.section-title", "Parameters"), this.paramsList);
     this.meta = h("details.meta", h("summary", "Details"), h("dl.facts.meta-list"));
     this.againBtn = h("button.btn.primary#run-again", { type: "button", hidden: true, onclick: () => this.runAgain() }, "↻ Run again");
     this.el = h(
@@ -56,26 +59,8 @@ export class RunView {
         h("div.view-head-text", h("a.back-link", { href: "/admin/scripts/runs", "data-link": true }, "‹ Run history"), this.title, h("div.view-subtitle", this.scriptLink)),
         h("div.view-actions", this.againBtn),
       ),
-      h("div.view-body.run-body", this.facts, h("h2.section-title", "What ran"), this.ran, this.panel.el, this.meta),
+      h("div.view-body.run-body", this.facts, this.params, h("h2.section-title", "What ran"), this.ran, this.panel.el, this.meta),
     );
-  }
-
-  /** Starts the same script again, with the run's parameters if it had any (secrets are masked, so left out). */
-  async runAgain() {
-    const run = this.panel.run;
-    if (!run?.scriptId) return;
-    this.againBtn.disabled = true;
-    const params = run.params && typeof run.params === "object"
-      ? Object.fromEntries(Object.entries(run.params).filter(([, v]) => v !== "***"))
-      : undefined;
-    try {
-      const { runId } = await api.runScript(run.scriptId, params);
-      this.app.navigate(`/admin/scripts/runs/${runId}`);
-    } catch (err) {
-      toast(`Cannot run again: ${err.message}`, "error");
-    } finally {
-      this.againBtn.disabled = false;
-    }
   }
 
   async mount() {
@@ -96,11 +81,10 @@ export class RunView {
     const name = script?.name || snap.name || "a deleted script";
     this.title.textContent = `Run of ${name}`;
     document.title = `Run of ${name} · Scriptbox`;
-    // Browser scripts run in the page that started them: the script view does that.
-    this.againBtn.hidden = !script || script.enabled === false || script.type === "browser";
     if (script) {
       this.scriptLink.href = `/admin/scripts/${run.scriptId}`;
       this.scriptLink.textContent = `Open ${script.name}`;
+      this.againBtn.hidden = false;
     } else {
       this.scriptLink.removeAttribute("href");
       this.scriptLink.textContent = snap.codeIdentifier ? `${snap.codeIdentifier} (deleted)` : "";
@@ -108,8 +92,38 @@ export class RunView {
     this.panel.show(run);
   }
 
+  /** Starts this run's script again, offering this run's parameters; opens the new run. */
+  async runAgain() {
+    const run = this.panel.run;
+    if (!run || this.againBtn.disabled) return;
+    this.againBtn.disabled = true;
+    try {
+      // The declaration as it is now (it may have changed since this run).
+      const script = await api.getScript(run.scriptId);
+      const runId = await startManualRun(script, { initial: run.params || {}, again: true });
+      if (runId && !this.destroyed) this.app.navigate(`/admin/scripts/runs/${runId}`);
+    } catch (err) {
+      toast(err.status === 409 ? `Cannot run: ${err.message}` : `Run failed to start: ${err.message}`, "error");
+    } finally {
+      this.againBtn.disabled = false;
+    }
+  }
+
+  /** The run's parameters as the server kept them (secret values as ***). */
+  renderParams(run) {
+    const params = run.params && typeof run.params === "object" ? Object.entries(run.params) : [];
+    this.params.hidden = !params.length;
+    replace(this.paramsList, params.map(([k, v]) => h(
+      "div.fact",
+      { dataset: { param: k } },
+      h("dt", k),
+      h(`dd.mono${v === "***" ? ".muted" : ""}`, typeof v === "string" ? (v === "" ? '""' : v) : JSON.stringify(v)),
+    )));
+  }
+
   renderFacts(run) {
     this.showLogViewer(run);
+    this.renderParams(run);
     replace(this.facts, factRows(run).map(([k, v]) => h("div.fact", { dataset: { fact: k } }, h("dt", k), h("dd", v))));
     this.duration = this.facts.querySelector("[data-fact=Duration] dd");
     replace(this.ran, whatRan(run));

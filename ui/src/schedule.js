@@ -4,6 +4,7 @@
 import { api } from "./api.js";
 import { h, replace, uid } from "./dom.js";
 import { formatDateTime } from "./format.js";
+import { ScheduleParams } from "./scheduleParams.js";
 
 const PREVIEW_DELAY_MS = 250;
 const OVERLAP = [
@@ -63,7 +64,7 @@ export class ScheduleSection {
     this.catchUp = h("select", { id: uid("sched-catchup"), name: "schedule-catchUp" }, CATCH_UP.map(([v, l]) => h("option", { value: v }, l)));
     this.catchUp.value = (s && s.catchUp) || "none";
     this.enabled = h("input", { type: "checkbox", id: uid("sched-enabled"), name: "schedule-enabled", role: "switch", checked: !s || s.enabled !== false });
-    this.params = (s && s.params) || {};
+    this.params = new ScheduleParams({ values: s && s.params, errorSlot });
     this.description = h("p.schedule-description", { "aria-live": "polite" });
     this.nextList = h("ol.schedule-next", { "aria-label": "Next due times" });
     this.state = h("p.hint.schedule-state");
@@ -89,6 +90,7 @@ export class ScheduleSection {
         field("catchUp", "Missed while no server ran", this.catchUp),
         field("enabled", "Schedule", toggle(this.enabled, "Fires when due")),
       ),
+      this.params.el,
       this.state,
     );
     this.el = h(
@@ -160,8 +162,13 @@ export class ScheduleSection {
       enabled: this.enabled.checked,
       overlap: this.overlap.value,
       catchUp: this.catchUp.value,
-      params: this.params,
+      params: this.params.value(),
     };
+  }
+
+  /** The script's parameter declarations changed (or were loaded). */
+  syncParams(decls) {
+    this.params.sync(decls);
   }
 
   destroy() {

@@ -1,8 +1,10 @@
-// The definition form: every field of a definition, the code editor, the env editor, and the
-// server's field-level errors shown next to the fields they name.
+// The definition form: every field of a definition, the code editor, the env and parameters
+// editors, and the server's field-level errors shown next to the fields they name.
 import { createCodeEditor } from "./codeEditor.js";
 import { h, uid } from "./dom.js";
+import { EnvEditor } from "./envEditor.js";
 import { timeoutHint } from "./format.js";
+import { ParamsEditor } from "./paramsEditor.js";
 import { ScheduleSection } from "./schedule.js";
 import { DEFAULT_TIMEOUT_MS } from "./vocabulary.js";
 
@@ -74,7 +76,7 @@ export class ScriptForm {
     this.isNew = isNew;
     this.identTouched = !isNew;
     this.errorSlots = new Map(); // field name -> error element
-    this.envRows = [];
+    this.hadParams = Array.isArray(script?.params);
     const f = { ...EMPTY_SCRIPT, ...script };
 
     this.name = this.input("name", "text", f.name, { autocomplete: "off", maxlength: 200, required: true });
@@ -109,8 +111,8 @@ export class ScriptForm {
     });
 
     this.codeHost = h("div.code-host");
-    this.envBody = h("div.env-rows");
-    this.addEnvBtn = h("button.btn.small", { type: "button", onclick: () => { this.addEnvRow({ key: "", value: "" }, true); this.changed(); } }, "+ Add variable");
+    this.env = new EnvEditor({ env: f.env, onChange: () => this.changed() });
+    this.params = new ParamsEditor({ params: f.params, errorSlot: this.errorSlot("params"), onChange: () => this.changed() });
     this.formErrors = h("div.form-errors", { role: "alert", hidden: true });
     this.cwdHint = h("p.hint", { id: uid("cwd-hint") });
     this.runnerHint = h("p.hint.runner-hint", { id: uid("runner-hint"), "data-testid": "runner-hint" });
@@ -142,10 +144,11 @@ export class ScriptForm {
         "fieldset.field.env-field",
         { dataset: { field: "env" } },
         h("legend", "Environment variables"),
-        this.envBody,
+        this.env.body,
         this.errorSlot("env"),
-        h("div.env-actions", this.addEnvBtn),
+        h("div.env-actions", this.env.addBtn),
       ),
+      this.params.el,
       (this.schedule = new ScheduleSection({ schedule: f.schedule, errorSlot: (name) => this.errorSlot(name), onChange: () => this.changed() })).el,
       this.formErrors,
     );
@@ -159,8 +162,8 @@ export class ScriptForm {
       describedBy: this.codeHint.id, onHint: (text) => { this.codeHint.textContent = text; },
       onChange: () => { this.clearErrorOf(this.codeHost); this.changed(); },
     });
-    for (const row of Array.isArray(f.env) ? f.env : []) this.addEnvRow(row, false);
     this.updateTypeHints();
+    this.schedule.syncParams(this.params.value());
   }
 
   input(name, type, value, attrs = {}) {
@@ -216,26 +219,8 @@ export class ScriptForm {
     this.cwd.disabled = t === "browser";
   }
 
-  addEnvRow(row, focus) {
-    const index = this.envRows.length;
-    const key = h("input.mono", { type: "text", id: uid("env-key"), name: "env-key", placeholder: "NAME", spellcheck: "false", "aria-label": `Variable ${index + 1} name` });
-    key.value = row.key || "";
-    const value = h("input.mono", { type: "text", id: uid("env-value"), name: "env-value", placeholder: "value", spellcheck: "false", "aria-label": `Variable ${index + 1} value` });
-    value.value = row.value ?? "";
-    const err = h("p.field-error", { hidden: true, id: uid("env-err") });
-    const entry = { key, value, err };
-    const remove = h("button.btn.icon", { type: "button", "aria-label": `Remove variable ${index + 1}`, title: "Remove", onclick: () => {
-      entry.el.remove();
-      this.envRows = this.envRows.filter((r) => r !== entry);
-      this.changed();
-    } }, "✕");
-    entry.el = h("div.env-row", key, h("span.eq", { "aria-hidden": "true" }, "="), value, remove, err);
-    this.envRows.push(entry);
-    this.envBody.appendChild(entry.el);
-    if (focus) key.focus();
-  }
-
   changed() {
+    this.schedule?.syncParams(this.params.value());
     this.onChange?.();
   }
 
@@ -254,12 +239,15 @@ export class ScriptForm {
       runner: this.runner.value,
       script: this.code.getValue(),
       defaultWorkingDirectory: this.cwd.value.trim(),
-      env: this.envRows.map((r) => ({ key: r.key.value.trim(), value: r.value.value })),
+      env: this.env.value(),
       enabled: this.enabled.checked,
       tags: this.tags.value.split(",").map((t) => t.trim()).filter(Boolean),
       schedule: this.schedule.value(),
     };
     if (timeoutMs !== undefined) doc.timeoutMs = timeoutMs;
+    // Sent when there is something to say: [] clears the parameters a script had.
+    const params = this.params.value();
+    if (params.length || this.hadParams) doc.params = params;
     return doc;
   }
 
@@ -268,19 +256,21 @@ export class ScriptForm {
     this.enabled.checked = on;
   }
 
-  /** Hides the error of the field (or env row) that holds `target`. */
+  /** The server now holds the secrets typed into the form: show them as "set". */
+  markSecretsStored() {
+    this.env.markStored();
+    this.params.markStored();
+  }
+
+  /** Hides the error of the field (env row, parameter card field) that holds `target`. */
   clearErrorOf(target) {
-    const row = this.envRows.find((r) => r.el.contains(target));
-    if (row) {
-      row.err.hidden = true;
-      row.err.textContent = "";
-      row.key.removeAttribute("aria-invalid");
-      row.value.removeAttribute("aria-invalid");
+    if (this.env.clearErrorOf(target)) {
       const listError = this.errorSlots.get("env"); // e.g. a duplicate key
       listError.hidden = true;
       listError.textContent = "";
       return; // the other rows keep theirs
     }
+    if (this.params.clearErrorOf(target)) return;
     const field = target.closest?.("[data-field]");
     if (!field || !this.el.contains(field)) return;
     const name = field.dataset.field;
@@ -298,12 +288,8 @@ export class ScriptForm {
       el.hidden = true;
       el.textContent = "";
     }
-    for (const r of this.envRows) {
-      r.err.hidden = true;
-      r.err.textContent = "";
-      r.key.removeAttribute("aria-invalid");
-      r.value.removeAttribute("aria-invalid");
-    }
+    this.env.clearErrors();
+    this.params.clearErrors();
     for (const el of this.el.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
     for (const el of this.el.querySelectorAll(".field.invalid")) el.classList.remove("invalid");
     this.formErrors.hidden = true;
@@ -319,15 +305,9 @@ export class ScriptForm {
       let text = typeof msg === "string" ? msg : JSON.stringify(msg);
       const tag = /^tags\.(\d+)$/.exec(key);
       if (tag) text = `tag ${Number(tag[1]) + 1}: ${text}`;
-      const env = /^env[.[](\d+)\]?(?:\.(key|value))?$/.exec(key);
-      if (env && this.envRows[Number(env[1])]) {
-        const row = this.envRows[Number(env[1])];
-        row.err.hidden = false;
-        row.err.textContent = row.err.textContent ? `${row.err.textContent}; ${text}` : text;
-        const ctl = env[2] === "value" ? row.value : row.key;
-        ctl.setAttribute("aria-invalid", "true");
-        ctl.setAttribute("aria-describedby", row.err.id || "");
-        first = first || ctl;
+      const inRow = this.env.showError(key, text) || this.params.showError(key, text);
+      if (inRow) {
+        first = first || inRow;
         continue;
       }
       const slot = this.errorSlots.get(key) || this.errorSlots.get(key.split(".")[0]);

@@ -1,11 +1,11 @@
 // /admin/scripts/new and /admin/scripts/<id>: the definition editor beside the run panel
 // (output and history tabs). Ctrl/Cmd+S saves, Ctrl/Cmd+Enter saves if needed and runs.
 import { api } from "./api.js";
-import { startBrowserRun } from "./browserRunner.js";
 import { h, replace } from "./dom.js";
 import { isActive } from "./vocabulary.js";
 import { RunHistory } from "./history.js";
 import { RunPanel } from "./runPanel.js";
+import { startManualRun } from "./runStarter.js";
 import { EMPTY_SCRIPT, ScriptForm, sampleFor } from "./scriptForm.js";
 import { MOD_KEY, confirmDialog, emptyState, statusBadge, statusLabel, toast } from "./widgets.js";
 
@@ -189,6 +189,7 @@ export class ScriptView {
       this.id = saved.id;
       this.form.isNew = false;
       this.form.clearErrors();
+      this.form.markSecretsStored();
       this.baseline = JSON.stringify(this.form.value());
       this.deleteBtn.hidden = false;
       if (this.history.scriptId !== saved.id) {
@@ -246,10 +247,10 @@ export class ScriptView {
     this.updateButtons();
     const script = this.script;
     try {
-      const { runId } = await api.runScript(script.id);
+      const runId = await startManualRun(script);
+      if (!runId) return;
       this.selectTab("output");
       this.revealOutput();
-      if (script.type === "browser") startBrowserRun(runId, script);
       await this.panel.show(runId);
       this.app.scripts.upsert({ id: script.id, lastRun: { id: runId, status: "running", createdAt: new Date().toISOString(), finishedAt: null } });
     } catch (err) {
