@@ -24,6 +24,7 @@ def snapshot_of(definition: dict[str, Any]) -> Snapshot:
         runner=runner_of(definition.get("type"), definition.get("runner")),
         timeout_ms=timeout_ms_of(definition),
         working_directory=definition.get("defaultWorkingDirectory") or "",
+        env_keys=tuple(str(e["key"]) for e in definition.get("env") or [] if isinstance(e, dict) and "key" in e),
     )
 
 

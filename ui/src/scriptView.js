@@ -60,6 +60,15 @@ export class ScriptView {
 
     this.panel = new RunPanel({ onChange: (run) => this.onRunChange(run) });
     this.history = new RunHistory({ scriptId: script?.id, pageSize: 20, showFilter: false, navigate: (href) => this.app.navigate(href) });
+    // A new script's history has no script yet: it follows once saved (setScriptId below).
+    if (script) this.stopFollowing = this.history.follow(this.app.runEvents);
+    // A run of this script started elsewhere (API, schedule, another tab) shows in the panel.
+    this.stopRunEvents = this.app.runEvents.subscribe((change) => {
+      const run = change.run;
+      if (!run || !this.script || run.scriptId !== this.script.id || !isActive(run.status) || this.busy) return;
+      const showing = this.panel.run;
+      if (run.id !== this.panel.runId && !(showing && isActive(showing.status))) this.panel.show(run.id);
+    });
     this.tabOutput = h("button.tab#tab-output", { type: "button", role: "tab", "aria-selected": "true", "aria-controls": "pane-output", onclick: () => this.selectTab("output") }, "Output");
     this.tabHistory = h("button.tab#tab-history", { type: "button", role: "tab", "aria-selected": "false", "aria-controls": "pane-history", onclick: () => this.selectTab("history") }, "History");
     this.paneOutput = h("div.tab-pane#pane-output", { role: "tabpanel", "aria-labelledby": "tab-output" }, this.panel.el);
@@ -183,7 +192,11 @@ export class ScriptView {
       this.form.markSecretsStored();
       this.baseline = JSON.stringify(this.form.value());
       this.deleteBtn.hidden = false;
-      this.history.scriptId = saved.id;
+      if (this.history.scriptId !== saved.id) {
+        this.history.setScriptId(saved.id);
+        this.stopFollowing?.();
+        this.stopFollowing = this.history.follow(this.app.runEvents);
+      }
       this.updateHeader();
       this.app.scripts.upsert(saved);
       this.app.sidebar.setActive(saved.id);
@@ -355,6 +368,8 @@ export class ScriptView {
   destroy() {
     this.destroyed = true;
     this.unsubscribe?.();
+    this.stopFollowing?.();
+    this.stopRunEvents?.();
     if (this.dirtyRaf) cancelAnimationFrame(this.dirtyRaf);
     this.panel?.destroy();
     this.form?.destroy();
