@@ -385,7 +385,38 @@ class RunProcesses:
         Returns how many processes were signalled. Safe to call when nothing is
         left. `sleep` is gevent.sleep in the server so waiting is cooperative.
         """
-        return _terminate(lambda full: self._filter(self.find(env_scan=full), include_root), grace, sleep)
+        group = self.root_pid if include_root and self.signal_own_group(signal.SIGTERM) else None
+        if group is not None:
+            self.signal_own_group(signal.SIGCONT)  # stopped members act on SIGTERM once continued
+            # Let other runs whose timeouts fell due send their group signal too
+            # before this one blocks on the (costly) process-table scan.
+            sleep(0)
+        return _terminate(lambda full: self._filter(self.find(env_scan=full), include_root), grace, sleep,
+                          signalled_group=group)
+
+    def signal_own_group(self, sig: int) -> bool:
+        """Signal the main process's own process group in one call; False if it cannot be proven.
+
+        Why one call: signalled one by one, a shell whose child died first could
+        run its next command (and exit 0) before its own signal arrived; the
+        kernel delivers a group signal to every member at once, and it costs no
+        process-table scan, so many runs timing out together are all stopped on
+        time. Exact: the main process (pid and start time, read now; a zombie
+        still counts, as its pid cannot be reused before it is reaped) leads the
+        group. Only processes of its session can join a group, and none of them
+        can be the server, its database or another run (each run has a session
+        of its own), so every member is the run's.
+        """
+        if self.root_start is None:
+            return False
+        root = read_proc(self.root_pid)
+        if root is None or root.start != self.root_start or root.pgid != self.root_pid:
+            return False
+        try:
+            os.killpg(self.root_pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
 
     def _filter(self, procs: list[ProcInfo], include_root: bool) -> list[ProcInfo]:
         if include_root:
@@ -393,17 +424,25 @@ class RunProcesses:
         return [p for p in procs if p.pid != self.root_pid]
 
 
-def _terminate(find: Callable[[bool], list[ProcInfo]], grace: float, sleep: Callable[[float], object]) -> int:
+def _terminate(find: Callable[[bool], list[ProcInfo]], grace: float, sleep: Callable[[float], object],
+               signalled_group: int | None = None) -> int:
     """SIGTERM (+SIGCONT) what `find(True)` returns, wait `grace`, SIGKILL the rest.
 
-    `find(False)` is the cheap look used while waiting (no environment or pipe
-    scan). Returns how many processes were signalled.
+    Members of `signalled_group` already had their SIGTERM (a second one would
+    run a script's TERM trap twice); the others are signalled parents before
+    children (by start time), so no parent sees a child die before its own
+    signal. `find(False)` is the cheap look used while waiting (no environment
+    or pipe scan). Returns how many processes were signalled.
     """
+    # The group leader is the one member known to have had the group's signal.
+    touched = {signalled_group} if signalled_group is not None else set()
     procs = find(True)
     if not procs:
-        return 0
-    touched = {p.pid for p in procs}
-    for p in procs:
+        return len(touched)
+    touched.update(p.pid for p in procs)
+    for p in sorted(procs, key=lambda info: info.start):
+        if p.pgid == signalled_group:
+            continue
         send_signal(p, signal.SIGTERM)
         # Stopped processes only act on SIGTERM once continued.
         send_signal(p, signal.SIGCONT)

@@ -21,6 +21,7 @@ from bottle import Bottle, HTTPError, HTTPResponse, request, response, static_fi
 from .api import audit as audit_api
 from .api import definitions as definitions_api
 from .api import notifications as notifications_api
+from .api import run_events as run_events_api
 from .api import runs as runs_api
 from .api import schedules as schedules_api
 from .api import tokens as tokens_api
@@ -350,6 +351,7 @@ def create_app(services: Services) -> Bottle:
     definitions_api.register(app, services)
     versions_api.register(app, services)
     runs_api.register(app, services)
+    run_events_api.register(app, services)
     schedules_api.register(app, services)
     tokens_api.register(app, services)
     audit_api.register(app, services)

@@ -28,11 +28,11 @@ from support.inprocess import InProcessApp, driven_engine_app
     (3, None, False, RunEnd("failed", 3)),
     (-9, None, False, RunEnd("failed", None, "killed by SIGKILL", "SIGKILL")),
     (-15, TIMEOUT, False, RunEnd("timed_out", None, "timed out after 1500 ms", "SIGTERM")),
-    (0, TIMEOUT, False, RunEnd("timed_out", 0, "timed out after 1500 ms")),
+    (0, TIMEOUT, False, RunEnd("timed_out", None, "timed out after 1500 ms")),
     (-15, CANCEL, False, RunEnd("canceled", None, "canceled", "SIGTERM")),
     (143, CANCEL, False, RunEnd("canceled", 143, "canceled")),
     (-15, SHUTDOWN, False, RunEnd("failed", None, "server shut down", "SIGTERM")),
-    (TIMEOUT_EXIT_CODE, None, True, RunEnd("timed_out", TIMEOUT_EXIT_CODE, "timed out after 1500 ms")),
+    (TIMEOUT_EXIT_CODE, None, True, RunEnd("timed_out", None, "timed out after 1500 ms")),
     (TIMEOUT_EXIT_CODE, None, False, RunEnd("failed", TIMEOUT_EXIT_CODE)),
     (-200, None, False, RunEnd("failed", None, "killed by signal 200", "signal 200")),
 ])

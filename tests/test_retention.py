@@ -19,6 +19,7 @@ from scriptbox.config import ConfigError, load_settings
 from scriptbox.retention import Pruner
 from scriptbox.retention_rule import MIN_SPAN, Rule, Window, next_window, rule_for
 from scriptbox.store.leases import LeaseStore
+from scriptbox.store.records import RunEnd
 from support import AppClient, ScriptboxServer, eventually
 from support.backdated import active_run_doc, finished_run_doc, insert_runs
 from support.inprocess import InProcessApp
@@ -272,3 +273,29 @@ def test_retention_errors_are_worded_for_the_operator(client: AppClient) -> None
                                                      "retention": {"days": 40000, "keepRuns": -1}})
     assert answer.json()["error"]["fields"] == {"retention.days": "must be at most 36,500 days",
                                                 "retention.keepRuns": "must be at least 0"}
+
+
+# -- the scripts list's lastRun, kept beside the runs (store/last_runs.py) --
+
+
+def test_the_scripts_list_shows_the_newest_run_through_starts_ends_and_deletes(
+        app: InProcessApp, client: AppClient) -> None:
+    def last_run(script_id: str) -> dict[str, Any] | None:
+        listed = {s["id"]: s for s in client.get("/api/admin/scripts").json()["scripts"]}
+        return listed[script_id]["lastRun"]
+
+    script_id = script(client)
+    assert last_run(script_id) is None
+    newest_old, *_ = seed(app, script_id, [1, 2, 3])  # inserted behind the store's back: computed once
+    assert last_run(script_id)["id"] == newest_old
+    started = client.post(f"/api/admin/scripts/{script_id}/run")  # this app executes nothing: it stays queued
+    assert started.status_code == 202, started.text
+    run_id = started.json()["runId"]
+    assert last_run(script_id) == {**last_run(script_id), "id": run_id, "status": "queued", "finishedAt": None}
+    assert app.services.runs.finish_queued(run_id, RunEnd("canceled")) is not None
+    ended = last_run(script_id)
+    assert ended["id"] == run_id and ended["status"] == "canceled" and ended["finishedAt"] is not None
+    assert client.delete(f"/api/admin/scripts/runs/{run_id}").status_code == 204
+    assert last_run(script_id)["id"] == newest_old  # the deleted run is no longer the newest
+    assert client.delete(f"/api/admin/scripts/runs/{newest_old}").status_code == 204
+    assert last_run(script_id)["id"] != newest_old

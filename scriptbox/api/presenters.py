@@ -7,6 +7,7 @@ from typing import Any
 from ..definition_secrets import present_env, present_params
 from ..schedule import present_schedule
 from ..store import iso, utcnow
+from ..store.records import Chunk
 from ..store.runs import META_DEFAULTS
 
 
@@ -58,6 +59,14 @@ def run_to_json(doc: dict[str, Any]) -> dict[str, Any]:
         "params": doc.get("params") or {},
         "meta": meta,
     }
+
+
+def chunk_to_json(chunk: Chunk) -> dict[str, Any]:
+    """The API form of a stored output chunk (GET …/runs/:runId/chunks)."""
+    out: dict[str, Any] = {"seq": chunk.seq, "stream": chunk.stream, "data": chunk.data, "at": iso(chunk.at)}
+    if chunk.system:
+        out["system"] = True
+    return out
 
 
 def version_summary_to_json(doc: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bottle import Bottle, HTTPResponse, request, response
@@ -13,20 +13,23 @@ from ..run_wait import MAX_WAIT_S, parse_wait, wait_for_end
 from ..services import Services
 from ..sse_wire import frame, parse_last_event_id
 from ..store import iso, parse_object_id
-from ..store.runs import decode_cursor
+from ..store.runs import RunStore, decode_cursor
 from ..vocabulary import ACTIVE_STATUSES, CLIENT_TRIGGERS, DEFAULT_TRIGGER, RUN_STATUSES, RUN_TRIGGERS
 from .audit import audit_request
 from .common import read_json_body
 from .definitions import BY_CODE, DEFINITION_ID
+from .logtext import EscapeStripper
 from .openapi import Doc, Param, Reply
-from .presenters import run_to_json
-from .schemas import BrowserResult, ErrorBody, OutputEvent, Run, RunList, RunRequest, RunStarted
+from .presenters import chunk_to_json, run_to_json
+from .schemas import BrowserResult, ChunkPage, ErrorBody, OutputEvent, Run, RunList, RunRequest, RunStarted
 from .stream import RunStream, RunStreamSource
 
 RUN_ID = "<run_id:re:[0-9a-fA-F]{24}>"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 _LIMIT = re.compile(r"[0-9]{1,6}")
+_SEQ = re.compile(r"[0-9]{1,18}")  # a chunk's seq fits the database's 64-bit integers
+MAX_CHUNKS = 2000
 _STATUS_LIST = "^(" + "|".join(RUN_STATUSES) + ")(,(" + "|".join(RUN_STATUSES) + "))*$"
 _TRIGGER_LIST = "^(manual|api|schedule)(,(manual|api|schedule))*$"
 
@@ -108,6 +111,46 @@ def parse_list_query(query: Any) -> dict[str, Any]:
     if fields:
         raise ValidationFailed("invalid query parameters", fields=fields)
     return out
+
+
+def flag_param(name: str) -> bool:
+    """A `0`/`1` query flag (absent or empty: off); raises ValidationFailed."""
+    raw = request.query.getunicode(name)
+    if raw is None or raw in ("", "0"):
+        return False
+    if raw == "1":
+        return True
+    raise ValidationFailed("invalid query parameters", fields={name: "must be 0 or 1"})
+
+
+def log_filename(run: dict[str, Any]) -> str:
+    """`<codeIdentifier>-<runId>.log` (identifiers are [a-z0-9_-] only, safe in a header)."""
+    code = str(((run.get("meta") or {}).get("snapshot") or {}).get("codeIdentifier") or "run")
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", code)[:64] or "run"
+    return f"{safe}-{run['_id']}.log"
+
+
+def parse_chunk_query(query: Any) -> tuple[int, int]:
+    """`after` and `limit` of GET …/chunks; raises ValidationFailed naming each bad one."""
+    fields: dict[str, str] = {}
+    after, limit = -1, MAX_CHUNKS
+    raw_after = query.getunicode("after")
+    if raw_after not in (None, ""):
+        if raw_after == "-1":
+            after = -1
+        elif not _SEQ.fullmatch(raw_after):
+            fields["after"] = "must be -1 or a chunk's seq (a whole number)"
+        else:
+            after = int(raw_after)
+    raw_limit = query.getunicode("limit")
+    if raw_limit not in (None, ""):
+        if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_CHUNKS:
+            fields["limit"] = f"must be a whole number from 1 to {MAX_CHUNKS}"
+        else:
+            limit = int(raw_limit)
+    if fields:
+        raise ValidationFailed("invalid query parameters", fields=fields)
+    return after, limit
 
 
 def register(app: Bottle, services: Services) -> None:
@@ -207,32 +250,7 @@ def register(app: Bottle, services: Services) -> None:
     def read_run(run_id: str) -> dict[str, Any]:
         return run_to_json(get_run(run_id))
 
-    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/log", openapi=Doc(
-        "Read a run's stored log", "runs", {200: Reply("The stored output, stdout and stderr interleaved.",
-                                                       media="text/plain")}, errors=(404, 503)))
-    def read_log(run_id: str) -> HTTPResponse:
-        get_run(run_id)
-
-        def body() -> Iterator[bytes]:
-            parts: list[bytes] = []
-            size = 0
-            try:
-                for chunk in runs.chunks_after(run_id, -1):
-                    data = chunk.data.encode("utf-8")
-                    parts.append(data)
-                    size += len(data)
-                    if size >= 256 * 1024:
-                        yield b"".join(parts)
-                        parts, size = [], 0
-            except DatabaseUnavailable:
-                parts.append(b"\n[scriptbox] the database became unreachable; the log is incomplete\n")
-            if parts:
-                yield b"".join(parts)
-
-        resp = HTTPResponse(body=body(), status=200)
-        resp.content_type = "text/plain; charset=utf-8"
-        resp.set_header("Cache-Control", "no-store")
-        return resp
+    register_output(app, runs, get_run)
 
     @app.get(f"/api/admin/scripts/runs/{RUN_ID}/stream", openapi=Doc(
         "Follow a run's output live (Server-Sent Events)", "runs",
@@ -303,3 +321,59 @@ def register(app: Bottle, services: Services) -> None:
     def browser_result(run_id: str) -> dict[str, Any]:
         body = read_json_body(request)
         return run_to_json(engine.browser_result(run_id, body))
+
+
+def register_output(app: Bottle, runs: RunStore, get_run: Callable[[str], dict[str, Any]]) -> None:
+    """The stored output of a run: the log (to read or download) and its chunks with their times."""
+
+    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/log", openapi=Doc(
+        "Read a run's stored log", "runs",
+        {200: Reply("The stored output, stdout and stderr interleaved in the order they were produced.",
+                    media="text/plain", headers={"Content-Disposition": "with download=1: attachment; filename=…"})},
+        errors=(400, 404, 503),
+        params=(Param("download", {"type": "string", "enum": ["0", "1"]},
+                      "1: answer as a file to save (Content-Disposition: attachment)"),
+                Param("plain", {"type": "string", "enum": ["0", "1"]},
+                      "1: without terminal escape sequences (ANSI colours, cursor moves, titles)"))))
+    def read_log(run_id: str) -> HTTPResponse:
+        download, plain = flag_param("download"), flag_param("plain")
+        run = get_run(run_id)
+        stripper = EscapeStripper() if plain else None
+
+        def body() -> Iterator[bytes]:
+            parts: list[bytes] = []
+            size = 0
+            try:
+                for chunk in runs.chunks_after(run_id, -1):
+                    data = (stripper.feed(chunk.data) if stripper else chunk.data).encode("utf-8")
+                    parts.append(data)
+                    size += len(data)
+                    if size >= 256 * 1024:
+                        yield b"".join(parts)
+                        parts, size = [], 0
+            except DatabaseUnavailable:
+                parts.append(b"\n[scriptbox] the database became unreachable; the log is incomplete\n")
+            if parts:
+                yield b"".join(parts)
+
+        resp = HTTPResponse(body=body(), status=200)
+        resp.content_type = "text/plain; charset=utf-8"
+        resp.set_header("Cache-Control", "no-store")
+        if download:
+            resp.set_header("Content-Disposition", f'attachment; filename="{log_filename(run)}"')
+        return resp
+
+    @app.get(f"/api/admin/scripts/runs/{RUN_ID}/chunks", openapi=Doc(
+        "Read a run's stored output chunk by chunk, with the time of each", "runs",
+        {200: Reply("One page of chunks in the order they were produced (seq), and the seq to ask after "
+                    "for the next page (null: none yet).", ChunkPage)},
+        errors=(400, 404, 503),
+        params=(Param("after", {"type": "integer", "minimum": -1}, "the seq of the last chunk already read "
+                                                                  "(default -1: from the start)"),
+                Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_CHUNKS},
+                      f"chunks per page, default {MAX_CHUNKS}"))))
+    def read_chunks(run_id: str) -> dict[str, Any]:
+        after, limit = parse_chunk_query(request.query)
+        get_run(run_id)
+        page = runs.chunk_page(run_id, after, limit)
+        return {"chunks": [chunk_to_json(c) for c in page], "next": page[-1].seq if len(page) == limit else None}

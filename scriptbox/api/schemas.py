@@ -169,7 +169,8 @@ class RunMeta(BaseModel):
     logTruncated: bool = Field(description="the stored log reached SCRIPTBOX_MAX_LOG_BYTES")
     requestedBy: str | None = Field(description="who started it")
     snapshot: dict[str, Any] | None = Field(
-        None, description="what ran: name, codeIdentifier, type, runner, timeoutMs, workingDirectory")
+        None, description="what ran: name, codeIdentifier, type, runner, timeoutMs, workingDirectory, "
+                    "envKeys (the names of its env entries, never their values)")
     version: int | None = Field(
         None, description="the version of the script the run executes (set when it starts; while queued, the "
                           "version at submit); null for runs recorded before versions existed")
@@ -226,6 +227,25 @@ class OutputEvent(BaseModel):
     stream: Literal["stdout", "stderr"]
     data: str
     system: bool | None = Field(None, description="true on lines Scriptbox wrote itself (e.g. truncation)")
+
+
+class StoredChunk(BaseModel):
+    """One stored piece of a run's output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int = Field(ge=0, description="its place in the run's output: stdout and stderr share one sequence")
+    stream: Literal["stdout", "stderr"]
+    data: str
+    at: str | None = Field(description="when it was stored (ISO Z), within a flush interval of its output")
+    system: bool | None = Field(None, description="true on lines Scriptbox wrote itself (e.g. truncation)")
+
+
+class ChunkPage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    chunks: list[StoredChunk]
+    next: int | None = Field(description="pass as `after` for the next page; null when this was the last so far")
 
 
 class BrowserOutput(BaseModel):

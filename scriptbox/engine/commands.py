@@ -57,6 +57,7 @@ def submit(ctx: EngineContext, dispatcher: Dispatcher, script_id: str, trigger: 
                                  meta=dict(meta or {}), waits_for=waits_for, params=resolved.shown(),
                                  sealed_params=sealed_params(definition, resolved, ctx.secrets)))
     dispatcher.wake()
+    ctx.live.publish_status(doc)  # the run-events feed shows it at once (it has no viewers yet)
     return doc
 
 

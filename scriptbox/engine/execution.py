@@ -92,6 +92,9 @@ class RunExecution:
         spawned = self._spawn(spec, snapshot)
         if spawned is None:
             return
+        # The timeout counts from the spawn, not from after the bookkeeping
+        # below: under load that took seconds, and the script ran on meanwhile.
+        deadline = time.monotonic() + snapshot.timeout_ms / 1000.0
         proc, root_start = spawned
         if root_start is None:
             log.error("run %s: the start time of pid %s is unknown; its processes cannot be signalled",
@@ -100,7 +103,7 @@ class RunExecution:
         self.procs = proctree.RunProcesses(self.run_id, proc.pid, root_start, pipe_inodes=pipes,
                                            exclude=self.others, protected=self.ctx.protected_pids)
         try:
-            end = self._supervise(proc, spec, snapshot)
+            end = self._supervise(proc, spec, snapshot, deadline)
         except BaseException:
             # Whatever went wrong here, the run's processes must not outlive it.
             self.procs.kill(self.ctx.options.kill_grace_s, sleep=gevent.sleep)
@@ -168,7 +171,8 @@ class RunExecution:
         finally:
             probe.close()
 
-    def _supervise(self, proc: gevent.subprocess.Popen, spec: LaunchSpec, snapshot: Snapshot) -> RunEnd:
+    def _supervise(self, proc: gevent.subprocess.Popen, spec: LaunchSpec, snapshot: Snapshot,
+                   deadline: float) -> RunEnd:
         """Watch a started run until its processes are gone; returns how it ended."""
         assert self.procs is not None and proc.stdout is not None and proc.stderr is not None
         readers = [
@@ -178,7 +182,7 @@ class RunExecution:
         if spec.stdin_data is not None:
             gevent.spawn(_feed_stdin, proc, spec.stdin_data)
         self._note(snapshot, proc.pid, self.procs.root_start)
-        reason = self._wait(proc, snapshot.timeout_ms / 1000.0)
+        reason = self._wait(proc, deadline)
         grace = self.ctx.options.kill_grace_s
         if reason is not None:
             self.procs.kill(grace, sleep=gevent.sleep)
@@ -192,9 +196,9 @@ class RunExecution:
             gevent.killall(readers, block=True, timeout=1)
         return outcome(returncode, reason, timeout_ms=snapshot.timeout_ms, times_itself_out=spec.label == "vm2")
 
-    def _wait(self, proc: gevent.subprocess.Popen, timeout_s: float) -> str | None:
-        """Wait for the main process to exit; the stop reason if it had to be stopped first."""
-        deadline = time.monotonic() + timeout_s
+    def _wait(self, proc: gevent.subprocess.Popen, deadline: float) -> str | None:
+        """Wait for the main process to exit until `deadline` (monotonic); the stop
+        reason if it had to be stopped first."""
         while proc.returncode is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -25,6 +25,7 @@ def snapshot_of(definition: dict[str, Any]) -> Snapshot:
         timeout_ms=timeout_ms_of(definition),
         working_directory=definition.get("defaultWorkingDirectory") or "",
         version=definition.get("version"),
+        env_keys=tuple(str(e["key"]) for e in definition.get("env") or [] if isinstance(e, dict) and "key" in e),
     )
 
 

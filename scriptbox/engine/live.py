@@ -14,6 +14,10 @@ from ..store.records import Chunk
 from .hub import HubEvent, OutputHub, Viewer
 from .output import ChunkWriter, RunOutput, TailBuffer
 
+# The hub key whose viewers get the status and end events of every run (no
+# output): the UI's feed of run events (scriptbox/api/run_events.py).
+ALL_RUNS = "*"
+
 
 class LiveOutput:
     def __init__(self, add_chunks: Callable[[list[Chunk]], None], *, max_log_bytes: int, tail_bytes: int,
@@ -48,8 +52,12 @@ class LiveOutput:
         self.hub.unsubscribe(viewer)
 
     def publish_status(self, doc: dict[str, Any]) -> None:
-        self.hub.publish(str(doc["_id"]), HubEvent("status", doc=doc), wait=False)
+        event = HubEvent("status", doc=doc)
+        self.hub.publish(str(doc["_id"]), event, wait=False)
+        self.hub.publish(ALL_RUNS, event, wait=False)
 
     def publish_end(self, doc: dict[str, Any]) -> None:
         """Tell the run's viewers it is over (`doc` is the finished run)."""
-        self.hub.publish(str(doc["_id"]), HubEvent("end", doc=doc), wait=False)
+        event = HubEvent("end", doc=doc)
+        self.hub.publish(str(doc["_id"]), event, wait=False)
+        self.hub.publish(ALL_RUNS, event, wait=False)

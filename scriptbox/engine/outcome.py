@@ -27,18 +27,22 @@ def outcome(returncode: int, stop_reason: str | None, *, timeout_ms: int, times_
     `stop_reason` is why the engine stopped it (TIMEOUT, CANCEL, SHUTDOWN) or
     None when it ended by itself; `times_itself_out` says the runner ends its
     own run with exit code 124 when the timeout elapses (the vm2 harness).
+
+    A timed-out run has no exit code of its own: whatever its main process
+    returned was caused by the kill (or, for vm2, is the harness's mark), so
+    it is recorded as None and the reason says it timed out.
     """
     exit_code = returncode if returncode >= 0 else None
     sig = signal_name(-returncode) if returncode < 0 else None
     timed_out = f"timed out after {timeout_ms} ms"
     if stop_reason == TIMEOUT:
-        return RunEnd("timed_out", exit_code, timed_out, sig)
+        return RunEnd("timed_out", None, timed_out, sig)
     if stop_reason == CANCEL:
         return RunEnd("canceled", exit_code, "canceled", sig)
     if stop_reason == SHUTDOWN:
         return RunEnd("failed", exit_code, "server shut down", sig)
     if times_itself_out and returncode == TIMEOUT_EXIT_CODE:
-        return RunEnd("timed_out", exit_code, timed_out, sig)
+        return RunEnd("timed_out", None, timed_out, sig)
     if returncode == 0:
         return RunEnd("succeeded", 0)
     if sig is not None:

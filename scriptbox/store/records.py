@@ -36,12 +36,14 @@ class Snapshot:
     runner: str
     timeout_ms: int
     working_directory: str
+    env_keys: tuple[str, ...] = ()  # the names of the script's env entries; never their values
     # The definition's version (recorded as meta.version, beside the snapshot); None before versions existed.
     version: int | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {"name": self.name, "codeIdentifier": self.code_identifier, "type": self.type,
-                "runner": self.runner, "timeoutMs": self.timeout_ms, "workingDirectory": self.working_directory}
+                "runner": self.runner, "timeoutMs": self.timeout_ms, "workingDirectory": self.working_directory,
+                "envKeys": list(self.env_keys)}
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Chunk:
     stream: str  # "stdout" | "stderr"
     data: str
     system: bool = False  # written by Scriptbox itself (e.g. the truncation marker)
+    at: datetime | None = None  # when it was stored (read back only; within a flush interval of its output)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from pymongo.errors import BulkWriteError
 
 from ..vocabulary import ACTIVE_STATUSES, BROWSER_NODE, FINISHED_STATUSES
 from . import Database, parse_object_id, translate_db_errors, utcnow
+from .last_runs import LastRuns
 from .records import Chunk, Executor, FinishedRun, NewRun, OutputTotals, RunEnd, Snapshot
 
 _DUPLICATE_KEY = 11000
@@ -98,7 +99,68 @@ def decode_cursor(cursor: str) -> tuple[datetime, ObjectId] | None:
 RunListener = Callable[[dict[str, Any]], None]
 
 
-class RunStore:
+class _ChunkStore:
+    """A run's output chunks (part of RunStore): stored in bulk, read back in order."""
+
+    chunks: Any  # the script_run_output collection, set by RunStore
+
+    def add_chunks(self, chunks: list[Chunk]) -> None:
+        """Store chunks of any runs in one bulk write; re-inserts are ignored.
+
+        A retry after a lost reply may find some chunks already stored; the
+        unique (runId, seq) index makes that harmless.
+        """
+        if not chunks:
+            return
+        now = utcnow()
+        docs: list[dict[str, Any]] = []
+        for c in chunks:
+            doc: dict[str, Any] = {"runId": ObjectId(c.run_id), "seq": c.seq, "stream": c.stream, "data": c.data,
+                                   "createdAt": now}
+            if c.system:
+                doc["system"] = True
+            docs.append(doc)
+        try:
+            with translate_db_errors():
+                self.chunks.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != _DUPLICATE_KEY for e in errors):
+                raise
+
+    def chunk_page(self, run_id: str, after_seq: int, limit: int) -> list[Chunk]:
+        """Up to `limit` stored chunks with seq > after_seq, in order, with the time each was stored."""
+        oid = _oid(run_id)
+        if oid is None:
+            return []
+        with translate_db_errors():
+            page = list(self.chunks.find(
+                {"runId": oid, "seq": {"$gt": after_seq}},
+                {"_id": 0, "seq": 1, "stream": 1, "data": 1, "system": 1, "createdAt": 1},
+            ).sort("seq", ASCENDING).limit(limit))
+        return [Chunk(run_id, d["seq"], d["stream"], d["data"], bool(d.get("system")), d.get("createdAt"))
+                for d in page]
+
+    def chunks_after(self, run_id: str, after_seq: int, batch: int = 500) -> Iterator[Chunk]:
+        """Stored chunks with seq > after_seq, in order, fetched page by page."""
+        oid = _oid(run_id)
+        if oid is None:
+            return
+        last = after_seq
+        while True:
+            with translate_db_errors():
+                page = list(self.chunks.find(
+                    {"runId": oid, "seq": {"$gt": last}},
+                    {"_id": 0, "seq": 1, "stream": 1, "data": 1, "system": 1},
+                ).sort("seq", ASCENDING).limit(batch))
+            for d in page:
+                yield Chunk(run_id, d["seq"], d["stream"], d["data"], bool(d.get("system")))
+            if len(page) < batch:
+                return
+            last = page[-1]["seq"]
+
+
+class RunStore(_ChunkStore):
     """Reads and writes runs and their output chunks.
 
     `on_claimed` / `on_finished` are told of each successful claim and finish
@@ -109,6 +171,7 @@ class RunStore:
                  on_finished: RunListener | None = None) -> None:
         self.runs = database.db.script_runs
         self.chunks = database.db.script_run_output
+        self.last = LastRuns(database)
         self._on_claimed = on_claimed
         self._on_finished = on_finished
 
@@ -117,7 +180,8 @@ class RunStore:
             self.runs.create_index([("status", ASCENDING), ("createdAt", ASCENDING)], name="runs_by_status")
             self.runs.create_index([("createdAt", DESCENDING), ("_id", DESCENDING)], name="runs_newest_first")
             self.chunks.create_index([("runId", ASCENDING), ("seq", ASCENDING)], unique=True, name="chunk_seq")
-            # FinishedRuns (retention): finished runs by age, overall and per script.
+            # FinishedRuns (retention) and the run-events feed (runs finished since
+            # its last look): finished runs by age, overall and per script.
             self.runs.create_index([("finishedAt", ASCENDING)], name="runs_by_finished")
             self.runs.create_index([("scriptId", ASCENDING), ("finishedAt", ASCENDING)], name="runs_finished_by_script")
 
@@ -149,6 +213,7 @@ class RunStore:
         with translate_db_errors():
             result = self.runs.insert_one(doc)
         doc["_id"] = result.inserted_id
+        self.last.created(doc)
         return doc
 
     def get(self, run_id: str | ObjectId) -> dict[str, Any] | None:
@@ -170,16 +235,7 @@ class RunStore:
     def last_runs(self, script_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The newest run of each script (id hex -> {id, status, createdAt, finishedAt})."""
         oids = [oid for oid in map(_oid, script_ids) if oid is not None]
-        if not oids:
-            return {}
-        pipeline: list[dict[str, Any]] = [
-            {"$match": {"scriptId": {"$in": oids}}},
-            {"$sort": {"scriptId": 1, "createdAt": -1}},
-            {"$group": {"_id": "$scriptId", "run": {"$first": {
-                "id": "$_id", "status": "$status", "createdAt": "$createdAt", "finishedAt": "$finishedAt"}}}},
-        ]
-        with translate_db_errors():
-            return {str(row["_id"]): row["run"] for row in self.runs.aggregate(pipeline)}
+        return self.last.of(oids) if oids else {}
 
     def running_on_host(self, host: str) -> list[dict[str, Any]]:
         with translate_db_errors():
@@ -210,8 +266,10 @@ class RunStore:
                 sort=[("createdAt", ASCENDING), ("_id", ASCENDING)],
                 return_document=ReturnDocument.AFTER,
             )
-        if doc is not None and self._on_claimed is not None:
-            self._on_claimed(doc)
+        if doc is not None:
+            self.last.changed(doc)
+            if self._on_claimed is not None:
+                self._on_claimed(doc)
         return doc
 
     def note_started(self, run_id: str, executor_id: str, snapshot: Snapshot,
@@ -236,6 +294,12 @@ class RunStore:
                 {"_id": {"$in": ids}, "status": "running", "executor.id": executor_id},
                 {"$set": {"leaseUntil": utcnow() + timedelta(seconds=lease_s)}},
             )
+
+    def active_or_finished_since(self, since: datetime, limit: int = 500) -> list[dict[str, Any]]:
+        """Queued and running runs, and runs finished after `since` (newest first, at most `limit`)."""
+        query = {"$or": [{"status": {"$in": list(ACTIVE_STATUSES)}}, {"finishedAt": {"$gt": since}}]}
+        with translate_db_errors():
+            return list(self.runs.find(query).sort([("createdAt", DESCENDING), ("_id", DESCENDING)]).limit(limit))
 
     def count_active(self) -> dict[str, int]:
         """How many runs are queued and running (all processes)."""
@@ -283,6 +347,7 @@ class RunStore:
         with translate_db_errors():
             doc = self.runs.find_one_and_update(condition, update, return_document=ReturnDocument.AFTER)
         if doc is not None:
+            self.last.changed(doc)
             if self._on_finished is not None:
                 self._on_finished(doc)
             self.release_waiting(doc["_id"])
@@ -354,50 +419,6 @@ class RunStore:
         docs = docs[:limit]
         return docs, (encode_cursor(docs[-1]) if more and docs else None)
 
-    # -- output chunks ------------------------------------------------------
-
-    def add_chunks(self, chunks: list[Chunk]) -> None:
-        """Store chunks of any runs in one bulk write; re-inserts are ignored.
-
-        A retry after a lost reply may find some chunks already stored; the
-        unique (runId, seq) index makes that harmless.
-        """
-        if not chunks:
-            return
-        now = utcnow()
-        docs: list[dict[str, Any]] = []
-        for c in chunks:
-            doc: dict[str, Any] = {"runId": ObjectId(c.run_id), "seq": c.seq, "stream": c.stream, "data": c.data,
-                                   "createdAt": now}
-            if c.system:
-                doc["system"] = True
-            docs.append(doc)
-        try:
-            with translate_db_errors():
-                self.chunks.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != _DUPLICATE_KEY for e in errors):
-                raise
-
-    def chunks_after(self, run_id: str, after_seq: int, batch: int = 500) -> Iterator[Chunk]:
-        """Stored chunks with seq > after_seq, in order, fetched page by page."""
-        oid = _oid(run_id)
-        if oid is None:
-            return
-        last = after_seq
-        while True:
-            with translate_db_errors():
-                page = list(self.chunks.find(
-                    {"runId": oid, "seq": {"$gt": last}},
-                    {"_id": 0, "seq": 1, "stream": 1, "data": 1, "system": 1},
-                ).sort("seq", ASCENDING).limit(batch))
-            for d in page:
-                yield Chunk(run_id, d["seq"], d["stream"], d["data"], bool(d.get("system")))
-            if len(page) < batch:
-                return
-            last = page[-1]["seq"]
-
 
 class FinishedRuns:
     """Finished runs by age, and their deletion with their output (retention, DELETE of a run).
@@ -411,6 +432,7 @@ class FinishedRuns:
     def __init__(self, database: Database) -> None:
         self.runs = database.db.script_runs
         self.chunks = database.db.script_run_output
+        self.last = LastRuns(database)
 
     def runs_finished_between(self, start: datetime, end: datetime, limit: int,
                               script_id: str | None = None) -> list[FinishedRun]:
@@ -458,4 +480,5 @@ class FinishedRuns:
                 chunks += self.chunks.delete_many({"runId": {"$in": finished}}).deleted_count
                 runs += self.runs.delete_many(
                     {"_id": {"$in": finished}, "status": {"$in": list(FINISHED_STATUSES)}}).deleted_count
+                self.last.forget(finished)
         return runs, chunks

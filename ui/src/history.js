@@ -13,8 +13,9 @@ export class RunHistory {
    * scriptId: only this script's runs (no script column); scriptName(id, run) names a run's
    * script for the overall view; pageSize: rows per page.
    */
-  constructor({ scriptId = null, scriptName = null, pageSize = 25, showFilter = true, navigate } = {}) {
+  constructor({ scriptId = null, scriptName = null, pageSize = 25, showFilter = true, showMore = true, navigate } = {}) {
     this.scriptId = scriptId;
+    this.showMore = showMore;
     this.scriptName = scriptName;
     this.pageSize = pageSize;
     this.navigate = navigate;
@@ -47,17 +48,68 @@ export class RunHistory {
           ),
         )
       : null;
-    const head = ["Status", this.scriptId ? null : "Script", "Trigger", "By", "Started", "Duration", "Exit"].filter(Boolean);
+    this.thead = h("thead");
+    this.renderHead();
     this.el = h(
       "div.history",
       this.filter,
-      (this.tableWrap = h(
-        "div.table-wrap",
-        h("table.runs-table", h("thead", h("tr", head.map((t) => h("th", { scope: "col" }, t)))), this.tbody),
-      )),
+      (this.tableWrap = h("div.table-wrap", h("table.runs-table", this.thead, this.tbody))),
       this.info,
       h("div.history-more", this.more),
     );
+  }
+
+  /** The header cells match the rows: a "Script" column only for the overall view. */
+  renderHead() {
+    const head = ["Status", this.scriptId ? null : "Script", "Trigger", "By", "Started", "Duration", "Exit"].filter(Boolean);
+    replace(this.thead, h("tr", head.map((t) => h("th", { scope: "col" }, t))));
+  }
+
+  /** A new script got its id: from now on this is its history (no "Script" column). */
+  setScriptId(scriptId) {
+    this.scriptId = scriptId;
+    this.renderHead();
+    replace(this.tbody);
+  }
+
+  /**
+   * Follows the page's run events: a run of this list that changed is redrawn in place,
+   * a new one (or a resync) reloads the first page, unless older pages are open. Relative
+   * times tick. Returns the function that stops it.
+   */
+  follow(runEvents) {
+    let timer = 0;
+    const reload = () => {
+      clearTimeout(timer);
+      // Several events in a burst cost one request.
+      timer = setTimeout(() => {
+        if (this.cursor === null || this.tbody.children.length <= this.pageSize) this.load(true);
+      }, 250);
+    };
+    const off = runEvents.subscribe((change) => {
+      if (change.type === "resync") return reload();
+      const run = change.run;
+      if (this.scriptId && run.scriptId !== this.scriptId) return;
+      const matches = (!this.status || this.status === run.status) && (!this.trigger || this.trigger === run.trigger);
+      const row = this.tbody.querySelector(`tr[data-run-id="${CSS.escape(run.id)}"]`);
+      if (row && matches) row.replaceWith(this.row(run));
+      else if (row) row.remove(); // it left the filtered status
+      else if (matches) reload();
+    });
+    const ticker = setInterval(() => this.tickTimes(), 5000);
+    return () => {
+      off();
+      clearTimeout(timer);
+      clearInterval(ticker);
+    };
+  }
+
+  /** Redraws the "· 15 sec. ago" of every row from its time. */
+  tickTimes() {
+    for (const el of this.tbody.querySelectorAll("time[datetime]")) {
+      const rel = el.nextElementSibling;
+      if (rel?.classList.contains("rel")) rel.textContent = ` · ${formatRelative(el.getAttribute("datetime"))}`;
+    }
   }
 
   /** (Re)loads; reset=true starts from the newest run. */
@@ -80,7 +132,7 @@ export class RunHistory {
       if (reset) replace(this.tbody);
       for (const run of runs) this.tbody.appendChild(this.row(run));
       this.cursor = data ? data.nextBefore || null : null;
-      this.more.hidden = !this.cursor;
+      this.more.hidden = !this.showMore || !this.cursor;
       const none = !this.tbody.children.length;
       this.info.textContent = none ? (this.status || this.trigger ? "No runs match the filter." : "No runs yet.") : "";
       this.tableWrap.hidden = none;

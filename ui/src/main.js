@@ -16,6 +16,7 @@ import { ApiReferenceView } from "./apiReference.js";
 import { AuditView } from "./audit.js";
 import { activeLocalRuns } from "./browserRunner.js";
 import { h } from "./dom.js";
+import { RunEvents } from "./runEvents.js";
 import { RunView, RunsView, HomeView } from "./runViews.js";
 import { ScriptView } from "./scriptView.js";
 import { Sidebar } from "./sidebar.js";
@@ -52,8 +53,15 @@ class App {
   constructor(root) {
     this.view = null;
     this.url = location.pathname + location.search;
+    // Each entry this page adds carries its position, so a popstate tells how far the
+    // browser moved (and the move can be undone while unsaved changes are asked about).
+    // A reload keeps the state of its entry.
+    this.index = Number.isInteger(history.state?.index) ? history.state.index : 0;
+    history.replaceState({ ...history.state, index: this.index }, "", location.href);
     // The one list of scripts; the sidebar and the views subscribe to it.
     this.scripts = new ScriptsStore();
+    // Every run's start and end, as it happens (the lists and the sidebar follow it).
+    this.runEvents = new RunEvents(this.scripts);
     this.sidebar = new Sidebar({ store: this.scripts });
     this.main = h("main.main#main", { tabindex: "-1" });
     this.navScripts = h("a.nav-link", { href: ROOT, "data-link": true }, "Scripts");
@@ -74,7 +82,7 @@ class App {
     );
 
     document.addEventListener("click", (e) => this.onClick(e));
-    window.addEventListener("popstate", () => this.onPopState());
+    window.addEventListener("popstate", (e) => this.onPopState(e));
     // Capture phase so the shortcuts win over the code editor's own bindings.
     window.addEventListener("keydown", (e) => this.onKeyDown(e), true);
     window.addEventListener("beforeunload", (e) => {
@@ -107,27 +115,42 @@ class App {
   async navigate(path, { force = false } = {}) {
     if (path === location.pathname + location.search && !force) return;
     if (!force && this.view?.canLeave && !(await this.view.canLeave())) return;
-    history.pushState({}, "", path);
+    this.index += 1;
+    history.pushState({ index: this.index }, "", path);
     this.url = path;
     this.show(route(new URL(path, location.href).pathname));
   }
 
   /** Changes the address without re-rendering (a new script got its id). */
   replaceUrl(path) {
-    history.replaceState({}, "", path);
+    history.replaceState({ index: this.index }, "", path);
     this.url = path;
     this.updateChrome(route(path));
   }
 
-  async onPopState() {
-    const target = location.pathname + location.search;
-    if (this.view?.canLeave) {
-      // The address already changed; put it back while we ask.
-      history.pushState({}, "", this.url);
-      if (!(await this.view.canLeave())) return;
-      history.replaceState({}, "", target);
+  /**
+   * Back/Forward: show the entry the browser moved to, never adding one (pushing here
+   * would wipe the forward entries). With unsaved changes the move is undone with
+   * history.go while the user is asked, and redone if they discard.
+   */
+  async onPopState(e) {
+    const index = Number.isInteger(e.state?.index) ? e.state.index : null;
+    if (this.undoing) {
+      this.undoing = false; // the popstate of our own undo: we are back where we were
+      return;
     }
-    this.url = target;
+    const delta = index === null ? null : index - this.index;
+    if (!this.confirmed && delta && this.view?.hasUnsavedChanges?.() && this.view.canLeave) {
+      this.undoing = true;
+      history.go(-delta);
+      if (!(await this.view.canLeave())) return;
+      this.confirmed = true;
+      history.go(delta);
+      return;
+    }
+    this.confirmed = false;
+    if (index !== null) this.index = index;
+    this.url = location.pathname + location.search;
     this.show(route(location.pathname));
   }
 

@@ -14,8 +14,9 @@ const TAIL_PROBE = 256;
 
 export class RunPanel {
   /** onChange(run) is called whenever the run's status or document changes. */
-  constructor({ onChange, showOpenLink = true } = {}) {
+  constructor({ onChange, onTick, showOpenLink = true } = {}) {
     this.onChange = onChange;
+    this.onTick = onTick; // called with the run each time the elapsed time is redrawn
     this.run = null;
     this.stream = null;
     this.unsubscribe = null;
@@ -30,6 +31,10 @@ export class RunPanel {
     this.openLink = showOpenLink ? h("a.btn.ghost.small", { hidden: true, "data-link": true }, "Open run") : null;
     this.logLink = h("a.btn.ghost.small", { hidden: true, target: "_blank", rel: "noopener" }, "Stored log");
     this.cancelBtn = h("button.btn.small.danger-outline", { type: "button", hidden: true, onclick: () => this.cancel() }, "Cancel run");
+    // The tools of the log viewer that make sense while output still arrives.
+    const wrapId = `panel-wrap-${Math.random().toString(36).slice(2)}`;
+    this.wrap = h("input", { type: "checkbox", id: wrapId, checked: true, onchange: () => this.output.scroller.classList.toggle("nowrap", !this.wrap.checked) });
+    this.copyBtn = h("button.btn.ghost.small", { type: "button", onclick: () => this.copyOutput() }, "Copy");
     this.output = new OutputView();
     this.output.setEmptyText("Run the script to see its output here.");
     this.el = h(
@@ -38,7 +43,7 @@ export class RunPanel {
       h(
         "div.run-bar",
         h("div.run-facts", this.badge, this.elapsed, this.exit, this.reason, this.conn),
-        h("div.run-links", this.openLink, this.logLink, this.cancelBtn),
+        h("div.run-links", h("label.log-toggle", { for: wrapId }, this.wrap, " Wrap"), this.copyBtn, this.openLink, this.logLink, this.cancelBtn),
       ),
       this.output.el,
     );
@@ -47,6 +52,9 @@ export class RunPanel {
   /** Shows a run (live or finished). `run` may be a document or just {id}. */
   async show(runOrId) {
     const runId = typeof runOrId === "string" ? runOrId : runOrId.id;
+    // Only the latest show() goes on after its await (two calls for the same run, e.g. the
+    // run-events feed and the Run button, must not open two streams).
+    const gen = (this.showGen = (this.showGen || 0) + 1);
     this.detach();
     this.output.reset();
     this.output.setEmptyText("Waiting for output…");
@@ -76,10 +84,10 @@ export class RunPanel {
     if (typeof runOrId === "string" || !runOrId.createdAt) {
       try {
         const doc = await api.getRun(runId);
-        if (this.runId !== runId) return;
+        if (gen !== this.showGen) return;
         this.setRun(doc);
       } catch (err) {
-        if (this.runId !== runId) return;
+        if (gen !== this.showGen) return;
         this.output.setEmptyText(`Cannot load this run: ${err.message}`);
         return;
       }
@@ -165,6 +173,17 @@ export class RunPanel {
     }
     const end = parseTime(run.finishedAt);
     this.elapsed.textContent = formatDuration((end === null ? Date.now() : end) - start);
+    this.onTick?.(run);
+  }
+
+  /** The output shown so far, as plain text, to the clipboard. */
+  async copyOutput() {
+    try {
+      await navigator.clipboard.writeText(this.output.text());
+      toast("Output copied", "success", 1500);
+    } catch (err) {
+      toast(`Cannot copy: ${err.message}`, "error");
+    }
   }
 
   async cancel() {

@@ -2,11 +2,12 @@
 // output while it runs, its stored output when finished).
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
-import { formatDateTime, formatDuration, formatExitCode, isActive, runDuration, snapshotOf } from "./format.js";
+import { formatDuration, isActive, runDuration, snapshotOf } from "./format.js";
 import { RunHistory } from "./history.js";
+import { LogViewer } from "./logViewer.js";
+import { factRows, metaRows, whatRan } from "./runFacts.js";
 import { RunPanel } from "./runPanel.js";
 import { startManualRun } from "./runStarter.js";
-import { versionHref } from "./versions.js";
 import { confirmDialog, emptyState, toast } from "./widgets.js";
 
 export class RunsView {
@@ -28,22 +29,27 @@ export class RunsView {
 
   mount() {
     document.title = "Runs · Scriptbox";
+    this.stopFollowing = this.history.follow(this.app.runEvents);
     return this.history.load(true);
   }
 
-  destroy() {}
+  destroy() {
+    this.stopFollowing?.();
+  }
 }
 
 export class RunView {
   constructor({ runId, app }) {
     this.runId = runId;
     this.app = app;
-    this.panel = new RunPanel({ showOpenLink: false, onChange: (run) => this.renderFacts(run) });
+    // The Duration fact ticks with the panel's elapsed time, from the same clock.
+    this.panel = new RunPanel({ showOpenLink: false, onChange: (run) => this.renderFacts(run), onTick: (run) => this.tickDuration(run) });
     // Only a finished run can be deleted (the server answers 409 for an active one).
     this.deleteBtn = h("button.btn.danger-outline", { type: "button", hidden: true, onclick: () => this.deleteRun() }, "Delete run");
     this.title = h("h1.view-title", "Run");
     this.scriptLink = h("a", { "data-link": true });
     this.facts = h("dl.facts");
+    this.ran = h("dl.facts.what-ran", { "aria-label": "What ran" });
     this.paramsList = h("dl.facts.run-params-list");
     this.params = h("section.run-params-section", { hidden: true, "aria-label": "Parameters" }, h("h2.section-title", "Parameters"), this.paramsList);
     this.meta = h("details.meta", h("summary", "Details"), h("dl.facts.meta-list"));
@@ -55,7 +61,7 @@ export class RunView {
         h("div.view-head-text", h("a.back-link", { href: "/admin/scripts/runs", "data-link": true }, "‹ Run history"), this.title, h("div.view-subtitle", this.scriptLink)),
         h("div.view-actions", this.deleteBtn, this.againBtn),
       ),
-      h("div.view-body.run-body", this.facts, this.params, this.panel.el, this.meta),
+      h("div.view-body.run-body", this.facts, this.params, h("h2.section-title", "What ran"), this.ran, this.panel.el, this.meta),
     );
   }
 
@@ -142,47 +148,34 @@ export class RunView {
 
   renderFacts(run) {
     this.deleteBtn.hidden = !run.createdAt || isActive(run.status);
+    this.showLogViewer(run);
     this.renderParams(run);
-    const started = run.startedAt || run.createdAt;
+    replace(this.facts, factRows(run).map(([k, v]) => h("div.fact", { dataset: { fact: k } }, h("dt", k), h("dd", v))));
+    this.duration = this.facts.querySelector("[data-fact=Duration] dd");
+    replace(this.ran, whatRan(run));
+    replace(this.meta.querySelector(".meta-list"), metaRows(run).map(([k, v]) => h("div.fact", h("dt", k), h("dd.mono", v))));
+  }
+
+  /** A finished run is read in the log viewer (the whole stored log), not the live panel. */
+  showLogViewer(run) {
+    if (this.logViewer || isActive(run.status) || !run.finishedAt) return;
+    this.logViewer = new LogViewer(run.id);
+    this.panel.output.el.hidden = true;
+    this.panel.el.after(this.logViewer.el);
+    this.logViewer.load();
+  }
+
+  tickDuration(run) {
+    if (!this.duration || !isActive(run.status)) return;
     const dur = runDuration(run);
-    const rows = [
-      ["Trigger", run.trigger || "—"],
-      ["Requested by", run.meta?.requestedBy || "—"],
-      ["Created", formatDateTime(run.createdAt)],
-      ["Started", formatDateTime(started)],
-      ["Finished", formatDateTime(run.finishedAt)],
-      ["Duration", dur === null ? "—" : formatDuration(dur)],
-      ["Exit code", formatExitCode(run.exitCode)],
-      // The version it ran (set when it started): its definition is kept while the run is.
-      ["Script version", Number.isInteger(run.meta?.version) && run.scriptId
-        ? h("a.version-link", { href: versionHref(run.scriptId, run.meta.version), "data-link": true }, `version ${run.meta.version}`)
-        : "—"],
-    ];
-    replace(this.facts, rows.map(([k, v]) => h("div.fact", h("dt", k), h("dd", v))));
-    const list = this.meta.querySelector(".meta-list");
-    const meta = run.meta && typeof run.meta === "object" ? run.meta : {};
-    replace(
-      list,
-      [["Run id", run.id], ...flatten(meta)].map(([k, v]) =>
-        h("div.fact", h("dt", k), h("dd.mono", typeof v === "object" && v !== null ? JSON.stringify(v) : String(v))),
-      ),
-    );
+    this.duration.textContent = dur === null ? "—" : formatDuration(dur);
   }
 
   destroy() {
     this.destroyed = true;
     this.panel.destroy();
+    this.logViewer?.destroy();
   }
-}
-
-/** [["snapshot.name", "x"], ...] for nested meta objects. */
-function flatten(obj, prefix = "") {
-  const out = [];
-  for (const [k, v] of Object.entries(obj)) {
-    if (v && typeof v === "object" && !Array.isArray(v)) out.push(...flatten(v, `${prefix}${k}.`));
-    else out.push([`${prefix}${k}`, v === null ? "—" : v]);
-  }
-  return out;
 }
 
 export class HomeView {
@@ -191,6 +184,7 @@ export class HomeView {
     this.history = new RunHistory({
       pageSize: 10,
       showFilter: false,
+      showMore: false,
       scriptName: (id, run) => app.scripts.byId(id)?.name || snapshotOf(run).name || null,
       navigate: (href) => app.navigate(href),
     });
@@ -209,10 +203,11 @@ export class HomeView {
 
   async mount() {
     document.title = "Scripts · Scriptbox";
-    // Recent runs follow the list's periodic refresh.
+    // Recent runs follow the run events (and the list's periodic refresh).
     this.unsubscribe = this.app.scripts.subscribe((change) => {
       if (change.type === "refreshed") this.reload();
     });
+    this.stopFollowing = this.history.follow(this.app.runEvents);
     await this.reload();
   }
 
@@ -223,5 +218,6 @@ export class HomeView {
 
   destroy() {
     this.unsubscribe?.();
+    this.stopFollowing?.();
   }
 }

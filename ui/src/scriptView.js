@@ -61,6 +61,15 @@ export class ScriptView {
 
     this.panel = new RunPanel({ onChange: (run) => this.onRunChange(run) });
     this.history = new RunHistory({ scriptId: script?.id, pageSize: 20, showFilter: false, navigate: (href) => this.app.navigate(href) });
+    // A new script's history has no script yet: it follows once saved (setScriptId below).
+    if (script) this.stopFollowing = this.history.follow(this.app.runEvents);
+    // A run of this script started elsewhere (API, schedule, another tab) shows in the panel.
+    this.stopRunEvents = this.app.runEvents.subscribe((change) => {
+      const run = change.run;
+      if (!run || !this.script || run.scriptId !== this.script.id || !isActive(run.status) || this.busy) return;
+      const showing = this.panel.run;
+      if (run.id !== this.panel.runId && !(showing && isActive(showing.status))) this.panel.show(run.id);
+    });
     this.versions = new VersionsPanel({
       script,
       navigate: (href) => this.app.navigate(href),
@@ -197,7 +206,11 @@ export class ScriptView {
       this.form.markSecretsStored();
       this.baseline = JSON.stringify(this.form.value());
       this.deleteBtn.hidden = false;
-      this.history.scriptId = saved.id;
+      if (this.history.scriptId !== saved.id) {
+        this.history.setScriptId(saved.id);
+        this.stopFollowing?.();
+        this.stopFollowing = this.history.follow(this.app.runEvents);
+      }
       this.versions.script = saved;
       this.tabs.versions.hidden = false;
       if (!this.panes.versions.hidden) this.versions.load(true);
@@ -373,6 +386,8 @@ export class ScriptView {
   destroy() {
     this.destroyed = true;
     this.unsubscribe?.();
+    this.stopFollowing?.();
+    this.stopRunEvents?.();
     if (this.dirtyRaf) cancelAnimationFrame(this.dirtyRaf);
     this.panel?.destroy();
     this.form?.destroy();
