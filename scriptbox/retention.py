@@ -62,6 +62,7 @@ class PruneReport:
 
     runs: int = 0
     chunks: int = 0
+    versions: int = 0
     duration_s: float = 0.0
 
 
@@ -69,13 +70,15 @@ class Pruner:
     """Deletes finished runs past their script's rule; see the module docstring."""
 
     def __init__(self, runs: FinishedRuns, definitions: DefinitionStore, leases: LeaseStore, audit: AuditLog | None,
-                 default_days: int, holder: str, *, every_s: float = PRUNE_EVERY_S, page: int = PAGE,
+                 default_days: int, holder: str, *, keep_versions: int = 50, every_s: float = PRUNE_EVERY_S,
+                 page: int = PAGE,
                  throttle: float = THROTTLE, clock: Callable[[], datetime] = utcnow) -> None:
         self.runs = runs
         self.definitions = definitions
         self.leases = leases
         self.audit = audit
         self.default_days = default_days
+        self.keep_versions = keep_versions
         self.holder = holder
         self.every_s = every_s
         self.page = page
@@ -120,22 +123,23 @@ class Pruner:
         report = PruneReport()
         try:
             now = self.clock().replace(tzinfo=None)
+            settings = self.definitions.retention_settings()
             overrides = {sid: rule_for(self.default_days, retention)
-                         for sid, retention in self.definitions.retention_settings().items()
-                         if has_override(retention)}
+                         for sid, retention in settings.items() if has_override(retention)}
             default = Rule(self.default_days, 0)
             if not default.forever:
                 self._walk(default.cutoff(now), None, set(overrides), report)
             for script_id, rule in overrides.items():
                 self._prune_script(script_id, rule, now, report)
+            self._prune_versions(now, self.definitions.ids(), overrides, report)
         except LeaseLost:
             log.info("retention: another process took over pruning")
         finally:
             self.leases.release(LEASE, self.holder)
         report.duration_s = time.monotonic() - began
-        if report.runs:
-            log.info("retention: deleted %d runs and %d output chunks in %.1f s",
-                     report.runs, report.chunks, report.duration_s)
+        if report.runs or report.versions:
+            log.info("retention: deleted %d runs, %d output chunks and %d script versions in %.1f s",
+                     report.runs, report.chunks, report.versions, report.duration_s)
             self._record(report)
         return report
 
@@ -151,6 +155,25 @@ class Pruner:
                 return  # fewer finished runs than it keeps
             stop = min(stop, newest_kept)
         self._walk(stop, script_id, set(), report)
+
+    def _prune_versions(self, now: datetime, defined: set[str], overrides: dict[str, Rule],
+                        report: PruneReport) -> None:
+        """Versions share their script's rule: older ones go unless a kept run ran them
+        or they are among the newest `keep_versions`. A deleted script keeps its
+        versions while any of its runs is stored, and loses them with its last run."""
+        versions = self.definitions.versions
+        for script_id in versions.script_ids():
+            if self._stop.is_set():
+                return
+            if script_id not in defined:
+                if not self.runs.has_runs(script_id):
+                    report.versions += versions.prune_versions(script_id, 0, set())
+                continue
+            referenced = versions.referenced_versions(script_id)
+            rule = overrides.get(script_id, Rule(self.default_days, 0))
+            if not rule.forever:
+                report.versions += versions.prune_versions(script_id, self.keep_versions, referenced,
+                                                           older_than=rule.cutoff(now))
 
     def _walk(self, stop: datetime, script_id: str | None, skip: set[str], report: PruneReport) -> None:
         """Delete finished runs that ended before `stop` (of `script_id`, or of any script not in `skip`)."""
@@ -175,7 +198,8 @@ class Pruner:
         if self.audit is None:
             return
         self.audit.record("scheduler", "retention.pruned", "retention", None,
-                          f"deleted {report.runs} finished runs and {report.chunks} output chunks",
-                          {"runs": report.runs, "chunks": report.chunks,
+                          f"deleted {report.runs} finished runs, {report.chunks} output chunks "
+                          f"and {report.versions} script versions",
+                          {"runs": report.runs, "chunks": report.chunks, "versions": report.versions,
                            "durationMs": round(report.duration_s * 1000), "defaultDays": self.default_days})
 

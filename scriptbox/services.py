@@ -112,7 +112,8 @@ def build_services(settings: Settings, database: Database, access: Access | None
     scheduler = None if access is None else build_scheduler(database, engine, metrics, audit)
     finished_runs = FinishedRuns(database)
     pruner = None if access is None else Pruner(finished_runs, definitions, LeaseStore(database), audit,
-                                                settings.retention_days, engine.executor_id)
+                                                settings.retention_days, engine.executor_id,
+                                                keep_versions=settings.keep_versions)
     return Services(settings=settings, database=database, definitions=definitions, runs=runs,
                     finished_runs=finished_runs, engine=engine,
                     metrics=metrics, tokens=TokenAuthority(TokenStore(database)),

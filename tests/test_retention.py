@@ -299,3 +299,31 @@ def test_the_scripts_list_shows_the_newest_run_through_starts_ends_and_deletes(
     assert last_run(script_id)["id"] == newest_old  # the deleted run is no longer the newest
     assert client.delete(f"/api/admin/scripts/runs/{newest_old}").status_code == 204
     assert last_run(script_id)["id"] != newest_old
+
+
+def test_script_versions_follow_their_scripts_rule_and_go_with_a_deleted_scripts_last_run(
+        app: InProcessApp, client: AppClient, pruner: Callable[..., Pruner]) -> None:
+    db = app.database.db
+
+    def versions_of(script_id: str) -> list[int]:
+        return sorted(v["n"] for v in db.script_versions.find({"scriptId": ObjectId(script_id)}))
+
+    kept = script(client, retention={"days": 1})
+    for n in range(2, 6):
+        assert client.put(f"/api/admin/scripts/{kept}", json={"script": f"echo {n}"}).status_code == 200
+    db.script_versions.update_many({"scriptId": ObjectId(kept), "n": {"$lte": 4}}, {"$set": {"at": days_ago(10)}})
+    ran_v1 = finished_run_doc(kept, days_ago(0.1))
+    ran_v1["meta"]["version"] = 1
+    insert_runs(app.services.runs, [ran_v1])
+    gone, still_run = script(client), script(client)
+    seed(app, gone, [100])  # older than the default 90 days: this pass deletes it, then its versions
+    seed(app, still_run, [0.5])
+    for sid in (gone, still_run):
+        assert client.delete(f"/api/admin/scripts/{sid}").status_code == 204
+    assert versions_of(gone) == versions_of(still_run) == [1]
+
+    report = pruner(keep_versions=2).prune()
+    assert report is not None and report.versions >= 3
+    # 2 and 3 are older than a day and no kept run ran them; 1 is what a kept run ran, 4 and 5 the newest two.
+    assert versions_of(kept) == [1, 4, 5]
+    assert versions_of(gone) == [] and versions_of(still_run) == [1]

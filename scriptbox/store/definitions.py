@@ -70,6 +70,11 @@ class DefinitionStore:
         with translate_db_errors():
             return list(self._definitions.find(mongo_filter).sort([("name", 1), ("_id", 1)]))
 
+    def ids(self) -> set[str]:
+        """The id of every definition."""
+        with translate_db_errors():
+            return {str(d["_id"]) for d in self._definitions.find({}, {"_id": 1})}
+
     def retention_settings(self) -> dict[str, Any]:
         """The stored `retention` of every definition that has one (id hex -> {days, keepRuns})."""
         with translate_db_errors():

@@ -450,6 +450,11 @@ class FinishedRuns:
         return [FinishedRun(str(d["_id"]), str(d["scriptId"]) if d.get("scriptId") else None, str(d.get("status")),
                             d["finishedAt"]) for d in docs]
 
+    def has_runs(self, script_id: str) -> bool:
+        """Whether any run of this script is stored."""
+        with translate_db_errors():
+            return self.runs.find_one({"scriptId": ObjectId(script_id)}, {"_id": 1}) is not None
+
     def newest_finished_at(self, script_id: str, rank: int) -> datetime | None:
         """finishedAt of the script's `rank`-th newest finished run (1 = newest); None when it has fewer."""
         with translate_db_errors():

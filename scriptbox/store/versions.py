@@ -97,6 +97,11 @@ class VersionStore:
             raise NotFound(f"script {script_id!r} has no version {n}")
         return doc
 
+    def script_ids(self) -> list[str]:
+        """Every script that has stored versions, deleted scripts included."""
+        with translate_db_errors():
+            return [str(oid) for oid in self._versions.distinct("scriptId")]
+
     def has_any(self, script_id: str) -> bool:
         oid = parse_object_id(script_id)
         if oid is None:
