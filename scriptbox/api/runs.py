@@ -114,9 +114,10 @@ def parse_list_query(query: Any) -> dict[str, Any]:
 
 
 def flag_param(name: str) -> bool:
-    """A `0`/`1` query flag (absent or empty: off); raises ValidationFailed."""
+    """A `0`/`1` query flag (absent: off; anything else, empty included, is refused as the
+    OpenAPI document says); raises ValidationFailed."""
     raw = request.query.getunicode(name)
-    if raw is None or raw in ("", "0"):
+    if raw is None or raw == "0":
         return False
     if raw == "1":
         return True

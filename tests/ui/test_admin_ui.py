@@ -359,7 +359,10 @@ def test_large_output_stays_responsive_and_bounded(ui_page: Page, api: Api) -> N
     print(f"10 MB output: shown in {elapsed:.1f} s, longest frame gap {max_gap:.0f} ms, {lines} lines kept")
     assert lines <= 10_001
     expect(ui_page.locator(".output-trimmed")).to_contain_text("Earlier output trimmed")
-    assert max_gap < 1000, f"the page froze for {max_gap:.0f} ms"
+    # A guard against gross regressions only (rendering 200k lines unbatched freezes the
+    # page for tens of seconds); the suite runs three files at once on two cores, so a
+    # busy machine alone can stretch a frame to a second or two. bench/ has the figures.
+    assert max_gap < 3000, f"the page froze for {max_gap:.0f} ms"
 
 
 def test_screenshots_of_the_main_views(open_ui_page: Callable[..., Page], api: Api, artifacts: Path) -> None:

@@ -43,6 +43,7 @@ export function bootstrap(self, env, firstLine, params) {
   const arrJoin = uncurry(Array.prototype.join);
   const regexpExec = uncurry(RegExp.prototype.exec);
   const promiseThen = Promise.prototype.then;
+  const AsyncFunctionProto = getPrototypeOf(async () => {});
   const errorEventError = getOwnDescriptor(ErrorEvent.prototype, "error").get;
   const errorEventMessage = getOwnDescriptor(ErrorEvent.prototype, "message").get;
   const rejectionReason = getOwnDescriptor(PromiseRejectionEvent.prototype, "reason").get;
@@ -387,11 +388,31 @@ export function bootstrap(self, env, firstLine, params) {
     }
     finish(false, message);
   };
+  // An async callback's promise keeps the run open until it settles and fails it when
+  // it rejects. Waiting for the "unhandledrejection" event alone is not enough: under
+  // load the browser may report it after the checks of maybeFinishLater. Only a real
+  // async function is followed: what it returns is always a fresh intrinsic promise
+  // (whatever the script patched), so reading it runs none of the script's code.
+  let asyncSeq = 0;
+  const follow = (fn, result) => {
+    if (getPrototypeOf(fn) !== AsyncFunctionProto) return;
+    asyncSeq += 1;
+    const key = -asyncSeq; // timer ids are positive
+    track(key);
+    defineProperty(result, "constructor", { value: undefined }); // see the note in the returned function
+    apply(promiseThen, result, [
+      () => {
+        untrack(key);
+        maybeFinishLater();
+      },
+      (err) => fail(err),
+    ]);
+  };
   self.setTimeout = (fn, ms, ...args) => {
     const id = realSetTimeout(() => {
       untrack(id);
       try {
-        if (typeof fn === "function") apply(fn, undefined, args);
+        if (typeof fn === "function") follow(fn, apply(fn, undefined, args));
       } catch (err) {
         fail(err);
         return;
