@@ -284,6 +284,7 @@ def test_the_live_output_panel_searches_numbers_and_times_lines_as_they_arrive(o
     expect(current).to_have_text("warn one")
     expect(panel.locator("[data-testid=run-status]")).to_have_text(re.compile("Succeeded", re.I), timeout=30_000)
     page.screenshot(path=str(artifacts / "runs-ux-live-panel-tools-390-dark.png"), full_page=True)
+    panel.locator(".output-tools").screenshot(path=str(artifacts / "runs-ux-live-panel-toolbar-390-dark.png"))
     # Copy stays the output's text: no numbers or times in it.
     assert "20001" not in panel.locator(".output .line").last.inner_text()
     search.fill("")
