@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 HEARTBEAT = b": keepalive\n\n"
@@ -26,11 +27,20 @@ def frame(event: str, data: Any, event_id: int | None = None) -> bytes:
     return (head + "data: " + _json(data) + "\n\n").encode("utf-8")
 
 
-def output_frame(seq: int, stream: str, data: str, system: bool = False) -> bytes:
-    """An `output` event; `system` marks text written by Scriptbox itself."""
+def output_frame(seq: int, stream: str, data: str, system: bool = False, at: datetime | None = None) -> bytes:
+    """An `output` event; `system` marks text written by Scriptbox itself.
+
+    `at` (when the server read the text; naive datetimes are UTC) lets a viewer
+    that replays a run show each line's real time rather than when the replay
+    reached it. It is an extra field, so clients that predate it ignore it.
+    """
     body: dict[str, Any] = {"stream": stream, "data": data}
     if system:
         body["system"] = True
+    if at is not None:
+        if at.tzinfo is not None:
+            at = at.astimezone(UTC).replace(tzinfo=None)
+        body["at"] = at.isoformat(timespec="milliseconds") + "Z"
     return frame("output", body, seq)
 
 

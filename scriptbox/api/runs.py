@@ -255,7 +255,7 @@ def register(app: Bottle, services: Services) -> None:
 
     @app.get(f"/api/admin/scripts/runs/{RUN_ID}/stream", openapi=Doc(
         "Follow a run's output live (Server-Sent Events)", "runs",
-        {200: Reply("`output` events (id = sequence number, data {stream, data}), `status` events, then `end` "
+        {200: Reply("`output` events (id = sequence number, data {stream, data, at}), `status` events, then `end` "
                     "with the finished run; `: keepalive` comments after 15 s of silence. "
                     "A stream opened with an API token ends with `revoked` when the token is revoked or expires.",
                     media="text/event-stream",

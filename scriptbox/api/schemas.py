@@ -227,6 +227,8 @@ class OutputEvent(BaseModel):
     stream: Literal["stdout", "stderr"]
     data: str
     system: bool | None = Field(None, description="true on lines Scriptbox wrote itself (e.g. truncation)")
+    at: str | None = Field(None, description="when the server read this text (ISO-8601 UTC, ms); absent from "
+                           "servers that predate it")
 
 
 class StoredChunk(BaseModel):

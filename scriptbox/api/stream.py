@@ -41,7 +41,7 @@ class RunStreamSource:
 
 def chunk_frame(chunk: Chunk) -> bytes:
     """The `output` event of a stored chunk."""
-    return output_frame(chunk.seq, chunk.stream, chunk.data, chunk.system)
+    return output_frame(chunk.seq, chunk.stream, chunk.data, chunk.system, chunk.at)
 
 
 class RunStream:

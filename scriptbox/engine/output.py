@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import gevent
 import gevent.event
@@ -293,7 +294,7 @@ class RunOutput:
 
     def _publish(self, stream: str, text: str, system: bool, store: bool) -> None:
         self.seq += 1
-        event = HubEvent("output", output_frame(self.seq, stream, text, system), self.seq)
+        event = HubEvent("output", output_frame(self.seq, stream, text, system, datetime.now(UTC)), self.seq)
         if store:
             self.writer.add(Chunk(self.run_id, self.seq, stream, text, system), event)
         self.hub.publish(self.run_id, event)

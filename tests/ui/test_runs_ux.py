@@ -239,3 +239,59 @@ def test_the_live_output_panel_has_a_wrap_switch_and_copies_its_output(open_ui_p
     panel.get_by_role("button", name="Copy").click()
     expect(page.locator(".toast")).to_contain_text("Output copied")
     assert page.evaluate("navigator.clipboard.readText()").rstrip("\n").endswith(" \nsecond")
+
+
+def test_the_live_output_panel_searches_numbers_and_times_lines_as_they_arrive(open_ui_page: Callable[..., Page],
+                                                                               api: Api, artifacts: Path,
+                                                                               tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    script = api.create_script(name=unique_name("live-find"),
+                               script=f"seq 1 20000; sleep 1.5; echo 'warn one' >&2; "
+                                      f"while [ ! -e {gate} ]; do sleep 0.05; done; echo 'then warn two'; echo done")
+    page = open_ui_page(viewport={"width": 390, "height": 844}, color_scheme="dark")
+    page.goto(f"/admin/scripts/{script['id']}")
+    panel = page.locator(".run-panel")
+    search = panel.get_by_label("Search the output")
+    search.fill("warn")  # before the run: the query applies to lines as they arrive
+    page.locator("#run-script").click()
+    count = panel.locator(".log-count")
+    expect(count).to_have_text("1 of 1 lines (1 matches)", timeout=30_000)
+    current = panel.locator(".output .line.current-match")
+    expect(current).to_have_text("warn one")
+    assert page.evaluate("CSS.highlights.get('output-find').size") == 1
+    # Numbers count the whole output (the first 10,000 lines were trimmed), times are clock times.
+    panel.get_by_label("Line numbers").check()
+    panel.get_by_label("Timestamps").check()
+    gutter = current.evaluate("el => [getComputedStyle(el, '::before').content,"
+                              " getComputedStyle(el, '::after').content]")
+    assert gutter[0] == '"20001"' and re.fullmatch(r'"\d\d:\d\d:\d\d\.\d{3}"', gutter[1]), gutter
+    text_box, line_box = current.evaluate(
+        "el => { const r = document.createRange(); r.selectNodeContents(el);"
+        " return [r.getBoundingClientRect().left, el.getBoundingClientRect().left]; }")
+    assert text_box - line_box > 100  # the gutter sits beside the text, not over it
+    # Each line's time is when the server read it (the output event's `at`), also when the
+    # panel joined late and got the lines replayed at once: the sleep shows between them.
+    before = panel.locator(".output .line[data-ln='20000']").get_attribute("data-ts") or ""
+    after = current.get_attribute("data-ts") or ""
+    assert _clock_ms(after) - _clock_ms(before) >= 1000, (before, after)
+    # A line that arrives later is found without searching again; Enter / Shift+Enter move.
+    gate.touch()
+    expect(count).to_have_text("1 of 2 lines (2 matches)", timeout=30_000)
+    search.press("Enter")
+    expect(count).to_have_text("2 of 2 lines (2 matches)")
+    expect(current).to_have_text("then warn two")
+    search.press("Shift+Enter")
+    expect(current).to_have_text("warn one")
+    expect(panel.locator("[data-testid=run-status]")).to_have_text(re.compile("Succeeded", re.I), timeout=30_000)
+    page.screenshot(path=str(artifacts / "runs-ux-live-panel-tools-390-dark.png"), full_page=True)
+    panel.locator(".output-tools").screenshot(path=str(artifacts / "runs-ux-live-panel-toolbar-390-dark.png"))
+    # Copy stays the output's text: no numbers or times in it.
+    assert "20001" not in panel.locator(".output .line").last.inner_text()
+    search.fill("")
+    expect(count).to_have_text("")
+    assert page.evaluate("CSS.highlights.get('output-find').size") == 0
+
+
+def _clock_ms(clock: str) -> int:
+    h, m, s = clock.split(":")
+    return round(((int(h) * 60 + int(m)) * 60 + float(s)) * 1000)

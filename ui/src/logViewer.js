@@ -9,7 +9,7 @@
 import { AnsiParser } from "./ansi.js";
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
-import { eachPiece, markerText, markerTitle } from "./invisible.js";
+import { appendVisible, FindBar, formatClock, matchRanges, toggle } from "./logTools.js";
 import { toast } from "./widgets.js";
 
 export const PAGE_LINES = 1000;
@@ -23,18 +23,9 @@ export class LogViewer {
     this.matches = [];
     this.current = -1;
     this.query = "";
-    const id = Math.random().toString(36).slice(2);
-    this.search = h("input.log-search", { type: "search", placeholder: "Search the log", "aria-label": "Search the log", oninput: () => this.onSearchInput(), onkeydown: (e) => {
-      if (e.key === "Enter") {
-        e.preventDefault();
-        this.step(e.shiftKey ? -1 : 1);
-      }
-    } });
-    this.count = h("span.log-count.muted", { role: "status", "aria-live": "polite" });
-    this.prevBtn = h("button.btn.small", { type: "button", "aria-label": "Previous match", onclick: () => this.step(-1), disabled: true }, "↑");
-    this.nextBtn = h("button.btn.small", { type: "button", "aria-label": "Next match", onclick: () => this.step(1), disabled: true }, "↓");
-    this.wrap = h("input", { type: "checkbox", id: `wrap-${id}`, checked: true, onchange: () => this.body.classList.toggle("nowrap", !this.wrap.checked) });
-    this.times = h("input", { type: "checkbox", id: `times-${id}`, onchange: () => this.body.classList.toggle("show-times", this.times.checked) });
+    this.find = new FindBar({ label: "Search the log", onQuery: (q) => this.runSearch(q), onStep: (d) => this.step(d) });
+    this.wrap = toggle("Wrap", true, (on) => this.body.classList.toggle("nowrap", !on));
+    this.times = toggle("Timestamps", false, (on) => this.body.classList.toggle("show-times", on));
     this.copyBtn = h("button.btn.small", { type: "button", onclick: () => this.copy() }, "Copy");
     const logUrl = api.logUrl(runId);
     this.downloads = h(
@@ -50,9 +41,9 @@ export class LogViewer {
       { "aria-label": "Stored log" },
       h(
         "div.log-toolbar",
-        h("div.log-find", this.search, this.count, this.prevBtn, this.nextBtn),
-        h("label.log-toggle", { for: this.wrap.id }, this.wrap, " Wrap"),
-        h("label.log-toggle", { for: this.times.id }, this.times, " Timestamps"),
+        this.find.el,
+        this.wrap.el,
+        this.times.el,
         this.copyBtn,
         this.downloads,
         this.info,
@@ -159,11 +150,6 @@ export class LogViewer {
     return el;
   }
 
-  onSearchInput() {
-    clearTimeout(this.searchTimer);
-    this.searchTimer = setTimeout(() => this.runSearch(this.search.value), 150);
-  }
-
   runSearch(query) {
     this.query = query;
     const q = query.toLowerCase();
@@ -179,7 +165,6 @@ export class LogViewer {
       });
     }
     this.current = this.matches.length ? 0 : -1;
-    this.prevBtn.disabled = this.nextBtn.disabled = this.matches.length === 0;
     this.reveal();
   }
 
@@ -191,9 +176,7 @@ export class LogViewer {
 
   /** Shows the current match (its page, scrolled to it) and the count. */
   reveal() {
-    if (!this.query) this.count.textContent = "";
-    else if (!this.matches.length) this.count.textContent = "No matches";
-    else this.count.textContent = `${this.current + 1} of ${this.matches.length} lines (${this.total} matches)`;
+    this.find.show(this.current, this.matches.length, this.total);
     const target = this.current >= 0 ? this.matches[this.current] : -1;
     const page = target >= 0 ? Math.floor(target / PAGE_LINES) : this.page;
     this.showPage(page);
@@ -213,22 +196,8 @@ export class LogViewer {
 
   destroy() {
     this.destroyed = true;
-    clearTimeout(this.searchTimer);
+    this.find.destroy();
   }
-}
-
-/** [start, end) of each case-insensitive occurrence of `query` in `text`. */
-function matchRanges(text, query) {
-  const out = [];
-  if (!query) return out;
-  const hay = text.toLowerCase();
-  const needle = query.toLowerCase();
-  let at = hay.indexOf(needle);
-  while (at !== -1) {
-    out.push([at, at + needle.length]);
-    at = hay.indexOf(needle, at + needle.length);
-  }
-  return out;
 }
 
 /** Appends `text` (which starts at `offset` of its line), search matches inside <mark>. */
@@ -245,27 +214,4 @@ function appendMarked(el, text, ranges, offset) {
     i = to;
   }
   appendVisible(el, text.slice(i));
-}
-
-function appendVisible(el, text) {
-  if (!text) return;
-  eachPiece(
-    text,
-    (piece) => el.appendChild(document.createTextNode(piece)),
-    (ch) => {
-      const mark = document.createElement("span");
-      mark.className = "invisible-char";
-      mark.title = markerTitle(ch);
-      mark.textContent = markerText(ch);
-      el.appendChild(mark);
-    },
-  );
-}
-
-function formatClock(iso) {
-  if (!iso) return "";
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return "";
-  const pad = (n, w = 2) => String(n).padStart(w, "0");
-  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }

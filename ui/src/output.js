@@ -6,9 +6,15 @@
 // notice points to the stored log. Output is data: every piece of text reaches the DOM as
 // a text node or a span's textContent, never as markup; bidi controls and other invisible
 // characters appear as visible markers (invisible.js), never applied.
+//
+// Each line carries its number in the whole output (data-ln) and the time its first text
+// was read (data-ts): the server's time from the output event, else (browser runs, older
+// servers) when it reached the page; CSS shows them in the gutter on request, as generated
+// content, so they are never part of the text that is copied or searched.
 import { AnsiParser } from "./ansi.js";
 import { h } from "./dom.js";
-import { eachPiece, markerText, markerTitle } from "./invisible.js";
+import { appendVisible, formatClock } from "./logTools.js";
+import { OutputFind } from "./outputFind.js";
 
 export const MAX_LINES = 10_000;
 export const MAX_CHARS = 2_000_000;
@@ -32,6 +38,7 @@ export class OutputView {
     this.el = h("div.output-wrap", this.notice, this.scroller, this.jump);
     this.scroller.addEventListener("scroll", () => this.onScroll(), { passive: true });
     this.logUrl = null;
+    this.find = new OutputFind(this);
     this.reset();
   }
 
@@ -39,6 +46,7 @@ export class OutputView {
     if (this.raf) cancelAnimationFrame(this.raf);
     this.raf = 0;
     this.queue = [];
+    this.queueAt = []; // when each queued chunk was read (one entry per pair)
     this.parsers = { stdout: new AnsiParser(), stderr: new AnsiParser() };
     this.lines = [];
     this.totalChars = 0;
@@ -50,6 +58,12 @@ export class OutputView {
     this.empty.textContent = "No output yet.";
     this.notice.hidden = true;
     this.jump.hidden = true;
+    this.find.clear();
+  }
+
+  /** Shows or hides the gutter columns: "ln" (line numbers) or "times". */
+  setGutter(what, on) {
+    this.scroller.classList.toggle(`show-${what}`, on);
   }
 
   setEmptyText(text) {
@@ -62,10 +76,11 @@ export class OutputView {
     if (!this.notice.hidden) this.renderNotice();
   }
 
-  /** Queues output for the next frame. */
-  push(stream, data) {
+  /** Queues output for the next frame; `at` (epoch ms) is when the server read it. */
+  push(stream, data, at) {
     if (!data) return;
     this.queue.push(stream === "stderr" ? "stderr" : "stdout", data);
+    this.queueAt.push(at ?? Date.now());
     this.bytesSeen += data.length;
     if (!this.raf) this.raf = requestAnimationFrame(() => this.flush());
   }
@@ -80,15 +95,19 @@ export class OutputView {
     this.raf = 0;
     const q = this.queue;
     if (!q.length) return;
+    const times = this.queueAt;
     this.queue = [];
+    this.queueAt = [];
     const start = this.skipAhead(q);
     const lines = this.lines;
     let firstDirty = lines.length ? lines.length - 1 : 0;
-    if (!lines.length) lines.push(newLine());
+    if (!lines.length) lines.push(newLine(this.trimmedLines + 1));
     for (let i = start; i < q.length; i += 2) {
       const stream = q[i];
+      const at = times[i / 2];
       this.parsers[stream].feed(q[i + 1], (tok) => {
         let cur = lines[lines.length - 1];
+        if (!cur.at) cur.at = at;
         if (tok.t === "text") {
           if (cur.cr) this.resetLine(cur);
           addSegment(cur, tok.text, tok.style, stream);
@@ -98,7 +117,7 @@ export class OutputView {
           cur.cr = false;
           cur.segs = null; // closed lines never change again; only their element remains
           cur.closed = true;
-          lines.push(newLine());
+          lines.push(newLine(this.trimmedLines + lines.length + 1));
         } else if (tok.t === "cr") {
           cur.cr = true;
         } else if (tok.t === "erase") {
@@ -125,6 +144,7 @@ export class OutputView {
     }
     if (drop) {
       const gone = lines.splice(0, drop);
+      this.find.forget(gone[gone.length - 1].no);
       if (drop >= rendered) {
         this.body.textContent = ""; // every rendered line went: clear in one go
       } else {
@@ -143,6 +163,8 @@ export class OutputView {
       if (!line.el) {
         line.el = document.createElement("div");
         line.el.className = "line";
+        line.el.dataset.ln = String(line.no);
+        line.el.dataset.ts = formatClock(line.at);
         renderSegments(line.el, line.pending);
         frag.appendChild(line.el);
       } else if (line.rebuild) {
@@ -156,6 +178,7 @@ export class OutputView {
       line.rebuild = false;
     }
     this.body.appendChild(frag);
+    if (lines[firstDirty]) this.find.update(lines, firstDirty);
     if (!this.empty.hidden && (this.totalChars > 0 || lines.length > 1)) {
       this.empty.hidden = true;
       this.empty.textContent = "";
@@ -188,13 +211,16 @@ export class OutputView {
           const head = text.slice(0, at + 1);
           this.parsers[q[i - 1]].feed(head, noop);
           q[i] = text.slice(at + 1);
-          let gone = this.lines.length;
+          // Whole lines before the kept text: the closed ones shown, then one per newline.
+          let gone = Math.max(0, this.lines.length - 1);
           for (const j of skipped) gone += countNewlines(q[j + 1]);
           gone += countNewlines(head);
-          this.lines = [newLine()];
+          this.lines = [];
           this.totalChars = 0;
           this.body.textContent = "";
           this.trimmedLines += gone;
+          this.find.forget(Infinity);
+          this.lines.push(newLine(this.trimmedLines + 1));
           this.renderNotice();
           return i - 1;
         }
@@ -242,6 +268,8 @@ export class OutputView {
     if (this.raf) cancelAnimationFrame(this.raf);
     this.raf = 0;
     this.queue = [];
+    this.queueAt = [];
+    this.find.clear();
   }
 }
 
@@ -254,10 +282,11 @@ function countNewlines(text) {
   return n;
 }
 
-function newLine() {
+function newLine(no) {
   // segs: every segment of the (open) line, kept so it can be rebuilt after truncation;
-  // pending: segments not yet in the DOM.
-  return { el: null, segs: [], pending: [], chars: 0, cr: false, rebuild: false, err: false, closed: false };
+  // pending: segments not yet in the DOM; no: its number in the whole output; at: when
+  // its first text reached the page (epoch ms).
+  return { el: null, segs: [], pending: [], chars: 0, cr: false, rebuild: false, err: false, closed: false, no, at: 0 };
 }
 
 function addSegment(line, text, style, stream) {
@@ -316,19 +345,4 @@ function renderSegments(el, segs) {
     }
     appendVisible(into, seg.text);
   }
-}
-
-/** Appends `text` as text nodes, with bidi/invisible characters as marker spans. */
-function appendVisible(el, text) {
-  eachPiece(
-    text,
-    (piece) => el.appendChild(document.createTextNode(piece)),
-    (ch) => {
-      const mark = document.createElement("span");
-      mark.className = "invisible-char";
-      mark.title = markerTitle(ch);
-      mark.textContent = markerText(ch);
-      el.appendChild(mark);
-    },
-  );
 }

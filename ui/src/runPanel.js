@@ -5,6 +5,7 @@ import { localRun } from "./browserRunner.js";
 import { h } from "./dom.js";
 import { formatDuration, formatExitCode, isActive, parseTime } from "./format.js";
 import { visibleText } from "./invisible.js";
+import { FindBar, toggle } from "./logTools.js";
 import { OutputView } from "./output.js";
 import { RunStream } from "./stream.js";
 import { setStatusBadge, statusLabel, toast } from "./widgets.js";
@@ -31,20 +32,25 @@ export class RunPanel {
     this.openLink = showOpenLink ? h("a.btn.ghost.small", { hidden: true, "data-link": true }, "Open run") : null;
     this.logLink = h("a.btn.ghost.small", { hidden: true, target: "_blank", rel: "noopener" }, "Stored log");
     this.cancelBtn = h("button.btn.small.danger-outline", { type: "button", hidden: true, onclick: () => this.cancel() }, "Cancel run");
-    // The tools of the log viewer that make sense while output still arrives.
-    const wrapId = `panel-wrap-${Math.random().toString(36).slice(2)}`;
-    this.wrap = h("input", { type: "checkbox", id: wrapId, checked: true, onchange: () => this.output.scroller.classList.toggle("nowrap", !this.wrap.checked) });
-    this.copyBtn = h("button.btn.ghost.small", { type: "button", onclick: () => this.copyOutput() }, "Copy");
     this.output = new OutputView();
     this.output.setEmptyText("Run the script to see its output here.");
+    // The log viewer's tools (logTools.js), working while output still arrives.
+    const find = this.output.find;
+    this.find = new FindBar({ label: "Search the output", onQuery: (q) => find.setQuery(q), onStep: (d) => find.step(d) });
+    find.onChange = (current, lines, total) => this.find.show(current, lines, total);
+    this.wrap = toggle("Wrap", true, (on) => this.output.scroller.classList.toggle("nowrap", !on));
+    this.times = toggle("Timestamps", false, (on) => this.output.setGutter("times", on));
+    this.numbers = toggle("Line numbers", false, (on) => this.output.setGutter("ln", on));
+    this.copyBtn = h("button.btn.ghost.small", { type: "button", onclick: () => this.copyOutput() }, "Copy");
     this.el = h(
       "section.run-panel",
       { "aria-label": "Run output" },
       h(
         "div.run-bar",
         h("div.run-facts", this.badge, this.elapsed, this.exit, this.reason, this.conn),
-        h("div.run-links", h("label.log-toggle", { for: wrapId }, this.wrap, " Wrap"), this.copyBtn, this.openLink, this.logLink, this.cancelBtn),
+        h("div.run-links", this.openLink, this.logLink, this.cancelBtn),
       ),
+      h("div.log-toolbar.output-tools", this.find.el, this.wrap.el, this.times.el, this.numbers.el, this.copyBtn),
       this.output.el,
     );
   }
@@ -56,7 +62,7 @@ export class RunPanel {
     // run-events feed and the Run button, must not open two streams).
     const gen = (this.showGen = (this.showGen || 0) + 1);
     this.detach();
-    this.output.reset();
+    this.output.reset(); // keeps the search query: it applies to the new run's lines
     this.output.setEmptyText("Waiting for output…");
     this.output.setLogUrl(api.logUrl(runId));
     this.el.dataset.runId = runId;
@@ -94,9 +100,9 @@ export class RunPanel {
     }
     this.received = "";
     this.stream = new RunStream(api.streamUrl(runId), {
-      onOutput: (stream, data) => {
+      onOutput: (stream, data, seq, at) => {
         this.received = (this.received + data).slice(-TAIL_PROBE * 2);
-        this.output.push(stream, data);
+        this.output.push(stream, data, at);
       },
       onStatus: (data) => this.setRun({ ...this.run, ...data }),
       onEnd: (doc) => {
@@ -214,6 +220,7 @@ export class RunPanel {
 
   destroy() {
     this.detach();
+    this.find.destroy();
     this.output.destroy();
   }
 }

@@ -12,7 +12,7 @@ const RETRY_MAX_MS = 10_000;
 
 export class RunStream {
   /**
-   * handlers: onOutput(stream, data, seq), onStatus(data), onEnd(runDoc),
+   * handlers: onOutput(stream, data, seq, at), onStatus(data), onEnd(runDoc),
    * onConnection("connecting" | "live" | "reconnecting" | "closed")
    */
   constructor(url, handlers) {
@@ -70,7 +70,8 @@ export class RunStream {
     }
     const data = parse(ev.data);
     if (!data || typeof data.data !== "string") return;
-    this.handlers.onOutput?.(data.stream === "stderr" ? "stderr" : "stdout", data.data, seq);
+    const at = typeof data.at === "string" ? Date.parse(data.at) : NaN;
+    this.handlers.onOutput?.(data.stream === "stderr" ? "stderr" : "stdout", data.data, seq, Number.isFinite(at) ? at : undefined);
   }
 
   emitConnection(state) {
