@@ -91,6 +91,13 @@ def _log_format(raw: str) -> str:
     return value
 
 
+def _change_streams(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("auto", "off"):
+        raise ValueError("must be auto or off")
+    return value
+
+
 def _public_url(raw: str) -> str:
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
@@ -188,6 +195,11 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
     SettingSpec("keep_versions", "SCRIPTBOX_KEEP_VERSIONS", None, _positive_int(0, 1_000_000),
                 "Versions of a script kept on each save: the newest N, plus every version a stored run "
                 "ran; older ones are removed. Default 50; 0 keeps every version (docs/versions.md)."),
+    SettingSpec("change_streams", "SCRIPTBOX_CHANGE_STREAMS", None, _change_streams,
+                "How processes sharing a database learn of each other's queued runs, cancels and output: "
+                "auto (default) uses MongoDB change streams and falls back to polling where the database "
+                "cannot offer them (a standalone mongod without a replica set); off always polls "
+                "(docs/engine.md)."),
 )
 
 
@@ -219,6 +231,7 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     public_url: str | None = None
     keep_versions: int = 50
+    change_streams: str = "auto"
     # Not user settings: set by the CLI for special modes.
     run_worker: bool = True
     desktop_login_stdin: bool = False

@@ -25,6 +25,7 @@ from .scheduler import Scheduler, build_scheduler
 from .secretbox import SecretBox, load_secret_box
 from .store import Database
 from .store.audit import AuditStore
+from .store.changes import ChangeFeed
 from .store.definitions import DefinitionStore
 from .store.leases import LeaseStore
 from .store.notifications import NotificationStore
@@ -71,6 +72,9 @@ class Services:
     scheduler: Scheduler | None = None
     # Only `serve` prunes old runs (scriptbox/retention.py), one process at a time.
     pruner: Pruner | None = None
+    # Other processes' queued runs, cancels and output, pushed (store/changes.py);
+    # started by server.py, so an in-process app polls as before.
+    changes: ChangeFeed | None = None
 
     def definitions_changed(self, definition_id: str) -> None:
         """A definition was created, changed or deleted here: the scheduler looks again now."""
@@ -105,8 +109,9 @@ def build_services(settings: Settings, database: Database, access: Access | None
         notifier.run_finished(doc)
 
     runs = RunStore(database, on_claimed=metrics.run_claimed, on_finished=run_finished)
+    changes = ChangeFeed(database, settings.change_streams)
     engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes,
-                          secrets=secrets)
+                          secrets=secrets, changes=changes)
     metrics.bind(runs.count_active, engine.active_count)
     # The serve process (the one with HTTP) schedules, --no-worker too: it only queues runs.
     scheduler = None if access is None else build_scheduler(database, engine, metrics, audit)
@@ -118,4 +123,4 @@ def build_services(settings: Settings, database: Database, access: Access | None
                     finished_runs=finished_runs, engine=engine,
                     metrics=metrics, tokens=TokenAuthority(TokenStore(database)),
                     audit=audit, secrets=secrets, notifier=notifier, notifications=notifications, access=access,
-                    scheduler=scheduler, pruner=pruner)
+                    scheduler=scheduler, pruner=pruner, changes=changes)

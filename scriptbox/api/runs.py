@@ -158,7 +158,8 @@ def register(app: Bottle, services: Services) -> None:
     engine = services.engine
     runs = services.runs
     source = RunStreamSource(get_run=runs.get, chunks_after=runs.chunks_after, subscribe=engine.subscribe,
-                             unsubscribe=engine.unsubscribe, is_local=engine.is_local, present=run_to_json)
+                             unsubscribe=engine.unsubscribe, is_local=engine.is_local, present=run_to_json,
+                             pushed=engine.remote_pushed)
 
     def get_run(run_id: str) -> dict[str, Any]:
         doc = runs.get(run_id)

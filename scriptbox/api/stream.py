@@ -9,7 +9,10 @@ with Last-Event-ID gets neither gaps nor repeats. When the run is finished the
 stream sends `end` with the final run document and closes.
 
 Runs executed by another process have no live events here; for those the
-stream reads the database every `remote_poll_s` instead.
+stream reads the database when the change feed pokes it (a `changed` event:
+chunks of the run were stored or its status changed, engine/wakeups.py), and
+every `remote_safety_poll_s` in case a poke was lost. Without change streams
+it reads the database every `remote_poll_s`, as before.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine.hub import HubEvent, Viewer
+from ..engine.wakeups import CHANGED
 from ..sse_wire import HEARTBEAT, frame, output_frame
 from ..store.records import Chunk
 from ..vocabulary import FINISHED_STATUSES
@@ -37,6 +41,8 @@ class RunStreamSource:
     unsubscribe: Callable[[Viewer], None]
     is_local: Callable[[str], bool]
     present: Callable[[dict[str, Any]], dict[str, Any]]
+    # Whether news of runs executed elsewhere are pushed now (change streams live).
+    pushed: Callable[[], bool] = lambda: False
 
 
 def chunk_frame(chunk: Chunk) -> bytes:
@@ -52,12 +58,14 @@ class RunStream:
     """
 
     def __init__(self, source: RunStreamSource, run_id: str, last_event_id: int | None,
-                 heartbeat_s: float = 15.0, remote_poll_s: float = 0.5) -> None:
+                 heartbeat_s: float = 15.0, remote_poll_s: float = 0.5,
+                 remote_safety_poll_s: float = 5.0) -> None:
         self.source = source
         self.run_id = run_id
         self.last = -1 if last_event_id is None else last_event_id
         self.heartbeat_s = heartbeat_s
         self.remote_poll_s = remote_poll_s
+        self.remote_safety_poll_s = remote_safety_poll_s
         self.status: str | None = None
 
     def __iter__(self) -> Iterator[bytes]:
@@ -93,7 +101,7 @@ class RunStream:
         last_write = time.monotonic()
         while True:
             local = self.source.is_local(self.run_id)
-            timeout = self.heartbeat_s if local else min(self.heartbeat_s, self.remote_poll_s)
+            timeout = self.heartbeat_s if local else min(self.heartbeat_s, self._remote_wait())
             events = viewer.take(max(0.0, min(timeout, self.heartbeat_s - (time.monotonic() - last_write))))
             out, ended = self._live(events)
             if ended is None and viewer.overflowed:
@@ -102,7 +110,7 @@ class RunStream:
                 if out:
                     yield b"".join(out)
                 return
-            if ended is None and not local and not events:
+            if ended is None and not local and (not events or any(ev.kind == CHANGED for ev in events)):
                 # Executed elsewhere (or not started yet): read the database.
                 polled, ended, gone = self._poll()
                 out += polled
@@ -122,6 +130,9 @@ class RunStream:
             if out:
                 yield b"".join(out)
                 last_write = time.monotonic()
+
+    def _remote_wait(self) -> float:
+        return self.remote_safety_poll_s if self.source.pushed() else self.remote_poll_s
 
     def _live(self, events: list[HubEvent]) -> tuple[list[bytes], dict[str, Any] | None]:
         """Frames of live events not sent yet, and the finished run if `end` came."""

@@ -33,6 +33,7 @@ from .. import proctree
 from ..config import Settings
 from ..errors import DatabaseUnavailable
 from ..secretbox import SecretBox
+from ..store.changes import ChangeFeed
 from ..store.records import Executor
 from ..store.runs import RunStore
 from .browser import record_result
@@ -43,6 +44,7 @@ from .execution import proc_start
 from .hub import Viewer
 from .live import LiveOutput
 from .options import EngineOptions
+from .wakeups import Wakeups
 from .watchdog import Watchdog
 
 log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
@@ -74,6 +76,7 @@ class Engine:
         vm2_user: str | None = "nobody",
         on_output_bytes: Callable[[int], None] | None = None,
         secrets: SecretBox | None = None,
+        changes: ChangeFeed | None = None,
     ) -> None:
         self.options = options or EngineOptions()
         self.execute = execute
@@ -85,6 +88,11 @@ class Engine:
                                  secrets=secrets)
         self.dispatcher = Dispatcher(self.ctx, max_concurrent_runs)
         self.watchdog = Watchdog(self.ctx, self.dispatcher)
+        # Change streams (started by the server, not here): other processes' news pushed.
+        self.wakeups = None if changes is None else Wakeups(changes, self.dispatcher, live.hub, execute)
+        if self.wakeups is not None:
+            self.dispatcher.pushed = self.wakeups.runs_pushed
+            self.watchdog.wakeups = self.wakeups
 
     @property
     def executor_id(self) -> str:
@@ -148,6 +156,10 @@ class Engine:
         """How many runs this process is executing now."""
         return len(self.dispatcher.active)
 
+    def remote_pushed(self) -> bool:
+        """Whether news of runs executed elsewhere arrive pushed (then viewers poll only as a safety net)."""
+        return self.wakeups is not None and self.wakeups.chunks_pushed()
+
     def is_local(self, run_id: str) -> bool:
         """Whether this process executes the run (its output arrives live here)."""
         return self.dispatcher.get(run_id) is not None
@@ -156,7 +168,7 @@ class Engine:
 def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[str], dict[str, Any]],
                  options: EngineOptions | None = None,
                  on_output_bytes: Callable[[int], None] | None = None,
-                 secrets: SecretBox | None = None) -> Engine:
+                 secrets: SecretBox | None = None, changes: ChangeFeed | None = None) -> Engine:
     """The engine of a server or worker process, from its settings."""
     return Engine(
         runs,
@@ -170,6 +182,7 @@ def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[s
         options=options,
         on_output_bytes=on_output_bytes,
         secrets=secrets,
+        changes=changes,
     )
 
 

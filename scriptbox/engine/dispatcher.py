@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import gevent
 import gevent.event
@@ -28,6 +29,9 @@ class Dispatcher:
         self._loop: gevent.Greenlet | None = None
         self._stopping = False
         self._last_progress = 0.0
+        # True while queued runs of other processes are pushed (engine/wakeups.py):
+        # then the poll is only a safety net.
+        self.pushed: Callable[[], bool] = lambda: False
 
     def start(self) -> None:
         self._loop = gevent.spawn(self._run)
@@ -58,7 +62,8 @@ class Dispatcher:
                 log.warning("cannot claim runs: the database is unreachable")
             except Exception:  # noqa: BLE001 - the dispatcher must survive anything
                 log.exception("dispatcher error")
-            self._wake.wait(self.ctx.options.queue_poll_s)
+            options = self.ctx.options
+            self._wake.wait(options.queue_safety_poll_s if self.pushed() else options.queue_poll_s)
             self._wake.clear()
 
     def claim_available(self) -> list[RunExecution]:

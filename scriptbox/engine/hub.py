@@ -121,6 +121,10 @@ class OutputHub:
             if not viewers:
                 del self._viewers[viewer.run_id]
 
+    def run_ids(self) -> list[str]:
+        """The runs that have viewers now."""
+        return list(self._viewers)
+
     def publish(self, run_id: str, event: HubEvent, wait: bool = True) -> None:
         """Hand `event` to every viewer of the run.
 

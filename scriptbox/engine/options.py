@@ -12,9 +12,11 @@ class EngineOptions:
     renew_every_s: float = 10.0
     control_every_s: float = 1.0  # cancel flags from the database, process sampling
     reap_every_s: float = 5.0  # lapsed leases and browser deadlines
-    queue_poll_s: float = 2.0  # queued runs inserted by other processes sharing the database
+    queue_poll_s: float = 2.0  # queued runs inserted by other processes, without change streams
+    queue_safety_poll_s: float = 10.0  # the same while change streams push them (a safety net)
+    cancel_safety_s: float = 10.0  # cancel flags read while change streams push them
     progress_every_s: float = 1.0  # outputTail / outputBytes while running
-    flush_every_s: float = 0.2  # batched chunk persistence
+    flush_every_s: float = 0.02  # batched chunk persistence: at most one bulk insert per this
     reader_drain_s: float = 2.0  # after the tree is dead, wait this long for EOF
     browser_grace_s: float = 30.0  # a browser run's page may report this long after its timeout
     heartbeat_s: float = 15.0  # SSE keepalive

@@ -40,6 +40,8 @@ READ_SIZE = 64 * 1024
 # produce ~10 chunks/s per stream instead of one per line, which keeps the
 # database (roughly 5k inserted documents/s for SecantusDB) far from busy.
 COALESCE_S = 0.1
+# How often an idle writer runs its progress hook (outputTail, byte counts).
+IDLE_TICK_S = 0.2
 TRUNCATION_NOTE = (
     "\n[scriptbox] stored log limit of {limit} bytes reached: further output is "
     "shown live but not stored\n"
@@ -54,7 +56,8 @@ class PendingChunk:
 
 
 class ChunkWriter:
-    """Persists output chunks of all runs with one bulk insert per interval.
+    """Persists output chunks of all runs with group commit: at once when idle,
+    else all waiting chunks in one bulk insert, at most one per `interval_s`.
 
     `insert` is called with a list of chunks from many runs (the runs store's
     `add_chunks`). Chunks stay visible through `unflushed()` until
@@ -65,7 +68,7 @@ class ChunkWriter:
     def __init__(
         self,
         insert: Callable[[list[Chunk]], None],
-        interval_s: float = 0.2,
+        interval_s: float = 0.02,
         max_pending: int = 4 * 1024 * 1024,
         max_batch_bytes: int = 1024 * 1024,
         on_flushed: Callable[[], None] | None = None,
@@ -112,9 +115,9 @@ class ChunkWriter:
         self._pending.append(PendingChunk(chunk, event, size))
         self._pending_bytes += size
         self._added += 1
+        self._wake.set()  # persisted at once when the writer is idle (group commit, see _run)
         if self._pending_bytes >= self.max_pending:
             self._room.clear()
-            self._wake.set()
 
     def wait_for_room(self) -> None:
         """Block the caller (a pipe reader) while the database is behind."""
@@ -139,21 +142,30 @@ class ChunkWriter:
         return True
 
     def _run(self) -> None:
+        last_start = float("-inf")
         while True:
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-            if self._pending:
-                while self._pending:
-                    self._flush_once()
-            else:
+            if not self._pending:
                 self._flushed.set()
+                if self._stopping:
+                    return
+                # Idle: an `add` wakes the loop at once; the timeout only paces the progress hook.
+                self._wake.wait(IDLE_TICK_S)
+                self._wake.clear()
+            while self._pending:
+                # Group commit: the first chunk after a quiet spell is written at
+                # once; chunks added while an insert is in flight, or within
+                # `interval_s` of the last insert's start, go together into the
+                # next bulk insert. A flood (a full batch waiting) goes at once.
+                due = last_start + self.interval_s - time.monotonic()
+                if due > 0 and not self._stopping and self._pending_bytes < self.max_batch_bytes:
+                    gevent.sleep(due)
+                last_start = time.monotonic()
+                self._flush_once()
             if self._on_flushed is not None:
                 try:
                     self._on_flushed()
                 except Exception:  # noqa: BLE001 - progress updates must not stop persistence
                     log.exception("progress update failed")
-            if self._stopping and not self._pending:
-                return
 
     def _flush_once(self) -> None:
         taken = 0

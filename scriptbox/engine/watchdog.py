@@ -18,6 +18,7 @@ from .context import EngineContext
 from .dispatcher import Dispatcher
 from .execution import executor_alive
 from .outcome import CANCEL
+from .wakeups import Wakeups
 
 log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 
@@ -29,6 +30,8 @@ class Watchdog:
         self._loop: gevent.Greenlet | None = None
         self._last_renew = 0.0
         self._last_reap = 0.0
+        self._last_cancels = 0.0
+        self.wakeups: Wakeups | None = None  # set when change streams push cancels
 
     def start(self) -> None:
         self._loop = gevent.spawn(self._run)
@@ -54,10 +57,11 @@ class Watchdog:
         active = self.dispatcher.active
         if active:
             ids = list(active)
-            for run_id in self.ctx.runs.cancel_requested(ids):
-                execution = active.get(run_id)
-                if execution is not None:
-                    execution.request_stop(CANCEL)
+            if self._cancels_due(now):
+                for run_id in self.ctx.runs.cancel_requested(ids):
+                    execution = active.get(run_id)
+                    if execution is not None:
+                        execution.request_stop(CANCEL)
             if now - self._last_renew >= options.renew_every_s:
                 self.ctx.runs.renew_leases(ids, self.ctx.executor.id, options.lease_s)
                 self._last_renew = now
@@ -68,6 +72,18 @@ class Watchdog:
         if now - self._last_reap >= options.reap_every_s:
             self.reap_lapsed()
             self._last_reap = now
+
+    def _cancels_due(self, now: float) -> bool:
+        """Read cancel flags every tick, unless change streams push them (then
+        only after a resync and every cancel_safety_s, as a safety net)."""
+        wakeups = self.wakeups
+        pushed = wakeups is not None and wakeups.runs_pushed() and not wakeups.cancel_check_due
+        if pushed and now - self._last_cancels < self.ctx.options.cancel_safety_s:
+            return False
+        if wakeups is not None:
+            wakeups.cancel_check_due = False
+        self._last_cancels = now
+        return True
 
     def reap_lapsed(self) -> None:
         """End runs whose executor stopped renewing, and overdue browser runs."""
