@@ -99,6 +99,7 @@ bench: deps
 	$(PY) bench/auth_flood.py
 	$(PY) bench/tools.py
 	$(PY) bench/schedules.py --minutes 2
+	$(PY) bench/cluster.py
 
 clean:
 	rm -rf $(VENV) ui/node_modules ui/dist scriptbox/runners/vm2/node_modules build dist

@@ -177,6 +177,8 @@ def measure_mode(mode: str, uri: str, env: dict[str, str], args: argparse.Namesp
 def report(mode: str, results: dict[str, list[float]]) -> None:
     print(f"\n== SCRIPTBOX_CHANGE_STREAMS={mode}")
     for name, values in results.items():
+        if not values:
+            continue
         if name in ("pickup", "lag"):
             print(f"{name:>22}: p50 {statistics.median(values) * 1000:.1f} ms, p99 {pct(values, 0.99) * 1000:.1f} ms "
                   f"(n={len(values)}, min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})")

@@ -119,6 +119,7 @@ class _Watch:
         self.open = False
         self.unsupported = False
         self._ever_opened = False
+        self._broken = False  # between an interruption and the next successful open
         self.greenlet: gevent.Greenlet | None = None
         self._token: Mapping[str, Any] | None = None
 
@@ -132,13 +133,13 @@ class _Watch:
 
     def _run(self) -> None:
         delay = RETRY_FIRST_S
-        broken = False
         while True:
             try:
-                self._follow(resync=broken)
-                return
+                self._follow()
+                # Invalidated (the collection was dropped or renamed): start again from now.
+                log.warning("change stream on %s invalidated; reopening", self.collection)
+                self._token = None
             except OperationFailure as exc:
-                self.open = False
                 if not self._ever_opened:
                     # Refused at the first open (standalone mongod, no
                     # privilege): waiting will not change that.
@@ -149,26 +150,30 @@ class _Watch:
                     return
                 # E.g. the resume point is no longer in the database's
                 # history (it restarted): start from now and look once.
-                if self._token is not None:
-                    log.warning("change stream on %s cannot resume (%s); starting from now", self.collection,
+                if not self._broken:
+                    log.warning("change stream on %s failed (%s); starting again from now", self.collection,
                                 exc.details.get("errmsg") if exc.details else exc)
                 self._token = None
+                self.open = False
             except PyMongoError as exc:
-                if self.open or not broken:
+                if not self._broken:
                     log.warning("change stream on %s interrupted (%s); polling until it is back",
                                 self.collection, type(exc).__name__)
                 self.open = False
-            broken = True
-            self.feed.listener.resync()  # while broken, consumers poll; tell them now
+            if not self._broken:
+                self.feed.listener.resync()  # consumers switch to polling now, not after their safety wait
+                delay = RETRY_FIRST_S
+            self._broken = True
             gevent.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
 
-    def _follow(self, resync: bool) -> None:
+    def _follow(self) -> None:
         collection = self.feed.database.db[self.collection]
         with collection.watch(self.pipeline, resume_after=self._token, max_await_time_ms=AWAIT_MS) as stream:
             self.open = True
             self._ever_opened = True
-            if resync:
+            if self._broken:
+                self._broken = False
                 log.info("change stream on %s is back", self.collection)
                 self.feed.listener.resync()
             else:

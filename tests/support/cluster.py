@@ -99,11 +99,15 @@ class Cluster:
     def start_wait(self, wait_for: str | None = RUNS_STREAM_OPEN) -> Cluster:
         """Wait until every started process is ready (and each worker logged `wait_for`)."""
         self.server.wait_ready()
-        for worker in self.workers:
+        for worker in self.started:
             worker.wait_for(WORKER_READY)
             if wait_for:
                 worker.wait_for(wait_for)
         return self
+
+    @property
+    def started(self) -> list[Worker]:
+        return [w for w in self.workers if w.process is not None]
 
     def terminate(self) -> None:
         """SIGTERM every process without waiting (`stop` waits)."""
@@ -113,6 +117,6 @@ class Cluster:
 
     def stop(self) -> None:
         self.terminate()
-        for worker in self.workers:
+        for worker in self.started:
             worker.stop()
         self.server.stop()
