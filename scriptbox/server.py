@@ -37,7 +37,6 @@ from .scheduler import Scheduler
 from .secretbox import SecretKeyError
 from .services import Access, build_services
 from .store import Database
-from .store.changes import ChangeFeed
 from .vocabulary import LISTENING_PREFIX
 from .web import create_app, create_metrics_app, secure_wsgi
 
@@ -108,7 +107,6 @@ def work(settings: Settings) -> int:
         return 2
     database = Database(settings.mongodb_uri, settings.db_name)
     engine = None
-    changes: ChangeFeed | None = None
     notifier: Notifier | None = None
     http: GuardedWSGIServer | None = None
     password_pool = ThreadPool(1)  # the metrics port's sign-ins, off the loop
@@ -127,9 +125,6 @@ def work(settings: Settings) -> int:
                 return 1
         notifier.start()  # before the engine: recovery may end runs
         engine.start()
-        changes = services.changes
-        if changes is not None:
-            changes.start()
         print(f"Scriptbox worker executing runs from database {settings.db_name!r}", flush=True)
         return _wait_for_stop(None)
     except SecretKeyError as exc:
@@ -138,8 +133,6 @@ def work(settings: Settings) -> int:
     finally:
         if http is not None:
             http.stop(timeout=1)
-        if changes is not None:
-            changes.stop()
         if engine is not None:
             engine.stop()
         if notifier is not None:
@@ -227,7 +220,6 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     embedded: EmbeddedDatabase | None = None
     database: Database | None = None
     engine: Engine | None = None
-    changes: ChangeFeed | None = None
     scheduler: Scheduler | None = None
     pruner: Pruner | None = None
     notifier: Notifier | None = None
@@ -264,9 +256,6 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
         notifier.set_fallback_base_url(_base_url(settings, http.server_port))
         notifier.start()  # before the engine: recovery may end runs
         engine.start()
-        changes = services.changes
-        if changes is not None:
-            changes.start()
         if scheduler is not None:
             scheduler.start()
         if pruner is not None:
@@ -287,8 +276,6 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             pruner.stop()
         if scheduler is not None:
             scheduler.stop()
-        if changes is not None:
-            changes.stop()
         if engine is not None:
             engine.stop()
         if notifier is not None:

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from support import SseStream, get_run, output_text, run_pids, start_run, wait_status
+from support import SseStream, get_run, output_text, run_pids, start_run, unique_name, wait_status
 from support.cluster import Cluster
 from support.runs import FINISHED
+from support.separate_db import SeparateDatabase
 from support.wait import eventually
 
 RUNS = 120
@@ -31,8 +32,18 @@ def _at(iso: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def clusters(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Cluster]]:
-    pushed = Cluster(tmp_path_factory.mktemp("pushed"), mongodb_uri, workers=3, slots=4)
+def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeparateDatabase]:
+    """The pushed cluster's own SecantusDB: the last test stops and restarts it."""
+    db = SeparateDatabase(tmp_path_factory.mktemp("db")).start()
+    yield db
+    if db.process is not None and db.process.poll() is None:
+        db.kill()
+
+
+@pytest.fixture(scope="module")
+def clusters(database: SeparateDatabase, mongodb_uri: str,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Cluster]]:
+    pushed = Cluster(tmp_path_factory.mktemp("pushed"), database.uri, workers=3, slots=4)
     polled = Cluster(tmp_path_factory.mktemp("polled"), mongodb_uri, workers=1, slots=2,
                      env={"SCRIPTBOX_CHANGE_STREAMS": "off"})
     # Start all six processes before waiting for any (they start in parallel).
@@ -135,3 +146,30 @@ def test_with_change_streams_off_the_processes_poll_as_before(clusters: tuple[Cl
     rest = stream.until_end()
     assert rest[-1].event == "end" and rest[-1].data["status"] == "canceled"
     assert get_run(api, run_id)["status"] == "canceled"
+
+
+def test_a_restarted_database_makes_the_change_streams_reconnect_with_one_line_each(
+        cluster: Cluster, database: SeparateDatabase) -> None:
+    # Last in the module: it stops the pushed cluster's database.
+    worker = cluster.workers[0]
+    database.kill()
+    worker.wait_for("change stream on script_runs interrupted", timeout=30)
+    time.sleep(1.0)  # a few reconnect attempts fail meanwhile
+    database.start()  # same port, same files
+    worker.wait_for("change stream on script_runs is back", timeout=30)
+    api = cluster.server.api()
+    body = {"name": "after", "codeIdentifier": unique_name(), "type": "bash", "script": "true"}
+
+    def created() -> dict[str, Any] | None:
+        answer = api.post("/api/admin/scripts", json=body)
+        return dict(answer.json()) if answer.status_code == 201 else None
+
+    definition = eventually(created, 30, message="the server answers again")
+    for _ in range(3):
+        run = wait_status(api, start_run(api, definition["id"]), timeout=30)
+        assert run["status"] == "succeeded"
+        assert _at(run["startedAt"]) - _at(run["createdAt"]) < 1.0  # pushed again, not the 2 s poll
+    for process in cluster.workers:
+        assert process.text.count("change stream on script_runs interrupted") == 1
+        assert "Traceback" not in process.text
+    assert "Traceback" not in cluster.server.text

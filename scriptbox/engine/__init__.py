@@ -88,7 +88,8 @@ class Engine:
                                  secrets=secrets)
         self.dispatcher = Dispatcher(self.ctx, max_concurrent_runs)
         self.watchdog = Watchdog(self.ctx, self.dispatcher)
-        # Change streams (started by the server, not here): other processes' news pushed.
+        # Change streams: other processes' queued runs, cancels and output, pushed.
+        self.changes = changes
         self.wakeups = None if changes is None else Wakeups(changes, self.dispatcher, live.hub, execute)
         if self.wakeups is not None:
             self.dispatcher.pushed = self.wakeups.runs_pushed
@@ -114,10 +115,14 @@ class Engine:
                 log.error("recovery skipped: the database is unreachable")
             self.dispatcher.start()
         self.watchdog.start()
+        if self.changes is not None:
+            self.changes.start()
 
     def stop(self) -> None:
         """Graceful stop: running runs are terminated and end `failed`
         ("server shut down"); queued runs stay queued for the next start."""
+        if self.changes is not None:
+            self.changes.stop()
         self.watchdog.stop()
         self.dispatcher.stop(join_timeout=self.options.kill_grace_s + self.options.reader_drain_s + 10)
         self.ctx.live.stop()
