@@ -20,6 +20,7 @@ may have been missed meanwhile, so everyone looks once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,9 @@ CHANGE_STREAM_MODES = ("auto", "off")
 AWAIT_MS = 5000
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
+# The chunks stream closes when nobody asked for it this long (a process that
+# executes runs would otherwise keep receiving its own chunks for nothing).
+CHUNKS_IDLE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,10 @@ class _Watch:
     """One change stream on one collection, read by its own greenlet until stopped."""
 
     def __init__(self, feed: ChangeFeed, collection: str, pipeline: list[dict[str, Any]],
-                 route: Callable[[Mapping[str, Any], ChangeListener], None]) -> None:
+                 route: Callable[[Mapping[str, Any], ChangeListener], None],
+                 wanted: Callable[[], bool] = lambda: True) -> None:
         self.feed = feed
+        self.wanted = wanted
         self.collection = collection
         self.pipeline = pipeline
         self.route = route
@@ -136,6 +142,11 @@ class _Watch:
         while True:
             try:
                 self._follow()
+                if not self.wanted():
+                    log.info("change stream on %s closed: nobody follows it", self.collection)
+                    self.open = False
+                    self.greenlet = None
+                    return
                 # Invalidated (the collection was dropped or renamed): start again from now.
                 log.warning("change stream on %s invalidated; reopening", self.collection)
                 self._token = None
@@ -178,7 +189,7 @@ class _Watch:
                 self.feed.listener.resync()
             else:
                 log.info("change stream on %s open", self.collection)
-            while stream.alive:
+            while stream.alive and self.wanted():
                 event = stream.try_next()
                 self._token = stream.resume_token
                 if event is not None:
@@ -198,7 +209,9 @@ class ChangeFeed:
         self.mode = mode
         self.listener = _no_listener()
         self._runs = _Watch(self, "script_runs", RUNS_PIPELINE, route_run_event)
-        self._chunks = _Watch(self, "script_run_output", CHUNKS_PIPELINE, route_chunk_event)
+        self._chunks = _Watch(self, "script_run_output", CHUNKS_PIPELINE, route_chunk_event,
+                              wanted=lambda: time.monotonic() - self._chunks_asked < CHUNKS_IDLE_S)
+        self._chunks_asked = 0.0
         self._started = False
 
     def listen(self, listener: ChangeListener) -> None:
@@ -214,7 +227,9 @@ class ChangeFeed:
         self._runs.start()
 
     def want_chunks(self) -> None:
-        """Also follow stored output chunks (idempotent; opened on the first need)."""
+        """Also follow stored output chunks (idempotent; opened on the first need,
+        closed again after CHUNKS_IDLE_S without a call)."""
+        self._chunks_asked = time.monotonic()
         if self._started and self._chunks.greenlet is None and not self._runs.unsupported:
             self._chunks.start()
 
