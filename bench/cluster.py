@@ -169,6 +169,13 @@ def measure_mode(mode: str, uri: str, env: dict[str, str], args: argparse.Namesp
         if writes:
             results["chatty docs/s"] = [w[0] for w in writes]
             results["chatty inserts/s"] = [w[1] for w in writes]
+    except BaseException:
+        # Keep what the processes said for the post-mortem.
+        (root / "server.log").write_text(cluster.server.text)
+        for i, worker in enumerate(cluster.workers):
+            (root / f"worker{i}.log").write_text(worker.text)
+        print(f"logs kept in {root}", flush=True)
+        raise
     finally:
         cluster.stop()
     return results
