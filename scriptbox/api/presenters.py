@@ -9,6 +9,7 @@ from ..schedule import present_schedule
 from ..store import iso, utcnow
 from ..store.records import Chunk
 from ..store.runs import META_DEFAULTS
+from ..vocabulary import DEFAULT_OUTPUT_MODE
 
 
 def definition_fields_to_json(fields: dict[str, Any]) -> dict[str, Any]:
@@ -20,6 +21,7 @@ def definition_fields_to_json(fields: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in fields.items() if k not in ("_id", "scheduleState")}
     out["env"] = present_env(fields.get("env"))
     out["params"] = present_params(fields.get("params"))
+    out["outputMode"] = fields.get("outputMode") or DEFAULT_OUTPUT_MODE  # stored before it existed: separate
     return out
 
 

@@ -170,7 +170,8 @@ class RunMeta(BaseModel):
     requestedBy: str | None = Field(description="who started it")
     snapshot: dict[str, Any] | None = Field(
         None, description="what ran: name, codeIdentifier, type, runner, timeoutMs, workingDirectory, "
-                    "envKeys (the names of its env entries, never their values)")
+                    "envKeys (the names of its env entries, never their values), outputMode (separate or merged; "
+                    "absent on runs recorded before it existed: separate)")
     version: int | None = Field(
         None, description="the version of the script the run executes (set when it starts; while queued, the "
                           "version at submit); null for runs recorded before versions existed")

@@ -160,7 +160,8 @@ class RunExecution:
                 env=spec.env,
                 stdin=subprocess.PIPE if spec.stdin_data is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                # merged: 2>&1, so the kernel keeps the order of the two (outputMode, docs/engine.md).
+                stderr=subprocess.STDOUT if spec.merge_stderr else subprocess.PIPE,
                 start_new_session=True,
                 preexec_fn=probe.preexec(spec.preexec),
                 close_fds=True,
@@ -181,11 +182,10 @@ class RunExecution:
     def _supervise(self, proc: gevent.subprocess.Popen, spec: LaunchSpec, snapshot: Snapshot,
                    deadline: float) -> RunEnd:
         """Watch a started run until its processes are gone; returns how it ended."""
-        assert self.procs is not None and proc.stdout is not None and proc.stderr is not None
-        readers = [
-            gevent.spawn(read_stream, proc.stdout.fileno(), "stdout", self.output.emit),
-            gevent.spawn(read_stream, proc.stderr.fileno(), "stderr", self.output.emit),
-        ]
+        assert self.procs is not None and proc.stdout is not None
+        # In merged mode there is no stderr pipe: stderr is written into the stdout one.
+        readers = [gevent.spawn(read_stream, pipe.fileno(), name, self.output.emit)
+                   for pipe, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")) if pipe is not None]
         if spec.stdin_data is not None:
             gevent.spawn(_feed_stdin, proc, spec.stdin_data)
         self._note(snapshot, proc.pid, self.procs.root_start)
