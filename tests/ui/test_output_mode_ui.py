@@ -28,7 +28,8 @@ def test_merged_output_is_set_in_the_form_and_the_run_shows_every_line_in_writte
     expect(hint).to_contain_text("order they were read")
     mode.select_option("merged")
     expect(hint).to_contain_text("as with 2>&1")
-    page.locator(".field[data-field='outputMode']").screenshot(path=str(artifacts / "ui-output-mode-field.png"))
+    row = page.locator(".field[data-field='outputMode']").locator("xpath=..")  # beside the working directory
+    row.screenshot(path=str(artifacts / "ui-output-mode-field.png"))
     page.locator("#save-script").click()
     expect(page.locator(".dirty-mark")).to_be_hidden()
     assert api.get(f"/api/admin/scripts/{script['id']}").json()["outputMode"] == "merged"
@@ -51,7 +52,8 @@ def test_merged_output_is_set_in_the_form_and_the_run_shows_every_line_in_writte
     viewer = page.locator(".log-viewer")
     expect(viewer.locator("[data-testid='order-note']")).to_have_text("stdout and stderr merged in exact order")
     assert viewer.locator(".line .lt").all_inner_texts() == EXPECTED
-    page.screenshot(path=str(artifacts / "ui-output-mode-merged-run-page.png"), full_page=True)
+    page.locator(".what-ran").screenshot(path=str(artifacts / "ui-output-mode-what-ran.png"))
+    viewer.locator(".log-toolbar").screenshot(path=str(artifacts / "ui-output-mode-merged-log-viewer.png"))
 
 
 def test_separate_runs_explain_the_read_order_and_browser_scripts_have_no_choice(

@@ -5,7 +5,7 @@
 import { h, uid } from "./dom.js";
 import { snapshotOf } from "./format.js";
 
-const LABELS = { separate: "Separate (stdout / stderr)", merged: "Merged, exact order (2>&1)" };
+const LABELS = { separate: "Separate", merged: "Merged (2>&1)" };
 const HINTS = {
   separate: "stderr is told apart, but lines of the two streams may show in the order they were read, not written.",
   merged: "stderr goes into stdout as with 2>&1: every line in the order it was written, none marked as stderr.",

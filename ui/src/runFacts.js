@@ -84,7 +84,7 @@ export function whatRan(run) {
     ["Type", kind],
     ["Timeout", typeof snap.timeoutMs === "number" ? formatDuration(snap.timeoutMs) : "—"],
     ["Working directory", snap.workingDirectory || "—"],
-    ["Output", outputModeFact(run)],
+    ["Output streams", outputModeFact(run)],
     // The version it ran (set when it started): its definition is kept while the run is.
     ["Script version", Number.isInteger(run.meta?.version) && run.scriptId
       ? h("a.version-link", { href: versionHref(run.scriptId, run.meta.version), "data-link": true }, `version ${run.meta.version}`)
