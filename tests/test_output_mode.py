@@ -24,7 +24,7 @@ EXPECTED_FAST = "".join(f"out {i}\nerr {i}\n" for i in range(1, LINES + 1))
 # server to read each before the next (each stream's own gap is twice the pace,
 # past the readers' 0.1 s coalescing window, so no reader holds a line back).
 PACE_S = 0.25
-SLOW_LINES = 6
+SLOW_LINES = 4
 
 
 def body(**changes: Any) -> dict[str, Any]:

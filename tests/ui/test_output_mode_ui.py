@@ -33,6 +33,11 @@ def test_merged_output_is_set_in_the_form_and_the_run_shows_every_line_in_writte
     page.locator("#save-script").click()
     expect(page.locator(".dirty-mark")).to_be_hidden()
     assert api.get(f"/api/admin/scripts/{script['id']}").json()["outputMode"] == "merged"
+    page.goto(f"/admin/scripts/{script['id']}/versions/2")  # diffed against version 1
+    merge = page.locator(".diff-host .cm-mergeView")
+    expect(merge.locator(".cm-merge-a .cm-content")).to_contain_text("outputMode: separate")
+    expect(merge.locator(".cm-merge-b .cm-content")).to_contain_text("outputMode: merged")
+    page.goto(f"/admin/scripts/{script['id']}")
 
     page.locator("#run-script").click()
     panel = page.locator(".run-panel")
