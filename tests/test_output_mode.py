@@ -9,6 +9,8 @@ order of real runs through one real server (gevent-patched, as in production).
 
 from __future__ import annotations
 
+import shlex
+import sys
 from typing import Any
 
 from support import Api, AppClient, ScriptboxServer, unique_name
@@ -20,11 +22,28 @@ LINES = 300
 FAST_BASH = f'for i in $(seq 1 {LINES}); do echo "out $i"; echo "err $i" >&2; done'
 FAST_VM2 = f'for (let i = 1; i <= {LINES}; i++) {{ console.log("out " + i); console.error("err " + i); }}'
 EXPECTED_FAST = "".join(f"out {i}\nerr {i}\n" for i in range(1, LINES + 1))
-# Separate mode orders by reading: a pause between writes long enough for the
-# server to read each before the next (each stream's own gap is twice the pace,
-# past the readers' 0.1 s coalescing window, so no reader holds a line back).
-PACE_S = 0.25
+# Separate mode orders by reading. The paced script writes a line, waits until the
+# server has read it (FIONREAD on its end of the pipe: nothing left in it), then
+# pauses: each stream's own gap (twice the pace) is past the readers' 0.1 s
+# coalescing window, so no reader holds a line back while the other stream's next
+# one is read. What is left to test is the order the engine gives what it read.
+PACE_S = 0.1
 SLOW_LINES = 4
+PACED = f"""
+import array, fcntl, os, termios, time
+def drained(fd):
+    pending = array.array("i", [0])
+    for _ in range(4000):
+        fcntl.ioctl(fd, termios.FIONREAD, pending)
+        if pending[0] == 0:
+            return
+        time.sleep(0.005)
+for i in range(1, {SLOW_LINES} + 1):
+    for fd, name in ((1, "out"), (2, "err")):
+        os.write(fd, f"{{name}} {{i}}\\n".encode())
+        drained(fd)
+        time.sleep({PACE_S})
+"""
 
 
 def body(**changes: Any) -> dict[str, Any]:
@@ -146,9 +165,7 @@ def test_separate_mode_tells_the_streams_apart_each_in_its_own_order(server: Scr
 
 def test_separate_mode_stores_paced_interleaved_lines_in_the_order_they_were_printed(
         server: ScriptboxServer) -> None:
-    script = "; ".join(f'echo "out {i}"; sleep {PACE_S}; echo "err {i}" >&2; sleep {PACE_S}'
-                       for i in range(1, SLOW_LINES + 1))
-    run, chunks = _run(server.api(), type="bash", script=script)
+    run, chunks = _run(server.api(), type="bash", script=f"exec {shlex.quote(sys.executable)} -c {shlex.quote(PACED)}")
     assert run["status"] == "succeeded", run
     expected = [pair for i in range(1, SLOW_LINES + 1) for pair in (("stdout", f"out {i}"), ("stderr", f"err {i}"))]
-    assert _lines(chunks) == expected
+    assert _lines(chunks) == expected, [(c["stream"], c["data"], c["at"]) for c in chunks]
