@@ -31,6 +31,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import requests
 from _harness import AUTH, BenchServer, bench_home, cpu_seconds, mib, reset_peak_rss, rss, spread, sse_events, summary
@@ -135,6 +136,7 @@ class Watched:
     statuses: set[str]
     lags: list[float]
     chunk_docs: int  # stored output documents, all runs
+    read_lags: list[float]  # printed -> read by the server, first line of each event
 
 
 def watched_fanout(server: BenchServer, script_id: str, runs: int, viewers: int, lines: int) -> Watched:
@@ -142,6 +144,8 @@ def watched_fanout(server: BenchServer, script_id: str, runs: int, viewers: int,
     db = server.db_pid()
     results: dict[int, tuple[bool, int, int]] = {}
     lags: list[list[float]] = [[] for _ in range(viewers)]
+    # printed -> read by the server (the event's `at`, ms): where the rest of the lag is spent.
+    read_lags: list[list[float]] = [[] for _ in range(viewers)]
     started = [threading.Event() for _ in range(runs)]
     run_ids: list[str] = [""] * runs
 
@@ -162,6 +166,11 @@ def watched_fanout(server: BenchServer, script_id: str, runs: int, viewers: int,
                 if name == "output":
                     arrived = time.time()
                     events += 1
+                    if not pending and data.get("at"):
+                        first = data["data"].split(" ", 2)
+                        read_at = datetime.fromisoformat(data["at"].replace("Z", "+00:00")).timestamp()
+                        if len(first) == 3 and float(first[2].split("\n")[0]) >= subscribed:
+                            read_lags[index].append(read_at - float(first[2].split("\n")[0]))
                     pending += data["data"]
                     *complete, pending = pending.split("\n")
                     for line in complete:
@@ -204,7 +213,8 @@ def watched_fanout(server: BenchServer, script_id: str, runs: int, viewers: int,
         idle=idle, growth=growth, db_idle=db_idle, db_growth=db_growth,
         complete=sum(1 for ok, n, _ in results.values() if ok and n == lines),
         events=sum(e for _, _, e in results.values()), stored_lines=stored_lines, statuses=statuses,
-        lags=[lag for viewer in lags for lag in viewer], chunk_docs=chunk_docs)
+        lags=[lag for viewer in lags for lag in viewer], chunk_docs=chunk_docs,
+        read_lags=[lag for viewer in read_lags for lag in viewer])
 
 
 def stored_chunks(server: BenchServer, run_id: str) -> int:
@@ -266,6 +276,8 @@ def report(watched: list[Watched], runs: int, viewers: int, lines: int) -> None:
     print(f"  live line lag (printed -> parsed by a viewer; lines printed once it was subscribed, "
           f"{sum(len(w.lags) for w in watched)} of {len(watched) * viewers * lines}): "
           f"{lag_line([x for w in watched for x in w.lags], [w.lags for w in watched])}")
+    print(f"  of which printed -> read by the server (`at`, ms precision, first line of each event): "
+          f"{summary([x for w in watched for x in w.read_lags])}")
     print(f"  viewers that got every line in order: {[w.complete for w in watched]} of {viewers}; "
           f"run statuses {sorted(set().union(*(w.statuses for w in watched)))}; "
           f"stored log lines {[w.stored_lines for w in watched]} of {runs * lines}")
