@@ -13,47 +13,59 @@ import os
 import statistics
 import subprocess
 import time
+from datetime import datetime
 
 from support import Api, SseStream, get_run, output_text, start_run, wait_status
 
 LINES = 40
 
 
-def _lags(api: Api, script_id: str) -> tuple[list[float], list[str]]:
-    """(lag of each line printed once the viewer was subscribed, every line in order)."""
+def _lags(api: Api, script_id: str) -> tuple[list[float], list[float], list[str]]:
+    """For the lines printed once the viewer was subscribed: (printed -> parsed here, for every
+    line; printed -> handed to the viewers, the event's `at`, for the first line of each event),
+    and every line in order."""
     run_id = start_run(api, script_id)
     stream = SseStream(api, run_id)
     subscribed = float("inf")
     lags: list[float] = []
+    handed: list[float] = []
     lines: list[str] = []
     pending = ""
     for event in stream.events():
         arrived = time.time()
         subscribed = min(subscribed, arrived)  # the first event (status) comes once the viewer is subscribed
         if event.event == "output":
+            starts_a_line = not pending
             pending += event.data["data"]
             *complete, pending = pending.split("\n")
-            for line in complete:
+            for i, line in enumerate(complete):
                 lines.append(line)
                 printed = float(line.split(" ")[1])
                 if printed >= subscribed:
                     lags.append(arrived - printed)
+                    if i == 0 and starts_a_line:
+                        at = datetime.fromisoformat(event.data["at"].replace("Z", "+00:00")).timestamp()
+                        handed.append(at - printed)
         elif event.event == "end":
             break
     stream.close()
-    return lags, lines
+    return lags, handed, lines
 
 
 def test_a_line_printed_by_an_idle_run_reaches_a_connected_viewer_well_within_the_old_batch(api: Api) -> None:
-    # A line every 20 ms: the old reader held each line that followed another
-    # within 100 ms until that batch was due (median lag ~40-50 ms).
+    # A line every 20 ms. The old reader held each line that followed another
+    # within 100 ms until that batch was due: the first line of each event had
+    # waited 80-100 ms in the server, and lines reached the viewer ~50 ms late
+    # on average (measured: 56 ms; ~90 ms with the machine under load).
     script = f'sleep 0.5; for i in $(seq 1 {LINES}); do echo "$i $EPOCHREALTIME"; sleep 0.02; done'
     definition = api.create_script(script=script)
-    lags, lines = _lags(api, definition["id"])
+    lags, handed, lines = _lags(api, definition["id"])
     assert [int(line.split(" ")[0]) for line in lines] == list(range(1, LINES + 1))  # none lost, in order
     assert len(lags) >= LINES // 2, f"the viewer subscribed too late to measure: {len(lags)} live lines"
-    median = statistics.median(lags)
-    assert median < 0.035, f"median live line lag {median * 1000:.1f} ms (lags {sorted(lags)})"
+    # In the server (printed -> handed to the viewers): ~1 ms idle, ~10 ms on a loaded machine.
+    assert statistics.median(handed) < 0.05, f"printed -> handed on: {sorted(handed)}"
+    # End to end (with the delivery to this client, which load slows most): a gross-regression guard.
+    assert statistics.median(lags) < 0.1, f"printed -> parsed here: {sorted(lags)}"
 
 
 def test_the_stored_log_groups_lines_but_a_viewer_resuming_anywhere_misses_nothing(api: Api) -> None:
