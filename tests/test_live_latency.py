@@ -120,7 +120,7 @@ def _sse_rate(api: Api, script_id: str, total: int) -> float:
 
 
 def test_output_reaches_one_sse_client_at_a_sizeable_fraction_of_a_plain_pipe_reader(api: Api) -> None:
-    total = 20_000_000
+    total = 10_000_000
     command = f"yes '{'x' * 99}' | head -c {total}"
     definition = api.create_script(script=command, timeoutMs=300_000)
     # Best of two each, interleaved, so both sides see the same machine load.
