@@ -139,14 +139,15 @@ class RunStream:
                 if ev.seq is not None and ev.seq <= self.last:
                     continue
                 self.last = ev.seq if ev.seq is not None else self.last
-                if ev.piece is None:
+                piece = ev.piece
+                if not isinstance(piece, OutputFrame):
                     out.append(ev.frame)
                     continue
-                if run and (not joinable(run[-1], ev.piece) or size >= JOIN_BYTES):
+                if run and (not joinable(run[-1], piece) or size >= JOIN_BYTES):
                     out.append(join_output(run))
                     run, size = [], 0
-                run.append(ev.piece)
-                size += ev.piece.text_size
+                run.append(piece)
+                size += piece.text_size
                 continue
             if run:
                 out.append(join_output(run))

@@ -1,7 +1,6 @@
 """The live output hub: bounded queues of events for the viewers of each run.
 
-Knows nothing of the database, and of SSE only that output events carry their
-frame. Each viewer's queue is bounded by `Viewer.max_bytes`: a viewer slower
+Knows nothing of SSE framing or the database. Each viewer's queue is bounded by `Viewer.max_bytes`: a viewer slower
 than the script holds the script back for up to `stall_timeout_s`, after which
 it is disconnected (it reconnects with Last-Event-ID and replays from the
 database).
@@ -23,8 +22,6 @@ from typing import Any
 
 import gevent.event
 
-from ..sse_wire import OutputFrame
-
 log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 
 
@@ -33,8 +30,9 @@ class HubEvent:
     """One message for live viewers of a run.
 
     `output` events carry their wire bytes in `frame`, built once for every
-    viewer (and, in `piece`, where their text lies, for joining); `status` and
-    `end` carry the run document in `doc`, which the stream presents itself.
+    viewer, and in `piece` the wire format's description of them (opaque
+    here; the stream uses it to join frames); `status` and `end` carry the
+    run document in `doc`, which the stream presents itself.
     A stored chunk's event (the chunk writer's, for seeding viewers) lists the
     events of the pieces it holds in `parts`.
     """
@@ -43,16 +41,12 @@ class HubEvent:
     frame: bytes = b""
     seq: int | None = None
     doc: dict[str, Any] | None = None
-    piece: OutputFrame | None = None
+    piece: object = None
     parts: tuple[HubEvent, ...] = ()
 
     @property
     def size(self) -> int:
         return len(self.frame) or 512
-
-    @classmethod
-    def output(cls, piece: OutputFrame) -> HubEvent:
-        return cls("output", piece.frame, piece.seq, piece=piece)
 
 
 class Viewer:

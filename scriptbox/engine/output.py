@@ -342,7 +342,8 @@ class RunOutput:
 
     def _publish(self, stream: str, text: str, system: bool, store: bool) -> None:
         self.seq += 1
-        event = HubEvent.output(output_piece(self.seq, stream, text, system, datetime.now(UTC)))
+        piece = output_piece(self.seq, stream, text, system, datetime.now(UTC))
+        event = HubEvent("output", piece.frame, self.seq, piece=piece)
         if store:
             self._store(stream, text, system, event)
         self.hub.publish(self.run_id, event)
