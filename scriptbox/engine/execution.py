@@ -184,8 +184,11 @@ class RunExecution:
         """Watch a started run until its processes are gone; returns how it ended."""
         assert self.procs is not None and proc.stdout is not None
         # In merged mode there is no stderr pipe: stderr is written into the stdout one.
-        readers = [gevent.spawn(read_stream, pipe.fileno(), name, self.output.emit)
-                   for pipe, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")) if pipe is not None]
+        readers = [
+            gevent.spawn(read_stream, pipe.fileno(), stream, self.output.emit,
+                         busy=self.output.busy, wait_idle=self.output.wait_idle)
+            for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)) if pipe is not None
+        ]
         if spec.stdin_data is not None:
             gevent.spawn(_feed_stdin, proc, spec.stdin_data)
         self._note(snapshot, proc.pid, self.procs.root_start)
