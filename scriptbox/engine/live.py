@@ -40,9 +40,9 @@ class LiveOutput:
         return RunOutput(run_id=run_id, max_log_bytes=self.max_log_bytes, tail=TailBuffer(self.tail_bytes),
                          writer=self.writer, hub=self.hub, on_bytes=self.on_output_bytes)
 
-    def flush_now(self) -> None:
-        """Wait until every chunk written so far is stored."""
-        self.writer.flush_now()
+    def flush_now(self) -> bool:
+        """Wait until every chunk written so far is stored (False: not within the writer's timeout)."""
+        return self.writer.flush_now()
 
     def subscribe(self, run_id: str) -> Viewer:
         """A live viewer of a run, seeded with chunks not yet in the database."""
