@@ -126,20 +126,17 @@ class ClusterSlots:
         """Free slots whose run is not running any more, and slots taken before
         `unbound_before` but never bound to a run; returns how many were freed."""
         with translate_db_errors():
-            taken = list(self._slots.find({"holder": {"$ne": None}}))
-            bound = [d["runId"] for d in taken if d.get("runId")]
+            bound = list(self._slots.find({"holder": {"$ne": None}, "runId": {"$ne": None}}))
             running = {str(d["_id"]) for d in self._runs.find(
-                {"_id": {"$in": [ObjectId(r) for r in bound]}, "status": "running"}, {"_id": 1})}
+                {"_id": {"$in": [ObjectId(d["runId"]) for d in bound]}, "status": "running"}, {"_id": 1})}
+            stale = [d for d in bound if d["runId"] not in running]
+            stale += self._slots.find({"holder": {"$ne": None}, "runId": None, "at": {"$lt": unbound_before}})
             freed = 0
-            for d in taken:
-                run_id = d.get("runId")
-                stale = (run_id is not None and run_id not in running) or (
-                    run_id is None and d.get("at") is not None and d["at"] < unbound_before)
-                if stale:
-                    # Conditional on what was read: a slot re-taken meanwhile is left alone.
-                    result = self._slots.update_one({"_id": d["_id"], "holder": d["holder"], "runId": run_id},
-                                                    {"$set": {"holder": None, "runId": None, "at": None}})
-                    freed += result.modified_count
+            for d in stale:
+                # Conditional on what was read: a slot taken again meanwhile is left alone.
+                result = self._slots.update_one({"_id": d["_id"], "holder": d["holder"], "runId": d["runId"]},
+                                                {"$set": {"holder": None, "runId": None, "at": None}})
+                freed += result.modified_count
         return freed
 
     def in_use(self) -> int:
