@@ -138,4 +138,12 @@ class Dispatcher:
             if execution.output.dirty:
                 execution.output.dirty = False
                 updates[execution.run_id] = execution.output.totals()
-        self.ctx.runs.update_progress(updates)
+        try:
+            self.ctx.runs.update_progress(updates)
+        except DatabaseUnavailable:
+            # Written again next time (the final status carries them anyway); one line, no traceback.
+            for run_id in updates:
+                still = self.active.get(run_id)
+                if still is not None:
+                    still.output.dirty = True
+            log.warning("progress of %d runs not stored (database unreachable); retrying", len(updates))
