@@ -14,7 +14,7 @@ import gevent
 import pytest
 
 from scriptbox.engine import Engine, EngineOptions
-from scriptbox.engine.watchdog import Reachability
+from scriptbox.engine.watchdog import Reachability, Watchdog
 from scriptbox.store import utcnow
 from scriptbox.store.executors import ClusterSlots, ExecutorStore
 from scriptbox.store.records import Executor, NewRun, RunEnd, Snapshot
@@ -151,6 +151,25 @@ def test_a_reaper_waits_a_whole_lease_of_answers_after_the_database_failed_it() 
     reach.answered(200.0)
     reach.answered(215.0)  # later answers do not move the start of the window
     assert not reach.may_reap(229.0) and reach.may_reap(230.0)
+
+
+def test_after_the_database_failed_it_a_reaper_waits_a_lease_of_answers_before_reaping(inproc: InProcessApp) -> None:
+    store = inproc.services.executors
+    assert store is not None
+    dead = _other_executor(store, "quiet-host", 2 * LEASE_S)
+    run_id = _lapsed_run_of(inproc, dead)
+    inproc.engine.watchdog.stop()  # the module's reaper stays out; this one is driven with its clock
+    try:
+        reaper = Watchdog(inproc.engine.ctx, inproc.engine.dispatcher)
+        reaper.reachability.failed()
+        reaper.tick(1000.0)  # the database answers again
+        reaper.tick(1000.0 + LEASE_S - 0.5)
+        assert _run(inproc, run_id)["status"] == "running"
+        reaper.tick(1000.0 + LEASE_S + 0.1)
+        assert _run(inproc, run_id)["meta"]["error"] == "executor lost: its lease expired"
+    finally:
+        inproc.engine.watchdog.start()
+        store.remove(dead.id)
 
 
 def test_a_run_taken_away_is_stopped_and_keeps_the_reapers_record(inproc: InProcessApp) -> None:
