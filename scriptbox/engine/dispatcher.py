@@ -29,6 +29,9 @@ class Dispatcher:
         self._loop: gevent.Greenlet | None = None
         self._stopping = False
         self._last_progress = 0.0
+        # The set of runs changed since the last heartbeat: the watchdog sends the
+        # next one within a tick, so the executors list shows runs as they start and end.
+        self.runs_changed = False
 
     def start(self) -> None:
         self._loop = gevent.spawn(self._run)
@@ -78,6 +81,7 @@ class Dispatcher:
             execution = RunExecution(self.ctx, doc, self.other_runs(str(doc["_id"])))
             execution.cluster_slot = slot
             self.active[execution.run_id] = execution
+            self.runs_changed = True
             execution.greenlet = gevent.spawn(self._execute, execution)
             started.append(execution)
         return started
@@ -123,6 +127,7 @@ class Dispatcher:
             execution.run()
         finally:
             self.active.pop(execution.run_id, None)
+            self.runs_changed = True
             if execution.cluster_slot is not None:
                 self._release_slot(execution.cluster_slot, execution.run_id)
             self._wake.set()

@@ -86,7 +86,9 @@ class Watchdog:
                 execution = active.get(run_id)
                 if execution is not None:
                     execution.request_stop(CANCEL)
-        if now - self._last_renew >= options.renew_every_s:
+        since = now - self._last_renew
+        if since >= options.renew_every_s or (self.dispatcher.runs_changed and since >= options.control_every_s):
+            self.dispatcher.runs_changed = False
             if self.renew():
                 self.reachability.answered(now)
             self._last_renew = now
