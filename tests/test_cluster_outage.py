@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gevent
 import pytest
 
 from scriptbox.engine import Engine, EngineOptions
@@ -40,10 +39,10 @@ class Cluster:
                                         env=ENV) for n in range(2)]
 
     def start(self) -> Cluster:
-        self.web.start()
         for worker in self.workers:
-            worker.start()
-        eventually(lambda: len(self.alive()) == 2, 60, message="both workers registered")
+            worker.start()  # they start beside the server (a worker does not wait for it)
+        self.web.start()
+        eventually(lambda: len(self.alive()) == 3, 60, message="the server and both workers registered")
         return self
 
     def api(self) -> Api:
@@ -54,6 +53,10 @@ class Cluster:
 
     def alive(self) -> list[dict[str, Any]]:
         return [e for e in self.executors() if e["state"] == "alive"]
+
+    def alive_workers(self) -> set[str]:
+        """The ids of the workers alive (the no-worker server is listed with 0 slots)."""
+        return {e["id"] for e in self.alive() if e["role"] == "worker" and e["slots"] == 2}
 
     def stop(self) -> None:
         for process in [*self.workers, self.web]:
@@ -111,7 +114,9 @@ def test_a_database_outage_longer_than_a_lease_kills_no_healthy_run(cluster: Clu
     for worker in cluster.workers:
         assert worker.process is not None and worker.process.poll() is None
         assert "Traceback" not in worker.text and "taken away" not in worker.text, worker.text[-4000:]
-    assert {e["id"] for e in cluster.alive()} == executors
+    assert cluster.alive_workers() == executors
+    [web] = [e for e in cluster.alive() if e["role"] == "serve"]
+    assert web["slots"] == 0 and web["running"] == 0
 
 
 def test_a_worker_killed_with_sigkill_loses_its_runs_within_its_lease_and_shows_gone(cluster: Cluster) -> None:
@@ -142,8 +147,9 @@ def test_a_worker_killed_with_sigkill_loses_its_runs_within_its_lease_and_shows_
         api.post(f"/api/admin/scripts/runs/{run_id}/cancel")
 
 
-def test_a_run_claimed_just_as_the_database_stops_starts_once_it_is_back(tmp_path: Path) -> None:
-    db = SeparateDatabase(tmp_path / "mongo").start()
+def test_a_run_claimed_just_as_the_database_stops_starts_once_it_is_back(cluster: Cluster, tmp_path: Path) -> None:
+    """In-process on the cluster's database (its processes ride this outage out too)."""
+    db = cluster.db
     database = Database(db.uri, "claim_outage")
     try:
         runs = RunStore(database)
@@ -178,7 +184,5 @@ def test_a_run_claimed_just_as_the_database_stops_starts_once_it_is_back(tmp_pat
         assert len(calls) >= 2, "the definition's read was retried"
         engine.ctx.live.stop()
     finally:
-        gevent.sleep(0)
+        eventually(lambda: db.process is not None and db.process.poll() is None, 30, message="the database back")
         database.close()
-        if db.process is not None and db.process.poll() is None:
-            db.kill()

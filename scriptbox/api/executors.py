@@ -18,7 +18,7 @@ def register(app: Bottle, services: Services) -> None:
         {200: Reply("Every registered executor, alive or gone.", ExecutorList)}, errors=(503,),
         description="Each executing process registers itself and renews its heartbeat with its leases. "
                     "`gone`: no heartbeat for a lease; such entries are removed after ten leases, and at once "
-                    "when a process stops cleanly. A `serve --no-worker` executes nothing and is not listed."))
+                    "when a process stops cleanly. A `serve --no-worker` is listed with 0 slots."))
     def list_executors() -> dict[str, Any]:
         """{executors, leaseSeconds, clusterMaxRuns}."""
         lease_s = services.engine.options.lease_s

@@ -299,7 +299,7 @@ class ExecutorInfo(BaseModel):
     heartbeatAt: str | None = IsoTime
     state: Literal["alive", "gone"] = Field(
         description="gone: no heartbeat for a lease (SCRIPTBOX_LEASE_SECONDS); removed after ten leases")
-    slots: int = Field(ge=0, description="its SCRIPTBOX_MAX_CONCURRENT_RUNS")
+    slots: int = Field(ge=0, description="its SCRIPTBOX_MAX_CONCURRENT_RUNS; 0 for serve --no-worker")
     running: int = Field(ge=0, description="runs it executed at its last heartbeat")
     runs: list[str] = Field(description="the ids of those runs")
 

@@ -87,8 +87,9 @@ class Engine:
         self.ctx = EngineContext(runs=runs, live=live, options=self.options, executor=this_executor(host),
                                  get_definition=get_definition, data_dir=data_dir, vm2_user=vm2_user,
                                  secrets=secrets, executors=executors, cluster_slots=cluster_slots,
-                                 role=role if execute else None)
-        self.dispatcher = Dispatcher(self.ctx, max_concurrent_runs)
+                                 role=role)
+        # Without a worker it claims nothing: listed as an executor with 0 slots.
+        self.dispatcher = Dispatcher(self.ctx, max_concurrent_runs if execute else 0)
         self.watchdog = Watchdog(self.ctx, self.dispatcher)
 
     @property
@@ -101,6 +102,7 @@ class Engine:
         me = os.getpid()
         self.ctx.protected_pids.update(info.pid for info in proctree.scan().values() if info.ppid == me)
         self.ctx.live.start()
+        self._register()
         if self.execute:
             # Orphans of runs reparent to us (and are reaped by gevent) instead
             # of becoming unreapable zombies under a container's pid 1.
@@ -109,7 +111,6 @@ class Engine:
                 self.watchdog.recover_this_host()
             except DatabaseUnavailable:
                 log.error("recovery skipped: the database is unreachable")
-            self._register()
             self.dispatcher.start()
         self.watchdog.start()
 

@@ -36,6 +36,6 @@ class EngineContext:
     executors: ExecutorStore | None = None
     # SCRIPTBOX_CLUSTER_MAX_RUNS as slot documents; None: no cluster-wide limit.
     cluster_slots: ClusterSlots | None = None
-    # "serve" or "worker" when this process executes runs (its role in the
-    # executors list); None when it executes nothing (serve --no-worker).
+    # "serve" or "worker": its role in the executors list; None: not registered
+    # (in-process tests that build an engine of their own).
     role: str | None = None
