@@ -27,9 +27,10 @@ from .store import Database
 from .store.audit import AuditStore
 from .store.definitions import DefinitionStore
 from .store.executors import ClusterSlots, ExecutorStore
+from .store.finished_runs import FinishedRuns
 from .store.leases import LeaseStore
 from .store.notifications import NotificationStore
-from .store.runs import FinishedRuns, RunStore
+from .store.runs import RunStore
 from .store.tokens import TokenStore
 from .store.versions import VersionStore
 from .tokens import TokenAuthority
