@@ -41,8 +41,9 @@ class Cluster:
     def start(self) -> Cluster:
         for worker in self.workers:
             worker.start()  # they start beside the server (a worker does not wait for it)
-        self.web.start()
-        eventually(lambda: len(self.alive()) == 3, 60, message="the server and both workers registered")
+        # Three Python processes and a database starting at once on a busy machine: more than the usual minute.
+        self.web.start(wait=False).wait_ready(timeout=180)
+        eventually(lambda: len(self.alive()) == 3, 120, message="the server and both workers registered")
         return self
 
     def api(self) -> Api:
