@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gevent
 import pytest
 
 from scriptbox.engine import Engine, EngineOptions
@@ -164,7 +165,8 @@ def test_a_run_claimed_just_as_the_database_stops_starts_once_it_is_back(cluster
             if not calls:
                 # The outage begins right after the claim: the definition's read is the first to meet it.
                 db.kill()
-                threading.Timer(2.0, db.start).start()
+                # Back after two server-selection timeouts (3 s each): the first read of each run fails.
+                threading.Timer(6.5, db.start).start()
             calls.append(time.monotonic())
             return definitions.get(script_id)
 
@@ -172,17 +174,26 @@ def test_a_run_claimed_just_as_the_database_stops_starts_once_it_is_back(cluster
                         options=EngineOptions(flush_every_s=0.02, retry_first_s=0.2, retry_max_s=1.0))
         script_id = str(definitions.create({"name": "c", "codeIdentifier": "c", "type": "bash",
                                             "script": "echo it ran"})["_id"])
+        # Its timeout passes before the database is back: it gives up, with the reason.
+        short_id = str(definitions.create({"name": "s", "codeIdentifier": "s", "type": "bash", "timeoutMs": 1000,
+                                           "script": "echo never"})["_id"])
         run_id = str(engine.submit(script_id, "api", None)["_id"])
+        short_run = str(engine.submit(short_id, "api", None)["_id"])
         engine.ctx.live.start()
         armed.set()
-        [execution] = engine.dispatcher.claim_available()
-        assert execution.greenlet is not None
-        execution.greenlet.join(timeout=60)
-        assert execution.greenlet.dead
+        executions = engine.dispatcher.claim_available()
+        assert len(executions) == 2
+        gevent.joinall([e.greenlet for e in executions if e.greenlet is not None], timeout=60)
+        assert all(e.greenlet is not None and e.greenlet.dead for e in executions)
         doc = runs.get(run_id)
         assert doc is not None and doc["status"] == "succeeded" and doc["exitCode"] == 0, doc
         assert "".join(c.data for c in runs.chunks_after(run_id, 0)) == "it ran\n"
-        assert len(calls) >= 2, "the definition's read was retried"
+        assert len(calls) >= 3, "the definition's read was retried"
+        short = runs.get(short_run)
+        reason = "the database was unreachable until the run's timeout had passed"
+        assert short is not None and short["status"] == "failed" and short["meta"]["error"] == reason, short
+        stored = "".join(c.data for c in runs.chunks_after(short_run, 0))
+        assert stored == f"[scriptbox] cannot start the run: {reason}\n"
         engine.ctx.live.stop()
     finally:
         eventually(lambda: db.process is not None and db.process.poll() is None, 30, message="the database back")

@@ -145,6 +145,12 @@ class RunExecution:
         except NotFound:
             self._fail_to_start("the script was deleted before the run started")
             return None
+        except DatabaseUnavailable:
+            if self.stop_event.is_set():  # canceled or shut down while it waited
+                self.finish(stopped_before_start(self.stop_reason))
+            else:
+                self._fail_to_start("the database was unreachable until the run's timeout had passed")
+            return None
         if not definition.get("enabled", True):
             self._fail_to_start("the script was disabled before the run started")
             return None
