@@ -99,12 +99,8 @@ class Watchdog:
                     execution.procs.observe(table)
         if now - self._last_reap >= options.reap_every_s:
             self._last_reap = now
-            if self.reachability.may_reap(now):
-                self.reap_lapsed()
-            else:
-                # Proves the database answers (or raises), so the window can start.
-                self.ctx.runs.lapsed(utcnow())
-                self.reachability.answered(now)
+            self.reap_lapsed(judge_executors=self.reachability.may_reap(now))
+            self.reachability.answered(now)  # its query answered (else it raised)
 
     def renew(self) -> bool:
         """Renew our runs' leases and our heartbeat; stop runs taken away from us.
@@ -127,16 +123,20 @@ class Watchdog:
             return True
         return bool(ids)
 
-    def reap_lapsed(self) -> None:
-        """End runs whose executor stopped renewing, and overdue browser runs."""
+    def reap_lapsed(self, judge_executors: bool = True) -> None:
+        """End overdue browser runs (their deadline is the page's, not an
+        executor's) and, when `judge_executors`, runs whose executor stopped
+        renewing (False during the renewal window after reaching the database)."""
         now = utcnow()
         lapsed = self.ctx.runs.lapsed(now)
-        fresh = self._fresh_executors(lapsed, now)
+        fresh = self._fresh_executors(lapsed, now) if judge_executors else set()
         for doc in lapsed:
             run_id = str(doc["_id"])
             if is_browser_run(doc):
                 end = overdue_end(doc, self.ctx.options.browser_grace_s)
                 done = self.ctx.runs.expire_lapsed(run_id, None, now, end)
+            elif not judge_executors:
+                continue
             else:
                 executor = doc.get("executor") or {}
                 if executor.get("id") == self.ctx.executor.id and run_id in self.dispatcher.active:
@@ -156,7 +156,8 @@ class Watchdog:
                 if self.ctx.cluster_slots is not None:
                     self.ctx.cluster_slots.release_run(run_id)
                 self.ctx.live.publish_end(done)
-        self._tidy(now)
+        if judge_executors:
+            self._tidy(now)
 
     def _fresh_executors(self, lapsed: list[dict[str, Any]], now: datetime) -> set[str]:
         """The executors of these runs whose heartbeat is younger than a lease."""
