@@ -1,5 +1,4 @@
-"""A SecantusDB that is not a server's child: killed and restarted on one port and data dir
-(tests/test_db_outage.py, tests/test_cluster_push.py)."""
+"""A SecantusDB that is not a server's child: stopped and restarted under live servers (outage tests)."""
 
 from __future__ import annotations
 
