@@ -124,7 +124,7 @@ def work(settings: Settings) -> int:
             if http is None:
                 return 1
         notifier.start()  # before the engine: recovery may end runs
-        engine.start()
+        engine.start(push=True)  # change streams: this process is gevent-patched
         print(f"Scriptbox worker executing runs from database {settings.db_name!r}", flush=True)
         return _wait_for_stop(None)
     except SecretKeyError as exc:
@@ -255,7 +255,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             return 1
         notifier.set_fallback_base_url(_base_url(settings, http.server_port))
         notifier.start()  # before the engine: recovery may end runs
-        engine.start()
+        engine.start(push=True)  # change streams: this process is gevent-patched
         if scheduler is not None:
             scheduler.start()
         if pruner is not None:

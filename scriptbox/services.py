@@ -77,7 +77,7 @@ class Services:
     # Only `serve` prunes old runs (scriptbox/retention.py), one process at a time.
     pruner: Pruner | None = None
     # Other processes' queued runs, cancels and output, pushed (store/changes.py);
-    # started with the engine, so an in-process app (engine not started) polls as before.
+    # started by Engine.start(push=True) in serve/worker, so an in-process app polls as before.
     changes: ChangeFeed | None = None
 
     def definitions_changed(self, definition_id: str) -> None:

@@ -105,8 +105,10 @@ class Engine:
     def executor_id(self) -> str:
         return self.ctx.executor.id
 
-    def start(self) -> None:
-        """Recover runs of a dead executor on this host, then start the loops."""
+    def start(self, push: bool = False) -> None:
+        """Recover runs of a dead executor on this host, then start the loops;
+        with `push`, the change streams too (only in a gevent-patched process:
+        their greenlets block in pymongo otherwise)."""
         self.ctx.runs.ensure_indexes()
         me = os.getpid()
         self.ctx.protected_pids.update(info.pid for info in proctree.scan().values() if info.ppid == me)
@@ -122,7 +124,7 @@ class Engine:
                 log.error("recovery skipped: the database is unreachable")
             self.dispatcher.start()
         self.watchdog.start()
-        if self.changes is not None:
+        if push and self.changes is not None:
             self.changes.start()
 
     def stop(self) -> None:
