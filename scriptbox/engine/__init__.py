@@ -152,6 +152,25 @@ class Engine:
         """Whether this process executes the run (its output arrives live here)."""
         return self.dispatcher.get(run_id) is not None
 
+    def local_run(self, run_id: str, after_seq: int) -> dict[str, Any] | None:
+        """The run's document, from memory, when this process executes it and
+        every stored chunk after `after_seq` is still in memory (so a viewer
+        subscribed now gets them all in its seed); else None: read the database.
+
+        Chunks are persisted in order, so nothing after `after_seq` is only in
+        the database when the run has published nothing after it, or when its
+        oldest chunk not yet persisted comes right after it.
+        """
+        execution = self.dispatcher.get(run_id)
+        if execution is None or execution.ended:
+            return None
+        after = max(after_seq, 0)
+        if execution.output.seq <= after:
+            return execution.doc
+        pending = self.ctx.live.writer.unflushed(run_id)
+        first = pending[0].seq if pending else None
+        return execution.doc if first is not None and first <= after + 1 else None
+
 
 def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[str], dict[str, Any]],
                  options: EngineOptions | None = None,

@@ -1,10 +1,17 @@
 """The dispatcher: claims queued runs while there is a free slot and starts a
-`RunExecution` for each; knows which runs this process executes."""
+`RunExecution` for each; knows which runs this process executes.
+
+A run submitted here may skip the queue (`reserve_slot` / `start_claimed`):
+when this process has a free slot and its last look found nothing queued, the
+run is inserted already claimed and started at once, without a claim round
+trip (docs/engine.md, "The start path").
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import gevent
 import gevent.event
@@ -28,13 +35,40 @@ class Dispatcher:
         self._loop: gevent.Greenlet | None = None
         self._stopping = False
         self._last_progress = 0.0
+        # Slots promised to runs being inserted already claimed (reserve_slot).
+        self._reserved = 0
+        # The last claim found no queued run, and none was queued here since:
+        # a new run may then start at once without overtaking a queued one.
+        self._queue_empty = False
 
     def start(self) -> None:
         self._loop = gevent.spawn(self._run)
 
     def wake(self) -> None:
         """Look for queued runs now (a run was submitted or a slot freed)."""
+        self._queue_empty = False
         self._wake.set()
+
+    def reserve_slot(self) -> bool:
+        """Promise a slot to a run about to be inserted already claimed; False
+        when it must queue instead (not executing, no free slot, or runs are
+        queued here that it would overtake). Follow with start_claimed or release_slot."""
+        if self._loop is None or self._stopping or not self._queue_empty:
+            return False
+        if len(self.active) + self._reserved >= self.max_concurrent_runs:
+            return False
+        self._reserved += 1
+        return True
+
+    def release_slot(self) -> None:
+        """The reserved slot is not used (the insert failed)."""
+        self._reserved -= 1
+
+    def start_claimed(self, doc: dict[str, Any], definition: dict[str, Any]) -> RunExecution:
+        """Execute a run inserted already claimed by this process, in the slot
+        reserve_slot promised; `definition` is the one it was created from."""
+        self._reserved -= 1
+        return self._start(doc, definition)
 
     def get(self, run_id: str) -> RunExecution | None:
         return self.active.get(run_id)
@@ -64,15 +98,20 @@ class Dispatcher:
     def claim_available(self) -> list[RunExecution]:
         """Claim queued runs (oldest first) until the slots are full; returns the started ones."""
         started = []
-        while not self._stopping and len(self.active) < self.max_concurrent_runs:
+        while not self._stopping and len(self.active) + self._reserved < self.max_concurrent_runs:
+            self._queue_empty = False
             doc = self.ctx.runs.claim_next(self.ctx.executor, self.ctx.options.lease_s)
             if doc is None:
+                self._queue_empty = True
                 break
-            execution = RunExecution(self.ctx, doc, self.other_runs(str(doc["_id"])))
-            self.active[execution.run_id] = execution
-            execution.greenlet = gevent.spawn(self._execute, execution)
-            started.append(execution)
+            started.append(self._start(doc, None))
         return started
+
+    def _start(self, doc: dict[str, Any], definition: dict[str, Any] | None) -> RunExecution:
+        execution = RunExecution(self.ctx, doc, self.other_runs(str(doc["_id"])), definition)
+        self.active[execution.run_id] = execution
+        execution.greenlet = gevent.spawn(self._execute, execution)
+        return execution
 
     def other_runs(self, run_id: str | None) -> proctree.Excluder:
         """The proven processes of this process's runs other than `run_id`:

@@ -51,10 +51,16 @@ def executor_alive(executor: dict[str, Any]) -> bool:
 class RunExecution:
     """A run this process is executing."""
 
-    def __init__(self, ctx: EngineContext, doc: dict[str, Any], others: proctree.Excluder) -> None:
+    def __init__(self, ctx: EngineContext, doc: dict[str, Any], others: proctree.Excluder,
+                 definition: dict[str, Any] | None = None) -> None:
         self.ctx = ctx
         self.others = others  # the proven processes of this process's other runs: never ours to kill
         self.doc = doc
+        # The definition the run was created from when it started at once (then
+        # it is not read again); None: read it when preparing (a claimed queued run).
+        self.definition = definition
+        # Set right before `end` is published: a viewer subscribing later must read the database.
+        self.ended = False
         self.run_id = str(doc["_id"])
         self.output = ctx.live.new_output(self.run_id)
         self.stop_event = gevent.event.Event()
@@ -129,7 +135,7 @@ class RunExecution:
         """The definition as it is now and how to start it; None when the run failed to start."""
         script_id = str(self.doc["scriptId"])
         try:
-            definition = self.ctx.get_definition(script_id)
+            definition = self.definition or self.ctx.get_definition(script_id)
         except NotFound:
             self._fail_to_start("the script was deleted before the run started")
             return None
@@ -254,6 +260,7 @@ class RunExecution:
             # Someone else ended it (the watchdog after our lease lapsed); keep theirs.
             done = self.ctx.runs.get(self.run_id)
             log.warning("run %s was already finished elsewhere", self.run_id)
+        self.ended = True
         if done is not None:
             self.ctx.live.publish_end(done)
 
