@@ -35,6 +35,7 @@ from ..errors import DatabaseUnavailable
 from ..secretbox import SecretBox
 from ..store.records import Executor
 from ..store.runs import RunStore
+from . import launch
 from .browser import record_result
 from .commands import cancel, submit
 from .context import EngineContext
@@ -74,6 +75,7 @@ class Engine:
         vm2_user: str | None = "nobody",
         on_output_bytes: Callable[[int], None] | None = None,
         secrets: SecretBox | None = None,
+        vm2_pool: int = 0,
     ) -> None:
         self.options = options or EngineOptions()
         self.execute = execute
@@ -82,7 +84,7 @@ class Engine:
                           on_output_bytes=on_output_bytes)
         self.ctx = EngineContext(runs=runs, live=live, options=self.options, executor=this_executor(host),
                                  get_definition=get_definition, data_dir=data_dir, vm2_user=vm2_user,
-                                 secrets=secrets)
+                                 secrets=secrets, vm2_pool=launch.vm2_pool(vm2_pool, vm2_user) if execute else None)
         self.dispatcher = Dispatcher(self.ctx, max_concurrent_runs)
         self.watchdog = Watchdog(self.ctx, self.dispatcher)
 
@@ -104,6 +106,9 @@ class Engine:
                 self.watchdog.recover_this_host()
             except DatabaseUnavailable:
                 log.error("recovery skipped: the database is unreachable")
+            if self.ctx.vm2_pool is not None:
+                # After protected_pids was taken: pooled processes are run processes, never protected.
+                self.ctx.vm2_pool.start()
             self.dispatcher.start()
         self.watchdog.start()
 
@@ -112,6 +117,8 @@ class Engine:
         ("server shut down"); queued runs stay queued for the next start."""
         self.watchdog.stop()
         self.dispatcher.stop(join_timeout=self.options.kill_grace_s + self.options.reader_drain_s + 10)
+        if self.ctx.vm2_pool is not None:
+            self.ctx.vm2_pool.stop()
         self.ctx.live.stop()
 
     def _write_progress(self) -> None:
@@ -186,6 +193,7 @@ def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[s
         tail_bytes=settings.tail_bytes,
         execute=settings.run_worker,
         vm2_user=settings.vm2_user,
+        vm2_pool=settings.vm2_pool,
         options=options,
         on_output_bytes=on_output_bytes,
         secrets=secrets,

@@ -11,7 +11,6 @@ import dataclasses
 import errno
 import logging
 import os
-import subprocess
 import time
 from typing import Any
 
@@ -30,6 +29,8 @@ from .inputs import open_inputs
 from .launch import launch_spec, snapshot_of
 from .outcome import CANCEL, TIMEOUT, outcome, stopped_before_start
 from .output import read_stream
+from .spawn import start_process
+from .vm2pool import PooledProcess
 
 log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 # How long the engine waits past the timeout of a runner that ends its own run then.
@@ -97,7 +98,8 @@ class RunExecution:
             self.finish(stopped_before_start(self.stop_reason))
             _cleanup(spec)
             return
-        spawned = self._spawn(spec, snapshot)
+        spec, pooled = self._from_pool(spec, snapshot.timeout_ms)
+        spawned = self._spawn(spec, snapshot, pooled)
         if spawned is None:
             return
         # The timeout counts from the spawn, not from after the bookkeeping
@@ -154,24 +156,25 @@ class RunExecution:
             return None
         return spec, dataclasses.replace(snapshot, working_directory=spec.cwd)
 
-    def _spawn(self, spec: LaunchSpec, snapshot: Snapshot) -> tuple[gevent.subprocess.Popen, int | None] | None:
+    def _from_pool(self, spec: LaunchSpec, timeout_ms: int) -> tuple[LaunchSpec, PooledProcess | None]:
+        """A vm2 run takes a sandbox process from the pool when one fits (docs/vm2.md)."""
+        pool = self.ctx.vm2_pool
+        if pool is None or spec.label != "vm2":
+            return spec, None
+        pooled = pool.take(timeout_ms)
+        if pooled is None:
+            return spec, None
+        _cleanup(spec)  # the pooled process has its own private working directory
+        return dataclasses.replace(spec, argv=pooled.spec.argv, cwd=pooled.spec.cwd, cleanup=pooled.spec.cleanup,
+                                   preexec=None), pooled
+
+    def _spawn(self, spec: LaunchSpec, snapshot: Snapshot,
+               pooled: PooledProcess | None) -> tuple[gevent.subprocess.Popen, int | None] | None:
         """The started main process and its start time (None: unknown); None when it could not start."""
-        # The child reports its own start time before exec: read afterwards,
-        # an instant script may already be reaped (proctree.StartProbe).
-        probe = proctree.StartProbe()
+        if pooled is not None:
+            return pooled.proc, pooled.start
         try:
-            proc = gevent.subprocess.Popen(
-                spec.argv,
-                cwd=spec.cwd,
-                env=spec.env,
-                stdin=subprocess.PIPE if spec.stdin_data is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                preexec_fn=probe.preexec(spec.preexec),
-                close_fds=True,
-            )
-            return proc, probe.start_of(proc.pid)
+            return start_process(spec, stdin_pipe=spec.stdin_data is not None)
         except (OSError, ValueError) as exc:
             # ValueError: Popen refuses a NUL byte in argv/env before forking.
             self._note(snapshot)
@@ -181,8 +184,6 @@ class RunExecution:
             self._fail_to_start(f"cannot start {spec.argv[0]}: {reason}")
             _cleanup(spec)
             return None
-        finally:
-            probe.close()
 
     def _supervise(self, proc: gevent.subprocess.Popen, spec: LaunchSpec, snapshot: Snapshot,
                    deadline: float) -> RunEnd:
