@@ -49,7 +49,7 @@ def _script(inproc: InProcessApp, script: str) -> str:
 
 
 def _ended(engine: Engine, run_id: str) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
+    def done() -> Any:
         doc = engine.ctx.runs.get(run_id)
         return doc if doc is not None and doc.get("finishedAt") is not None else None
 
