@@ -37,8 +37,8 @@ from .errors import DatabaseUnavailable
 from .retention_rule import FIRST_SPAN, Rule, Window, has_override, next_window, rule_for
 from .store import utcnow
 from .store.definitions import DefinitionStore
+from .store.finished_runs import FinishedRuns
 from .store.leases import LeaseStore
-from .store.runs import FinishedRuns
 from .vocabulary import FINISHED_STATUSES
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,10 @@ from .secretbox import SecretBox, load_secret_box
 from .store import Database
 from .store.audit import AuditStore
 from .store.definitions import DefinitionStore
+from .store.finished_runs import FinishedRuns
 from .store.leases import LeaseStore
 from .store.notifications import NotificationStore
-from .store.runs import FinishedRuns, RunStore
+from .store.runs import RunStore
 from .store.tokens import TokenStore
 from .store.versions import VersionStore
 from .tokens import TokenAuthority
