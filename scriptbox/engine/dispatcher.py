@@ -68,7 +68,11 @@ class Dispatcher:
         """Execute a run inserted already claimed by this process, in the slot
         reserve_slot promised; `definition` is the one it was created from."""
         self._reserved -= 1
-        return self._start(doc, definition)
+        execution = self._start(doc, definition)
+        if self._stopping:
+            # Stopped while it was being inserted: it ends "server shut down" without starting.
+            execution.request_stop(SHUTDOWN)
+        return execution
 
     def get(self, run_id: str) -> RunExecution | None:
         return self.active.get(run_id)
