@@ -111,7 +111,10 @@ class Vm2Pool:
     def stop(self) -> None:
         """Stop refilling and kill the waiting processes."""
         self._stopping = True
+        self._need.set()
         if self._loop is not None:
+            # Let a start under way finish (killed inside Popen, its process would be lost).
+            self._loop.join(timeout=5)
             self._loop.kill(block=False)
             self._loop = None
         while self._idle:
