@@ -99,6 +99,8 @@ class RunExecution:
             _cleanup(spec)
             return
         spec, pooled = self._from_pool(spec, snapshot.timeout_ms)
+        if pooled is not None:
+            snapshot = dataclasses.replace(snapshot, working_directory=spec.cwd)
         spawned = self._spawn(spec, snapshot, pooled)
         if spawned is None:
             return
