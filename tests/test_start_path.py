@@ -162,9 +162,9 @@ def test_runs_submitted_concurrently_to_two_servers_and_a_worker_execute_exactly
             return start_run(Api(apis[i % 2].base_url), script_id)
 
         with ThreadPoolExecutor(8) as pool:
-            run_ids = list(pool.map(submit, range(40)))
+            run_ids = list(pool.map(submit, range(24)))
         ends = [wait_status(apis[0], run_id, timeout=120) for run_id in run_ids]
-        assert [e["status"] for e in ends] == ["succeeded"] * 40
+        assert [e["status"] for e in ends] == ["succeeded"] * 24
         lines = executions.read_text().split()
         assert sorted(lines) == sorted(run_ids), "a run executed more or less than once"
         docs = [_raw_times(apis[0], run_id) for run_id in run_ids]
