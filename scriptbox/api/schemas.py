@@ -236,7 +236,8 @@ class StoredChunk(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seq: int = Field(ge=0, description="its place in the run's output: stdout and stderr share one sequence")
+    seq: int = Field(ge=0, description="its place in the run's output: stdout and stderr share one sequence; "
+                     "a chunk holding several pieces that went out live one by one has the last one's")
     stream: Literal["stdout", "stderr"]
     data: str
     at: str | None = Field(description="when it was stored (ISO Z), within a flush interval of its output")

@@ -192,8 +192,9 @@ class RunExecution:
         """Watch a started run until its processes are gone; returns how it ended."""
         assert self.procs is not None and proc.stdout is not None and proc.stderr is not None
         readers = [
-            gevent.spawn(read_stream, proc.stdout.fileno(), "stdout", self.output.emit),
-            gevent.spawn(read_stream, proc.stderr.fileno(), "stderr", self.output.emit),
+            gevent.spawn(read_stream, pipe.fileno(), stream, self.output.emit,
+                         busy=self.output.busy, wait_idle=self.output.wait_idle)
+            for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr))
         ]
         if spec.stdin_data is not None:
             gevent.spawn(_feed_stdin, proc, spec.stdin_data)

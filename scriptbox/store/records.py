@@ -108,6 +108,10 @@ class Chunk:
     data: str
     system: bool = False  # written by Scriptbox itself (e.g. the truncation marker)
     at: datetime | None = None  # when it was stored (read back only; within a flush interval of its output)
+    # A chunk may hold several consecutive pieces of output, each published
+    # live with its own seq: then `seq` is the last one's and `parts` the
+    # length (characters) of each, so a reader can resume after any of them.
+    parts: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

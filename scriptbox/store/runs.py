@@ -95,6 +95,17 @@ def decode_cursor(cursor: str) -> tuple[datetime, ObjectId] | None:
 RunListener = Callable[[dict[str, Any]], None]
 
 
+def _chunk(run_id: str, doc: dict[str, Any], after_seq: int, at: datetime | None = None) -> Chunk:
+    """A stored chunk without the pieces it holds up to `after_seq` (a reader resuming inside it)."""
+    data, seq, parts = doc["data"], doc["seq"], doc.get("parts")
+    if parts:
+        # Its pieces are seq - len(parts) + 1 ... seq; skip those up to after_seq.
+        seen = after_seq - (seq - len(parts))
+        if seen > 0:
+            data = data[sum(parts[:seen]):]
+    return Chunk(run_id, seq, doc["stream"], data, bool(doc.get("system")), at)
+
+
 class _ChunkStore:
     """A run's output chunks (part of RunStore): stored in bulk, read back in order."""
 
@@ -115,6 +126,8 @@ class _ChunkStore:
                                    "createdAt": now}
             if c.system:
                 doc["system"] = True
+            if len(c.parts) > 1:
+                doc["parts"] = list(c.parts)
             docs.append(doc)
         try:
             with translate_db_errors():
@@ -132,10 +145,9 @@ class _ChunkStore:
         with translate_db_errors():
             page = list(self.chunks.find(
                 {"runId": oid, "seq": {"$gt": after_seq}},
-                {"_id": 0, "seq": 1, "stream": 1, "data": 1, "system": 1, "createdAt": 1},
+                {"_id": 0, "seq": 1, "stream": 1, "data": 1, "system": 1, "createdAt": 1, "parts": 1},
             ).sort("seq", ASCENDING).limit(limit))
-        return [Chunk(run_id, d["seq"], d["stream"], d["data"], bool(d.get("system")), d.get("createdAt"))
-                for d in page]
+        return [_chunk(run_id, d, after_seq, d.get("createdAt")) for d in page]
 
     def chunks_after(self, run_id: str, after_seq: int, batch: int = 500) -> Iterator[Chunk]:
         """Stored chunks with seq > after_seq, in order, fetched page by page."""
@@ -147,10 +159,10 @@ class _ChunkStore:
             with translate_db_errors():
                 page = list(self.chunks.find(
                     {"runId": oid, "seq": {"$gt": last}},
-                    {"_id": 0, "seq": 1, "stream": 1, "data": 1, "system": 1},
+                    {"_id": 0, "seq": 1, "stream": 1, "data": 1, "system": 1, "parts": 1},
                 ).sort("seq", ASCENDING).limit(batch))
             for d in page:
-                yield Chunk(run_id, d["seq"], d["stream"], d["data"], bool(d.get("system")))
+                yield _chunk(run_id, d, last)
             if len(page) < batch:
                 return
             last = page[-1]["seq"]
