@@ -123,6 +123,7 @@ def test_a_viewer_of_a_local_run_starts_from_memory_and_falls_back_to_the_databa
     assert (get_run.calls, chunks_after.calls) == (0, 0), "the stream waited for the database"
 
     # Once the chunk is persisted and gone from memory, a new viewer replays it from the database.
+    eventually(lambda: not execution.output.unstored(), sleep=gevent.sleep, message="the output is handed on")
     engine.ctx.live.flush_now()
     assert engine.local_run(run_id, -1) is None
     assert engine.local_run(run_id, execution.output.seq) is not None  # nothing after what it has seen

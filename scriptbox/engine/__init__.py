@@ -164,9 +164,9 @@ class Engine:
         every stored chunk after `after_seq` is still in memory (so a viewer
         subscribed now gets them all in its seed); else None: read the database.
 
-        Chunks are persisted in order, so nothing after `after_seq` is only in
+        Output is persisted in order, so nothing after `after_seq` is only in
         the database when the run has published nothing after it, or when its
-        oldest chunk not yet persisted comes right after it.
+        oldest piece not yet persisted comes right after it.
         """
         execution = self.dispatcher.get(run_id)
         if execution is None or execution.ended:
@@ -174,8 +174,7 @@ class Engine:
         after = max(after_seq, 0)
         if execution.output.seq <= after:
             return execution.doc
-        pending = self.ctx.live.writer.unflushed(run_id)
-        first = pending[0].seq if pending else None
+        first = self.ctx.live.oldest_in_memory(run_id)
         return execution.doc if first is not None and first <= after + 1 else None
 
 
