@@ -40,6 +40,9 @@ class Dispatcher:
         # The last claim found no queued run, and none was queued here since:
         # a new run may then start at once without overtaking a queued one.
         self._queue_empty = False
+        # The set of runs changed since the last heartbeat: the watchdog sends the
+        # next one within a tick, so the executors list shows runs as they start and end.
+        self.runs_changed = False
 
     def start(self) -> None:
         self._loop = gevent.spawn(self._run)
@@ -55,6 +58,8 @@ class Dispatcher:
         queued here that it would overtake). Follow with start_claimed or release_slot."""
         if self._loop is None or self._stopping or not self._queue_empty:
             return False
+        if self.ctx.cluster_slots is not None:
+            return False  # SCRIPTBOX_CLUSTER_MAX_RUNS: a run takes a cluster slot through the queue's claim
         if len(self.active) + self._reserved >= self.max_concurrent_runs:
             return False
         self._reserved += 1
@@ -68,7 +73,7 @@ class Dispatcher:
         """Execute a run inserted already claimed by this process, in the slot
         reserve_slot promised; `definition` is the one it was created from."""
         self._reserved -= 1
-        execution = self._start(doc, definition)
+        execution = self._start(doc, definition, None)
         if self._stopping:
             # Stopped while it was being inserted: it ends "server shut down" without starting.
             execution.request_stop(SHUTDOWN)
@@ -104,18 +109,50 @@ class Dispatcher:
         started = []
         while not self._stopping and len(self.active) + self._reserved < self.max_concurrent_runs:
             self._queue_empty = False
-            doc = self.ctx.runs.claim_next(self.ctx.executor, self.ctx.options.lease_s)
+            slot = None
+            slots = self.ctx.cluster_slots
+            if slots is not None:
+                slot = slots.acquire(self.ctx.executor.id)
+                if slot is None:
+                    break  # SCRIPTBOX_CLUSTER_MAX_RUNS runs are running across the cluster
+            doc = self._claim(slot)
             if doc is None:
                 self._queue_empty = True
                 break
-            started.append(self._start(doc, None))
+            started.append(self._start(doc, None, slot))
         return started
 
-    def _start(self, doc: dict[str, Any], definition: dict[str, Any] | None) -> RunExecution:
+    def _start(self, doc: dict[str, Any], definition: dict[str, Any] | None, slot: int | None) -> RunExecution:
         execution = RunExecution(self.ctx, doc, self.other_runs(str(doc["_id"])), definition)
+        execution.cluster_slot = slot
         self.active[execution.run_id] = execution
+        self.runs_changed = True
         execution.greenlet = gevent.spawn(self._execute, execution)
         return execution
+
+    def _claim(self, slot: int | None) -> dict[str, Any] | None:
+        """Claim the oldest queued run, holding `slot` (a cluster slot) for it."""
+        slots = self.ctx.cluster_slots
+        try:
+            doc = self.ctx.runs.claim_next(self.ctx.executor, self.ctx.options.lease_s)
+        except BaseException:
+            if slot is not None and slots is not None:
+                self._release_slot(slot, None)
+            raise
+        if slot is not None and slots is not None:
+            if doc is None:
+                self._release_slot(slot, None)
+            else:
+                # Not bound (an outage here): heal() frees it a lease after it was taken.
+                slots.bind(slot, self.ctx.executor.id, str(doc["_id"]))
+        return doc
+
+    def _release_slot(self, slot: int, run_id: str | None) -> None:
+        assert self.ctx.cluster_slots is not None
+        try:
+            self.ctx.cluster_slots.release(slot, self.ctx.executor.id, run_id)
+        except DatabaseUnavailable:
+            log.warning("cluster slot %d not released (database unreachable); it is healed later", slot)
 
     def other_runs(self, run_id: str | None) -> proctree.Excluder:
         """The proven processes of this process's runs other than `run_id`:
@@ -134,6 +171,9 @@ class Dispatcher:
             execution.run()
         finally:
             self.active.pop(execution.run_id, None)
+            self.runs_changed = True
+            if execution.cluster_slot is not None:
+                self._release_slot(execution.cluster_slot, execution.run_id)
             self._wake.set()
 
     def write_progress(self) -> None:
@@ -147,4 +187,12 @@ class Dispatcher:
             if execution.output.dirty:
                 execution.output.dirty = False
                 updates[execution.run_id] = execution.output.totals()
-        self.ctx.runs.update_progress(updates)
+        try:
+            self.ctx.runs.update_progress(updates)
+        except DatabaseUnavailable:
+            # Written again next time (the final status carries them anyway); one line, no traceback.
+            for run_id in updates:
+                still = self.active.get(run_id)
+                if still is not None:
+                    still.output.dirty = True
+            log.warning("progress of %d runs not stored (database unreachable); retrying", len(updates))

@@ -48,9 +48,9 @@ class LiveOutput:
         if self._outputs.get(run_id) is output:
             del self._outputs[run_id]
 
-    def flush_now(self) -> None:
-        """Wait until every chunk written so far is stored."""
-        self.writer.flush_now()
+    def flush_now(self) -> bool:
+        """Wait until every chunk written so far is stored (False: not within the writer's timeout)."""
+        return self.writer.flush_now()
 
     def subscribe(self, run_id: str) -> Viewer:
         """A live viewer of a run, seeded with the pieces not yet in the database.

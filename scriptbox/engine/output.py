@@ -184,8 +184,10 @@ class ChunkWriter:
             try:
                 self._insert([p.chunk for p in batch])
                 break
-            except Exception:  # noqa: BLE001 - the database may be briefly away; retry
-                log.exception("storing %d output chunks failed; retrying", len(batch))
+            except Exception as exc:  # noqa: BLE001 - the database may be briefly away; retry
+                # One line per retry: an outage repeats it every few seconds, a traceback each time says nothing new.
+                log.warning("storing %d output chunks failed (%s); retrying in %.1f s", len(batch),
+                            exc.__class__.__name__, delay)
                 gevent.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 if self._stopping and delay >= 5.0:

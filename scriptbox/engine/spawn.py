@@ -14,7 +14,8 @@ def start_process(spec: LaunchSpec, stdin_pipe: bool) -> tuple[gevent.subprocess
     """The started process and its start time (None: unknown); raises OSError
     or ValueError (a NUL byte in argv/env) when it cannot start.
 
-    Own session and process group, stdout/stderr piped, stdin piped or /dev/null.
+    Own session and process group, stdout and stderr piped (or merged into
+    stdout: `spec.merge_stderr`), stdin piped or /dev/null.
     """
     # The child reports its own start time before exec: read afterwards,
     # an instant script may already be reaped (proctree.StartProbe).
@@ -26,7 +27,8 @@ def start_process(spec: LaunchSpec, stdin_pipe: bool) -> tuple[gevent.subprocess
             env=spec.env,
             stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            # merged: 2>&1, so the kernel keeps the order of the two (outputMode, docs/engine.md).
+            stderr=subprocess.STDOUT if spec.merge_stderr else subprocess.PIPE,
             start_new_session=True,
             preexec_fn=probe.preexec(spec.preexec),
             close_fds=True,

@@ -39,11 +39,13 @@ class Snapshot:
     env_keys: tuple[str, ...] = ()  # the names of the script's env entries; never their values
     # The definition's version (recorded as meta.version, beside the snapshot); None before versions existed.
     version: int | None = None
+    # "separate" or "merged" (vocabulary.OUTPUT_MODES): how the run's stderr reached it.
+    output_mode: str = "separate"
 
     def to_doc(self) -> dict[str, Any]:
         return {"name": self.name, "codeIdentifier": self.code_identifier, "type": self.type,
                 "runner": self.runner, "timeoutMs": self.timeout_ms, "workingDirectory": self.working_directory,
-                "envKeys": list(self.env_keys)}
+                "envKeys": list(self.env_keys), "outputMode": self.output_mode}
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ META_DEFAULTS: dict[str, Any] = {
     "logTruncated": False,
     "requestedBy": None,
     "version": None,
+    "executor": None,
 }
 
 # A browser run whose result may still be recorded (or canceled).
@@ -228,7 +229,7 @@ class RunStore(_ChunkStore):
         elif new.claim is not None:
             doc.update(status="running", startedAt=now, executor=new.claim.executor.to_doc(),
                        leaseUntil=now + new.claim.lease)
-            doc["meta"]["node"] = new.claim.executor.host
+            doc["meta"].update(node=new.claim.executor.host, executor=new.claim.executor.id)  # as claim_next sets them
         with translate_db_errors():
             result = self.runs.insert_one(doc)
         doc["_id"] = result.inserted_id
@@ -285,6 +286,7 @@ class RunStore(_ChunkStore):
                     "executor": executor.to_doc(),
                     "leaseUntil": now + timedelta(seconds=lease_s),
                     "meta.node": executor.host,
+                    "meta.executor": executor.id,
                 }},
                 sort=[("createdAt", ASCENDING), ("_id", ASCENDING)],
                 return_document=ReturnDocument.AFTER,
@@ -317,6 +319,16 @@ class RunStore(_ChunkStore):
                 {"_id": {"$in": ids}, "status": "running", "executor.id": executor_id},
                 {"$set": {"leaseUntil": utcnow() + timedelta(seconds=lease_s)}},
             )
+
+    def taken_away(self, run_ids: Iterable[str], executor_id: str) -> list[str]:
+        """Which of these runs this executor no longer holds (ended elsewhere, e.g. reaped)."""
+        ids = [ObjectId(r) for r in run_ids]
+        if not ids:
+            return []
+        with translate_db_errors():
+            return [str(d["_id"]) for d in self.runs.find(
+                {"_id": {"$in": ids}, "$or": [{"status": {"$ne": "running"}}, {"executor.id": {"$ne": executor_id}}]},
+                {"_id": 1})]
 
     def active_or_finished_since(self, since: datetime, limit: int = 500) -> list[dict[str, Any]]:
         """Queued and running runs, and runs finished after `since` (newest first, at most `limit`)."""
