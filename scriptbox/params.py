@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
+import regex
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -31,6 +32,11 @@ RESERVED_PREFIXES = ("LD_", "SCRIPTBOX_")
 MAX_VALUE_BYTES = 32 * 1024
 MAX_CHOICES = 100
 MAX_PATTERN_CHARS = 1000
+# A pattern is the admin's, a value anyone's who may start the run: a pattern
+# with catastrophic backtracking (`(a|aa)+$`) must not freeze the server's one
+# event loop. `regex` (the maintained superset of `re`) can stop a match after a
+# time limit, which `re` cannot.
+PATTERN_TIMEOUT_S = 0.05
 # Integers vm2 and browser scripts (JavaScript numbers) receive exactly.
 MAX_SAFE_INT = 2**53 - 1
 TEXT_TYPES = ("string", "text", "secret")
@@ -127,8 +133,8 @@ class ParamDecl(BaseModel):
         if self.type not in TEXT_TYPES:
             raise _field_error("pattern", "only string, text and secret parameters take a pattern")
         try:
-            re.compile(self.pattern)
-        except re.error as exc:
+            regex.compile(self.pattern)
+        except regex.error as exc:
             raise _field_error("pattern", f"is not a valid regular expression: {exc}") from None
 
     def _check_bounds(self) -> None:
@@ -156,8 +162,14 @@ def _check_text(decl: Mapping[str, Any], value: Any) -> str:
     if decl["type"] == "string" and ("\n" in value or "\r" in value):
         raise ParamError("must be one line (use a text parameter for several lines)")
     pattern = decl.get("pattern")
-    if pattern is not None and re.fullmatch(pattern, value) is None:
-        raise ParamError(f"must match the pattern {pattern}")
+    if pattern is not None:
+        try:
+            matched = regex.fullmatch(pattern, value, timeout=PATTERN_TIMEOUT_S)
+        except TimeoutError:
+            raise ParamError("could not be checked against the pattern in time (the pattern backtracks too much "
+                             "for this value; simplify the pattern)") from None
+        if matched is None:
+            raise ParamError(f"must match the pattern {pattern}")
     return value
 
 

@@ -6,6 +6,7 @@ queued, so their stored `params` show exactly what a run would get.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -183,3 +184,17 @@ def test_the_pure_rules_coerce_only_when_asked() -> None:
     assert [check_value(flag, v, coerce=True) for v in ("TRUE", "false", "1", "0")] == [True, False, True, False]
     resolved = resolve([{"name": "b", "type": "bool"}, {"name": "s", "type": "string"}], None)
     assert resolved.values == {"b": False, "s": None}
+
+
+def test_a_backtracking_pattern_cannot_freeze_the_server(client: AppClient) -> None:
+    """An admin's pattern with catastrophic backtracking meets a value crafted
+    against it: the run is refused within its time limit, and the server stays
+    usable (Python's `re` would spin here for far longer than a human waits)."""
+    params = [{"name": "word", "type": "string", "required": True, "pattern": "(a|aa)+"}]
+    definition = _create(client, params=params).json()
+    assert _run(client, definition, {"word": "aaaa"}).status_code == 202
+    started = time.perf_counter()
+    fields = _fields(_run(client, definition, {"word": "a" * 60 + "!"}))
+    assert time.perf_counter() - started < 5.0
+    assert "in time" in fields["params.word"], fields
+    assert client.get(f"/api/admin/scripts/{definition['id']}").status_code == 200

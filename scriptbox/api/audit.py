@@ -13,11 +13,11 @@ from ..services import Services
 from ..store import parse_object_id
 from ..store.audit import audit_to_json
 from .automation_schemas import AuditPage
+from .common import query_limit
 from .openapi import Doc, Param, Reply
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-_LIMIT = re.compile(r"[0-9]{1,6}")
 # An empty filter is no filter, as on the runs list.
 _ID_OR_EMPTY = "^([0-9a-fA-F]{24})?$"
 _ACTION = re.compile(r"[a-z]{1,32}(\.[a-z]{1,32})?")
@@ -57,12 +57,7 @@ def parse_audit_query(query: Any) -> dict[str, Any]:
             if parse_object_id(value) is None:
                 fields[name] = "must be an id (24 hex digits)"
             out[key] = value.lower()
-    limit = query.getunicode("limit")
-    if limit is not None:
-        if not _LIMIT.fullmatch(limit) or not 1 <= int(limit) <= MAX_LIMIT:
-            fields["limit"] = f"must be a whole number from 1 to {MAX_LIMIT}"
-        else:
-            out["limit"] = int(limit)
+    out["limit"] = query_limit(query.getunicode("limit"), DEFAULT_LIMIT, MAX_LIMIT, fields)
     before = query.getunicode("before")
     if before:
         out["before"] = parse_object_id(before)

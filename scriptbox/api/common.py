@@ -84,3 +84,19 @@ def existing_script_ids(values: list[Any], get_definition: Callable[[str], Any],
         if oid not in found:
             found.append(oid)
     return found
+
+
+# ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,6}")
+
+
+def query_limit(value: str | None, default: int, maximum: int, fields: dict[str, str]) -> int:
+    """A page size from the query: `default` when absent or empty (like every
+    other filter, an empty value means "not given"); on a bad value the reason
+    is added to `fields` under "limit" and `default` returned."""
+    if value is None or value == "":
+        return default
+    if not _WHOLE_NUMBER.fullmatch(value) or not 1 <= int(value) <= maximum:
+        fields["limit"] = f"must be a whole number from 1 to {maximum}"
+        return default
+    return int(value)

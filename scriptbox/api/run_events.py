@@ -23,15 +23,15 @@ from bottle import Bottle, HTTPResponse, request
 
 from ..engine.hub import Viewer
 from ..engine.live import ALL_RUNS
-from ..errors import DatabaseUnavailable, ValidationFailed
+from ..errors import ValidationFailed
 from ..services import Services
 from ..sse_wire import HEARTBEAT, frame
 from ..store import utcnow
 from ..vocabulary import FINISHED_STATUSES
 from .openapi import Doc, Param, Reply
 from .presenters import run_to_json
-from .runs import token_ended_frame
 from .schemas import ErrorBody, Run
+from .sse_response import sse_response
 
 # Finished runs are asked for with this much overlap: another process's clock
 # and the write's visibility may lag a little behind ours.
@@ -151,19 +151,5 @@ def register(app: Bottle, services: Services) -> None:
                       f"end the stream after this many seconds (default {MAX_SECONDS}); EventSource reconnects"),)))
     def run_events() -> HTTPResponse:
         max_seconds = parse_max_seconds(request.query.getunicode("maxSeconds"))
-        feed = RunEvents(source, heartbeat_s=engine.options.heartbeat_s, max_seconds=max_seconds)
-
-        def body() -> Iterator[bytes]:
-            try:
-                with services.metrics.viewing():
-                    yield from feed
-            except DatabaseUnavailable:
-                return  # EventSource reconnects by itself
-
-        token = request.environ.get("scriptbox.token")
-        blocks = body() if token is None else services.tokens.guard_stream(token, body(), token_ended_frame)
-        resp = HTTPResponse(body=blocks, status=200)
-        resp.content_type = "text/event-stream; charset=utf-8"
-        resp.set_header("Cache-Control", "no-cache")
-        resp.set_header("X-Accel-Buffering", "no")
-        return resp
+        return sse_response(services, RunEvents(source, heartbeat_s=engine.options.heartbeat_s,
+                                                max_seconds=max_seconds))

@@ -8,26 +8,26 @@ from typing import Any
 
 from bottle import Bottle, HTTPResponse, request, response
 
-from ..errors import Conflict, DatabaseUnavailable, NotFound, ValidationFailed, error_body
+from ..errors import Conflict, DatabaseUnavailable, NotFound, ValidationFailed
 from ..run_wait import MAX_WAIT_S, parse_wait, wait_for_end
 from ..services import Services
-from ..sse_wire import frame, parse_last_event_id
+from ..sse_wire import parse_last_event_id
 from ..store import iso, parse_object_id
 from ..store.runs import RunStore, decode_cursor
 from ..vocabulary import ACTIVE_STATUSES, CLIENT_TRIGGERS, DEFAULT_TRIGGER, RUN_STATUSES, RUN_TRIGGERS
 from .audit import audit_request
-from .common import read_json_body
+from .common import query_limit, read_json_body
 from .definitions import BY_CODE, DEFINITION_ID
 from .logtext import EscapeStripper
 from .openapi import Doc, Param, Reply
 from .presenters import chunk_to_json, run_to_json
 from .schemas import BrowserResult, ChunkPage, ErrorBody, OutputEvent, Run, RunList, RunRequest, RunStarted
+from .sse_response import sse_response
 from .stream import RunStream, RunStreamSource
 
 RUN_ID = "<run_id:re:[0-9a-fA-F]{24}>"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-_LIMIT = re.compile(r"[0-9]{1,6}")
 _SEQ = re.compile(r"[0-9]{1,18}")  # a chunk's seq fits the database's 64-bit integers
 MAX_CHUNKS = 2000
 _STATUS_LIST = "^(" + "|".join(RUN_STATUSES) + ")(,(" + "|".join(RUN_STATUSES) + "))*$"
@@ -40,11 +40,6 @@ PARAMS_NOTE = ("`params` are checked against the script's declared params (400 n
 
 WAIT_PARAM = Param("wait", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_S},
                    "seconds to wait for the run to end: 200 with the finished run if it does, else the 202")
-
-
-def token_ended_frame() -> bytes:
-    """The last event of a stream whose token was revoked or expired (then it closes)."""
-    return frame("revoked", error_body("invalid_token", "the API token was revoked or expired"))
 
 
 def parse_run_request(body: Any) -> tuple[str, dict[str, Any] | None]:
@@ -95,13 +90,7 @@ def parse_list_query(query: Any) -> dict[str, Any]:
         if any(t not in RUN_TRIGGERS for t in triggers):
             fields["trigger"] = "must be one or more of " + ", ".join(RUN_TRIGGERS)
         out["triggers"] = triggers
-    limit = query.getunicode("limit")
-    if limit is not None and limit != "":
-        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-        if not _LIMIT.fullmatch(limit) or not 1 <= int(limit) <= MAX_LIMIT:
-            fields["limit"] = f"must be a whole number from 1 to {MAX_LIMIT}"
-        else:
-            out["limit"] = int(limit)
+    out["limit"] = query_limit(query.getunicode("limit"), DEFAULT_LIMIT, MAX_LIMIT, fields)
     before = query.getunicode("before")
     if before:
         cursor = decode_cursor(before)
@@ -143,12 +132,7 @@ def parse_chunk_query(query: Any) -> tuple[int, int]:
             fields["after"] = "must be -1 or a chunk's seq (a whole number)"
         else:
             after = int(raw_after)
-    raw_limit = query.getunicode("limit")
-    if raw_limit not in (None, ""):
-        if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_CHUNKS:
-            fields["limit"] = f"must be a whole number from 1 to {MAX_CHUNKS}"
-        else:
-            limit = int(raw_limit)
+    limit = query_limit(query.getunicode("limit"), MAX_CHUNKS, MAX_CHUNKS, fields)
     if fields:
         raise ValidationFailed("invalid query parameters", fields=fields)
     return after, limit
@@ -266,24 +250,7 @@ def register(app: Bottle, services: Services) -> None:
     def stream_run(run_id: str) -> HTTPResponse:
         get_run(run_id)
         last = parse_last_event_id(request.get_header("Last-Event-ID"), request.query.getunicode("lastEventId"))
-        stream = RunStream(source, run_id, last, heartbeat_s=engine.options.heartbeat_s)
-
-        def body() -> Iterator[bytes]:
-            try:
-                with services.metrics.viewing():
-                    yield from stream
-            except DatabaseUnavailable:
-                # The client reconnects (EventSource does) and resumes by id.
-                return
-
-        token = request.environ.get("scriptbox.token")
-        # A stream opened with a token ends when the token is revoked or expires.
-        blocks = body() if token is None else services.tokens.guard_stream(token, body(), token_ended_frame)
-        resp = HTTPResponse(body=blocks, status=200)
-        resp.content_type = "text/event-stream; charset=utf-8"
-        resp.set_header("Cache-Control", "no-cache")
-        resp.set_header("X-Accel-Buffering", "no")
-        return resp
+        return sse_response(services, RunStream(source, run_id, last, heartbeat_s=engine.options.heartbeat_s))
 
     @app.post(f"/api/admin/scripts/runs/{RUN_ID}/cancel", openapi=Doc(
         "Cancel a queued or running run", "runs",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .message import Message
 
@@ -59,6 +59,24 @@ def parse_channel_url(url: str) -> ChannelUrl | None:
     return ChannelUrl(masked=_mask_arguments(str(plugin.url(privacy=True))), service=str(plugin.service_name))
 
 
+def redact(text: str, url: str) -> str:
+    """`text` (a failure reason: a plugin's log line, an exception) without the
+    parts of `url` that may be credentials: the URL itself, user and password,
+    path segments and query values (a Slack or webhook URL carries its token in
+    the path). The reason is stored on the channel and in the audit log, which
+    read-scope tokens can see; the URL is sealed, so its parts must not leak here.
+    """
+    parts = urlsplit(url)
+    pieces = {url, parts.username or "", parts.password or "", parts.path, parts.query}
+    pieces.update(segment for segment in parts.path.split("/"))
+    pieces.update(value for _, value in parse_qsl(parts.query, keep_blank_values=True))
+    # Short pieces ("api", "v1") are not secrets and would mangle the text.
+    secrets = {p for piece in pieces if len(piece) >= 6 for p in (piece, quote(piece, safe=""))}
+    for piece in sorted(secrets, key=len, reverse=True):
+        text = text.replace(piece, MASK)
+    return text
+
+
 def _failure_reason(result: Any) -> str:
     reasons = [str(entry.message) for entry in result.logs() if entry.level in ("WARNING", "ERROR", "CRITICAL")]
     return "; ".join(dict.fromkeys(reasons)) or f"not delivered ({getattr(result, 'status', 'failure')})"
@@ -81,4 +99,4 @@ def send(url: str, message: Message, timeout_s: float) -> str | None:
     sender.add(plugin)
     result = sender.notify(body=message.body, title=message.title, notify_type=message.notify_type,
                            body_format=apprise.NotifyFormat.TEXT)
-    return None if result else _failure_reason(result)
+    return None if result else redact(_failure_reason(result), url)

@@ -49,7 +49,7 @@ from ..errors import DatabaseUnavailable
 from ..secretbox import SecretBox, SecretUnavailable
 from ..store import utcnow
 from ..store.notifications import NotificationStore
-from .apprise_url import ChannelUrl, parse_channel_url
+from .apprise_url import ChannelUrl, parse_channel_url, redact
 from .apprise_url import send as apprise_send
 from .message import Message, RunEnded, check_message, run_ended, run_message
 
@@ -189,7 +189,7 @@ class Notifier:
         except gevent.Timeout:
             return f"no answer within {timeout:g} s"
         except Exception as exc:  # noqa: BLE001 - Apprise plugins may raise anything; it is this send's failure
-            return f"{type(exc).__name__}: {exc}"
+            return f"{type(exc).__name__}: {redact(str(exc), url)}"
 
     def send_test(self, channel: Mapping[str, Any], actor: str, remote_addr: str | None) -> str | None:
         """Send a test message to `channel` now (one attempt); None when delivered, else why not (recorded)."""
