@@ -100,5 +100,5 @@ def next_window(window: Window, stop: datetime, found: int, deleted: int, limit:
         return Window(window.start, window.end, whole=True)
     if window.end >= stop:
         return None
-    span = window.span * 4 if found < limit // 4 else window.span
+    span = window.span * 4 if found < max(1, limit // 4) else window.span  # max: a page under 4 grows too
     return Window(window.end, min(stop, window.end + max(span, MIN_SPAN)))

@@ -15,6 +15,7 @@ from bson import ObjectId
 
 from scriptbox import retention
 from scriptbox.retention import Pruner
+from scriptbox.retention_rule import FIRST_SPAN, Window, next_window
 from scriptbox.store.leases import LeaseStore
 from support import AppClient
 from support.backdated import active_run_doc, finished_run_doc, insert_runs
@@ -58,3 +59,12 @@ def test_a_long_pass_logs_how_far_it_got(app: InProcessApp, client: AppClient, m
     progress = [r.getMessage() for r in caplog.records if "deleted so far" in r.getMessage()]
     assert progress and progress[0].startswith("retention: 4 runs and 12 output chunks deleted so far")
     assert progress[-1].startswith(f"retention: {report.runs} runs and {report.chunks} output chunks")
+
+
+def test_an_empty_window_grows_whatever_the_page_size() -> None:
+    start = datetime(1970, 1, 1)
+    window = Window(start, start + FIRST_SPAN)
+    stop = start + timedelta(days=365)
+    for page in (1, 2, 3, 500):
+        assert next_window(window, stop, found=0, deleted=0, limit=page) == Window(window.end,
+                                                                                   window.end + 4 * FIRST_SPAN)
