@@ -89,8 +89,11 @@ system-deps:
 	./scripts/install-system-deps.sh
 
 # Benchmarks print median and spread next to a raw baseline (numbers in docs/engine.md).
+# The first four print every figure of issue 16's table: start latency, vm2 start to end,
+# output throughput against a pipe, live line lag with 1 and 5 viewers per run.
 bench: deps
 	$(PY) bench/start_latency.py
+	$(PY) bench/vm2_start.py
 	$(PY) bench/throughput.py
 	$(PY) bench/fanout.py
 	$(PY) bench/cli.py

@@ -162,6 +162,9 @@ def measure(total: int, reps: int, env: dict[str, str], home: str, n_secrets: in
             print(f"  the same with {n_secrets} secrets:     {spread(rate(masked_s), ' MB/s')} "
                   f"({ratio:.1%} of the rate without secrets, medians)")
         print(f"raw: read through a pipe here:   {spread(rate(pipe_s), ' MB/s')}")
+        # Each repetition's SSE rate over the pipe rate measured just before it (same machine load).
+        ratios = [p / s * 100 for s, p in zip(sse_s, pipe_s, strict=True)]
+        print(f"SSE client / pipe (per repetition): {spread(ratios, ' %')}")
         print(f"raw: into /dev/null:             {spread(rate(devnull_s), ' MB/s')}")
         print(f"SSE delivery time per run:       {spread(sse_s, ' s', digits=2)}; "
               f"output events per run {sorted(set(events))}")

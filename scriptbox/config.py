@@ -142,6 +142,14 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
                 "and stores only its salted hash in the data dir.", secret=True),
     SettingSpec("max_concurrent_runs", "SCRIPTBOX_MAX_CONCURRENT_RUNS", None, _positive_int(1, 1000),
                 "Runs executing at once per process; the rest wait queued. Default 4."),
+    SettingSpec("cluster_max_runs", "SCRIPTBOX_CLUSTER_MAX_RUNS", None, _positive_int(0, 100_000),
+                "Runs executing at once across every process sharing the database (slot documents taken "
+                "at each claim); the rest wait queued. All processes should use the same value. "
+                "Default 0: no cluster-wide limit (docs/engine.md)."),
+    SettingSpec("lease_seconds", "SCRIPTBOX_LEASE_SECONDS", None, _seconds(2, 3600),
+                "Seconds a running run's lease (and its executor's heartbeat) lasts without renewal "
+                "(renewed every third of it). After that, and only when its executor's heartbeat is stale too, "
+                "another process ends the run as executor lost. Default 30 (docs/engine.md)."),
     SettingSpec("max_log_bytes", "SCRIPTBOX_MAX_LOG_BYTES", None, _positive_int(1024, 1 << 34),
                 "Stored log per run, in bytes. Default 10485760 (10 MiB)."),
     SettingSpec("tail_bytes", "SCRIPTBOX_TAIL_BYTES", None, _positive_int(256, 1 << 24),
@@ -203,6 +211,8 @@ class Settings:
     admin_user: str = "admin"
     admin_password: str | None = None
     max_concurrent_runs: int = 4
+    cluster_max_runs: int = 0
+    lease_seconds: float = 30.0
     max_log_bytes: int = 10 * 1024 * 1024
     tail_bytes: int = 16 * 1024
     allowed_hosts: tuple[str, ...] = ()

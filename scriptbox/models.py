@@ -31,10 +31,12 @@ from .retention_rule import RetentionInput
 from .schedule import ScheduleInput, strip_read_only
 from .vocabulary import (
     ALLOWED_RUNNERS,
+    DEFAULT_OUTPUT_MODE,
     DEFAULT_RUNNER,
     DEFAULT_TIMEOUT_MS,
     MAX_TIMEOUT_MS,
     MIN_TIMEOUT_MS,
+    OUTPUT_MODES,
     RUNNERS,
     SCRIPT_TYPES,
 )
@@ -128,6 +130,12 @@ class ScriptDefinitionInput(BaseModel):
         "description": "keys must be unique"})] = []
     timeoutMs: Annotated[StrictInt, Field(ge=MIN_TIMEOUT_MS, le=MAX_TIMEOUT_MS)] = DEFAULT_TIMEOUT_MS
     enabled: StrictBool = True
+    outputMode: Annotated[StrictStr, Field(json_schema_extra={
+        "enum": list(OUTPUT_MODES),
+        "description": "separate: stdout and stderr on two pipes, told apart, interleaved in the order the "
+                       "server read them; merged: stderr on the stdout pipe (2>&1), all of it stdout, in exactly "
+                       "the order it was written. Host and vm2 runners only (browser runs keep the written "
+                       "order anyway)"})] = DEFAULT_OUTPUT_MODE
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS, json_schema_extra={
         "description": "trimmed; repeats (ignoring case) are dropped, the first spelling kept"})] = []
     schedule: ScheduleInput | None = None
@@ -162,6 +170,13 @@ class ScriptDefinitionInput(BaseModel):
     def _known_runner(cls, value: str | None) -> str | None:
         if value is not None and value not in RUNNERS:
             raise ValueError("must be one of host, vm2, browser")
+        return value
+
+    @field_validator("outputMode")
+    @classmethod
+    def _known_output_mode(cls, value: str) -> str:
+        if value not in OUTPUT_MODES:
+            raise ValueError("must be one of separate, merged")
         return value
 
     @field_validator("script")
@@ -228,6 +243,9 @@ class ScriptDefinitionInput(BaseModel):
             raise ValueError(f"runner:runner {self.runner} is not allowed for type {self.type} (allowed: {allowed})")
         if self.schedule is not None and self.runner == "browser":
             raise ValueError("schedule:browser scripts run only in an open admin page and cannot be scheduled")
+        if self.outputMode != DEFAULT_OUTPUT_MODE and self.runner == "browser":
+            raise ValueError("outputMode:browser runs keep stdout and stderr in the order they were written; "
+                             "merged applies to the host and vm2 runners")
         return self
 
 
@@ -298,6 +316,9 @@ def validate_definition_update(existing: dict[str, Any], patch: Any) -> dict[str
         new_type = patch["type"]
         if new_type in ALLOWED_RUNNERS and current.get("runner") not in ALLOWED_RUNNERS[new_type]:
             merged["runner"] = None
+        if new_type == "browser" and "outputMode" not in patch:
+            # Like the runner above: a setting the new type cannot have goes back to its default.
+            merged.pop("outputMode", None)
     try:
         model = ScriptDefinitionInput.model_validate(merged)
     except ValidationError as exc:

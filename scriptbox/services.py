@@ -26,6 +26,7 @@ from .secretbox import SecretBox, load_secret_box
 from .store import Database
 from .store.audit import AuditStore
 from .store.definitions import DefinitionStore
+from .store.executors import ClusterSlots, ExecutorStore
 from .store.finished_runs import FinishedRuns
 from .store.leases import LeaseStore
 from .store.notifications import NotificationStore
@@ -67,6 +68,8 @@ class Services:
     # Every process that records run ends notifies of them (scriptbox/notify/).
     notifier: Notifier
     notifications: NotificationStore
+    # The processes executing runs (GET /api/admin/executors); the engine registers this one.
+    executors: ExecutorStore | None = None
     access: Access | None = None
     # Only `serve` schedules (scriptbox/scheduler.py); a worker has none.
     scheduler: Scheduler | None = None
@@ -106,8 +109,11 @@ def build_services(settings: Settings, database: Database, access: Access | None
         notifier.run_finished(doc)
 
     runs = RunStore(database, on_claimed=metrics.run_claimed, on_finished=run_finished)
+    executors = ExecutorStore(database)
+    slots = ClusterSlots(database, settings.cluster_max_runs) if settings.cluster_max_runs > 0 else None
     engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes,
-                          secrets=secrets)
+                          secrets=secrets, executors=executors, cluster_slots=slots,
+                          role="worker" if access is None else "serve")
     metrics.bind(runs.count_active, engine.active_count)
     # The serve process (the one with HTTP) schedules, --no-worker too: it only queues runs.
     scheduler = None if access is None else build_scheduler(database, engine, metrics, audit)
@@ -118,5 +124,6 @@ def build_services(settings: Settings, database: Database, access: Access | None
     return Services(settings=settings, database=database, definitions=definitions, runs=runs,
                     finished_runs=finished_runs, engine=engine,
                     metrics=metrics, tokens=TokenAuthority(TokenStore(database)),
-                    audit=audit, secrets=secrets, notifier=notifier, notifications=notifications, access=access,
+                    audit=audit, secrets=secrets, notifier=notifier, notifications=notifications, executors=executors,
+                    access=access,
                     scheduler=scheduler, pruner=pruner)

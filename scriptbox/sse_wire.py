@@ -1,22 +1,37 @@
 """The Server-Sent Events wire format: frames, the keepalive, Last-Event-ID.
 
-A leaf module (standard library only): the run engine builds output frames
-with it once per chunk, and the HTTP stream in scriptbox/api/stream.py writes them.
+A leaf module (no Scriptbox imports): the run engine builds output frames with
+it once per piece of output, and the HTTP stream in scriptbox/api/stream.py
+writes them, joining consecutive output frames of one stream into one event.
+
+JSON text goes through orjson: a run's output is escaped here byte for byte
+(200 MB for 200 MB printed), and the standard library's encoder did that at
+50-120 MB/s on the development VM, orjson at 1.5-2 GB/s. Both give the same bytes
+(compact, non-ASCII as UTF-8); orjson refuses lone surrogates, which the
+standard encoder then writes as \\u escapes.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 HEARTBEAT = b": keepalive\n\n"
 _EVENT_ID = re.compile(r"[0-9]{1,18}")
+_OUTPUT_HEAD = b"event: output\nid: %d\ndata: "
 
 
-def _json(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+def _json(data: Any) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # a lone surrogate (never in decoded pipe output)
+        return json.dumps(data, separators=(",", ":")).encode("ascii")
 
 
 def frame(event: str, data: Any, event_id: int | None = None) -> bytes:
@@ -24,24 +39,77 @@ def frame(event: str, data: Any, event_id: int | None = None) -> bytes:
     head = f"event: {event}\n"
     if event_id is not None:
         head += f"id: {event_id}\n"
-    return (head + "data: " + _json(data) + "\n\n").encode("utf-8")
+    return b"".join((head.encode(), b"data: ", _json(data), b"\n\n"))
 
 
-def output_frame(seq: int, stream: str, data: str, system: bool = False, at: datetime | None = None) -> bytes:
+@dataclass(frozen=True)
+class OutputFrame:
+    """An `output` event's bytes, and where its escaped text lies in them.
+
+    `frame[body:]` is the JSON object; `frame[text:end]` the escaped `data`
+    string without its quotes, so frames of one stream can be joined into one
+    event without escaping their text again (`join_output`).
+    """
+
+    frame: bytes
+    seq: int
+    stream: str
+    system: bool
+    body: int
+    text: int
+    end: int
+
+    @property
+    def text_size(self) -> int:
+        return self.end - self.text
+
+
+def output_piece(seq: int, stream: str, data: str, system: bool = False, at: datetime | None = None) -> OutputFrame:
     """An `output` event; `system` marks text written by Scriptbox itself.
 
     `at` (when the server read the text; naive datetimes are UTC) lets a viewer
     that replays a run show each line's real time rather than when the replay
     reached it. It is an extra field, so clients that predate it ignore it.
     """
-    body: dict[str, Any] = {"stream": stream, "data": data}
+    head = _OUTPUT_HEAD % seq
+    opening = b'{"stream":' + _json(stream) + b',"data":"'
+    text = _json(data)[1:-1]
+    closing = b'"'
     if system:
-        body["system"] = True
+        closing += b',"system":true'
     if at is not None:
         if at.tzinfo is not None:
             at = at.astimezone(UTC).replace(tzinfo=None)
-        body["at"] = at.isoformat(timespec="milliseconds") + "Z"
-    return frame("output", body, seq)
+        closing += b',"at":"' + at.isoformat(timespec="milliseconds").encode() + b'Z"'
+    body = len(head)
+    start = body + len(opening)
+    return OutputFrame(b"".join((head, opening, text, closing, b"}\n\n")), seq, stream, system,
+                       body, start, start + len(text))
+
+
+def output_frame(seq: int, stream: str, data: str, system: bool = False, at: datetime | None = None) -> bytes:
+    """The bytes of `output_piece`."""
+    return output_piece(seq, stream, data, system, at).frame
+
+
+def joinable(a: OutputFrame, b: OutputFrame) -> bool:
+    """Whether `b` may follow `a` in one event (same stream, both the script's or both Scriptbox's)."""
+    return a.stream == b.stream and a.system == b.system
+
+
+def join_output(pieces: Sequence[OutputFrame]) -> bytes:
+    """One `output` event holding the text of `pieces` (joinable, in order).
+
+    Its id is the last piece's seq: a client that resumes after it has seen
+    every piece; `at` is the first piece's (when the first of the text was read).
+    """
+    if len(pieces) == 1:
+        return pieces[0].frame
+    first = pieces[0]
+    parts: list[bytes | memoryview] = [_OUTPUT_HEAD % pieces[-1].seq, memoryview(first.frame)[first.body:first.end]]
+    parts += [memoryview(p.frame)[p.text:p.end] for p in pieces[1:]]
+    parts.append(memoryview(first.frame)[first.end:])
+    return b"".join(parts)
 
 
 def parse_last_event_id(header: str | None, query: str | None) -> int | None:

@@ -27,6 +27,13 @@ DEFAULT_RUNNER = {"bash": "host", "node": "host", "browser": "browser"}
 # Runs of the browser runner execute in the admin page; their `meta.node` says so.
 BROWSER_NODE = "browser"
 
+# How a server run's stderr reaches Scriptbox: "separate" (two pipes, each chunk
+# labelled stdout or stderr, the two interleaved in the order they were read) or
+# "merged" (stderr is the stdout pipe, as with 2>&1: everything is stdout, in
+# exactly the order it was written). Browser runs keep the written order anyway.
+OUTPUT_MODES = ("separate", "merged")
+DEFAULT_OUTPUT_MODE = "separate"
+
 DEFAULT_TIMEOUT_MS = 300_000
 MIN_TIMEOUT_MS = 100
 MAX_TIMEOUT_MS = 86_400_000

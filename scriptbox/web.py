@@ -20,6 +20,7 @@ from bottle import Bottle, HTTPError, HTTPResponse, request, response, static_fi
 
 from .api import audit as audit_api
 from .api import definitions as definitions_api
+from .api import executors as executors_api
 from .api import notifications as notifications_api
 from .api import run_events as run_events_api
 from .api import runs as runs_api
@@ -355,6 +356,7 @@ def create_app(services: Services) -> Bottle:
     schedules_api.register(app, services)
     tokens_api.register(app, services)
     audit_api.register(app, services)
+    executors_api.register(app, services)
     notifications_api.register(app, services)
     _register_tool_routes(app, services)
     return app

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,37 +23,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from scriptbox.childproc import free_loopback_port
-from scriptbox.embedded_db import DbCredential, launch, secantus_argv
-from scriptbox.store import wait_until_answers
 from support import Api, SseStream, eventually, output_text, pid_alive, run_pids, run_script, start_run, wait_status
-
-
-class SeparateDatabase:
-    """A SecantusDB that is not the server's child, restartable on one port and data dir."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.port = free_loopback_port()
-        # SecantusDB as Scriptbox launches it requires a login (given on its stdin).
-        self.credential = DbCredential("scriptbox", "outage-test-secret")
-        self.uri = self.credential.uri(f"mongodb://127.0.0.1:{self.port}/?directConnection=true")
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> SeparateDatabase:
-        self.path.mkdir(parents=True, exist_ok=True)
-        argv = secantus_argv() + ["--host", "127.0.0.1", "--port", str(self.port), "--storage-path",
-                                  str(self.path), "--log-level", "WARNING", "--sync-on-commit"]
-        self.process = launch(argv, self.credential, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-        process = self.process
-        assert wait_until_answers(self.uri, 60, lambda: process.poll() is None), "the database did not answer"
-        return self
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
+from support.separate_db import SeparateDatabase
 
 
 @pytest.fixture()

@@ -25,6 +25,7 @@ def test_the_log_cap_splits_at_a_character_boundary_then_marks_and_stops_storing
     viewer = hub.subscribe("r")
     out.emit("stdout", "abcdefgh€€", 14)  # the cap falls inside the second €
     out.emit("stdout", "more", 4)
+    out.close()  # hands the last stored group to the writer (as the end of a run does)
     assert out.writer.flush_now(5)
     out.writer.stop()
     assert [(c.seq, c.data) for c in stored[:2]] == [(1, "abcdefgh"), (2, stored[1].data)]

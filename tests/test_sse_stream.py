@@ -52,7 +52,10 @@ def test_resume_with_last_event_id_loses_and_repeats_nothing(api: Api) -> None:
     rest = SseStream(api, run_id, last_event_id=got[-1].id).until_end()
     outputs = got + [e for e in rest if e.event == "output"]
     ids = [e.id for e in outputs]
-    assert ids == list(range(ids[0], ids[0] + len(ids)))  # contiguous: nothing lost or repeated
+    # Strictly increasing: nothing repeated (a stored chunk holding several live
+    # pieces replays as one event with the last piece's id, so ids may skip);
+    # the text below shows nothing was lost.
+    assert ids == sorted(set(ids))
     assert output_text(outputs) == "".join(f"line-{i}\n" for i in range(1, 41))
     # The query-string form works too (for clients that cannot set headers).
     wait_status(api, run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from ..definition_secrets import present_env, present_params
@@ -9,6 +10,7 @@ from ..schedule import present_schedule
 from ..store import iso, utcnow
 from ..store.records import Chunk
 from ..store.runs import META_DEFAULTS
+from ..vocabulary import DEFAULT_OUTPUT_MODE
 
 
 def definition_fields_to_json(fields: dict[str, Any]) -> dict[str, Any]:
@@ -20,6 +22,7 @@ def definition_fields_to_json(fields: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in fields.items() if k not in ("_id", "scheduleState")}
     out["env"] = present_env(fields.get("env"))
     out["params"] = present_params(fields.get("params"))
+    out["outputMode"] = fields.get("outputMode") or DEFAULT_OUTPUT_MODE  # stored before it existed: separate
     return out
 
 
@@ -78,3 +81,14 @@ def version_to_json(doc: dict[str, Any]) -> dict[str, Any]:
     """A whole version: the definition as it was."""
     return {**version_summary_to_json(doc), "scriptId": str(doc["scriptId"]),
             "definition": definition_fields_to_json(doc["definition"])}
+
+
+def executor_to_json(doc: dict[str, Any], lease_s: float) -> dict[str, Any]:
+    """The API form of an executors document: alive while its heartbeat is younger than a lease."""
+    beat = doc.get("heartbeatAt")
+    alive = beat is not None and beat >= utcnow().replace(tzinfo=None) - timedelta(seconds=lease_s)
+    runs = [str(r) for r in doc.get("runs") or []]
+    return {"id": str(doc["_id"]), "host": str(doc.get("host", "")), "pid": int(doc.get("pid") or 0),
+            "role": doc.get("role") if doc.get("role") in ("serve", "worker") else "worker",
+            "startedAt": iso(doc.get("startedAt")), "heartbeatAt": iso(beat), "state": "alive" if alive else "gone",
+            "slots": int(doc.get("slots") or 0), "running": len(runs), "runs": runs}

@@ -170,10 +170,14 @@ class RunMeta(BaseModel):
     requestedBy: str | None = Field(description="who started it")
     snapshot: dict[str, Any] | None = Field(
         None, description="what ran: name, codeIdentifier, type, runner, timeoutMs, workingDirectory, "
-                    "envKeys (the names of its env entries, never their values)")
+                    "envKeys (the names of its env entries, never their values), outputMode (separate or merged; "
+                    "absent on runs recorded before it existed: separate)")
     version: int | None = Field(
         None, description="the version of the script the run executes (set when it starts; while queued, the "
                           "version at submit); null for runs recorded before versions existed")
+    executor: str | None = Field(
+        None, description="the id of the executor (a serve or worker process, GET /api/admin/executors) that "
+                          "claimed it; null while queued, for browser runs and for runs recorded before executors")
 
 
 class Run(BaseModel):
@@ -236,7 +240,8 @@ class StoredChunk(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seq: int = Field(ge=0, description="its place in the run's output: stdout and stderr share one sequence")
+    seq: int = Field(ge=0, description="its place in the run's output: stdout and stderr share one sequence; "
+                     "a chunk holding several pieces that went out live one by one has the last one's")
     stream: Literal["stdout", "stderr"]
     data: str
     at: str | None = Field(description="when it was stored (ISO Z), within a flush interval of its output")
@@ -281,3 +286,29 @@ class Health(BaseModel):
 
     status: Literal["ok", "unavailable"]
     db: Literal["ok", "unreachable"]
+
+
+class ExecutorInfo(BaseModel):
+    """A process that executes runs (serve with its worker, or worker)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="host/pid/random, unique per process start; runs name it in meta.executor")
+    host: str
+    pid: int
+    role: Literal["serve", "worker"]
+    startedAt: str | None = IsoTime
+    heartbeatAt: str | None = IsoTime
+    state: Literal["alive", "gone"] = Field(
+        description="gone: no heartbeat for a lease (SCRIPTBOX_LEASE_SECONDS); removed after ten leases")
+    slots: int = Field(ge=0, description="its SCRIPTBOX_MAX_CONCURRENT_RUNS; 0 for serve --no-worker")
+    running: int = Field(ge=0, description="runs it executed at its last heartbeat")
+    runs: list[str] = Field(description="the ids of those runs")
+
+
+class ExecutorList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    executors: list[ExecutorInfo] = Field(description="oldest start first")
+    leaseSeconds: float = Field(description="this server's lease: an executor silent for longer is gone")
+    clusterMaxRuns: int = Field(ge=0, description="SCRIPTBOX_CLUSTER_MAX_RUNS of this server; 0: no limit")

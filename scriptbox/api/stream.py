@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine.hub import HubEvent, Viewer
-from ..sse_wire import HEARTBEAT, frame, output_frame
+from ..sse_wire import HEARTBEAT, OutputFrame, frame, join_output, joinable, output_frame
 from ..store.records import Chunk
 from ..vocabulary import FINISHED_STATUSES
 
 REPLAY_BATCH = 64  # frames per write while replaying
+JOIN_BYTES = 1024 * 1024  # escaped text per live event joined from queued pieces
 
 
 @dataclass(frozen=True)
@@ -124,18 +125,39 @@ class RunStream:
                 last_write = time.monotonic()
 
     def _live(self, events: list[HubEvent]) -> tuple[list[bytes], dict[str, Any] | None]:
-        """Frames of live events not sent yet, and the finished run if `end` came."""
+        """Frames of live events not sent yet, and the finished run if `end` came.
+
+        Output that queued up while the previous write was in flight goes out
+        as few events: consecutive pieces of one stream become one event
+        (id: the last piece's seq), up to JOIN_BYTES of text each.
+        """
         out: list[bytes] = []
+        run: list[OutputFrame] = []
+        size = 0
         for ev in events:
             if ev.kind == "output":
                 if ev.seq is not None and ev.seq <= self.last:
                     continue
-                out.append(ev.frame)
                 self.last = ev.seq if ev.seq is not None else self.last
-            elif ev.kind == "status" and ev.doc is not None:
+                piece = ev.piece
+                if not isinstance(piece, OutputFrame):
+                    out.append(ev.frame)
+                    continue
+                if run and (not joinable(run[-1], piece) or size >= JOIN_BYTES):
+                    out.append(join_output(run))
+                    run, size = [], 0
+                run.append(piece)
+                size += piece.text_size
+                continue
+            if run:
+                out.append(join_output(run))
+                run, size = [], 0
+            if ev.kind == "status" and ev.doc is not None:
                 out.append(frame("status", self.source.present(ev.doc)))
             elif ev.kind == "end":
                 return out, ev.doc
+        if run:
+            out.append(join_output(run))
         return out, None
 
     def _poll(self) -> tuple[list[bytes], dict[str, Any] | None, bool]:

@@ -77,6 +77,8 @@ def definition_listing(doc: dict[str, Any]) -> str:
         ("type", f"{doc.get('type')} / {doc.get('runner')}"),
         ("enabled", "yes" if doc.get("enabled", True) else "no"),
         ("timeout", f"{doc.get('timeoutMs')} ms"),
+        ("output", "stdout and stderr merged (exact order)" if doc.get("outputMode") == "merged"
+         else "stdout and stderr separate"),
         ("working dir", doc.get("defaultWorkingDirectory") or "(default)"),
         # Names only: values may be secrets, and a terminal is often shared or recorded.
         ("env", ", ".join(str(e.get("key")) for e in env if isinstance(e, dict)) or "-"),

@@ -33,6 +33,7 @@ from .. import proctree
 from ..config import Settings
 from ..errors import DatabaseUnavailable
 from ..secretbox import SecretBox
+from ..store.executors import ClusterSlots, ExecutorStore
 from ..store.records import Executor
 from ..store.runs import RunStore
 from .browser import record_result
@@ -74,6 +75,9 @@ class Engine:
         vm2_user: str | None = "nobody",
         on_output_bytes: Callable[[int], None] | None = None,
         secrets: SecretBox | None = None,
+        executors: ExecutorStore | None = None,
+        cluster_slots: ClusterSlots | None = None,
+        role: str = "serve",
     ) -> None:
         self.options = options or EngineOptions()
         self.execute = execute
@@ -82,8 +86,10 @@ class Engine:
                           on_output_bytes=on_output_bytes)
         self.ctx = EngineContext(runs=runs, live=live, options=self.options, executor=this_executor(host),
                                  get_definition=get_definition, data_dir=data_dir, vm2_user=vm2_user,
-                                 secrets=secrets)
-        self.dispatcher = Dispatcher(self.ctx, max_concurrent_runs)
+                                 secrets=secrets, executors=executors, cluster_slots=cluster_slots,
+                                 role=role)
+        # Without a worker it claims nothing: listed as an executor with 0 slots.
+        self.dispatcher = Dispatcher(self.ctx, max_concurrent_runs if execute else 0)
         self.watchdog = Watchdog(self.ctx, self.dispatcher)
 
     @property
@@ -96,6 +102,7 @@ class Engine:
         me = os.getpid()
         self.ctx.protected_pids.update(info.pid for info in proctree.scan().values() if info.ppid == me)
         self.ctx.live.start()
+        self._register()
         if self.execute:
             # Orphans of runs reparent to us (and are reaped by gevent) instead
             # of becoming unreapable zombies under a container's pid 1.
@@ -113,6 +120,22 @@ class Engine:
         self.watchdog.stop()
         self.dispatcher.stop(join_timeout=self.options.kill_grace_s + self.options.reader_drain_s + 10)
         self.ctx.live.stop()
+        if self.ctx.role is not None and self.ctx.executors is not None:
+            try:
+                self.ctx.executors.remove(self.executor_id)
+            except DatabaseUnavailable:
+                log.warning("could not remove this executor from the executors list (database unreachable)")
+
+    def _register(self) -> None:
+        """Enter this process in the executors list (and make the cluster's run slots)."""
+        try:
+            if self.ctx.executors is not None and self.ctx.role is not None:
+                self.ctx.executors.register(self.ctx.executor, self.ctx.role, self.dispatcher.max_concurrent_runs)
+            if self.ctx.cluster_slots is not None:
+                self.ctx.cluster_slots.ensure()
+        except DatabaseUnavailable:
+            # The watchdog's heartbeat registers it once the database answers.
+            log.error("could not register this executor yet: the database is unreachable")
 
     def _write_progress(self) -> None:
         self.dispatcher.write_progress()
@@ -156,8 +179,11 @@ class Engine:
 def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[str], dict[str, Any]],
                  options: EngineOptions | None = None,
                  on_output_bytes: Callable[[int], None] | None = None,
-                 secrets: SecretBox | None = None) -> Engine:
-    """The engine of a server or worker process, from its settings."""
+                 secrets: SecretBox | None = None, executors: ExecutorStore | None = None,
+                 cluster_slots: ClusterSlots | None = None, role: str = "serve") -> Engine:
+    """The engine of a server or worker process, from its settings.
+
+    Without `options`, the timings follow SCRIPTBOX_LEASE_SECONDS."""
     return Engine(
         runs,
         get_definition,
@@ -167,9 +193,12 @@ def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[s
         tail_bytes=settings.tail_bytes,
         execute=settings.run_worker,
         vm2_user=settings.vm2_user,
-        options=options,
+        options=options or EngineOptions.for_lease(settings.lease_seconds),
         on_output_bytes=on_output_bytes,
         secrets=secrets,
+        executors=executors,
+        cluster_slots=cluster_slots,
+        role=role,
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..secretbox import SecretBox
+from ..store.executors import ClusterSlots, ExecutorStore
 from ..store.records import Executor
 from ..store.runs import RunStore
 from .live import LiveOutput
@@ -30,3 +31,11 @@ class EngineContext:
     # Never signalled by any run's kill: the children this process had before
     # the engine started (the embedded database); filled by Engine.start().
     protected_pids: set[int] = field(default_factory=set)
+    # The executors registry (heartbeats prove an executor alive to every reaper);
+    # None: this engine neither registers nor asks (some in-process tests).
+    executors: ExecutorStore | None = None
+    # SCRIPTBOX_CLUSTER_MAX_RUNS as slot documents; None: no cluster-wide limit.
+    cluster_slots: ClusterSlots | None = None
+    # "serve" or "worker": its role in the executors list; None: not registered
+    # (in-process tests that build an engine of their own).
+    role: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import gevent
 import gevent.event
@@ -28,6 +29,9 @@ class Dispatcher:
         self._loop: gevent.Greenlet | None = None
         self._stopping = False
         self._last_progress = 0.0
+        # The set of runs changed since the last heartbeat: the watchdog sends the
+        # next one within a tick, so the executors list shows runs as they start and end.
+        self.runs_changed = False
 
     def start(self) -> None:
         self._loop = gevent.spawn(self._run)
@@ -65,14 +69,46 @@ class Dispatcher:
         """Claim queued runs (oldest first) until the slots are full; returns the started ones."""
         started = []
         while not self._stopping and len(self.active) < self.max_concurrent_runs:
-            doc = self.ctx.runs.claim_next(self.ctx.executor, self.ctx.options.lease_s)
+            slot = None
+            slots = self.ctx.cluster_slots
+            if slots is not None:
+                slot = slots.acquire(self.ctx.executor.id)
+                if slot is None:
+                    break  # SCRIPTBOX_CLUSTER_MAX_RUNS runs are running across the cluster
+            doc = self._claim(slot)
             if doc is None:
                 break
             execution = RunExecution(self.ctx, doc, self.other_runs(str(doc["_id"])))
+            execution.cluster_slot = slot
             self.active[execution.run_id] = execution
+            self.runs_changed = True
             execution.greenlet = gevent.spawn(self._execute, execution)
             started.append(execution)
         return started
+
+    def _claim(self, slot: int | None) -> dict[str, Any] | None:
+        """Claim the oldest queued run, holding `slot` (a cluster slot) for it."""
+        slots = self.ctx.cluster_slots
+        try:
+            doc = self.ctx.runs.claim_next(self.ctx.executor, self.ctx.options.lease_s)
+        except BaseException:
+            if slot is not None and slots is not None:
+                self._release_slot(slot, None)
+            raise
+        if slot is not None and slots is not None:
+            if doc is None:
+                self._release_slot(slot, None)
+            else:
+                # Not bound (an outage here): heal() frees it a lease after it was taken.
+                slots.bind(slot, self.ctx.executor.id, str(doc["_id"]))
+        return doc
+
+    def _release_slot(self, slot: int, run_id: str | None) -> None:
+        assert self.ctx.cluster_slots is not None
+        try:
+            self.ctx.cluster_slots.release(slot, self.ctx.executor.id, run_id)
+        except DatabaseUnavailable:
+            log.warning("cluster slot %d not released (database unreachable); it is healed later", slot)
 
     def other_runs(self, run_id: str | None) -> proctree.Excluder:
         """The proven processes of this process's runs other than `run_id`:
@@ -91,6 +127,9 @@ class Dispatcher:
             execution.run()
         finally:
             self.active.pop(execution.run_id, None)
+            self.runs_changed = True
+            if execution.cluster_slot is not None:
+                self._release_slot(execution.cluster_slot, execution.run_id)
             self._wake.set()
 
     def write_progress(self) -> None:
@@ -104,4 +143,12 @@ class Dispatcher:
             if execution.output.dirty:
                 execution.output.dirty = False
                 updates[execution.run_id] = execution.output.totals()
-        self.ctx.runs.update_progress(updates)
+        try:
+            self.ctx.runs.update_progress(updates)
+        except DatabaseUnavailable:
+            # Written again next time (the final status carries them anyway); one line, no traceback.
+            for run_id in updates:
+                still = self.active.get(run_id)
+                if still is not None:
+                    still.output.dirty = True
+            log.warning("progress of %d runs not stored (database unreachable); retrying", len(updates))

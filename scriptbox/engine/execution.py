@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -25,11 +26,13 @@ from ..logs import bind_run
 from ..masking import SecretMasker
 from ..runners.base import LaunchSpec, RunnerUnavailable
 from ..store.records import RunEnd, Snapshot
+from ..vocabulary import DEFAULT_TIMEOUT_MS
 from .context import EngineContext
 from .inputs import open_inputs
 from .launch import launch_spec, snapshot_of
 from .outcome import CANCEL, TIMEOUT, outcome, stopped_before_start
 from .output import read_stream
+from .retry import retry_db
 
 log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 # How long the engine waits past the timeout of a runner that ends its own run then.
@@ -61,6 +64,12 @@ class RunExecution:
         self.stop_reason: str | None = None  # CANCEL | SHUTDOWN
         self.procs: proctree.RunProcesses | None = None
         self.greenlet: gevent.Greenlet | None = None
+        self.cluster_slot: int | None = None  # its SCRIPTBOX_CLUSTER_MAX_RUNS slot, if there is a limit
+        # Getting it started may wait for the database this long after the claim
+        # (the run's timeout): past that the run could not have run anyway.
+        timeout_ms = ((doc.get("meta") or {}).get("snapshot") or {}).get("timeoutMs")
+        seconds = (timeout_ms if isinstance(timeout_ms, int) and timeout_ms > 0 else DEFAULT_TIMEOUT_MS) / 1000.0
+        self.start_by = time.monotonic() + seconds
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -128,10 +137,19 @@ class RunExecution:
     def _prepare(self) -> tuple[LaunchSpec, Snapshot] | None:
         """The definition as it is now and how to start it; None when the run failed to start."""
         script_id = str(self.doc["scriptId"])
+        options = self.ctx.options
         try:
-            definition = self.ctx.get_definition(script_id)
+            definition = retry_db(f"run {self.run_id}: read its script",
+                                  lambda: self.ctx.get_definition(script_id), first_s=options.retry_first_s,
+                                  max_s=options.retry_max_s, until=self.start_by, stop=self.stop_event)
         except NotFound:
             self._fail_to_start("the script was deleted before the run started")
+            return None
+        except DatabaseUnavailable:
+            if self.stop_event.is_set():  # canceled or shut down while it waited
+                self.finish(stopped_before_start(self.stop_reason))
+            else:
+                self._fail_to_start("the database was unreachable until the run's timeout had passed")
             return None
         if not definition.get("enabled", True):
             self._fail_to_start("the script was disabled before the run started")
@@ -160,7 +178,8 @@ class RunExecution:
                 env=spec.env,
                 stdin=subprocess.PIPE if spec.stdin_data is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                # merged: 2>&1, so the kernel keeps the order of the two (outputMode, docs/engine.md).
+                stderr=subprocess.STDOUT if spec.merge_stderr else subprocess.PIPE,
                 start_new_session=True,
                 preexec_fn=probe.preexec(spec.preexec),
                 close_fds=True,
@@ -181,10 +200,12 @@ class RunExecution:
     def _supervise(self, proc: gevent.subprocess.Popen, spec: LaunchSpec, snapshot: Snapshot,
                    deadline: float) -> RunEnd:
         """Watch a started run until its processes are gone; returns how it ended."""
-        assert self.procs is not None and proc.stdout is not None and proc.stderr is not None
+        assert self.procs is not None and proc.stdout is not None
+        # In merged mode there is no stderr pipe: stderr is written into the stdout one.
         readers = [
-            gevent.spawn(read_stream, proc.stdout.fileno(), "stdout", self.output.emit),
-            gevent.spawn(read_stream, proc.stderr.fileno(), "stderr", self.output.emit),
+            gevent.spawn(read_stream, pipe.fileno(), stream, self.output.emit,
+                         busy=self.output.busy, wait_idle=self.output.wait_idle)
+            for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)) if pipe is not None
         ]
         if spec.stdin_data is not None:
             gevent.spawn(_feed_stdin, proc, spec.stdin_data)
@@ -218,42 +239,52 @@ class RunExecution:
     # -- recording ----------------------------------------------------------
 
     def _note(self, snapshot: Snapshot, pid: int | None = None, root_start: int | None = None) -> None:
-        """Record what runs; best effort (the outcome matters more)."""
+        """Record what runs (the outcome matters more: an outage does not hold the run up;
+        the record is retried beside it until the run's timeout)."""
+        def note() -> bool:
+            return self.ctx.runs.note_started(self.run_id, self.ctx.executor.id, snapshot, pid, root_start)
+
         try:
-            self.ctx.runs.note_started(self.run_id, self.ctx.executor.id, snapshot, pid, root_start)
+            note()
         except DatabaseUnavailable:
-            log.warning("run %s: could not record its start (database unreachable)", self.run_id)
+            options = self.ctx.options
+            gevent.spawn(self._note_later, note, options.retry_first_s, options.retry_max_s)
+
+    def _note_later(self, note: Callable[[], bool], first_s: float, max_s: float) -> None:
+        try:
+            retry_db(f"run {self.run_id}: record its start", note, first_s=first_s, max_s=max_s, until=self.start_by)
+        except DatabaseUnavailable:
+            log.warning("run %s: its start was not recorded (database unreachable)", self.run_id)
 
     def _fail_to_start(self, reason: str) -> None:
         self.output.emit("stderr", f"[scriptbox] cannot start the run: {reason}\n", 0, system=True)
         self.finish(RunEnd("failed", error=reason))
 
     def finish(self, end: RunEnd) -> None:
-        """Record the end of the run (retrying while the lease is ours) and tell its viewers."""
-        # Every chunk is stored before the run is final, so whoever sees the
-        # final status (any process) can replay the complete log.
+        """Record the end of the run and tell its viewers.
+
+        Every chunk is stored first, so whoever sees the final status (any process,
+        a viewer replaying after an outage) gets the complete log before `end`.
+        Through an outage both steps wait for the database: the real outcome is
+        recorded once it is back, unless the run was reaped meanwhile (our lease
+        keeps being renewed while this waits, so only a long partition does that).
+        """
         self.output.close()
-        self.ctx.live.flush_now()
+        while not self.ctx.live.flush_now():
+            log.warning("run %s: its output is not stored yet (database unreachable); waiting", self.run_id)
         end = dataclasses.replace(end, output=self.output.totals())
-        delay = 0.5
-        while True:
-            try:
-                done = self.ctx.runs.finish_held(self.run_id, self.ctx.executor.id, end)
-                break
-            except DatabaseUnavailable:
-                # Keep trying while the lease would still be ours; after that
-                # the watchdog of any process ends the run as "executor lost".
-                if delay > self.ctx.options.lease_s:
-                    raise
-                log.warning("run %s: cannot record its end yet (database unreachable); retrying", self.run_id)
-                gevent.sleep(delay)
-                delay *= 2
+        options = self.ctx.options
+        done = retry_db(f"run {self.run_id}: record its end ({end.status})",
+                        lambda: self.ctx.runs.finish_held(self.run_id, self.ctx.executor.id, end),
+                        first_s=options.retry_first_s, max_s=options.retry_max_s)
         if done is not None:
             log.info("run %s ended %s (exit code %s)", self.run_id, end.status, end.exit_code)
-        if done is None:
-            # Someone else ended it (the watchdog after our lease lapsed); keep theirs.
+        else:
+            # Someone else ended it (a reaper, after our lease lapsed); theirs is the record.
             done = self.ctx.runs.get(self.run_id)
-            log.warning("run %s was already finished elsewhere", self.run_id)
+            error = (done or {}).get("meta", {}).get("error")
+            log.warning("run %s was taken away from this executor (%s); its process was stopped", self.run_id,
+                        error or "ended elsewhere")
         if done is not None:
             self.ctx.live.publish_end(done)
 

@@ -1,9 +1,14 @@
 """The live output hub: bounded queues of events for the viewers of each run.
 
-Knows nothing of SSE framing or the database. Each viewer's queue is bounded by
-`Viewer.max_bytes`: a viewer slower than the script holds the script back for
-up to `stall_timeout_s`, after which it is disconnected (it reconnects with
-Last-Event-ID and replays from the database).
+Knows nothing of SSE framing or the database. Each viewer's queue is bounded by `Viewer.max_bytes`: a viewer slower
+than the script holds the script back for up to `stall_timeout_s`, after which
+it is disconnected (it reconnects with Last-Event-ID and replays from the
+database).
+
+The hub also tells the run's pipe readers whether a hand-off is still in
+flight (`busy`: some viewer has events queued, or is still writing the last
+ones it took) and wakes them when it is not (`wait_idle`): readers hand output
+on at once when nothing is in flight and gather it while something is.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,14 +30,19 @@ class HubEvent:
     """One message for live viewers of a run.
 
     `output` events carry their wire bytes in `frame`, built once for every
-    viewer; `status` and `end` carry the run document in `doc`, which the
-    stream presents itself.
+    viewer, and in `piece` the wire format's description of them (opaque
+    here; the stream uses it to join frames); `status` and `end` carry the
+    run document in `doc`, which the stream presents itself.
+    A stored chunk's event (the chunk writer's, for seeding viewers) lists the
+    events of the pieces it holds in `parts`.
     """
 
     kind: str  # "output" | "status" | "end"
     frame: bytes = b""
     seq: int | None = None
     doc: dict[str, Any] | None = None
+    piece: object = None
+    parts: tuple[HubEvent, ...] = ()
 
     @property
     def size(self) -> int:
@@ -42,7 +52,7 @@ class HubEvent:
 class Viewer:
     """A bounded queue of events for one SSE connection."""
 
-    def __init__(self, run_id: str, max_bytes: int) -> None:
+    def __init__(self, run_id: str, max_bytes: int, on_idle: Callable[[], None] | None = None) -> None:
         self.run_id = run_id
         self.max_bytes = max_bytes
         self._items: deque[HubEvent] = deque()
@@ -50,8 +60,17 @@ class Viewer:
         self._ready = gevent.event.Event()
         self._room = gevent.event.Event()
         self._room.set()
+        self._on_idle = on_idle
+        # Between two take() calls the stream is writing what the first one
+        # returned: the viewer is busy though its queue is empty.
+        self._sending = False
         self.overflowed = False
         self.closed = False
+
+    @property
+    def busy(self) -> bool:
+        """Events queued, or the last ones taken still being written."""
+        return not self.closed and not self.overflowed and (bool(self._items) or self._sending)
 
     def offer(self, event: HubEvent, force: bool = False) -> bool:
         """Queue without waiting; False if there is no room (unless forced)."""
@@ -77,7 +96,14 @@ class Viewer:
         self._room.set()
 
     def take(self, timeout: float | None) -> list[HubEvent]:
-        """Everything queued, waiting up to `timeout` for at least one event."""
+        """Everything queued, waiting up to `timeout` for at least one event.
+
+        Calling it again means the events it returned before are written.
+        """
+        if self._sending:
+            self._sending = False
+            if not self._items:
+                self._idle()
         if not self._items and not self.overflowed:
             self._ready.wait(timeout)
         items = list(self._items)
@@ -85,12 +111,18 @@ class Viewer:
         self._bytes = 0
         self._ready.clear()
         self._room.set()
+        self._sending = bool(items)
         return items
 
     def close(self) -> None:
         self.closed = True
         self._items.clear()
         self._room.set()
+        self._idle()
+
+    def _idle(self) -> None:
+        if self._on_idle is not None:
+            self._on_idle()
 
 
 class OutputHub:
@@ -100,6 +132,7 @@ class OutputHub:
         self.viewer_max_bytes = viewer_max_bytes
         self.stall_timeout_s = stall_timeout_s
         self._viewers: dict[str, set[Viewer]] = {}
+        self._idle: dict[str, list[gevent.event.Event]] = {}  # the pipe readers waiting for a run's viewers
 
     def subscribe(self, run_id: str, seed: Iterable[HubEvent] = ()) -> Viewer:
         """Register a viewer; `seed` events are queued first (not bounded).
@@ -107,7 +140,7 @@ class OutputHub:
         Registration and seeding happen without yielding to other greenlets,
         so no event published in between can be missed.
         """
-        viewer = Viewer(run_id, self.viewer_max_bytes)
+        viewer = Viewer(run_id, self.viewer_max_bytes, lambda: self._viewer_idle(run_id))
         for ev in seed:
             viewer.offer(ev, force=True)
         self._viewers.setdefault(run_id, set()).add(viewer)
@@ -120,6 +153,30 @@ class OutputHub:
             viewers.discard(viewer)
             if not viewers:
                 del self._viewers[viewer.run_id]
+
+    def busy(self, run_id: str) -> bool:
+        """Whether output handed on before is still queued or being written to a viewer of the run."""
+        return any(v.busy for v in self._viewers.get(run_id, ()))
+
+    def wait_idle(self, run_id: str, timeout: float) -> bool:
+        """Wait up to `timeout` until no viewer of the run is busy; True if none is."""
+        if not self.busy(run_id):
+            return True
+        idle = gevent.event.Event()
+        waiting = self._idle.setdefault(run_id, [])
+        waiting.append(idle)
+        try:
+            return bool(idle.wait(timeout)) or not self.busy(run_id)
+        finally:
+            waiting.remove(idle)
+            if not waiting and self._idle.get(run_id) is waiting:
+                del self._idle[run_id]
+
+    def _viewer_idle(self, run_id: str) -> None:
+        waiting = self._idle.get(run_id)
+        if waiting and not self.busy(run_id):
+            for idle in waiting:
+                idle.set()
 
     def publish(self, run_id: str, event: HubEvent, wait: bool = True) -> None:
         """Hand `event` to every viewer of the run.

@@ -7,12 +7,17 @@ from typing import Any
 from ..runners.base import LaunchSpec, RunnerUnavailable
 from ..runners.host import prepare_host_launch
 from ..store.records import Snapshot
-from ..vocabulary import DEFAULT_TIMEOUT_MS, runner_of
+from ..vocabulary import DEFAULT_OUTPUT_MODE, DEFAULT_TIMEOUT_MS, runner_of
 from .inputs import RunInputs
 
 
 def timeout_ms_of(definition: dict[str, Any]) -> int:
     return int(definition.get("timeoutMs") or DEFAULT_TIMEOUT_MS)
+
+
+def output_mode_of(definition: dict[str, Any]) -> str:
+    """The definition's output mode; definitions stored before it existed are "separate"."""
+    return str(definition.get("outputMode") or DEFAULT_OUTPUT_MODE)
 
 
 def snapshot_of(definition: dict[str, Any]) -> Snapshot:
@@ -26,6 +31,7 @@ def snapshot_of(definition: dict[str, Any]) -> Snapshot:
         working_directory=definition.get("defaultWorkingDirectory") or "",
         version=definition.get("version"),
         env_keys=tuple(str(e["key"]) for e in definition.get("env") or [] if isinstance(e, dict) and "key" in e),
+        output_mode=output_mode_of(definition),
     )
 
 
@@ -33,6 +39,13 @@ def launch_spec(definition: dict[str, Any], run_id: str, script_id: str, data_di
                 vm2_user: str | None = "nobody", inputs: RunInputs | None = None) -> LaunchSpec:
     """How to start a run of this definition with `inputs` (env and params,
     secrets opened); raises RunnerUnavailable."""
+    spec = _runner_spec(definition, run_id, script_id, data_dir, vm2_user, inputs)
+    spec.merge_stderr = output_mode_of(definition) == "merged"
+    return spec
+
+
+def _runner_spec(definition: dict[str, Any], run_id: str, script_id: str, data_dir: str,
+                 vm2_user: str | None, inputs: RunInputs | None) -> LaunchSpec:
     runner = runner_of(definition.get("type"), definition.get("runner"))
     inputs = inputs or RunInputs(env=list(definition.get("env") or []))
     if runner == "host":

@@ -28,6 +28,7 @@ class LiveOutput:
         self.tail_bytes = tail_bytes
         self.hub = OutputHub()
         self.writer = ChunkWriter(add_chunks, interval_s=flush_every_s, on_flushed=on_flushed)
+        self._outputs: dict[str, RunOutput] = {}  # runs with output not handed to the writer yet
 
     def start(self) -> None:
         self.writer.start()
@@ -36,17 +37,32 @@ class LiveOutput:
         self.writer.stop()
 
     def new_output(self, run_id: str) -> RunOutput:
-        """The output bookkeeping of a run starting now."""
-        return RunOutput(run_id=run_id, max_log_bytes=self.max_log_bytes, tail=TailBuffer(self.tail_bytes),
-                         writer=self.writer, hub=self.hub, on_bytes=self.on_output_bytes)
+        """The output bookkeeping of a run starting now (known here until it is closed)."""
+        output = RunOutput(run_id=run_id, max_log_bytes=self.max_log_bytes, tail=TailBuffer(self.tail_bytes),
+                           writer=self.writer, hub=self.hub, on_bytes=self.on_output_bytes,
+                           on_close=lambda: self._forget(run_id, output))
+        self._outputs[run_id] = output
+        return output
 
-    def flush_now(self) -> None:
-        """Wait until every chunk written so far is stored."""
-        self.writer.flush_now()
+    def _forget(self, run_id: str, output: RunOutput) -> None:
+        if self._outputs.get(run_id) is output:
+            del self._outputs[run_id]
+
+    def flush_now(self) -> bool:
+        """Wait until every chunk written so far is stored (False: not within the writer's timeout)."""
+        return self.writer.flush_now()
 
     def subscribe(self, run_id: str) -> Viewer:
-        """A live viewer of a run, seeded with chunks not yet in the database."""
-        return self.hub.subscribe(run_id, seed=self.writer.unflushed(run_id))
+        """A live viewer of a run, seeded with the pieces not yet in the database.
+
+        Those are in the writer's chunks (each lists its pieces) and in the
+        run's open group, in that order; nothing yields in between.
+        """
+        seed = [part for event in self.writer.unflushed(run_id) for part in (event.parts or (event,))]
+        output = self._outputs.get(run_id)
+        if output is not None:
+            seed += output.unstored()
+        return self.hub.subscribe(run_id, seed=seed)
 
     def unsubscribe(self, viewer: Viewer) -> None:
         self.hub.unsubscribe(viewer)

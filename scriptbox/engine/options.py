@@ -18,3 +18,16 @@ class EngineOptions:
     reader_drain_s: float = 2.0  # after the tree is dead, wait this long for EOF
     browser_grace_s: float = 30.0  # a browser run's page may report this long after its timeout
     heartbeat_s: float = 15.0  # SSE keepalive
+    # An executor that has not heartbeaten for this many leases is deleted from
+    # the executors list (before that it is shown as gone).
+    forget_after_leases: float = 10.0
+    # Backoff of the retries of the claim/start/finish path while the database is unreachable.
+    retry_first_s: float = 0.5
+    retry_max_s: float = 5.0
+
+    @classmethod
+    def for_lease(cls, lease_s: float) -> EngineOptions:
+        """The defaults with a lease of `lease_s` (SCRIPTBOX_LEASE_SECONDS): renewed
+        every third of it, so two renewals may be missed before it lapses."""
+        return cls(lease_s=lease_s, renew_every_s=lease_s / 3, reap_every_s=min(5.0, lease_s / 6),
+                   control_every_s=min(1.0, lease_s / 6))

@@ -11,6 +11,9 @@ from ..vocabulary import TIMEOUT_EXIT_CODE
 TIMEOUT = "timeout"
 CANCEL = "cancel"
 SHUTDOWN = "shutdown"
+# The run was ended elsewhere (reaped after this executor's lease lapsed): its
+# process is stopped; the record is the reaper's, this end is never stored.
+LOST = "lost"
 
 
 def signal_name(number: int) -> str:
@@ -41,6 +44,8 @@ def outcome(returncode: int, stop_reason: str | None, *, timeout_ms: int, times_
         return RunEnd("canceled", exit_code, "canceled", sig)
     if stop_reason == SHUTDOWN:
         return RunEnd("failed", exit_code, "server shut down", sig)
+    if stop_reason == LOST:
+        return RunEnd("failed", exit_code, "executor lost: the run was taken away", sig)
     if times_itself_out and returncode == TIMEOUT_EXIT_CODE:
         return RunEnd("timed_out", None, timed_out, sig)
     if returncode == 0:
@@ -54,4 +59,6 @@ def stopped_before_start(stop_reason: str | None) -> RunEnd:
     """The end of a run stopped after it was claimed but before its process started."""
     if stop_reason == SHUTDOWN:
         return RunEnd("failed", error="server shut down")
+    if stop_reason == LOST:
+        return RunEnd("failed", error="executor lost: the run was taken away")
     return RunEnd("canceled", error="canceled")

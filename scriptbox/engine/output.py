@@ -9,6 +9,14 @@ Memory is bounded at every stage, whatever a script prints:
   when the database falls behind, readers wait, so the script blocks on its
   pipe instead of the server buffering;
 - each live viewer's queue is bounded (scriptbox/engine/hub.py).
+
+Live delivery and storage are batched apart. A reader hands what it read to
+the run at once when nothing is in flight (write-through: a line reaches the
+viewers as soon as it is printed) and gathers output only while its viewers
+are still busy with the previous piece, for at most `COALESCE_S`. Every piece
+gets its own seq and goes to the viewers at once; for the database the pieces
+of one stream are grouped into one chunk over up to `STORE_GROUP_S` (a chatty
+script stores ~10 chunks/s per stream, not one per line).
 """
 
 from __future__ import annotations
@@ -28,18 +36,24 @@ import gevent.event
 import gevent.socket
 
 from ..masking import SecretMasker, StreamMasker
-from ..sse_wire import output_frame
+from ..sse_wire import output_piece
 from ..store.records import Chunk, OutputTotals
 from .hub import HubEvent, OutputHub
 
 log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 
 READ_SIZE = 64 * 1024
-# A reader delivers what it has at most this often per stream (the first
-# output after a quiet period goes out at once). Chatty scripts therefore
-# produce ~10 chunks/s per stream instead of one per line, which keeps the
-# database (roughly 5k inserted documents/s for SecantusDB) far from busy.
-COALESCE_S = 0.1
+# While a run's viewers are still busy with the previous piece, a reader
+# gathers what follows for at most this long before handing it on anyway.
+# Short, because viewers also join whatever queued up into one event: under
+# load (20 runs x 5 viewers on a busy 2-core VM) 100 ms here added its full
+# length to the p99 lag, 20 ms keeps the hold within the 50 ms goal.
+COALESCE_S = 0.02
+# Pieces of one stream are stored as one chunk for up to this long (and up to
+# STORE_GROUP_BYTES): the database (roughly 5k inserted documents/s for
+# SecantusDB) sees ~10 chunks/s per chatty stream whatever the live delivery does.
+STORE_GROUP_S = 0.1
+STORE_GROUP_BYTES = 64 * 1024
 TRUNCATION_NOTE = (
     "\n[scriptbox] stored log limit of {limit} bytes reached: further output is "
     "shown live but not stored\n"
@@ -170,8 +184,10 @@ class ChunkWriter:
             try:
                 self._insert([p.chunk for p in batch])
                 break
-            except Exception:  # noqa: BLE001 - the database may be briefly away; retry
-                log.exception("storing %d output chunks failed; retrying", len(batch))
+            except Exception as exc:  # noqa: BLE001 - the database may be briefly away; retry
+                # One line per retry: an outage repeats it every few seconds, a traceback each time says nothing new.
+                log.warning("storing %d output chunks failed (%s); retrying in %.1f s", len(batch),
+                            exc.__class__.__name__, delay)
                 gevent.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 if self._stopping and delay >= 5.0:
@@ -217,6 +233,24 @@ class TailBuffer:
 
 
 @dataclass
+class StoreGroup:
+    """Consecutive stored pieces of one stream, to become one chunk."""
+
+    stream: str
+    system: bool
+    texts: list[str] = field(default_factory=list)
+    events: list[HubEvent] = field(default_factory=list)
+    size: int = 0
+    timer: gevent.Greenlet | None = None
+
+    def chunk(self, run_id: str) -> Chunk:
+        last = self.events[-1].seq
+        assert last is not None
+        parts = tuple(len(t) for t in self.texts) if len(self.texts) > 1 else ()
+        return Chunk(run_id, last, self.stream, "".join(self.texts), self.system, parts=parts)
+
+
+@dataclass
 class RunOutput:
     """Output bookkeeping of one run: sequence numbers, cap, tail, totals."""
 
@@ -231,10 +265,12 @@ class RunOutput:
     truncated: bool = False
     dirty: bool = False
     on_bytes: Callable[[int], None] | None = None  # told of every byte received (metrics)
+    on_close: Callable[[], None] | None = None
     # Secret masking (masking.py): one masker per stream, so a secret split
     # across reads of one stream is still found. Set before any output.
     masker: SecretMasker | None = None
     _masking: dict[str, StreamMasker] = field(default_factory=dict)
+    _group: StoreGroup | None = None
 
     def totals(self) -> OutputTotals:
         return OutputTotals(self.tail.text(), self.output_bytes, self.truncated)
@@ -244,11 +280,25 @@ class RunOutput:
         self.masker = masker if masker else None
 
     def close(self) -> None:
-        """The run's output is complete: emit what the maskers held back."""
+        """The run's output is complete: emit what the maskers held back, hand the last chunk to the writer."""
         for stream, masking in list(self._masking.items()):
             rest = masking.flush()
             if rest:
                 self.emit(stream, rest, 0, unmasked=False)
+        self._seal()
+        if self.on_close is not None:
+            self.on_close()
+
+    def busy(self) -> bool:
+        """Whether output handed on before is still on its way to a viewer."""
+        return self.hub.busy(self.run_id)
+
+    def wait_idle(self, timeout: float) -> None:
+        self.hub.wait_idle(self.run_id, timeout)
+
+    def unstored(self) -> list[HubEvent]:
+        """Events of stored pieces not handed to the chunk writer yet (a new viewer's seed)."""
+        return list(self._group.events) if self._group is not None else []
 
     def emit(self, stream: str, text: str, raw_len: int, system: bool = False, *, unmasked: bool = True) -> None:
         """Record, store (within the cap) and publish one piece of output.
@@ -294,12 +344,42 @@ class RunOutput:
 
     def _publish(self, stream: str, text: str, system: bool, store: bool) -> None:
         self.seq += 1
-        event = HubEvent("output", output_frame(self.seq, stream, text, system, datetime.now(UTC)), self.seq)
+        piece = output_piece(self.seq, stream, text, system, datetime.now(UTC))
+        event = HubEvent("output", piece.frame, self.seq, piece=piece)
         if store:
-            self.writer.add(Chunk(self.run_id, self.seq, stream, text, system), event)
+            self._store(stream, text, system, event)
         self.hub.publish(self.run_id, event)
         if store:
             self.writer.wait_for_room()
+
+    def _store(self, stream: str, text: str, system: bool, event: HubEvent) -> None:
+        group = self._group
+        if group is not None and (group.stream != stream or group.system != system
+                                  or group.size + len(text) > STORE_GROUP_BYTES):
+            # Chunks keep the order of the pieces: a piece of the other stream ends the group.
+            self._seal()
+            group = None
+        if group is None:
+            group = self._group = StoreGroup(stream, system)
+            group.timer = gevent.spawn_later(STORE_GROUP_S, self._seal_due, group)
+        group.texts.append(text)
+        group.events.append(event)
+        group.size += len(text)
+
+    def _seal_due(self, group: StoreGroup) -> None:
+        if self._group is group:
+            group.timer = None  # this greenlet is that timer: it must not kill itself
+            self._seal()
+
+    def _seal(self) -> None:
+        """Hand the open group to the chunk writer as one chunk."""
+        group, self._group = self._group, None
+        if group is None:
+            return
+        if group.timer is not None:
+            group.timer.kill(block=False)
+        chunk = group.chunk(self.run_id)
+        self.writer.add(chunk, HubEvent("output", seq=chunk.seq, parts=tuple(group.events)))
 
 
 def read_stream(
@@ -308,45 +388,50 @@ def read_stream(
     sink: Callable[[str, str, int], None],
     coalesce_s: float = COALESCE_S,
     read_size: int = READ_SIZE,
+    busy: Callable[[], bool] | None = None,
+    wait_idle: Callable[[float], None] | None = None,
 ) -> None:
     """Read a pipe until EOF, decoding UTF-8 incrementally, and feed `sink`.
 
     Blocking reads are cooperative (gevent waits for readability; no polling).
-    Output that follows shortly after a delivery is held up to `coalesce_s`
-    and delivered in one piece; a partial line is never held longer than that.
-    `sink(stream, text, raw_byte_count)` receives decoded text; invalid bytes
-    become U+FFFD and a character split across reads is kept whole.
+    What is read is handed on as soon as the pipe has nothing more to give,
+    unless `busy()` says the previous hand-off is still on its way: then the
+    reader waits (`wait_idle`) up to `coalesce_s` and hands on everything that
+    arrived meanwhile in one piece. A partial line is never held longer than
+    that. `sink(stream, text, raw_byte_count)` receives decoded text; invalid
+    bytes become U+FFFD and a character split across reads is kept whole.
     """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     os.set_blocking(fd, False)
-    buf = bytearray()
-    last_emit = 0.0
+    blocks: list[bytes] = []  # read but not handed on (a full block is decoded without a copy)
+    size = 0
+    held_since: float | None = None  # when output was first held back for busy viewers
 
     def deliver(final: bool = False) -> None:
-        nonlocal last_emit
-        text = decoder.decode(bytes(buf), final=final)
-        count = len(buf)
-        buf.clear()
-        if text or count:
-            sink(stream, text, count)
-        last_emit = time.monotonic()
+        nonlocal size, held_since
+        raw = blocks[0] if len(blocks) == 1 else b"".join(blocks)
+        blocks.clear()
+        size = 0
+        held_since = None
+        text = decoder.decode(raw, final=final)
+        if text or raw:
+            sink(stream, text, len(raw))
 
     while True:
         try:
-            data = os.read(fd, read_size)
+            data = os.read(fd, read_size - size)
         except BlockingIOError:
-            # Nothing to read now: wait for the pipe, but not past the moment
-            # held-back output is due.
-            if not buf:
+            if not blocks:
                 gevent.socket.wait_read(fd)
                 continue
-            remaining = last_emit + coalesce_s - time.monotonic()
-            if remaining > 0:
-                try:
-                    gevent.socket.wait_read(fd, timeout=remaining)
-                    continue
-                except gevent.socket.timeout:
-                    pass
+            # The pipe is drained: hand on now, unless the viewers are still busy.
+            if busy is not None and wait_idle is not None and busy():
+                now = time.monotonic()
+                held_since = now if held_since is None else held_since
+                remaining = held_since + coalesce_s - now
+                if remaining > 0:
+                    wait_idle(remaining)
+                    continue  # read what arrived meanwhile
             deliver()
             continue
         except OSError as exc:
@@ -355,7 +440,8 @@ def read_stream(
             raise
         if not data:
             break
-        buf += data
-        if len(buf) >= read_size or time.monotonic() - last_emit >= coalesce_s:
+        blocks.append(data)
+        size += len(data)
+        if size >= read_size:
             deliver()
     deliver(final=True)

@@ -36,3 +36,6 @@ class LaunchSpec:
     cleanup: Callable[[], None] | None = None
     # A name for logs and meta, e.g. "bash", "node", "vm2".
     label: str = ""
+    # stderr on the stdout pipe (2>&1 at the spawn): one pipe, so the order of the
+    # two is exactly the order of the process's writes; everything is read as stdout.
+    merge_stderr: bool = False

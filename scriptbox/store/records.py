@@ -39,11 +39,13 @@ class Snapshot:
     env_keys: tuple[str, ...] = ()  # the names of the script's env entries; never their values
     # The definition's version (recorded as meta.version, beside the snapshot); None before versions existed.
     version: int | None = None
+    # "separate" or "merged" (vocabulary.OUTPUT_MODES): how the run's stderr reached it.
+    output_mode: str = "separate"
 
     def to_doc(self) -> dict[str, Any]:
         return {"name": self.name, "codeIdentifier": self.code_identifier, "type": self.type,
                 "runner": self.runner, "timeoutMs": self.timeout_ms, "workingDirectory": self.working_directory,
-                "envKeys": list(self.env_keys)}
+                "envKeys": list(self.env_keys), "outputMode": self.output_mode}
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,10 @@ class Chunk:
     data: str
     system: bool = False  # written by Scriptbox itself (e.g. the truncation marker)
     at: datetime | None = None  # when it was stored (read back only; within a flush interval of its output)
+    # A chunk may hold several consecutive pieces of output, each published
+    # live with its own seq: then `seq` is the last one's and `parts` the
+    # length (characters) of each, so a reader can resume after any of them.
+    parts: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ META_DEFAULTS: dict[str, Any] = {
     "logTruncated": False,
     "requestedBy": None,
     "version": None,
+    "executor": None,
 }
 
 # A browser run whose result may still be recorded (or canceled).
@@ -95,6 +96,17 @@ def decode_cursor(cursor: str) -> tuple[datetime, ObjectId] | None:
 RunListener = Callable[[dict[str, Any]], None]
 
 
+def _chunk(run_id: str, doc: dict[str, Any], after_seq: int, at: datetime | None = None) -> Chunk:
+    """A stored chunk without the pieces it holds up to `after_seq` (a reader resuming inside it)."""
+    data, seq, parts = doc["data"], doc["seq"], doc.get("parts")
+    if parts:
+        # Its pieces are seq - len(parts) + 1 ... seq; skip those up to after_seq.
+        seen = after_seq - (seq - len(parts))
+        if seen > 0:
+            data = data[sum(parts[:seen]):]
+    return Chunk(run_id, seq, doc["stream"], data, bool(doc.get("system")), at)
+
+
 class _ChunkStore:
     """A run's output chunks (part of RunStore): stored in bulk, read back in order."""
 
@@ -115,6 +127,8 @@ class _ChunkStore:
                                    "createdAt": now}
             if c.system:
                 doc["system"] = True
+            if len(c.parts) > 1:
+                doc["parts"] = list(c.parts)
             docs.append(doc)
         try:
             with translate_db_errors():
@@ -132,10 +146,9 @@ class _ChunkStore:
         with translate_db_errors():
             page = list(self.chunks.find(
                 {"runId": oid, "seq": {"$gt": after_seq}},
-                {"_id": 0, "seq": 1, "stream": 1, "data": 1, "system": 1, "createdAt": 1},
+                {"_id": 0, "seq": 1, "stream": 1, "data": 1, "system": 1, "createdAt": 1, "parts": 1},
             ).sort("seq", ASCENDING).limit(limit))
-        return [Chunk(run_id, d["seq"], d["stream"], d["data"], bool(d.get("system")), d.get("createdAt"))
-                for d in page]
+        return [_chunk(run_id, d, after_seq, d.get("createdAt")) for d in page]
 
     def chunks_after(self, run_id: str, after_seq: int, batch: int = 500) -> Iterator[Chunk]:
         """Stored chunks with seq > after_seq, in order, fetched page by page."""
@@ -147,10 +160,10 @@ class _ChunkStore:
             with translate_db_errors():
                 page = list(self.chunks.find(
                     {"runId": oid, "seq": {"$gt": last}},
-                    {"_id": 0, "seq": 1, "stream": 1, "data": 1, "system": 1},
+                    {"_id": 0, "seq": 1, "stream": 1, "data": 1, "system": 1, "parts": 1},
                 ).sort("seq", ASCENDING).limit(batch))
             for d in page:
-                yield Chunk(run_id, d["seq"], d["stream"], d["data"], bool(d.get("system")))
+                yield _chunk(run_id, d, last)
             if len(page) < batch:
                 return
             last = page[-1]["seq"]
@@ -258,6 +271,7 @@ class RunStore(_ChunkStore):
                     "executor": executor.to_doc(),
                     "leaseUntil": now + timedelta(seconds=lease_s),
                     "meta.node": executor.host,
+                    "meta.executor": executor.id,
                 }},
                 sort=[("createdAt", ASCENDING), ("_id", ASCENDING)],
                 return_document=ReturnDocument.AFTER,
@@ -290,6 +304,16 @@ class RunStore(_ChunkStore):
                 {"_id": {"$in": ids}, "status": "running", "executor.id": executor_id},
                 {"$set": {"leaseUntil": utcnow() + timedelta(seconds=lease_s)}},
             )
+
+    def taken_away(self, run_ids: Iterable[str], executor_id: str) -> list[str]:
+        """Which of these runs this executor no longer holds (ended elsewhere, e.g. reaped)."""
+        ids = [ObjectId(r) for r in run_ids]
+        if not ids:
+            return []
+        with translate_db_errors():
+            return [str(d["_id"]) for d in self.runs.find(
+                {"_id": {"$in": ids}, "$or": [{"status": {"$ne": "running"}}, {"executor.id": {"$ne": executor_id}}]},
+                {"_id": 1})]
 
     def active_or_finished_since(self, since: datetime, limit: int = 500) -> list[dict[str, Any]]:
         """Queued and running runs, and runs finished after `since` (newest first, at most `limit`)."""

@@ -1,7 +1,8 @@
 """Test and benchmark helpers, importable as `support` (tests) or `tests.support` (bench).
 
 - wait:      `eventually()`, the one way to wait for something;
-- server:    `ScriptboxServer`, a real `app.py serve` process;
+- server:    `ScriptboxServer`, a real `app.py serve` process (`ScriptboxWorker`: `app.py worker`);
+- separate_db: a SecantusDB of its own, killed and restarted by outage tests;
 - client:    `Api` (HTTP over a socket) and `AppClient` (the Bottle app in-process),
              the same methods on both;
 - inprocess: `InProcessApp`, the app and its services on the real database, no subprocess;

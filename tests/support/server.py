@@ -117,3 +117,20 @@ class ScriptboxServer:
         assert self.process is not None
         self.process.kill()
         self.process.wait(10)
+
+
+class ScriptboxWorker(ScriptboxServer):
+    """One real `python app.py worker` on a shared database: it serves no HTTP and
+    prints no listening line, so `start` does not wait (see the executors list)."""
+
+    def __init__(self, data_dir: Path, *, mongodb_uri: str, db_name: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(data_dir, mongodb_uri=mongodb_uri, db_name=db_name, env=env)
+
+    @property
+    def argv(self) -> list[str]:
+        return [sys.executable, str(REPO / "app.py"), "worker", "--data-dir", str(self.data_dir),
+                "--mongodb-uri", str(self.mongodb_uri)]
+
+    def start(self, wait: bool = False, stdin_text: str | None = None) -> ScriptboxWorker:
+        super().start(wait=False, stdin_text=stdin_text)
+        return self

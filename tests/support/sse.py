@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from .client import Api
 
@@ -20,7 +21,12 @@ class SseEvent:
 
 
 class SseParser:
-    """Turns byte blocks into events; counts comment lines (keepalives)."""
+    """Turns byte blocks into events; counts comment lines (keepalives).
+
+    Linear in what it is fed (each block is scanned once), and JSON is parsed
+    by orjson, so the throughput benchmark measures the server, not this
+    client (the standard json module parses escaped output at ~50 MB/s).
+    """
 
     def __init__(self) -> None:
         self.comments = 0
@@ -28,30 +34,32 @@ class SseParser:
 
     def feed(self, blocks: Iterable[bytes]) -> Iterator[SseEvent]:
         for block in blocks:
-            self._buffer += block
-            while b"\n\n" in self._buffer:
-                raw, self._buffer = self._buffer.split(b"\n\n", 1)
-                event = self._parse(raw.decode("utf-8"))
+            buffer = self._buffer + block if self._buffer else block
+            start = 0
+            while (end := buffer.find(b"\n\n", start)) >= 0:
+                event = self._parse(buffer[start:end])
+                start = end + 2
                 if event is not None:
                     yield event
+            self._buffer = buffer[start:]
 
-    def _parse(self, raw: str) -> SseEvent | None:
+    def _parse(self, raw: bytes) -> SseEvent | None:
         name, data, event_id = "message", [], None
-        for line in raw.split("\n"):
-            if line.startswith(":"):
+        for line in raw.split(b"\n"):
+            if line.startswith(b":"):
                 self.comments += 1
                 continue
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "event":
-                name = value
-            elif field == "data":
+            field, _, value = line.partition(b":")
+            value = value[1:] if value.startswith(b" ") else value
+            if field == b"event":
+                name = value.decode("utf-8")
+            elif field == b"data":
                 data.append(value)
-            elif field == "id":
+            elif field == b"id":
                 event_id = int(value)
         if not data:
             return None
-        return SseEvent(name, json.loads("\n".join(data)), event_id, time.monotonic())
+        return SseEvent(name, orjson.loads(b"\n".join(data)), event_id, time.monotonic())
 
 
 class SseStream:

@@ -52,6 +52,7 @@ def views(server: Any) -> dict[str, tuple[str, str]]:
         "run": (f"/admin/scripts/runs/{run_id}", ".run-panel[data-status=failed]"),
         "tokens": ("/admin/scripts/tokens", ".view-title"),
         "audit": ("/admin/scripts/audit", ".view-title"),
+        "executors": ("/admin/scripts/executors", ".executor-row"),
         "notifications": ("/admin/scripts/notifications", ".notification-row .last-error"),
     }
 

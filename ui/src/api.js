@@ -73,6 +73,7 @@ export const api = {
   createToken: (doc) => request("POST", "/api/admin/tokens", doc),
   revokeToken: (id) => request("DELETE", `/api/admin/tokens/${enc(id)}`),
   listAudit: (params) => request("GET", `/api/admin/audit${qs(params)}`),
+  listExecutors: () => request("GET", "/api/admin/executors"),
   listNotifications: () => request("GET", "/api/admin/notifications"),
   createNotification: (doc) => request("POST", "/api/admin/notifications", doc),
   updateNotification: (id, doc) => request("PUT", `/api/admin/notifications/${enc(id)}`, doc),

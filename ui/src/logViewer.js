@@ -10,13 +10,15 @@ import { AnsiParser } from "./ansi.js";
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
 import { appendVisible, FindBar, formatClock, matchRanges, toggle } from "./logTools.js";
+import { orderNote } from "./outputMode.js";
 import { toast } from "./widgets.js";
 
 export const PAGE_LINES = 1000;
 const MAX_LINE_CHARS = 10_000;
 
 export class LogViewer {
-  constructor(runId) {
+  /** `run` (optional): the run document, for the note on how its stdout and stderr are ordered. */
+  constructor(runId, run = null) {
     this.runId = runId;
     this.lines = [];
     this.page = 0;
@@ -34,6 +36,8 @@ export class LogViewer {
       h("a.btn.small.ghost", { href: `${logUrl}?download=1`, download: "", title: "With the terminal escape sequences (colours) as written" }, "… with colours"),
     );
     this.info = h("span.log-info.muted");
+    this.orderNote = orderNote();
+    if (run) this.orderNote.show(run);
     this.pager = h("div.log-pager", { hidden: true });
     this.body = h("div.output.log-body", { tabindex: "0", role: "log", "aria-label": "Run log" }, h("div.output-empty", "Loading the log…"));
     this.el = h(
@@ -47,6 +51,7 @@ export class LogViewer {
         this.copyBtn,
         this.downloads,
         this.info,
+        this.orderNote.el,
       ),
       this.body,
       this.pager,

@@ -8,12 +8,14 @@
 //   /admin/scripts/tokens        API tokens
 //   /admin/scripts/notifications notification channels
 //   /admin/scripts/audit         the audit log
+//   /admin/scripts/executors     the processes executing runs
 //   /admin/scripts/api           the API reference (from /api/openapi.json)
 //   /admin/scripts/<id>          one script: editor, run panel, history, versions
 //   /admin/scripts/<id>/versions/<n>[?against=<m>]  one version, diffed against another
 import "./styles.css";
 import { ApiReferenceView } from "./apiReference.js";
 import { AuditView } from "./audit.js";
+import { ExecutorsView } from "./executors.js";
 import { activeLocalRuns } from "./browserRunner.js";
 import { h } from "./dom.js";
 import { RunEvents } from "./runEvents.js";
@@ -39,6 +41,7 @@ export function route(pathname) {
   if (rest === "tokens") return { name: "tokens" };
   if (rest === "notifications") return { name: "notifications" };
   if (rest === "audit") return { name: "audit" };
+  if (rest === "executors") return { name: "executors" };
   if (rest === "api") return { name: "api" };
   const run = /^runs\/([^/]+)$/.exec(rest);
   if (run) return { name: "run", runId: decodeURIComponent(run[1]) };
@@ -69,13 +72,14 @@ class App {
     this.navTokens = h("a.nav-link", { href: `${ROOT}/tokens`, "data-link": true }, "Tokens");
     this.navNotifications = h("a.nav-link", { href: `${ROOT}/notifications`, "data-link": true }, "Notifications");
     this.navAudit = h("a.nav-link", { href: `${ROOT}/audit`, "data-link": true }, "Audit");
+    this.navExecutors = h("a.nav-link", { href: `${ROOT}/executors`, "data-link": true }, "Executors");
     this.navApi = h("a.nav-link#nav-api", { href: `${ROOT}/api`, "data-link": true }, "API");
     root.append(
       h("a.skip-link", { href: "#main" }, "Skip to content"),
       h(
         "header.topbar",
         h("a.brand", { href: ROOT, "data-link": true }, h("span.brand-mark", { "aria-hidden": "true" }, "›_"), "Scriptbox"),
-        h("nav.topnav", { "aria-label": "Main" }, this.navScripts, this.navRuns, this.navTokens, this.navNotifications, this.navAudit, this.navApi),
+        h("nav.topnav", { "aria-label": "Main" }, this.navScripts, this.navRuns, this.navTokens, this.navNotifications, this.navAudit, this.navExecutors, this.navApi),
         h("div.topbar-hint.muted", h("kbd", `${MOD_KEY} S`), " save ", h("kbd", `${MOD_KEY} ↵`), " run"),
       ),
       h("div.shell", this.sidebar.el, this.main),
@@ -173,9 +177,9 @@ class App {
   updateChrome(r) {
     document.body.dataset.route = r.name;
     this.sidebar.setActive(r.name === "script" || r.name === "version" ? r.id : null);
-    const sections = { runs: "runs", run: "runs", tokens: "tokens", notifications: "notifications", audit: "audit", api: "api" };
+    const sections = { runs: "runs", run: "runs", tokens: "tokens", notifications: "notifications", audit: "audit", executors: "executors", api: "api" };
     const section = sections[r.name] || "scripts";
-    const links = { scripts: this.navScripts, runs: this.navRuns, tokens: this.navTokens, notifications: this.navNotifications, audit: this.navAudit, api: this.navApi };
+    const links = { scripts: this.navScripts, runs: this.navRuns, tokens: this.navTokens, notifications: this.navNotifications, audit: this.navAudit, executors: this.navExecutors, api: this.navApi };
     for (const [name, link] of Object.entries(links)) {
       if (name === section) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
@@ -197,6 +201,7 @@ class App {
     else if (r.name === "tokens") view = new TokensView({ app: this });
     else if (r.name === "notifications") view = new NotificationsView({ app: this });
     else if (r.name === "audit") view = new AuditView({ app: this });
+    else if (r.name === "executors") view = new ExecutorsView({ app: this });
     else if (r.name === "api") view = new ApiReferenceView();
     else view = { el: emptyState("Page not found", null, { href: ROOT, label: "Back to scripts" }), destroy() {} };
     this.view = view;

@@ -2,6 +2,7 @@
 // snapshot the server recorded when it started), and the details of meta.
 import { h } from "./dom.js";
 import { formatDateTime, formatDuration, formatExitCode, runDuration, snapshotOf } from "./format.js";
+import { outputModeFact } from "./outputMode.js";
 import { versionHref } from "./versions.js";
 
 // Labels of the meta keys the server writes (docs/engine.md); unknown keys are shown too,
@@ -83,6 +84,7 @@ export function whatRan(run) {
     ["Type", kind],
     ["Timeout", typeof snap.timeoutMs === "number" ? formatDuration(snap.timeoutMs) : "—"],
     ["Working directory", snap.workingDirectory || "—"],
+    ["Output streams", outputModeFact(run)],
     // The version it ran (set when it started): its definition is kept while the run is.
     ["Script version", Number.isInteger(run.meta?.version) && run.scriptId
       ? h("a.version-link", { href: versionHref(run.scriptId, run.meta.version), "data-link": true }, `version ${run.meta.version}`)

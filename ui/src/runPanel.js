@@ -7,6 +7,7 @@ import { formatDuration, formatExitCode, isActive, parseTime } from "./format.js
 import { visibleText } from "./invisible.js";
 import { FindBar, toggle } from "./logTools.js";
 import { OutputView } from "./output.js";
+import { orderNote } from "./outputMode.js";
 import { RunStream } from "./stream.js";
 import { setStatusBadge, statusLabel, toast } from "./widgets.js";
 
@@ -42,6 +43,7 @@ export class RunPanel {
     this.times = toggle("Timestamps", false, (on) => this.output.setGutter("times", on));
     this.numbers = toggle("Line numbers", false, (on) => this.output.setGutter("ln", on));
     this.copyBtn = h("button.btn.ghost.small", { type: "button", onclick: () => this.copyOutput() }, "Copy");
+    this.orderNote = orderNote(); // how stdout and stderr lines are ordered in this run
     this.el = h(
       "section.run-panel",
       { "aria-label": "Run output" },
@@ -50,7 +52,7 @@ export class RunPanel {
         h("div.run-facts", this.badge, this.elapsed, this.exit, this.reason, this.conn),
         h("div.run-links", this.openLink, this.logLink, this.cancelBtn),
       ),
-      h("div.log-toolbar.output-tools", this.find.el, this.wrap.el, this.times.el, this.numbers.el, this.copyBtn),
+      h("div.log-toolbar.output-tools", this.find.el, this.wrap.el, this.times.el, this.numbers.el, this.copyBtn, this.orderNote.el),
       this.output.el,
     );
   }
@@ -144,6 +146,7 @@ export class RunPanel {
 
   setRun(run) {
     this.run = run;
+    this.orderNote.show(run);
     setStatusBadge(this.badge, run.status);
     this.el.dataset.status = run.status;
     const active = isActive(run.status);

@@ -159,8 +159,9 @@ export class RunView {
   /** A finished run is read in the log viewer (the whole stored log), not the live panel. */
   showLogViewer(run) {
     if (this.logViewer || isActive(run.status) || !run.finishedAt) return;
-    this.logViewer = new LogViewer(run.id);
+    this.logViewer = new LogViewer(run.id, run);
     this.panel.output.el.hidden = true;
+    this.panel.orderNote.el.classList.add("superseded"); // the log viewer's own note says it
     this.panel.el.after(this.logViewer.el);
     this.logViewer.load();
   }

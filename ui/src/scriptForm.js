@@ -4,6 +4,7 @@ import { createCodeEditor } from "./codeEditor.js";
 import { h, uid } from "./dom.js";
 import { EnvEditor } from "./envEditor.js";
 import { timeoutHint } from "./format.js";
+import { OutputModeControl } from "./outputMode.js";
 import { ParamsEditor } from "./paramsEditor.js";
 import { RetentionSection } from "./retention.js";
 import { ScheduleSection } from "./schedule.js";
@@ -24,6 +25,7 @@ export const EMPTY_SCRIPT = {
   env: [],
   timeoutMs: DEFAULT_TIMEOUT_MS,
   enabled: true,
+  outputMode: "separate",
   tags: [],
   schedule: null,
   retention: null,
@@ -99,6 +101,7 @@ export class ScriptForm {
     this.timeoutHint = h("span.hint-inline", timeoutHint(this.timeout.value));
     this.timeout.addEventListener("input", () => { this.timeoutHint.textContent = timeoutHint(this.timeout.value); });
     this.enabled = h("input", { type: "checkbox", id: uid("enabled"), name: "enabled", role: "switch", checked: f.enabled !== false });
+    this.outputMode = new OutputModeControl(f.outputMode);
 
     this.type.addEventListener("change", () => {
       const before = this.runner.value;
@@ -141,7 +144,11 @@ export class ScriptForm {
         this.field("description", "Description", this.description),
         this.field("tags", "Tags", this.tags, h("p.hint", { id: uid("tags-hint") }, "Comma-separated; the list groups scripts by tag.")),
       ),
-      this.field("defaultWorkingDirectory", "Working directory", this.cwd, this.cwdHint),
+      h(
+        "div.grid-2",
+        this.field("defaultWorkingDirectory", "Working directory", this.cwd, this.cwdHint),
+        this.field("outputMode", "Output streams", this.outputMode.select, this.outputMode.hint),
+      ),
       h(
         "fieldset.field.env-field",
         { dataset: { field: "env" } },
@@ -220,6 +227,7 @@ export class ScriptForm {
       ? "Not used by browser scripts: they run in a Web Worker in this page, without network access."
       : "Checked when a run starts.";
     this.cwd.disabled = t === "browser";
+    this.outputMode.setType(t);
   }
 
   changed() {
@@ -244,6 +252,7 @@ export class ScriptForm {
       defaultWorkingDirectory: this.cwd.value.trim(),
       env: this.env.value(),
       enabled: this.enabled.checked,
+      outputMode: this.outputMode.value(),
       tags: this.tags.value.split(",").map((t) => t.trim()).filter(Boolean),
       schedule: this.schedule.value(),
       retention: this.retention.value(),

@@ -14,7 +14,7 @@ import { confirmDialog, emptyState, toast } from "./widgets.js";
 
 const PAGE = 50;
 // Fields shown first, in the editor's order; anything else (added by later versions) follows.
-const FIELD_ORDER = ["name", "codeIdentifier", "description", "tags", "type", "runner", "defaultWorkingDirectory", "timeoutMs", "enabled", "schedule", "env"];
+const FIELD_ORDER = ["name", "codeIdentifier", "description", "tags", "type", "runner", "defaultWorkingDirectory", "timeoutMs", "outputMode", "enabled", "schedule", "env"];
 
 export function versionHref(scriptId, n, against) {
   const base = `/admin/scripts/${encodeURIComponent(scriptId)}/versions/${n}`;
