@@ -157,6 +157,20 @@ def pruned_entry(database: Database, since: datetime) -> dict[str, Any] | None:
     return database.db.audit_log.find_one({"action": "retention.pruned", "at": {"$gte": since}})
 
 
+def print_progress(server: ScriptboxServer, seen: int, began: float, db_cpu: float, probes: Probes) -> int:
+    """Echo the pruner's progress lines that came since `seen` with the database CPU and latencies so far,
+    so that a prune stopped by --timeout still gives the cost per deleted document."""
+    lines = server.output[seen:]
+    for line in lines:
+        if "deleted so far" in line:
+            print(f"  [{time.monotonic() - began:.0f} s] {line.strip().split('retention: ', 1)[-1]}; "
+                  f"database CPU {db_cpu:.0f} s", flush=True)
+            values = probes.latencies[PROBES[0]]
+            if values:
+                print(f"    GET {PROBES[0]} so far: {summary(values)}", flush=True)
+    return seen + len(lines)
+
+
 def measure_prune(uri: str, work: Path, database: Database, db_pid: int, timeout_s: float,
                   run_id: str) -> dict[str, Any]:
     """Start a pruning server; the latencies, times and database CPU until its audit entry appears."""
@@ -168,9 +182,11 @@ def measure_prune(uri: str, work: Path, database: Database, db_pid: int, timeout
     probes = Probes(server.base_url, run_id)
     try:
         entry = None
+        seen = 0
         while entry is None and time.monotonic() - began < timeout_s:
             time.sleep(1)
             entry = pruned_entry(database, since)
+            seen = print_progress(server, seen, began, sum(db_process.cpu_times()[:2]) - cpu_before, probes)
         wall = time.monotonic() - began
         cpu = sum(db_process.cpu_times()[:2]) - cpu_before
     finally:

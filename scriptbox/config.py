@@ -183,6 +183,10 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
     SettingSpec("vm2_user", "SCRIPTBOX_VM2_USER", None, _non_empty,
                 "When Scriptbox runs as root: the user (name or uid) the vm2 sandbox process runs as. "
                 "Default nobody; a uid-0 user keeps root. Ignored when not root (docs/vm2.md)."),
+    SettingSpec("vm2_pool", "SCRIPTBOX_VM2_POOL", None, _positive_int(0, 64),
+                "vm2 sandbox processes kept started ahead of their runs (each serves one run, then a new one "
+                "is started), so a vm2 run pays no node start-up. Default 2; 0 starts a process per run "
+                "(docs/vm2.md)."),
     SettingSpec("metrics_port", "SCRIPTBOX_METRICS_PORT", None, _parse_port,
                 "worker only: serve GET /metrics (admin auth; needs SCRIPTBOX_ADMIN_PASSWORD) on this port "
                 "of SCRIPTBOX_HOST. Unset: a worker has no HTTP at all."),
@@ -235,6 +239,7 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     vm2_user: str = "nobody"
+    vm2_pool: int = 2
     log_format: str = "text"
     metrics_port: int | None = None
     retention_days: int = 90

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import gevent
@@ -50,6 +50,9 @@ THROTTLE = 0.5  # rest half as long as a page took: at most 2/3 of the database'
 LEASE = "retention"
 LEASE_S = 300.0
 EARLIEST = datetime(1970, 1, 1)
+# A first pass over a long history takes minutes to hours (docs/retention.md):
+# say how far it got, so an operator watching the log knows it is working.
+PROGRESS_EVERY_S = 60.0
 
 
 class LeaseLost(Exception):
@@ -64,6 +67,16 @@ class PruneReport:
     chunks: int = 0
     versions: int = 0
     duration_s: float = 0.0
+    began: float = field(default_factory=time.monotonic)
+    logged_at: float = field(default_factory=time.monotonic)
+
+    def log_progress(self) -> None:
+        """Log the runs and chunks deleted so far, at most every PROGRESS_EVERY_S."""
+        now = time.monotonic()
+        if now - self.logged_at >= PROGRESS_EVERY_S:
+            self.logged_at = now
+            log.info("retention: %d runs and %d output chunks deleted so far (%.0f s)",
+                     self.runs, self.chunks, now - self.began)
 
 
 class Pruner:
@@ -119,7 +132,6 @@ class Pruner:
         """
         if not self.leases.claim(LEASE, self.holder, LEASE_S):
             return None
-        began = time.monotonic()
         report = PruneReport()
         try:
             now = self.clock().replace(tzinfo=None)
@@ -136,7 +148,7 @@ class Pruner:
             log.info("retention: another process took over pruning")
         finally:
             self.leases.release(LEASE, self.holder)
-        report.duration_s = time.monotonic() - began
+        report.duration_s = time.monotonic() - report.began
         if report.runs or report.versions:
             log.info("retention: deleted %d runs, %d output chunks and %d script versions in %.1f s",
                      report.runs, report.chunks, report.versions, report.duration_s)
@@ -188,6 +200,7 @@ class Pruner:
                 deleted, chunks = self.runs.delete_finished(due)
                 report.runs += deleted
                 report.chunks += chunks
+                report.log_progress()
                 if not self.leases.claim(LEASE, self.holder, LEASE_S):
                     raise LeaseLost()
                 # Let the API's queries have the database for a while.

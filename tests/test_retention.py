@@ -73,14 +73,18 @@ def test_the_walk_rereads_a_full_window_halves_one_that_only_holds_keepers_and_g
     start = datetime(2020, 1, 1)
     window = Window(start, start + timedelta(hours=1))
     stop = start + timedelta(days=10)
-    assert next_window(window, stop, found=10, deleted=3, limit=10) == window
-    assert next_window(window, stop, found=10, deleted=0, limit=10) == Window(start, start + timedelta(minutes=30))
+    # A full page: its first half next, whether or not it deleted (re-reading a
+    # wide window after every page read the whole history each time).
+    half = Window(start, start + timedelta(minutes=30))
+    assert next_window(window, stop, found=10, deleted=3, limit=10) == half
+    assert next_window(window, stop, found=10, deleted=0, limit=10) == half
     after = window.end
     assert next_window(window, stop, found=0, deleted=0, limit=10) == Window(after, after + timedelta(hours=4))
     assert next_window(window, stop, found=5, deleted=5, limit=10) == Window(after, after + timedelta(hours=1))
     tiny = Window(start, start + MIN_SPAN)
     whole = Window(start, start + MIN_SPAN, whole=True)
     assert next_window(tiny, stop, found=10, deleted=0, limit=10) == whole
+    assert next_window(tiny, stop, found=10, deleted=4, limit=10) == tiny
     assert next_window(whole, stop, found=40, deleted=4, limit=10) == Window(tiny.end, tiny.end + MIN_SPAN)
     assert next_window(Window(start, stop), stop, found=0, deleted=0, limit=10) is None
 

@@ -20,7 +20,7 @@ import pytest
 
 from scriptbox.runners.base import RunnerUnavailable
 from scriptbox.runners.vm2_runner import HARNESS_DIR, prepare_vm2_launch, resolve_sandbox_user
-from support import Api, ScriptboxServer, run_pids, start_run, wait_status
+from support import Api, ScriptboxServer, pid_alive, run_pids, start_run, wait_status
 
 NOBODY_UID = 65534
 
@@ -91,10 +91,13 @@ def test_a_vm2_run_executes_as_the_sandbox_user_without_groups(api: Api) -> None
     run_id = start_run(api, definition["id"])
     pids: list[int] = []
     for _ in range(200):
-        pids = run_pids(run_id)
+        run = wait_status(api, run_id, ("running", "succeeded", "failed"), timeout=10)
+        # The run's main process is meta.pid: a pooled sandbox process (SCRIPTBOX_VM2_POOL)
+        # was started before its run, without SCRIPTBOX_RUN_ID in its environment.
+        pid = run["meta"]["pid"]
+        pids = [pid] if isinstance(pid, int) and pid_alive(pid) else run_pids(run_id)
         if pids:
             break
-        wait_status(api, run_id, ("running", "succeeded", "failed"), timeout=10)
     assert pids, "the run's process was never seen"
     for pid in pids:
         assert status_ids(pid, "Uid") == [NOBODY_UID] * 4

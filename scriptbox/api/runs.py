@@ -143,7 +143,7 @@ def register(app: Bottle, services: Services) -> None:
     runs = services.runs
     source = RunStreamSource(get_run=runs.get, chunks_after=runs.chunks_after, subscribe=engine.subscribe,
                              unsubscribe=engine.unsubscribe, is_local=engine.is_local, present=run_to_json,
-                             pushed=engine.remote_pushed)
+                             pushed=engine.remote_pushed, local_run=engine.local_run)
 
     def get_run(run_id: str) -> dict[str, Any]:
         doc = runs.get(run_id)
@@ -249,7 +249,8 @@ def register(app: Bottle, services: Services) -> None:
         params=(Param("Last-Event-ID", {"type": "string"}, "resume after this sequence number", where="header"),
                 Param("lastEventId", {"type": "string"}, "the same, for clients that cannot set headers"))))
     def stream_run(run_id: str) -> HTTPResponse:
-        get_run(run_id)
+        if not engine.is_local(run_id):  # a run executing here exists: no database read for the 404
+            get_run(run_id)
         last = parse_last_event_id(request.get_header("Last-Event-ID"), request.query.getunicode("lastEventId"))
         return sse_response(services, RunStream(source, run_id, last, heartbeat_s=engine.options.heartbeat_s))
 

@@ -44,6 +44,9 @@ class RunStreamSource:
     present: Callable[[dict[str, Any]], dict[str, Any]]
     # Whether news of runs executed elsewhere are pushed now (change streams live).
     pushed: Callable[[], bool] = lambda: False
+    # The run from memory when this process executes it and every stored chunk
+    # after the given seq is still in memory (Engine.local_run); None: database.
+    local_run: Callable[[str, int], dict[str, Any] | None] = lambda run_id, after_seq: None
 
 
 def chunk_frame(chunk: Chunk) -> bytes:
@@ -78,14 +81,19 @@ class RunStream:
             self.source.unsubscribe(viewer)
 
     def _stream(self, viewer: Viewer) -> Iterator[bytes]:
-        doc = self.source.get_run(self.run_id)
+        # A run executing here whose output since `last` is all still in
+        # memory (the viewer's seed) starts without waiting for the database.
+        doc = self.source.local_run(self.run_id, self.last)
+        from_memory = doc is not None
+        if doc is None:
+            doc = self.source.get_run(self.run_id)
         if doc is None:
             return
         self.status = doc["status"]
         out = [frame("status", self.source.present(doc))]
         # Replay what is stored. Chunks flushed after the viewer subscribed may
         # also sit in its queue; the seq check drops the duplicates.
-        for chunk_bytes in self._stored_iter():
+        for chunk_bytes in () if from_memory else self._stored_iter():
             out.append(chunk_bytes)
             if len(out) >= REPLAY_BATCH:
                 yield b"".join(out)

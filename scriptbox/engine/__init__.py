@@ -37,6 +37,7 @@ from ..store.changes import ChangeFeed
 from ..store.executors import ClusterSlots, ExecutorStore
 from ..store.records import Executor
 from ..store.runs import RunStore
+from . import launch
 from .browser import record_result
 from .commands import cancel, submit
 from .context import EngineContext
@@ -77,6 +78,7 @@ class Engine:
         vm2_user: str | None = "nobody",
         on_output_bytes: Callable[[int], None] | None = None,
         secrets: SecretBox | None = None,
+        vm2_pool: int = 0,
         executors: ExecutorStore | None = None,
         cluster_slots: ClusterSlots | None = None,
         role: str = "serve",
@@ -90,7 +92,7 @@ class Engine:
         self.ctx = EngineContext(runs=runs, live=live, options=self.options, executor=this_executor(host),
                                  get_definition=get_definition, data_dir=data_dir, vm2_user=vm2_user,
                                  secrets=secrets, executors=executors, cluster_slots=cluster_slots,
-                                 role=role)
+                                 role=role, vm2_pool=launch.vm2_pool(vm2_pool, vm2_user) if execute else None)
         # Without a worker it claims nothing: listed as an executor with 0 slots.
         self.dispatcher = Dispatcher(self.ctx, max_concurrent_runs if execute else 0)
         self.watchdog = Watchdog(self.ctx, self.dispatcher)
@@ -122,6 +124,9 @@ class Engine:
                 self.watchdog.recover_this_host()
             except DatabaseUnavailable:
                 log.error("recovery skipped: the database is unreachable")
+            if self.ctx.vm2_pool is not None:
+                # After protected_pids was taken: pooled processes are run processes, never protected.
+                self.ctx.vm2_pool.start()
             self.dispatcher.start()
         self.watchdog.start()
         if push and self.changes is not None:
@@ -134,6 +139,8 @@ class Engine:
             self.changes.stop()
         self.watchdog.stop()
         self.dispatcher.stop(join_timeout=self.options.kill_grace_s + self.options.reader_drain_s + 10)
+        if self.ctx.vm2_pool is not None:
+            self.ctx.vm2_pool.stop()
         self.ctx.live.stop()
         if self.ctx.role is not None and self.ctx.executors is not None:
             try:
@@ -194,6 +201,24 @@ class Engine:
         """Whether this process executes the run (its output arrives live here)."""
         return self.dispatcher.get(run_id) is not None
 
+    def local_run(self, run_id: str, after_seq: int) -> dict[str, Any] | None:
+        """The run's document, from memory, when this process executes it and
+        every stored chunk after `after_seq` is still in memory (so a viewer
+        subscribed now gets them all in its seed); else None: read the database.
+
+        Output is persisted in order, so nothing after `after_seq` is only in
+        the database when the run has published nothing after it, or when its
+        oldest piece not yet persisted comes right after it.
+        """
+        execution = self.dispatcher.get(run_id)
+        if execution is None or execution.ended:
+            return None
+        after = max(after_seq, 0)
+        if execution.output.seq <= after:
+            return execution.doc
+        first = self.ctx.live.oldest_in_memory(run_id)
+        return execution.doc if first is not None and first <= after + 1 else None
+
 
 def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[str], dict[str, Any]],
                  options: EngineOptions | None = None,
@@ -213,6 +238,7 @@ def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[s
         tail_bytes=settings.tail_bytes,
         execute=settings.run_worker,
         vm2_user=settings.vm2_user,
+        vm2_pool=settings.vm2_pool,
         options=options or EngineOptions.for_lease(settings.lease_seconds),
         on_output_bytes=on_output_bytes,
         secrets=secrets,

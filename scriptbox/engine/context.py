@@ -12,6 +12,7 @@ from ..store.records import Executor
 from ..store.runs import RunStore
 from .live import LiveOutput
 from .options import EngineOptions
+from .vm2pool import Vm2Pool
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class EngineContext:
     # Never signalled by any run's kill: the children this process had before
     # the engine started (the embedded database); filled by Engine.start().
     protected_pids: set[int] = field(default_factory=set)
+    # vm2 sandbox processes started ahead of their runs; None: each run starts its own.
+    vm2_pool: Vm2Pool | None = None
     # The executors registry (heartbeats prove an executor alive to every reaper);
     # None: this engine neither registers nor asks (some in-process tests).
     executors: ExecutorStore | None = None

@@ -1,5 +1,11 @@
 """The dispatcher: claims queued runs while there is a free slot and starts a
-`RunExecution` for each; knows which runs this process executes."""
+`RunExecution` for each; knows which runs this process executes.
+
+A run submitted here may skip the queue (`reserve_slot` / `start_claimed`):
+when this process has a free slot and its last look found nothing queued, the
+run is inserted already claimed and started at once, without a claim round
+trip (docs/engine.md, "The start path").
+"""
 
 from __future__ import annotations
 
@@ -33,6 +39,11 @@ class Dispatcher:
         # True while queued runs of other processes are pushed (engine/wakeups.py):
         # then the poll is only a safety net.
         self.pushed: Callable[[], bool] = lambda: False
+        # Slots promised to runs being inserted already claimed (reserve_slot).
+        self._reserved = 0
+        # The last claim found no queued run, and none was queued here since:
+        # a new run may then start at once without overtaking a queued one.
+        self._queue_empty = False
         # The set of runs changed since the last heartbeat: the watchdog sends the
         # next one within a tick, so the executors list shows runs as they start and end.
         self.runs_changed = False
@@ -42,7 +53,35 @@ class Dispatcher:
 
     def wake(self) -> None:
         """Look for queued runs now (a run was submitted or a slot freed)."""
+        self._queue_empty = False
         self._wake.set()
+
+    def reserve_slot(self) -> bool:
+        """Promise a slot to a run about to be inserted already claimed; False
+        when it must queue instead (not executing, no free slot, or runs are
+        queued here that it would overtake). Follow with start_claimed or release_slot."""
+        if self._loop is None or self._stopping or not self._queue_empty:
+            return False
+        if self.ctx.cluster_slots is not None:
+            return False  # SCRIPTBOX_CLUSTER_MAX_RUNS: a run takes a cluster slot through the queue's claim
+        if len(self.active) + self._reserved >= self.max_concurrent_runs:
+            return False
+        self._reserved += 1
+        return True
+
+    def release_slot(self) -> None:
+        """The reserved slot is not used (the insert failed)."""
+        self._reserved -= 1
+
+    def start_claimed(self, doc: dict[str, Any], definition: dict[str, Any]) -> RunExecution:
+        """Execute a run inserted already claimed by this process, in the slot
+        reserve_slot promised; `definition` is the one it was created from."""
+        self._reserved -= 1
+        execution = self._start(doc, definition, None)
+        if self._stopping:
+            # Stopped while it was being inserted: it ends "server shut down" without starting.
+            execution.request_stop(SHUTDOWN)
+        return execution
 
     def get(self, run_id: str) -> RunExecution | None:
         return self.active.get(run_id)
@@ -73,7 +112,8 @@ class Dispatcher:
     def claim_available(self) -> list[RunExecution]:
         """Claim queued runs (oldest first) until the slots are full; returns the started ones."""
         started = []
-        while not self._stopping and len(self.active) < self.max_concurrent_runs:
+        while not self._stopping and len(self.active) + self._reserved < self.max_concurrent_runs:
+            self._queue_empty = False
             slot = None
             slots = self.ctx.cluster_slots
             if slots is not None:
@@ -82,14 +122,18 @@ class Dispatcher:
                     break  # SCRIPTBOX_CLUSTER_MAX_RUNS runs are running across the cluster
             doc = self._claim(slot)
             if doc is None:
+                self._queue_empty = True
                 break
-            execution = RunExecution(self.ctx, doc, self.other_runs(str(doc["_id"])))
-            execution.cluster_slot = slot
-            self.active[execution.run_id] = execution
-            self.runs_changed = True
-            execution.greenlet = gevent.spawn(self._execute, execution)
-            started.append(execution)
+            started.append(self._start(doc, None, slot))
         return started
+
+    def _start(self, doc: dict[str, Any], definition: dict[str, Any] | None, slot: int | None) -> RunExecution:
+        execution = RunExecution(self.ctx, doc, self.other_runs(str(doc["_id"])), definition)
+        execution.cluster_slot = slot
+        self.active[execution.run_id] = execution
+        self.runs_changed = True
+        execution.greenlet = gevent.spawn(self._execute, execution)
+        return execution
 
     def _claim(self, slot: int | None) -> dict[str, Any] | None:
         """Claim the oldest queued run, holding `slot` (a cluster slot) for it."""

@@ -11,7 +11,6 @@ import dataclasses
 import errno
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +32,8 @@ from .launch import launch_spec, snapshot_of
 from .outcome import CANCEL, TIMEOUT, outcome, stopped_before_start
 from .output import read_stream
 from .retry import retry_db
+from .spawn import start_process
+from .vm2pool import PooledProcess
 
 log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 # How long the engine waits past the timeout of a runner that ends its own run then.
@@ -54,10 +55,16 @@ def executor_alive(executor: dict[str, Any]) -> bool:
 class RunExecution:
     """A run this process is executing."""
 
-    def __init__(self, ctx: EngineContext, doc: dict[str, Any], others: proctree.Excluder) -> None:
+    def __init__(self, ctx: EngineContext, doc: dict[str, Any], others: proctree.Excluder,
+                 definition: dict[str, Any] | None = None) -> None:
         self.ctx = ctx
         self.others = others  # the proven processes of this process's other runs: never ours to kill
         self.doc = doc
+        # The definition the run was created from when it started at once (then
+        # it is not read again); None: read it when preparing (a claimed queued run).
+        self.definition = definition
+        # Set right before `end` is published: a viewer subscribing later must read the database.
+        self.ended = False
         self.run_id = str(doc["_id"])
         self.output = ctx.live.new_output(self.run_id)
         self.stop_event = gevent.event.Event()
@@ -100,7 +107,10 @@ class RunExecution:
             self.finish(stopped_before_start(self.stop_reason))
             _cleanup(spec)
             return
-        spawned = self._spawn(spec, snapshot)
+        spec, pooled = self._from_pool(spec, snapshot.timeout_ms)
+        if pooled is not None:
+            snapshot = dataclasses.replace(snapshot, working_directory=spec.cwd)
+        spawned = self._spawn(spec, snapshot, pooled)
         if spawned is None:
             return
         # The timeout counts from the spawn, not from after the bookkeeping
@@ -139,9 +149,9 @@ class RunExecution:
         script_id = str(self.doc["scriptId"])
         options = self.ctx.options
         try:
-            definition = retry_db(f"run {self.run_id}: read its script",
-                                  lambda: self.ctx.get_definition(script_id), first_s=options.retry_first_s,
-                                  max_s=options.retry_max_s, until=self.start_by, stop=self.stop_event)
+            definition = self.definition or retry_db(
+                f"run {self.run_id}: read its script", lambda: self.ctx.get_definition(script_id),
+                first_s=options.retry_first_s, max_s=options.retry_max_s, until=self.start_by, stop=self.stop_event)
         except NotFound:
             self._fail_to_start("the script was deleted before the run started")
             return None
@@ -166,25 +176,25 @@ class RunExecution:
             return None
         return spec, dataclasses.replace(snapshot, working_directory=spec.cwd)
 
-    def _spawn(self, spec: LaunchSpec, snapshot: Snapshot) -> tuple[gevent.subprocess.Popen, int | None] | None:
+    def _from_pool(self, spec: LaunchSpec, timeout_ms: int) -> tuple[LaunchSpec, PooledProcess | None]:
+        """A vm2 run takes a sandbox process from the pool when one fits (docs/vm2.md)."""
+        pool = self.ctx.vm2_pool
+        if pool is None or spec.label != "vm2" or spec.merge_stderr:
+            return spec, None  # a pooled process has separate stdout and stderr pipes
+        pooled = pool.take(timeout_ms)
+        if pooled is None:
+            return spec, None
+        _cleanup(spec)  # the pooled process has its own private working directory
+        return dataclasses.replace(spec, argv=pooled.spec.argv, cwd=pooled.spec.cwd, cleanup=pooled.spec.cleanup,
+                                   preexec=None), pooled
+
+    def _spawn(self, spec: LaunchSpec, snapshot: Snapshot,
+               pooled: PooledProcess | None) -> tuple[gevent.subprocess.Popen, int | None] | None:
         """The started main process and its start time (None: unknown); None when it could not start."""
-        # The child reports its own start time before exec: read afterwards,
-        # an instant script may already be reaped (proctree.StartProbe).
-        probe = proctree.StartProbe()
+        if pooled is not None:
+            return pooled.proc, pooled.start
         try:
-            proc = gevent.subprocess.Popen(
-                spec.argv,
-                cwd=spec.cwd,
-                env=spec.env,
-                stdin=subprocess.PIPE if spec.stdin_data is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                # merged: 2>&1, so the kernel keeps the order of the two (outputMode, docs/engine.md).
-                stderr=subprocess.STDOUT if spec.merge_stderr else subprocess.PIPE,
-                start_new_session=True,
-                preexec_fn=probe.preexec(spec.preexec),
-                close_fds=True,
-            )
-            return proc, probe.start_of(proc.pid)
+            return start_process(spec, stdin_pipe=spec.stdin_data is not None)
         except (OSError, ValueError) as exc:
             # ValueError: Popen refuses a NUL byte in argv/env before forking.
             self._note(snapshot)
@@ -194,8 +204,6 @@ class RunExecution:
             self._fail_to_start(f"cannot start {spec.argv[0]}: {reason}")
             _cleanup(spec)
             return None
-        finally:
-            probe.close()
 
     def _supervise(self, proc: gevent.subprocess.Popen, spec: LaunchSpec, snapshot: Snapshot,
                    deadline: float) -> RunEnd:
@@ -285,6 +293,7 @@ class RunExecution:
             error = (done or {}).get("meta", {}).get("error")
             log.warning("run %s was taken away from this executor (%s); its process was stopped", self.run_id,
                         error or "ended elsewhere")
+        self.ended = True
         if done is not None:
             self.ctx.live.publish_end(done)
 

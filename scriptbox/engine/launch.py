@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ..runners.base import LaunchSpec, RunnerUnavailable
@@ -9,6 +10,10 @@ from ..runners.host import prepare_host_launch
 from ..store.records import Snapshot
 from ..vocabulary import DEFAULT_OUTPUT_MODE, DEFAULT_TIMEOUT_MS, runner_of
 from .inputs import RunInputs
+from .vm2pool import Vm2Pool
+
+# vm2_runner.ALARM_GRACE_SECONDS (that module is imported only when vm2 runs).
+VM2_ALARM_GRACE_S = 5
 
 
 def timeout_ms_of(definition: dict[str, Any]) -> int:
@@ -33,6 +38,23 @@ def snapshot_of(definition: dict[str, Any]) -> Snapshot:
         env_keys=tuple(str(e["key"]) for e in definition.get("env") or [] if isinstance(e, dict) and "key" in e),
         output_mode=output_mode_of(definition),
     )
+
+
+def pooled_vm2_spec(run_as: str | None, alarm_s: int) -> LaunchSpec:
+    """A harness process for the vm2 pool (engine/vm2pool.py); raises RunnerUnavailable."""
+    try:
+        from ..runners import vm2_runner
+    except ImportError as exc:
+        raise RunnerUnavailable("the vm2 runner is not available in this build") from exc
+    return vm2_runner.prepare_vm2_process(alarm_s, run_as=run_as, pooled=True)
+
+
+def vm2_pool(size: int, run_as: str | None) -> Vm2Pool | None:
+    """The pool of vm2 sandbox processes of an executing process; None when `size` is 0."""
+    if size <= 0:
+        return None
+    # A pooled process's alarm must leave the run's timeout plus the runner's usual grace.
+    return Vm2Pool(size, functools.partial(pooled_vm2_spec, run_as), grace_s=VM2_ALARM_GRACE_S)
 
 
 def launch_spec(definition: dict[str, Any], run_id: str, script_id: str, data_dir: str,

@@ -58,11 +58,21 @@ class LiveOutput:
         Those are in the writer's chunks (each lists its pieces) and in the
         run's open group, in that order; nothing yields in between.
         """
+        return self.hub.subscribe(run_id, seed=self._in_memory(run_id))
+
+    def _in_memory(self, run_id: str) -> list[HubEvent]:
         seed = [part for event in self.writer.unflushed(run_id) for part in (event.parts or (event,))]
         output = self._outputs.get(run_id)
         if output is not None:
             seed += output.unstored()
-        return self.hub.subscribe(run_id, seed=seed)
+        return seed
+
+    def oldest_in_memory(self, run_id: str) -> int | None:
+        """The seq of the run's oldest stored piece not yet in the database (None: there is none).
+
+        Pieces are persisted in order, so every stored piece from there on is in
+        a viewer's seed (Engine.local_run)."""
+        return next((event.seq for event in self._in_memory(run_id) if event.seq is not None), None)
 
     def unsubscribe(self, viewer: Viewer) -> None:
         self.hub.unsubscribe(viewer)

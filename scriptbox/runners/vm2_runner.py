@@ -236,6 +236,28 @@ def prepare_vm2_launch(
     """
     if timeout_ms < 1:
         raise ValueError("timeout_ms must be positive")
+    spec = prepare_vm2_process(math.ceil(timeout_ms / 1000) + ALARM_GRACE_SECONDS, harness_dir=harness_dir,
+                               run_as=run_as)
+    spec.stdin_data = vm2_input(script, script_env, timeout_ms, params)
+    return spec
+
+
+def vm2_input(script: str, script_env: Mapping[str, str], timeout_ms: int,
+              params: Mapping[str, object] | None = None) -> bytes:
+    """The one JSON document the harness reads on stdin."""
+    return json.dumps({"script": script, "env": dict(script_env), "params": dict(params or {}),
+                       "timeoutMs": timeout_ms}).encode("utf-8")
+
+
+def prepare_vm2_process(alarm_seconds: int, *, harness_dir: Path = HARNESS_DIR,
+                        run_as: str | None = DEFAULT_VM2_USER, pooled: bool = False) -> LaunchSpec:
+    """Describe the harness process, without its input (`stdin_data` None).
+
+    As prepare_vm2_launch, with the SIGALRM backstop `alarm_seconds` after the
+    exec. `pooled`: the process is started ahead of its run (the engine's vm2
+    pool) and waits on stdin, its timeout counting from the input's arrival.
+    Raises RunnerUnavailable as prepare_vm2_launch.
+    """
     node, version = _checked_node()
     harness_dir = harness_dir.resolve()
     harness = harness_dir / "harness.js"
@@ -260,11 +282,9 @@ def prepare_vm2_launch(
         # out of the run's output.
         "--no-warnings",
         str(harness),
+        *(["--pooled"] if pooled else []),
     ]
-    stdin_data = json.dumps({"script": script, "env": dict(script_env), "params": dict(params or {}),
-                             "timeoutMs": timeout_ms}).encode("utf-8")
     address_space = _address_space_limit()
-    alarm_seconds = math.ceil(timeout_ms / 1000) + ALARM_GRACE_SECONDS
 
     workdir = tempfile.mkdtemp(prefix="scriptbox-vm2-")  # mode 0700
     if user is not None:
@@ -278,7 +298,6 @@ def prepare_vm2_launch(
         argv=argv,
         env={},
         cwd=workdir,
-        stdin_data=stdin_data,
         preexec=_make_preexec(address_space, alarm_seconds, user),
         cleanup=cleanup,
         label="vm2",

@@ -49,6 +49,14 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A run inserted already held by the process that executes it (see RunStore.create)."""
+
+    executor: Executor
+    lease: timedelta
+
+
+@dataclass(frozen=True)
 class NewRun:
     """A run to create. With `browser_time` it is a browser run: created
     running (the admin page executes it), and timed out by the watchdog when
@@ -67,6 +75,9 @@ class NewRun:
     # values (engine/inputs.py opens them; removed when the run ends).
     params: Mapping[str, Any] = field(default_factory=dict)
     sealed_params: Mapping[str, str] = field(default_factory=dict)
+    # Set when the submitting process executes the run itself at once: it is
+    # inserted running, held by that executor, and never queued.
+    claim: Claim | None = None
 
 
 @dataclass(frozen=True)

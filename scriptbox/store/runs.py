@@ -196,8 +196,15 @@ class RunStore(_ChunkStore):
 
     # -- creating and reading runs ------------------------------------------
 
-    def create(self, new: NewRun) -> dict[str, Any]:
-        """Insert a run (queued, or running for a browser run); returns the document."""
+    def create(self, new: NewRun, on_inserted: RunListener | None = None) -> dict[str, Any]:
+        """Insert a run (queued; running for a browser run or a claimed one); returns the document.
+
+        A claimed run (`new.claim`) is inserted running, held by its executor
+        with a lease, exactly as claim_next would leave it: no other executor
+        can ever take it, since claims match only queued runs. `on_inserted`
+        is told of the stored document before the script's last-run summary
+        is updated, so the executor can start it without waiting for that.
+        """
         now = utcnow()
         doc: dict[str, Any] = {
             "scriptId": ObjectId(new.script_id),
@@ -219,10 +226,18 @@ class RunStore(_ChunkStore):
         if new.browser_time is not None:
             doc.update(status="running", startedAt=now, leaseUntil=now + new.browser_time)
             doc["meta"]["node"] = BROWSER_NODE
+        elif new.claim is not None:
+            doc.update(status="running", startedAt=now, executor=new.claim.executor.to_doc(),
+                       leaseUntil=now + new.claim.lease)
+            doc["meta"].update(node=new.claim.executor.host, executor=new.claim.executor.id)  # as claim_next sets them
         with translate_db_errors():
             result = self.runs.insert_one(doc)
         doc["_id"] = result.inserted_id
+        if on_inserted is not None:
+            on_inserted(doc)
         self.last.created(doc)
+        if new.claim is not None and self._on_claimed is not None:
+            self._on_claimed(doc)
         return doc
 
     def get(self, run_id: str | ObjectId) -> dict[str, Any] | None:

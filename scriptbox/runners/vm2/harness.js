@@ -2,8 +2,14 @@
 // Scriptbox vm2 harness, main thread.
 //
 // Input: ONE JSON document on stdin: {"script": str, "env": {str: str},
-// "params": {str: string|number|boolean|null}, "timeoutMs": int}. The script never appears on the command line or in the
-// process environment.
+// "params": {str: string|number|boolean|null}, "timeoutMs": int}. The script
+// never appears on the command line or in the process environment.
+//
+// The sandbox thread starts, and loads vm2, while the input is still being
+// read. With the argument --pooled the process was started ahead of its run
+// (scriptbox/engine/vm2pool.py): it waits with everything loaded, so its run
+// pays neither node's start-up nor module loading, and its timeout counts from
+// the arrival of the input instead of the start of the process.
 //
 // The script runs in a vm2 `VM` inside a worker thread (sandbox-worker.js).
 // This thread only supervises, which buys two things a single thread cannot:
@@ -21,6 +27,7 @@ const { EXIT, writeAll } = require('./common');
 const MAX_INPUT_BYTES = 64 * 1024 * 1024;
 const DEFAULT_HEAP_MB = 192;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const POOLED = process.argv.slice(2).includes('--pooled');
 
 function fail(code, message) {
 	writeAll(2, `${message}\n`);
@@ -55,18 +62,23 @@ function parseInput(text) {
 	return { script, env, params, timeoutMs };
 }
 
-function start({ script, env, params, timeoutMs }) {
-	// The timeout counts from the start of this process, like the engine's
-	// outer timeout counts from the spawn, so both fire at about the same time.
-	const elapsed = Math.round(process.uptime() * 1000);
-	const remaining = Math.min(Math.max(1, timeoutMs - elapsed), MAX_TIMER_MS);
-	const timer = setTimeout(() => fail(EXIT.TIMED_OUT, `Script timed out after ${timeoutMs} ms`), remaining);
+let timer;
 
+function start(worker, { script, env, params, timeoutMs }) {
+	// The timeout counts from where the engine's outer timeout counts: the
+	// spawn of a process started for the run, the hand-over of a pooled one.
+	const elapsed = POOLED ? 0 : Math.round(process.uptime() * 1000);
+	const remaining = Math.min(Math.max(1, timeoutMs - elapsed), MAX_TIMER_MS);
+	timer = setTimeout(() => fail(EXIT.TIMED_OUT, `Script timed out after ${timeoutMs} ms`), remaining);
+	worker.postMessage({ script, envJson: JSON.stringify(env), paramsJson: JSON.stringify(params), deadline: Date.now() + remaining, timeoutMs });
+}
+
+/** The sandbox thread; it prepares vm2 and waits for the run's input (start). */
+function startWorker() {
 	const heapMb = heapLimitMb();
 	let worker;
 	try {
 		worker = new Worker(path.join(__dirname, 'sandbox-worker.js'), {
-			workerData: { script, envJson: JSON.stringify(env), paramsJson: JSON.stringify(params), deadline: Date.now() + remaining, timeoutMs },
 			env: {},
 			argv: [],
 			stdin: false,
@@ -86,6 +98,7 @@ function start({ script, env, params, timeoutMs }) {
 		clearTimeout(timer);
 		process.exit(code);
 	});
+	return worker;
 }
 
 function main() {
@@ -94,6 +107,7 @@ function main() {
 	} catch {
 		fail(EXIT.HARNESS_ERROR, `vm2 harness: the vm2 package is not installed (run: cd ${__dirname} && npm ci)`);
 	}
+	const worker = startWorker();
 	const chunks = [];
 	let size = 0;
 	process.stdin.on('data', (chunk) => {
@@ -102,7 +116,7 @@ function main() {
 		chunks.push(chunk);
 	});
 	process.stdin.on('error', (err) => fail(EXIT.HARNESS_ERROR, `vm2 harness: cannot read standard input: ${err.message}`));
-	process.stdin.on('end', () => start(parseInput(Buffer.concat(chunks).toString('utf8'))));
+	process.stdin.on('end', () => start(worker, parseInput(Buffer.concat(chunks).toString('utf8'))));
 }
 
 main();

@@ -17,7 +17,7 @@ const path = require('path');
 const util = require('util');
 const { Console } = require('console');
 const { Writable } = require('stream');
-const { workerData } = require('worker_threads');
+const { parentPort } = require('worker_threads');
 const { VM, VMScript } = require(path.join(__dirname, 'node_modules', 'vm2'));
 const { rebuildValues } = require('./format');
 const { EXIT, writeAll } = require('./common');
@@ -122,10 +122,8 @@ function compileErrorText(err) {
 	return cut > 0 ? stack.slice(0, cut) : `${err.name}: ${err.message}`;
 }
 
-function main() {
-	const { script, envJson, paramsJson, deadline, timeoutMs } = workerData;
-	const timeoutText = `Script timed out after ${timeoutMs} ms`;
-
+/** Everything that does not depend on the run: handlers, the VM, the prelude. */
+function prepare() {
 	process.on('unhandledRejection', (reason) => {
 		finish(EXIT.SCRIPT_FAILED, `Uncaught (in promise) ${describeRaw(reason)}`);
 	});
@@ -141,14 +139,20 @@ function main() {
 	});
 
 	const vm = new VM({
-		timeout: Math.max(1, deadline - Date.now()),
 		allowAsync: true,
 		eval: false,
 		wasm: false,
 		bufferAllocLimit: BUFFER_ALLOC_LIMIT,
 	});
 	const prelude = fs.readFileSync(path.join(__dirname, 'prelude.js'), 'utf8');
-	const api = vm.run(prelude, PRELUDE_FILENAME)(emit, envJson, paramsJson);
+	// The prelude only defines `install`; nothing of the run is in the VM before it is called.
+	return { vm, install: vm.run(prelude, PRELUDE_FILENAME) };
+}
+
+/** Run the script of the run's input (posted once by harness.js) in the prepared VM. */
+function run({ vm, install }, { script, envJson, paramsJson, deadline, timeoutMs }) {
+	const timeoutText = `Script timed out after ${timeoutMs} ms`;
+	const api = install(emit, envJson, paramsJson);
 
 	let compiled;
 	try {
@@ -176,4 +180,10 @@ function main() {
 	awaiting = api.settle(result) === true;
 }
 
-main();
+const prepared = prepare();
+parentPort.once('message', (input) => {
+	// One input per process: from now on only the script keeps this thread alive,
+	// so a script with nothing left to do ends (and an unsettleable promise is seen).
+	parentPort.unref();
+	run(prepared, input);
+});
