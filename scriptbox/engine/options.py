@@ -16,7 +16,11 @@ class EngineOptions:
     queue_safety_poll_s: float = 10.0  # the same while change streams push them (a safety net)
     cancel_safety_s: float = 10.0  # cancel flags read while change streams push them
     progress_every_s: float = 1.0  # outputTail / outputBytes while running
-    flush_every_s: float = 0.02  # batched chunk persistence: at most one bulk insert per this
+    # Batched chunk persistence: at most one bulk insert per this. 50 ms keeps a
+    # chatty run at ~20 stored documents/s per stream (each costs the database
+    # about 1 ms to insert and again to prune) while another process's viewer
+    # still gets a line well within 100 ms (docs/engine.md, "Batched persistence").
+    flush_every_s: float = 0.05
     reader_drain_s: float = 2.0  # after the tree is dead, wait this long for EOF
     browser_grace_s: float = 30.0  # a browser run's page may report this long after its timeout
     heartbeat_s: float = 15.0  # SSE keepalive

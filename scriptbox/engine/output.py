@@ -264,6 +264,7 @@ class StoreGroup:
 
     stream: str
     system: bool
+    at: datetime | None = None  # when its first piece was read: the stored chunk's time
     texts: list[str] = field(default_factory=list)
     events: list[HubEvent] = field(default_factory=list)
     size: int = 0
@@ -273,7 +274,7 @@ class StoreGroup:
         last = self.events[-1].seq
         assert last is not None
         parts = tuple(len(t) for t in self.texts) if len(self.texts) > 1 else ()
-        return Chunk(run_id, last, self.stream, "".join(self.texts), self.system, parts=parts)
+        return Chunk(run_id, last, self.stream, "".join(self.texts), self.system, at=self.at, parts=parts)
 
 
 @dataclass
@@ -370,15 +371,16 @@ class RunOutput:
 
     def _publish(self, stream: str, text: str, system: bool, store: bool) -> None:
         self.seq += 1
-        piece = output_piece(self.seq, stream, text, system, datetime.now(UTC))
+        at = datetime.now(UTC)
+        piece = output_piece(self.seq, stream, text, system, at)
         event = HubEvent("output", piece.frame, self.seq, piece=piece)
         if store:
-            self._store(stream, text, system, event)
+            self._store(stream, text, system, event, at)
         self.hub.publish(self.run_id, event)
         if store:
             self.writer.wait_for_room()
 
-    def _store(self, stream: str, text: str, system: bool, event: HubEvent) -> None:
+    def _store(self, stream: str, text: str, system: bool, event: HubEvent, at: datetime) -> None:
         group = self._group
         if group is not None and (group.stream != stream or group.system != system
                                   or group.size + len(text) > STORE_GROUP_BYTES):
@@ -386,7 +388,7 @@ class RunOutput:
             self._seal()
             group = None
         if group is None:
-            group = self._group = StoreGroup(stream, system)
+            group = self._group = StoreGroup(stream, system, at)
             group.timer = gevent.spawn_later(STORE_GROUP_S, self._seal_due, group)
             # An idle writer seals it at once; a busy one right before its next insert.
             self.writer.hold(self._seal)

@@ -109,7 +109,9 @@ class Chunk:
     stream: str  # "stdout" | "stderr"
     data: str
     system: bool = False  # written by Scriptbox itself (e.g. the truncation marker)
-    at: datetime | None = None  # when it was stored (read back only; within a flush interval of its output)
+    # When its (first) piece was read from the script; a replayed line then shows
+    # the same time as it did live, however late the database write came.
+    at: datetime | None = None
     # A chunk may hold several consecutive pieces of output, each published
     # live with its own seq: then `seq` is the last one's and `parts` the
     # length (characters) of each, so a reader can resume after any of them.

@@ -124,7 +124,7 @@ class _ChunkStore:
         docs: list[dict[str, Any]] = []
         for c in chunks:
             doc: dict[str, Any] = {"runId": ObjectId(c.run_id), "seq": c.seq, "stream": c.stream, "data": c.data,
-                                   "createdAt": now}
+                                   "createdAt": c.at or now}
             if c.system:
                 doc["system"] = True
             if len(c.parts) > 1:
