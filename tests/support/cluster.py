@@ -6,17 +6,12 @@ the same database name and a home of its own (so `bash -l` reads no profile).
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 
-from .client import ADMIN_PASSWORD
-from .server import ScriptboxServer
+from .server import ScriptboxServer, ScriptboxWorker
 
 WORKER_READY = "Scriptbox worker executing runs"
 # Logged by store/changes.py when the runs change stream is open (workers log at INFO).
@@ -24,38 +19,17 @@ RUNS_STREAM_OPEN = "change stream on script_runs open"
 START_TIMEOUT_S = 60.0
 
 
-class Worker:
-    """One real `python app.py worker` process."""
+class Worker(ScriptboxWorker):
+    """One real `python app.py worker` process with `slots` run slots."""
 
     def __init__(self, data_dir: Path, mongodb_uri: str, db_name: str, *, slots: int = 4,
                  env: dict[str, str] | None = None) -> None:
-        from ._path import REPO
+        super().__init__(data_dir, mongodb_uri=mongodb_uri, db_name=db_name,
+                         env={"SCRIPTBOX_MAX_CONCURRENT_RUNS": str(slots), **(env or {})})
 
-        home = data_dir.parent / f"{data_dir.name}-home"
-        home.mkdir(parents=True, exist_ok=True)
-        self.argv = [sys.executable, str(REPO / "app.py"), "worker", "--mongodb-uri", mongodb_uri,
-                     "--data-dir", str(data_dir)]
-        self.env = {**os.environ, "SCRIPTBOX_DB_NAME": db_name, "SCRIPTBOX_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                    "SCRIPTBOX_MAX_CONCURRENT_RUNS": str(slots), "PYTHONUNBUFFERED": "1", "HOME": str(home),
-                    **(env or {})}
-        self.cwd = REPO
-        self.output: list[str] = []
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> Worker:
-        self.process = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        threading.Thread(target=self._drain, daemon=True).start()
+    def start(self, wait: bool = False, stdin_text: str | None = None) -> Worker:
+        super().start(wait=wait, stdin_text=stdin_text)
         return self
-
-    def _drain(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.output)
 
     def wait_for(self, needle: str, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
@@ -64,17 +38,6 @@ class Worker:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"worker never logged {needle!r} (exit {self.process.poll()}):\n{self.text}")
             time.sleep(0.05)
-
-    def stop(self, timeout: float = 30.0) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-            raise
 
 
 class Cluster:
