@@ -89,4 +89,5 @@ def test_a_steady_trickle_is_written_at_most_once_per_interval(
     assert writer.flush_now(5)
     starts = [t for t, _ in insert.calls]
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-    assert len(insert.calls) < 60 and all(g >= 0.019 for g in gaps), gaps
+    # The last insert is the one flush_now asked for: it goes without waiting out the interval.
+    assert len(insert.calls) < 60 and all(g >= 0.019 for g in gaps[:-1]), gaps

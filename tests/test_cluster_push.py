@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from support import SseStream, get_run, output_text, run_pids, start_run, unique_name, wait_status
+from support import SseStream, get_run, run_pids, start_run, unique_name, wait_status
 from support.cluster import Cluster
 from support.runs import FINISHED
 from support.separate_db import SeparateDatabase
@@ -136,12 +136,7 @@ def test_with_change_streams_off_the_processes_poll_as_before(clusters: tuple[Cl
     definition = api.create_script(script="for i in 1 2 3; do echo tick-$i; sleep 0.2; done; sleep 60")
     run_id = start_run(api, definition["id"])
     stream = SseStream(api, run_id)
-    got = []
-    for event in stream.events():
-        if event.event == "output":
-            got.append(event)
-            if output_text(got) == "tick-1\ntick-2\ntick-3\n":
-                break
+    stream.output_until("tick-1\ntick-2\ntick-3\n")
     assert api.post(f"/api/admin/scripts/runs/{run_id}/cancel").status_code == 202
     rest = stream.until_end()
     assert rest[-1].event == "end" and rest[-1].data["status"] == "canceled"

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from support import ADMIN_PASSWORD, REPO, SseStream, output_text, run_pids, start_run, wait_status
+from support import ADMIN_PASSWORD, REPO, SseStream, run_pids, start_run, wait_status
 
 
 def test_a_no_worker_server_streams_live_and_cancels_a_run_that_a_worker_executes(
@@ -24,12 +24,7 @@ def test_a_no_worker_server_streams_live_and_cancels_a_run_that_a_worker_execute
                               stderr=subprocess.DEVNULL)
     try:
         stream = SseStream(api, run_id)
-        got = []
-        for event in stream.events():
-            if event.event == "output":
-                got.append(event)
-                if output_text(got) == "tick-1\ntick-2\ntick-3\n":
-                    break
+        stream.output_until("tick-1\ntick-2\ntick-3\n")
         # The ticks came while the run was still going (polled from the database).
         assert wait_status(api, run_id, ("running",), timeout=1)["status"] == "running"
         started = time.monotonic()

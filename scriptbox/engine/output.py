@@ -103,6 +103,7 @@ class ChunkWriter:
         self._room = gevent.event.Event()
         self._room.set()
         self._flushed = gevent.event.Event()
+        self._urgent = gevent.event.Event()
         # Chunks are persisted in the order they were added, so two counters
         # tell whether everything added before some moment is stored.
         self._added = 0
@@ -120,6 +121,7 @@ class ChunkWriter:
         """Flush what is pending and stop the loop."""
         self._stopping = True
         self._wake.set()
+        self._urgent.set()
         if self._loop is not None:
             self._loop.join(timeout=10)
             self._loop.kill()
@@ -163,6 +165,7 @@ class ChunkWriter:
                 return False
             self._flushed.clear()
             self._wake.set()
+            self._urgent.set()
             self._flushed.wait(min(remaining, 1.0))
         return True
 
@@ -171,6 +174,7 @@ class ChunkWriter:
         while True:
             self._seal_held()
             if not self._pending:
+                self._urgent.clear()  # nothing left to hurry
                 self._flushed.set()
                 if self._stopping:
                     return
@@ -185,7 +189,9 @@ class ChunkWriter:
                 # next bulk insert. A flood (a full batch waiting) goes at once.
                 due = last_start + self.interval_s - time.monotonic()
                 if due > 0 and not self._stopping and self._pending_bytes < self.max_batch_bytes:
-                    gevent.sleep(due)
+                    # Someone waiting in flush_now (a run's end) cuts the wait short.
+                    self._urgent.wait(due)
+                    self._urgent.clear()
                 self._seal_held()
                 last_start = time.monotonic()
                 self._flush_once()

@@ -235,9 +235,9 @@ class RunStore(_ChunkStore):
         doc["_id"] = result.inserted_id
         if on_inserted is not None:
             on_inserted(doc)
-        self.last.created(doc)
         if new.claim is not None and self._on_claimed is not None:
             self._on_claimed(doc)
+        self.last.created(doc)
         return doc
 
     def get(self, run_id: str | ObjectId) -> dict[str, Any] | None:
@@ -292,9 +292,9 @@ class RunStore(_ChunkStore):
                 return_document=ReturnDocument.AFTER,
             )
         if doc is not None:
-            self.last.changed(doc)
-            if self._on_claimed is not None:
+            if self._on_claimed is not None:  # before another round trip, as in _finish
                 self._on_claimed(doc)
+            self.last.changed(doc)
         return doc
 
     def note_started(self, run_id: str, executor_id: str, snapshot: Snapshot,
@@ -382,9 +382,11 @@ class RunStore(_ChunkStore):
         with translate_db_errors():
             doc = self.runs.find_one_and_update(condition, update, return_document=ReturnDocument.AFTER)
         if doc is not None:
-            self.last.changed(doc)
+            # Listeners first, before any further database round trip: whoever
+            # sees the final status (GET, then /metrics) finds the run counted.
             if self._on_finished is not None:
                 self._on_finished(doc)
+            self.last.changed(doc)
             self.release_waiting(doc["_id"])
         return doc
 

@@ -95,6 +95,16 @@ class SseStream:
                 break
         return out
 
+    def output_until(self, text: str) -> list[SseEvent]:
+        """The output events up to the one that makes the output read exactly `text`."""
+        got: list[SseEvent] = []
+        for event in self._events:
+            if event.event == "output":
+                got.append(event)
+                if output_text(got) == text:
+                    return got
+        raise AssertionError(f"the stream ended with output {output_text(got)!r}, not {text!r}")
+
     def close(self) -> None:
         self.response.close()
 

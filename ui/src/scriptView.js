@@ -269,6 +269,9 @@ export class ScriptView {
       this.selectTab("output");
       this.revealOutput();
       await this.panel.show(runId);
+      // Again once the panel has its content: the layout above and in it may have
+      // moved while it loaded (on a busy phone the first scroll can end off target).
+      this.revealOutput();
       this.app.scripts.upsert({ id: script.id, lastRun: { id: runId, status: "running", createdAt: new Date().toISOString(), finishedAt: null } });
     } catch (err) {
       toast(err.status === 409 ? `Cannot run: ${err.message}` : `Run failed to start: ${err.message}`, "error");
