@@ -70,10 +70,10 @@ class PruneReport:
     began: float = field(default_factory=time.monotonic)
     logged_at: float = field(default_factory=time.monotonic)
 
-    def log_progress(self) -> None:
-        """Log the runs and chunks deleted so far, at most every PROGRESS_EVERY_S."""
+    def log_progress(self, every_s: float = PROGRESS_EVERY_S) -> None:
+        """Log the runs and chunks deleted so far, at most every `every_s`."""
         now = time.monotonic()
-        if now - self.logged_at >= PROGRESS_EVERY_S:
+        if now - self.logged_at >= every_s:
             self.logged_at = now
             log.info("retention: %d runs and %d output chunks deleted so far (%.0f s)",
                      self.runs, self.chunks, now - self.began)
@@ -84,7 +84,7 @@ class Pruner:
 
     def __init__(self, runs: FinishedRuns, definitions: DefinitionStore, leases: LeaseStore, audit: AuditLog | None,
                  default_days: int, holder: str, *, keep_versions: int = 50, every_s: float = PRUNE_EVERY_S,
-                 page: int = PAGE,
+                 page: int = PAGE, progress_every_s: float = PROGRESS_EVERY_S,
                  throttle: float = THROTTLE, clock: Callable[[], datetime] = utcnow) -> None:
         self.runs = runs
         self.definitions = definitions
@@ -95,6 +95,7 @@ class Pruner:
         self.holder = holder
         self.every_s = every_s
         self.page = page
+        self.progress_every_s = progress_every_s
         self.throttle = throttle
         self.clock = clock
         self._stop = gevent.event.Event()
@@ -200,7 +201,7 @@ class Pruner:
                 deleted, chunks = self.runs.delete_finished(due)
                 report.runs += deleted
                 report.chunks += chunks
-                report.log_progress()
+                report.log_progress(self.progress_every_s)
                 if not self.leases.claim(LEASE, self.holder, LEASE_S):
                     raise LeaseLost()
                 # Let the API's queries have the database for a while.

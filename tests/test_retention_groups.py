@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 import pytest
 from bson import ObjectId
 
-from scriptbox import retention
 from scriptbox.retention import Pruner
 from scriptbox.retention_rule import FIRST_SPAN, Window, next_window
 from scriptbox.store.leases import LeaseStore
@@ -44,15 +43,14 @@ def test_a_delete_over_several_groups_takes_every_finished_run_with_its_output_a
     assert app.services.finished_runs.delete_finished(asked) == (0, 0)  # idempotent
 
 
-def test_a_long_pass_logs_how_far_it_got(app: InProcessApp, client: AppClient, monkeypatch: pytest.MonkeyPatch,
+def test_a_long_pass_logs_how_far_it_got(app: InProcessApp, client: AppClient,
                                          caplog: pytest.LogCaptureFixture) -> None:
     sid = str(client.create_script()["id"])
     insert_runs(app.services.runs, [finished_run_doc(sid, LONG_AGO) for _ in range(10)])
     # Ten runs of one moment, read four a page: three pages; each one logs as if a minute had passed.
-    monkeypatch.setattr(retention, "PROGRESS_EVERY_S", 0.0)
     services = app.services
     pruner = Pruner(services.finished_runs, services.definitions, LeaseStore(app.database), services.audit,
-                    90, "progress-test", page=4, throttle=0.0)
+                    90, "progress-test", page=4, progress_every_s=0.0, throttle=0.0)
     with caplog.at_level(logging.INFO, logger="scriptbox.retention"):
         report = pruner.prune()
     assert report is not None and report.runs >= 10
