@@ -17,7 +17,6 @@ from typing import Any
 
 import gevent
 import gevent.event
-import gevent.subprocess
 
 from .. import proctree
 from ..errors import DatabaseUnavailable, NotFound
@@ -32,7 +31,7 @@ from .launch import launch_spec, snapshot_of
 from .outcome import CANCEL, TIMEOUT, outcome, stopped_before_start
 from .output import read_stream
 from .retry import retry_db
-from .spawn import start_process
+from .spawn import ChildProcess, start_process
 from .vm2pool import PooledProcess
 
 log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
@@ -189,7 +188,7 @@ class RunExecution:
                                    preexec=None), pooled
 
     def _spawn(self, spec: LaunchSpec, snapshot: Snapshot,
-               pooled: PooledProcess | None) -> tuple[gevent.subprocess.Popen, int | None] | None:
+               pooled: PooledProcess | None) -> tuple[ChildProcess, int | None] | None:
         """The started main process and its start time (None: unknown); None when it could not start."""
         if pooled is not None:
             return pooled.proc, pooled.start
@@ -205,7 +204,7 @@ class RunExecution:
             _cleanup(spec)
             return None
 
-    def _supervise(self, proc: gevent.subprocess.Popen, spec: LaunchSpec, snapshot: Snapshot,
+    def _supervise(self, proc: ChildProcess, spec: LaunchSpec, snapshot: Snapshot,
                    deadline: float) -> RunEnd:
         """Watch a started run until its processes are gone; returns how it ended."""
         assert self.procs is not None and proc.stdout is not None
@@ -232,7 +231,7 @@ class RunExecution:
             gevent.killall(readers, block=True, timeout=1)
         return outcome(returncode, reason, timeout_ms=snapshot.timeout_ms, times_itself_out=spec.label == "vm2")
 
-    def _wait(self, proc: gevent.subprocess.Popen, deadline: float) -> str | None:
+    def _wait(self, proc: ChildProcess, deadline: float) -> str | None:
         """Wait for the main process to exit until `deadline` (monotonic); the stop
         reason if it had to be stopped first."""
         while proc.returncode is None:
@@ -298,7 +297,7 @@ class RunExecution:
             self.ctx.live.publish_end(done)
 
 
-def _feed_stdin(proc: gevent.subprocess.Popen, data: bytes) -> None:
+def _feed_stdin(proc: ChildProcess, data: bytes) -> None:
     assert proc.stdin is not None
     try:
         proc.stdin.write(data)

@@ -28,11 +28,10 @@ from dataclasses import dataclass
 
 import gevent
 import gevent.event
-import gevent.subprocess
 
 from ..childproc import die_with_parent
 from ..runners.base import LaunchSpec, RunnerUnavailable
-from .spawn import start_process
+from .spawn import ChildProcess, start_process
 
 log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 
@@ -52,7 +51,7 @@ MAX_RETRY_S = 60.0
 class PooledProcess:
     """A started harness process waiting for its run."""
 
-    proc: gevent.subprocess.Popen
+    proc: ChildProcess
     start: int | None  # its start time (clock ticks): its identity with the pid
     spec: LaunchSpec  # how it was started: argv, working directory, cleanup
     started_at: float  # time.monotonic() at its start
