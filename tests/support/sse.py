@@ -30,18 +30,31 @@ class SseParser:
 
     def __init__(self) -> None:
         self.comments = 0
-        self._buffer = b""
+        self._pending: list[bytes] = []  # the blocks of an event not complete yet
 
     def feed(self, blocks: Iterable[bytes]) -> Iterator[SseEvent]:
         for block in blocks:
-            buffer = self._buffer + block if self._buffer else block
-            start = 0
-            while (end := buffer.find(b"\n\n", start)) >= 0:
-                event = self._parse(buffer[start:end])
-                start = end + 2
+            # Only the new block is searched, and an event's blocks are joined
+            # once, when it is complete: an event that arrives in many blocks
+            # (a 600 KB output event) costs linear time, not quadratic.
+            if self._pending and self._pending[-1].endswith(b"\n") and block.startswith(b"\n"):
+                end = 1  # the blank line between two events spans the two blocks
+            else:
+                found = block.find(b"\n\n")
+                end = found + 2 if found >= 0 else -1
+            if end < 0:
+                self._pending.append(block)
+                continue
+            events = [b"".join(self._pending) + block[:end - 2]] if end >= 2 else [b"".join(self._pending)[:-1]]
+            start = end
+            while (stop := block.find(b"\n\n", start)) >= 0:
+                events.append(block[start:stop])
+                start = stop + 2
+            self._pending = [block[start:]] if start < len(block) else []
+            for raw in events:
+                event = self._parse(raw)
                 if event is not None:
                     yield event
-            self._buffer = buffer[start:]
 
     def _parse(self, raw: bytes) -> SseEvent | None:
         name, data, event_id = "message", [], None
