@@ -93,8 +93,8 @@ def _log_format(raw: str) -> str:
 
 def _change_streams(raw: str) -> str:
     value = raw.strip().lower()
-    if value not in ("auto", "off"):
-        raise ValueError("must be auto or off")
+    if value not in ("auto", "on", "off"):
+        raise ValueError("must be auto, on or off")
     return value
 
 
@@ -209,9 +209,10 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
                 "ran; older ones are removed. Default 50; 0 keeps every version (docs/versions.md)."),
     SettingSpec("change_streams", "SCRIPTBOX_CHANGE_STREAMS", None, _change_streams,
                 "How processes sharing a database learn of each other's queued runs, cancels and output: "
-                "auto (default) uses MongoDB change streams and falls back to polling where the database "
-                "cannot offer them (a standalone mongod without a replica set); off always polls "
-                "(docs/engine.md)."),
+                "auto (default) uses MongoDB change streams with a configured MongoDB and falls back to "
+                "polling where the database cannot offer them (a standalone mongod without a replica set); "
+                "with the embedded database, which only this process uses, it uses none. on: change streams "
+                "with the embedded database too. off: always polls (docs/engine.md)."),
 )
 
 

@@ -115,7 +115,7 @@ def build_services(settings: Settings, database: Database, access: Access | None
     runs = RunStore(database, on_claimed=metrics.run_claimed, on_finished=run_finished)
     executors = ExecutorStore(database)
     slots = ClusterSlots(database, settings.cluster_max_runs) if settings.cluster_max_runs > 0 else None
-    changes = ChangeFeed(database, settings.change_streams)
+    changes = ChangeFeed(database, settings.change_streams, embedded=settings.mongodb_uri is None)
     engine = build_engine(settings, runs, definitions.get, engine_options, on_output_bytes=metrics.output_bytes,
                           secrets=secrets, executors=executors, cluster_slots=slots,
                           role="worker" if access is None else "serve", changes=changes)

@@ -210,6 +210,9 @@ def test_hundreds_of_instant_runs_beside_a_long_run_harm_nothing(server_factory,
         assert api.get(f"/api/admin/scripts/runs/{run_id}/log").text == expected
     # Nothing else was touched: the long run, the server, its database.
     assert get_status(api, long_run) == "running"
+    # Alone on its embedded database, the server follows no change stream:
+    # its own submits, ends and cancels woke it for all of the above.
+    assert "change streams off (the embedded database has no other client)" in server.text
     assert server.process.poll() is None and pid_alive(db_pid)
     flag.write_text("")
     run = wait_status(api, long_run, timeout=30)

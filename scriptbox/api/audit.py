@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
+import gevent
 from bottle import Bottle, request
 
 from ..errors import ValidationFailed
@@ -39,6 +41,34 @@ def audit_request(services: Services, action: str, target_type: str, target_id: 
     """Record `action`, done by this request's actor from its address."""
     services.audit.record(request_actor(), action, target_type, target_id, summary, details, request_address(services),
                           script_id)
+
+
+class StartAudit:
+    """The `run.start` entry of a run, written beside the run's last-run summary.
+
+    The request hands `begin` to Engine.submit, which calls it as soon as the
+    run is stored; the entry is then written while the engine updates the
+    script's summary, and `wait` (before answering) re-raises a failure, so
+    the client still learns of an audit log that could not be written. The
+    actor and address are read in the request's greenlet: bottle's request
+    is not visible in another.
+    """
+
+    def __init__(self, actor: str, address: str | None, trigger: str, record: Callable[..., None]) -> None:
+        self._actor, self._address, self._trigger, self._record = actor, address, trigger, record
+        self._writing: gevent.Greenlet | None = None
+
+    def begin(self, run: dict[str, Any]) -> None:
+        snapshot = run["meta"]["snapshot"]
+        self._writing = gevent.spawn(
+            self._record, self._actor, "run.start", "run", str(run["_id"]),
+            f"started {snapshot['name']!r} ({self._trigger})",
+            {"trigger": self._trigger, "codeIdentifier": snapshot["codeIdentifier"]}, self._address,
+            str(run["scriptId"]))
+
+    def wait(self) -> None:
+        if self._writing is not None:
+            self._writing.get()
 
 
 def parse_audit_query(query: Any) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from ..secretbox import SecretBox
 from ..store.changes import ChangeFeed
 from ..store.executors import ClusterSlots, ExecutorStore
 from ..store.records import Executor
-from ..store.runs import RunStore
+from ..store.runs import RunListener, RunStore
 from . import launch
 from .browser import record_result
 from .commands import cancel, submit
@@ -166,12 +166,14 @@ class Engine:
 
     def submit(self, script_id: str, trigger: str, requested_by: str | None, *,
                meta: Mapping[str, Any] | None = None, waits_for: str | None = None,
-               params: Any = None) -> dict[str, Any]:
+               params: Any = None, on_created: RunListener | None = None) -> dict[str, Any]:
         """Create a run; raises NotFound (unknown script), Conflict (disabled),
         ValidationFailed (params).
 
-        `meta` and `waits_for` come from the scheduler (see commands.submit)."""
-        return submit(self.ctx, self.dispatcher, script_id, trigger, requested_by, meta, waits_for, params)
+        `meta` and `waits_for` come from the scheduler, `on_created` from the
+        API (see commands.submit)."""
+        return submit(self.ctx, self.dispatcher, script_id, trigger, requested_by, meta, waits_for, params,
+                      on_created)
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         """Cancel a queued or running run; raises NotFound, Conflict (finished)."""

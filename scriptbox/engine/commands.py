@@ -11,6 +11,7 @@ from ..errors import Conflict, NotFound, ValidationFailed
 from ..params import ParamsInvalid, ResolvedParams, resolve
 from ..secretbox import SecretBox
 from ..store.records import Claim, NewRun, RunEnd
+from ..store.runs import RunListener
 from ..vocabulary import FINISHED_STATUSES
 from .browser import is_browser_run, time_allowed
 from .context import EngineContext
@@ -35,7 +36,8 @@ def sealed_params(definition: Mapping[str, Any], resolved: ResolvedParams,
 
 def submit(ctx: EngineContext, dispatcher: Dispatcher, script_id: str, trigger: str,
            requested_by: str | None, meta: Mapping[str, Any] | None = None,
-           waits_for: str | None = None, params: Any = None) -> dict[str, Any]:
+           waits_for: str | None = None, params: Any = None,
+           on_created: RunListener | None = None) -> dict[str, Any]:
     """Create a run of a script; returns the stored run document.
 
     `params` are the request's parameter values (checked against the
@@ -43,6 +45,9 @@ def submit(ctx: EngineContext, dispatcher: Dispatcher, script_id: str, trigger: 
     (scheduledFor, catchUp) and, for overlap `queue`, the run this one waits
     for. Raises NotFound (unknown script), Conflict (disabled script) and
     ValidationFailed (parameters, naming each as params.<name>).
+    `on_created` is told of the run as soon as it is stored, before the
+    script's last-run summary is written (the API records its audit entry
+    meanwhile).
     """
     definition = ctx.get_definition(script_id)
     if not definition.get("enabled", True):
@@ -60,14 +65,15 @@ def submit(ctx: EngineContext, dispatcher: Dispatcher, script_id: str, trigger: 
                  sealed_params=sealed_params(definition, resolved, ctx.secrets))
     # A run that waits for another, or a browser run, never starts here at once.
     if browser_time is None and waits_for is None and dispatcher.reserve_slot():
-        return _start_here(ctx, dispatcher, new, definition)
-    doc = ctx.runs.create(new)
+        return _start_here(ctx, dispatcher, new, definition, on_created)
+    doc = ctx.runs.create(new, on_inserted=on_created)
     dispatcher.wake()
     ctx.live.publish_status(doc)  # the run-events feed shows it at once (it has no viewers yet)
     return doc
 
 
-def _start_here(ctx: EngineContext, dispatcher: Dispatcher, new: NewRun, definition: dict[str, Any]) -> dict[str, Any]:
+def _start_here(ctx: EngineContext, dispatcher: Dispatcher, new: NewRun, definition: dict[str, Any],
+                on_created: RunListener | None) -> dict[str, Any]:
     """Insert the run already claimed by this process and start it as soon as it is stored.
 
     Saves the claim round trip and the second definition read of a queued run;
@@ -81,6 +87,8 @@ def _start_here(ctx: EngineContext, dispatcher: Dispatcher, new: NewRun, definit
         nonlocal started
         started = True
         dispatcher.start_claimed(doc, definition)
+        if on_created is not None:
+            on_created(doc)
 
     try:
         return ctx.runs.create(dataclasses.replace(new, claim=claim), on_inserted=start)

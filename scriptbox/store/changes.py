@@ -8,7 +8,10 @@ cooperative: pymongo's sockets are gevent's in a patched process, and each
 stream is read by its own greenlet.
 
 Where the deployment cannot offer change streams (a standalone mongod without
-a replica set refuses `$changeStream`), or `SCRIPTBOX_CHANGE_STREAMS=off`, the
+a replica set refuses `$changeStream`), with `SCRIPTBOX_CHANGE_STREAMS=off`,
+and with the embedded database under `auto` (its only client is this
+process, so there is nothing to learn of, and following the streams cost
+SecantusDB about a third of its CPU per run: bench/start_latency.py), the
 feed says so once in the log and `live` stays False: the consumers keep
 polling as they did before. When a stream breaks (database stopped or
 restarted), it reconnects with backoff, resuming after the last event seen
@@ -32,7 +35,7 @@ from . import Database
 
 log = logging.getLogger("scriptbox.store")
 
-CHANGE_STREAM_MODES = ("auto", "off")
+CHANGE_STREAM_MODES = ("auto", "on", "off")
 # How long one getMore waits on the server for news; the greenlet is killed
 # at stop, so this only bounds how often an idle stream asks again.
 AWAIT_MS = 5000
@@ -202,11 +205,15 @@ class _Watch:
 class ChangeFeed:
     """The change streams of one process (see the module's docstring)."""
 
-    def __init__(self, database: Database, mode: str = "auto") -> None:
+    def __init__(self, database: Database, mode: str = "auto", *, embedded: bool = False) -> None:
+        """`mode` as SCRIPTBOX_CHANGE_STREAMS says; `embedded`: the database is
+        this process's own SecantusDB (then `auto` means off)."""
         if mode not in CHANGE_STREAM_MODES:
             raise ValueError(f"mode must be one of {CHANGE_STREAM_MODES}")
         self.database = database
-        self.mode = mode
+        self.mode = "off" if mode == "auto" and embedded else mode
+        self._off_reason = ("the embedded database has no other client" if mode == "auto"
+                            else "SCRIPTBOX_CHANGE_STREAMS=off")
         self.listener = _no_listener()
         self._runs = _Watch(self, "script_runs", RUNS_PIPELINE, route_run_event)
         self._chunks = _Watch(self, "script_run_output", CHUNKS_PIPELINE, route_chunk_event,
@@ -221,7 +228,7 @@ class ChangeFeed:
     def start(self) -> None:
         """Open the runs stream (in the background); a no-op when off."""
         if self.mode == "off":
-            log.info("change streams off (SCRIPTBOX_CHANGE_STREAMS=off): polling the database")
+            log.info("change streams off (%s): polling the database", self._off_reason)
             return
         self._started = True
         self._runs.start()

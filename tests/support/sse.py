@@ -40,14 +40,14 @@ class SseParser:
             if self._pending and self._pending[-1].endswith(b"\n") and block.startswith(b"\n"):
                 end = 1  # the blank line between two events spans the two blocks
             else:
-                found = block.find(b"\n\n")
+                found = _blank_line(block, 0)
                 end = found + 2 if found >= 0 else -1
             if end < 0:
                 self._pending.append(block)
                 continue
             events = [b"".join(self._pending) + block[:end - 2]] if end >= 2 else [b"".join(self._pending)[:-1]]
             start = end
-            while (stop := block.find(b"\n\n", start)) >= 0:
+            while (stop := _blank_line(block, start)) >= 0:
                 events.append(block[start:stop])
                 start = stop + 2
             self._pending = [block[start:]] if start < len(block) else []
@@ -58,21 +58,43 @@ class SseParser:
 
     def _parse(self, raw: bytes) -> SseEvent | None:
         name, data, event_id = "message", [], None
-        for line in raw.split(b"\n"):
-            if line.startswith(b":"):
+        view = memoryview(raw)  # field values are sliced without copying (output data is most of the bytes)
+        start = 0
+        while start <= len(raw):
+            stop = raw.find(b"\n", start)  # one byte: memchr, unlike split's byte loop
+            stop = len(raw) if stop < 0 else stop
+            colon = raw.find(b":", start, stop)
+            field, value_at = (raw[start:colon], colon + 1) if colon >= 0 else (raw[start:stop], stop)
+            if raw.startswith(b" ", value_at, stop):
+                value_at += 1
+            if colon == start:
                 self.comments += 1
-                continue
-            field, _, value = line.partition(b":")
-            value = value[1:] if value.startswith(b" ") else value
-            if field == b"event":
-                name = value.decode("utf-8")
+            elif field == b"event":
+                name = raw[value_at:stop].decode("utf-8")
             elif field == b"data":
-                data.append(value)
+                data.append(view[value_at:stop])
             elif field == b"id":
-                event_id = int(value)
+                event_id = int(raw[value_at:stop])
+            start = stop + 1
         if not data:
             return None
-        return SseEvent(name, orjson.loads(b"\n".join(data)), event_id, time.monotonic())
+        return SseEvent(name, orjson.loads(data[0] if len(data) == 1 else b"\n".join(data)), event_id,
+                        time.monotonic())
+
+
+def _blank_line(block: bytes, start: int) -> int:
+    """Where the next blank line (b"\\n\\n") starts, or -1.
+
+    Found by looking for single newlines (memchr, several GB/s): output events
+    carry their text JSON-escaped, so a raw newline ends a field and they are
+    few. A two-byte find scans byte by byte and cost the throughput benchmark's
+    client more CPU than the server spent sending.
+    """
+    while (i := block.find(b"\n", start)) >= 0:
+        if block[i + 1:i + 2] == b"\n":
+            return i
+        start = i + 1
+    return -1
 
 
 class SseStream:
