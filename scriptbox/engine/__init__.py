@@ -46,6 +46,7 @@ from .execution import proc_start
 from .hub import Viewer
 from .live import LiveOutput
 from .options import EngineOptions
+from .spawn import env_with_chdir
 from .wakeups import Wakeups
 from .watchdog import Watchdog
 
@@ -120,6 +121,7 @@ class Engine:
             # Orphans of runs reparent to us (and are reaped by gevent) instead
             # of becoming unreapable zombies under a container's pid 1.
             proctree.become_subreaper()
+            env_with_chdir()  # asked now, so the first run does not wait for the answer
             try:
                 self.watchdog.recover_this_host()
             except DatabaseUnavailable:
