@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 from support import ScriptboxServer, SseStream, rss_bytes, start_run, wait_status
 
@@ -14,12 +15,17 @@ LINE = "0123456789" * 9 + "012345678\n"
 SCRIPT_30MB = f"yes '{LINE[:-1]}' | head -c {30 * MIB}"
 
 
-def test_30mb_of_output_is_capped_in_the_log_live_for_viewers_and_memory_stays_bounded(server_factory) -> None:  # type: ignore[no-untyped-def]
+def test_30mb_of_output_is_capped_in_the_log_live_for_viewers_and_memory_stays_bounded(  # type: ignore[no-untyped-def]
+        server_factory, tmp_path: Path) -> None:
     server: ScriptboxServer = server_factory(env={"SCRIPTBOX_MAX_LOG_BYTES": str(4 * MIB),
                                                    "SCRIPTBOX_TAIL_BYTES": "4096"}).start()
     api = server.api()
     assert server.process is not None
-    definition = api.create_script(script=SCRIPT_30MB)
+    # The script waits for its viewer: output past the cap goes only to the
+    # viewers connected then (a run starts in a few ms, and 30 MB can be
+    # through before a viewer that connects after POST /run has answered).
+    gate = tmp_path / "viewer-connected"
+    definition = api.create_script(script=f"while [ ! -e {gate} ]; do sleep 0.01; done; {SCRIPT_30MB}")
     # Warm up (first run, first SSE stream) before measuring the idle baseline.
     warm = start_run(api, api.create_script(script="echo warm")["id"])
     SseStream(api, warm).until_end()
@@ -42,6 +48,8 @@ def test_30mb_of_output_is_capped_in_the_log_live_for_viewers_and_memory_stays_b
     try:
         stream = SseStream(api, run_id, timeout=120)
         for event in stream.events():
+            if event.event == "status":
+                gate.touch()
             if event.event == "output" and not event.data.get("system"):
                 received += len(event.data["data"])
                 events += 1

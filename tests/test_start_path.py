@@ -107,9 +107,11 @@ def _stream_until(stream: RunStream, text: str) -> bytes:
 def test_a_viewer_of_a_local_run_starts_from_memory_and_falls_back_to_the_database(
         inproc: InProcessApp, tmp_path: Path) -> None:
     engine = inproc.engine
-    gate = tmp_path / "gate"
-    run_id = str(engine.submit(_script(inproc, f"echo from-memory; while [ ! -e {gate} ]; do sleep 0.02; done"),
-                               "manual", None)["_id"])
+    gate, big_gate = tmp_path / "gate", tmp_path / "big"
+    script = (f"echo from-memory; while [ ! -e {big_gate} ]; do sleep 0.02; done; "
+              f"head -c 70000 /dev/zero | tr '\\0' x; echo; echo big-done; "
+              f"while [ ! -e {gate} ]; do sleep 0.02; done")
+    run_id = str(engine.submit(_script(inproc, script), "manual", None)["_id"])
     execution = engine.dispatcher.get(run_id)
     assert execution is not None
     eventually(lambda: execution.output.seq, sleep=gevent.sleep, message="the script prints")
@@ -122,16 +124,26 @@ def test_a_viewer_of_a_local_run_starts_from_memory_and_falls_back_to_the_databa
     assert b"event: status" in got
     assert (get_run.calls, chunks_after.calls) == (0, 0), "the stream waited for the database"
 
-    # Once the chunk is persisted and gone from memory, a new viewer replays it from the database.
+    # A small log stays in memory once it is persisted too.
     eventually(lambda: not execution.output.unstored(), sleep=gevent.sleep, message="the output is handed on")
+    engine.ctx.live.flush_now()
+    assert engine.local_run(run_id, -1) is not None
+    _stream_until(RunStream(source, run_id, None), "from-memory")
+    assert (get_run.calls, chunks_after.calls) == (0, 0)
+
+    # Past 64 KiB it is not kept: once persisted and gone from memory, a new viewer replays from the database.
+    big_gate.touch()
+    eventually(lambda: execution.output.history is None and not execution.output.unstored(),
+               sleep=gevent.sleep, message="the big output is handed on")
     engine.ctx.live.flush_now()
     assert engine.local_run(run_id, -1) is None
     assert engine.local_run(run_id, execution.output.seq) is not None  # nothing after what it has seen
-    got = _stream_until(RunStream(source, run_id, None), "from-memory")
+    got = _stream_until(RunStream(source, run_id, None), "big-done")
+    assert b"from-memory" in got
     assert get_run.calls >= 1 and chunks_after.calls >= 1
     gate.touch()
     assert _ended(engine, run_id)["status"] == "succeeded"
-    assert engine.local_run(run_id, -1) is None  # not executing here any more
+    assert engine.local_run(run_id, -1) is None  # not executing here any more, and too big to keep
 
 
 # -- several processes on one database -----------------------------------------

@@ -247,7 +247,7 @@ def register(app: Bottle, services: Services) -> None:
         params=(Param("Last-Event-ID", {"type": "string"}, "resume after this sequence number", where="header"),
                 Param("lastEventId", {"type": "string"}, "the same, for clients that cannot set headers"))))
     def stream_run(run_id: str) -> HTTPResponse:
-        if not engine.is_local(run_id):  # a run executing here exists: no database read for the 404
+        if not engine.knows(run_id):  # a run executing or just ended here exists: no database read for the 404
             get_run(run_id)
         last = parse_last_event_id(request.get_header("Last-Event-ID"), request.query.getunicode("lastEventId"))
         return sse_response(services, RunStream(source, run_id, last, heartbeat_s=engine.options.heartbeat_s))
@@ -273,6 +273,7 @@ def register(app: Bottle, services: Services) -> None:
         if doc["status"] in ACTIVE_STATUSES:
             raise Conflict("the run is queued or running; cancel it or wait for it to finish", code="run_active")
         deleted, chunks = services.finished_runs.delete_finished([run_id])
+        engine.forget([run_id])
         if not deleted:
             raise NotFound(f"no run with id {run_id!r}")  # deleted meanwhile (by the pruner or another admin)
         snapshot = (doc.get("meta") or {}).get("snapshot") or {}

@@ -99,6 +99,8 @@ class RunStream:
                 yield b"".join(out)
                 out = []
         if self.status in FINISHED_STATUSES:
+            if from_memory:  # ended here moments ago: its output is the viewer's seed
+                out += self._live(viewer.take(0))[0]
             out.append(frame("end", self.source.present(doc)))
             yield b"".join(out)
             return

@@ -205,10 +205,19 @@ class Engine:
         """Whether this process executes the run (its output arrives live here)."""
         return self.dispatcher.get(run_id) is not None
 
+    def knows(self, run_id: str) -> bool:
+        """Whether the run exists without asking the database: executing here, or ended here moments ago."""
+        return self.is_local(run_id) or self.ctx.live.ended_run(run_id) is not None
+
+    def forget(self, run_ids: list[str]) -> None:
+        """These runs were deleted: serve them from memory no more."""
+        self.ctx.live.forget_ended(run_ids)
+
     def local_run(self, run_id: str, after_seq: int) -> dict[str, Any] | None:
-        """The run's document, from memory, when this process executes it and
-        every stored chunk after `after_seq` is still in memory (so a viewer
-        subscribed now gets them all in its seed); else None: read the database.
+        """The run's document, from memory, when this process executes it (or
+        ended it moments ago) and every stored chunk after `after_seq` is still
+        in memory (so a viewer subscribed now gets them all in its seed); else
+        None: read the database.
 
         Output is persisted in order, so nothing after `after_seq` is only in
         the database when the run has published nothing after it, or when its
@@ -216,7 +225,10 @@ class Engine:
         """
         execution = self.dispatcher.get(run_id)
         if execution is None or execution.ended:
-            return None
+            # Ended here moments ago with all its output in memory: from there.
+            return self.ctx.live.ended_run(run_id)
+        if self.ctx.live.history(run_id) is not None:
+            return execution.doc  # every stored piece is in the viewer's seed
         after = max(after_seq, 0)
         if execution.output.seq <= after:
             return execution.doc

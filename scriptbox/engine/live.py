@@ -7,7 +7,10 @@ the writer's not-yet-stored chunks (its seed), or live.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..store.records import Chunk
@@ -17,6 +20,19 @@ from .output import ChunkWriter, RunOutput, TailBuffer
 # The hub key whose viewers get the status and end events of every run (no
 # output): the UI's feed of run events (scriptbox/api/run_events.py).
 ALL_RUNS = "*"
+# Runs that ended here with their whole output in memory (RunOutput.history)
+# are kept this long, at most this many, for viewers who come just after the end.
+RECENT_S = 10.0
+RECENT_RUNS = 64
+
+
+@dataclass
+class EndedRun:
+    """A run that ended here moments ago, with every stored piece of its output."""
+
+    history: list[HubEvent]
+    doc: dict[str, Any] | None = None  # the finished run, once its end is recorded
+    ended_at: float = 0.0
 
 
 class LiveOutput:
@@ -29,6 +45,7 @@ class LiveOutput:
         self.hub = OutputHub()
         self.writer = ChunkWriter(add_chunks, interval_s=flush_every_s, on_flushed=on_flushed)
         self._outputs: dict[str, RunOutput] = {}  # runs with output not handed to the writer yet
+        self._recent: OrderedDict[str, EndedRun] = OrderedDict()  # oldest first
 
     def start(self) -> None:
         self.writer.start()
@@ -47,6 +64,37 @@ class LiveOutput:
     def _forget(self, run_id: str, output: RunOutput) -> None:
         if self._outputs.get(run_id) is output:
             del self._outputs[run_id]
+            if output.history is not None:
+                self._recent[run_id] = EndedRun(output.history)
+                self._trim_recent()
+
+    def _trim_recent(self) -> None:
+        now = time.monotonic()
+        while self._recent:
+            run_id, oldest = next(iter(self._recent.items()))
+            expired = oldest.doc is not None and now - oldest.ended_at > RECENT_S
+            if len(self._recent) <= RECENT_RUNS and not expired:
+                break
+            del self._recent[run_id]
+
+    def history(self, run_id: str) -> list[HubEvent] | None:
+        """Every stored piece of the run, when this process has them all in memory (else None)."""
+        output = self._outputs.get(run_id)
+        if output is not None:
+            return None if output.history is None else list(output.history)
+        ended = self._recent.get(run_id)
+        return list(ended.history) if ended is not None else None
+
+    def ended_run(self, run_id: str) -> dict[str, Any] | None:
+        """The finished run, when it ended here moments ago with all its output in memory."""
+        self._trim_recent()
+        ended = self._recent.get(run_id)
+        return ended.doc if ended is not None else None
+
+    def forget_ended(self, run_ids: list[str]) -> None:
+        """These runs were deleted: nobody is served them from memory any more."""
+        for run_id in run_ids:
+            self._recent.pop(run_id, None)
 
     def flush_now(self) -> bool:
         """Wait until every chunk written so far is stored (False: not within the writer's timeout)."""
@@ -56,9 +104,13 @@ class LiveOutput:
         """A live viewer of a run, seeded with the pieces not yet in the database.
 
         Those are in the writer's chunks (each lists its pieces) and in the
-        run's open group, in that order; nothing yields in between.
+        run's open group, in that order; nothing yields in between. A run
+        with a small log seeds every stored piece instead (its history), so
+        the viewer needs nothing from the database; the seq check of
+        api/stream.py drops what it has already sent.
         """
-        return self.hub.subscribe(run_id, seed=self._in_memory(run_id))
+        history = self.history(run_id)
+        return self.hub.subscribe(run_id, seed=history if history is not None else self._in_memory(run_id))
 
     def _in_memory(self, run_id: str) -> list[HubEvent]:
         seed = [part for event in self.writer.unflushed(run_id) for part in (event.parts or (event,))]
@@ -85,5 +137,8 @@ class LiveOutput:
     def publish_end(self, doc: dict[str, Any]) -> None:
         """Tell the run's viewers it is over (`doc` is the finished run)."""
         event = HubEvent("end", doc=doc)
+        ended = self._recent.get(str(doc["_id"]))
+        if ended is not None:
+            ended.doc, ended.ended_at = doc, time.monotonic()
         self.hub.publish(str(doc["_id"]), event, wait=False)
         self.hub.publish(ALL_RUNS, event, wait=False)

@@ -48,6 +48,11 @@ log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engi
 # third more CPU per MB on pieces, events and writes (bench/throughput.py:
 # 0.54 -> 0.42 s per 200 MB, 232 -> 273 MB/s to one SSE client).
 READ_SIZE = 256 * 1024
+# A run whose stored output stays under this keeps all of it in memory too,
+# while it runs and for RECENT_S after its end (engine/live.py): most runs
+# print little, and their viewers, who often connect after an instant
+# script has ended, then need no database read.
+HISTORY_BYTES = 64 * 1024
 # While a run's viewers are still busy with the previous piece, a reader
 # gathers what follows for at most this long before handing it on anyway.
 # Short, because viewers also join whatever queued up into one event: under
@@ -309,6 +314,11 @@ class RunOutput:
     masker: SecretMasker | None = None
     _masking: dict[str, StreamMasker] = field(default_factory=dict)
     _group: StoreGroup | None = None
+    # Every stored piece, in order, while the stored log is small (HISTORY_BYTES;
+    # None past that): a viewer who comes late, even just after the end, is
+    # then served from memory (LiveOutput.history, Engine.local_run).
+    history: list[HubEvent] | None = field(default_factory=list)
+    _history_bytes: int = 0
 
     def totals(self) -> OutputTotals:
         return OutputTotals(self.tail.text(), self.output_bytes, self.truncated)
@@ -387,9 +397,19 @@ class RunOutput:
         event = HubEvent("output", piece.frame, self.seq, piece=piece)
         if store:
             self._store(stream, text, system, event, at)
+            self._remember(event, len(text))
         self.hub.publish(self.run_id, event)
         if store:
             self.writer.wait_for_room()
+
+    def _remember(self, event: HubEvent, size: int) -> None:
+        if self.history is None:
+            return
+        self._history_bytes += size
+        if self._history_bytes > HISTORY_BYTES:
+            self.history = None  # a big log is replayed from the database
+        else:
+            self.history.append(event)
 
     def _store(self, stream: str, text: str, system: bool, event: HubEvent, at: datetime) -> None:
         group = self._group
