@@ -227,7 +227,7 @@ class Engine:
         if execution is None or execution.ended:
             # Ended here moments ago with all its output in memory: from there.
             return self.ctx.live.ended_run(run_id)
-        if self.ctx.live.history(run_id) is not None:
+        if self.ctx.live.keeps_all(run_id):
             return execution.doc  # every stored piece is in the viewer's seed
         after = max(after_seq, 0)
         if execution.output.seq <= after:

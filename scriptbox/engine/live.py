@@ -79,11 +79,19 @@ class LiveOutput:
 
     def history(self, run_id: str) -> list[HubEvent] | None:
         """Every stored piece of the run, when this process has them all in memory (else None)."""
+        kept = self._kept(run_id)
+        return list(kept) if kept is not None else None
+
+    def keeps_all(self, run_id: str) -> bool:
+        """Whether every stored piece of the run is in memory here (see history)."""
+        return self._kept(run_id) is not None
+
+    def _kept(self, run_id: str) -> list[HubEvent] | None:
         output = self._outputs.get(run_id)
         if output is not None:
-            return None if output.history is None else list(output.history)
+            return output.history
         ended = self._recent.get(run_id)
-        return list(ended.history) if ended is not None else None
+        return ended.history if ended is not None else None
 
     def ended_run(self, run_id: str) -> dict[str, Any] | None:
         """The finished run, when it ended here moments ago with all its output in memory."""

@@ -169,8 +169,11 @@ def test_runs_page_recent_runs_and_sidebar_follow_runs_started_elsewhere(ui_page
                                                                                      timeout=10_000)
 
 
+# stdout and stderr are separate pipes, numbered in the order they are read:
+# the pauses around each stderr line let the server read what came before it
+# first (a run starts in a few ms now, and bash prints 1000 lines in as few).
 LONG = ("for i in $(seq 1 2500); do printf '\\033[32mline %d\\033[0m\\n' $i; "
-        "if [ $((i % 1000)) -eq 0 ]; then echo \"warn $i\" >&2; fi; done")
+        "if [ $((i % 1000)) -eq 0 ]; then sleep 0.3; echo \"warn $i\" >&2; sleep 0.3; fi; done")
 
 
 def test_a_finished_runs_whole_log_is_paged_searched_wrapped_timed_copied_and_downloadable(
