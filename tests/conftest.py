@@ -9,6 +9,8 @@ Helpers live in the importable package tests/support/ (shared with bench/).
 * ``server_factory``: builds servers for tests that start, kill or restart them.
 * ``app`` (module): the Bottle app and its services in this process, on its
   own database; ``client`` (function): an authenticated in-process client.
+* ``separate_db`` (function): a SecantusDB of the test's own, which the test
+  may kill and restart under the servers it points at it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 from scriptbox.embedded_db import EmbeddedDatabase
 from support import Api, AppClient, ScriptboxServer
 from support.inprocess import InProcessApp
+from support.separate_db import SeparateDatabase
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +77,11 @@ def app(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest.fixture()
 def client(app: InProcessApp) -> AppClient:
     return app.client()
+
+
+@pytest.fixture()
+def separate_db(tmp_path: Path) -> Iterator[SeparateDatabase]:
+    db = SeparateDatabase(tmp_path / "mongo").start()
+    yield db
+    if db.process is not None and db.process.poll() is None:
+        db.kill()

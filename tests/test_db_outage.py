@@ -17,22 +17,13 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import requests
 
 from support import Api, SseStream, eventually, output_text, pid_alive, run_pids, run_script, start_run, wait_status
 from support.separate_db import SeparateDatabase
-
-
-@pytest.fixture()
-def separate_db(tmp_path: Path) -> Iterator[SeparateDatabase]:
-    db = SeparateDatabase(tmp_path / "mongo").start()
-    yield db
-    if db.process is not None and db.process.poll() is None:
-        db.kill()
 
 
 def _wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:

@@ -9,21 +9,8 @@ stopping the database before the viewer connects.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from support import SseStream, output_text, run_script
 from support.separate_db import SeparateDatabase
-
-
-@pytest.fixture()
-def separate_db(tmp_path: Path) -> Iterator[SeparateDatabase]:
-    db = SeparateDatabase(tmp_path / "mongo").start()
-    yield db
-    if db.process is not None and db.process.poll() is None:
-        db.kill()
 
 
 def test_a_run_that_just_ended_streams_whole_without_the_database(server_factory,  # type: ignore[no-untyped-def]

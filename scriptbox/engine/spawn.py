@@ -165,7 +165,8 @@ def _posix_spawn(spec: LaunchSpec, stdin_pipe: bool, env_program: str, program: 
         os.close(fd)
     # Read before this greenlet yields: only the hub reaps children, so until
     # then the process exists (alive or a zombie) and its pid cannot be reused.
-    start = _start_time(pid)
+    info = proctree.read_proc(pid)
+    start = info.start if info is not None else None
     proc = SpawnedProcess(
         pid,
         stdin=FileObjectPosix(in_write, "wb") if in_write is not None else None,
@@ -187,16 +188,6 @@ def _inheritable_fds(keep: set[int]) -> list[int]:
         except OSError:
             continue  # the listing's own descriptor, closed by now
     return found
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        return None
-    info = proctree.parse_stat(pid, raw)
-    return info.start if info is not None else None
 
 
 def _fork(spec: LaunchSpec, stdin_pipe: bool) -> tuple[ChildProcess, int | None]:
