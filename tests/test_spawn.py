@@ -86,6 +86,13 @@ def test_what_cannot_start_says_why(way: str, tmp_path: Path) -> None:
     missing.argv = ["no-such-interpreter-here", "-c", "true"]
     with pytest.raises(FileNotFoundError):
         start_process(missing, stdin_pipe=False)
+    missing.argv = [str(tmp_path / "no-such-program"), "-c", "true"]
+    with pytest.raises(FileNotFoundError):
+        start_process(missing, stdin_pipe=False)
+    (tmp_path / "not-executable").write_text("#!/bin/sh\n")
+    missing.argv = [str(tmp_path / "not-executable")]
+    with pytest.raises(PermissionError):
+        start_process(missing, stdin_pipe=False)
     with pytest.raises(FileNotFoundError):
         start_process(_spec("true", tmp_path / "gone", way), stdin_pipe=False)
     nul = _spec("true", tmp_path, way)

@@ -87,13 +87,19 @@ def env_with_chdir() -> str | None:
 
 
 def _resolve(name: str, env: dict[str, str]) -> str:
-    """`name` as Popen would run it: looked up on the script's PATH unless it holds a slash."""
-    if "/" in name:
-        return name
-    found = shutil.which(name, path=os.pathsep.join(os.get_exec_path(env)))
-    if found is None:
+    """`name` as Popen would run it: looked up on the script's PATH unless it
+    holds a slash. Raises as Popen would when it cannot be run (here, not
+    inside `env`, which could only say so on the script's stderr)."""
+    if "/" not in name:
+        found = shutil.which(name, path=os.pathsep.join(os.get_exec_path(env)))
+        if found is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+        return found
+    if not os.path.isfile(name):
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
-    return found
+    if not os.access(name, os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), name)
+    return name
 
 
 class SpawnedProcess:
