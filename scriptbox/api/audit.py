@@ -57,18 +57,27 @@ class StartAudit:
     def __init__(self, actor: str, address: str | None, trigger: str, record: Callable[..., None]) -> None:
         self._actor, self._address, self._trigger, self._record = actor, address, trigger, record
         self._writing: gevent.Greenlet | None = None
+        self._failure: Exception | None = None
 
     def begin(self, run: dict[str, Any]) -> None:
         snapshot = run["meta"]["snapshot"]
         self._writing = gevent.spawn(
-            self._record, self._actor, "run.start", "run", str(run["_id"]),
+            self._write, self._actor, "run.start", "run", str(run["_id"]),
             f"started {snapshot['name']!r} ({self._trigger})",
             {"trigger": self._trigger, "codeIdentifier": snapshot["codeIdentifier"]}, self._address,
             str(run["scriptId"]))
 
+    def _write(self, *entry: Any) -> None:
+        try:
+            self._record(*entry)
+        except Exception as exc:  # noqa: BLE001 - kept for wait(); no traceback if the submit failed anyway
+            self._failure = exc
+
     def wait(self) -> None:
         if self._writing is not None:
-            self._writing.get()
+            self._writing.join()
+        if self._failure is not None:
+            raise self._failure
 
 
 def parse_audit_query(query: Any) -> dict[str, Any]:
