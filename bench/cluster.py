@@ -98,13 +98,7 @@ def line_lags(cluster: Cluster, lines: int) -> list[float]:
     script_id = api.create_script(script=TICKER.format(lines=lines))["id"]
     run_id = api.post(f"/api/admin/scripts/{script_id}/run").json()["runId"]
     stream = SseStream(api, run_id, timeout=120)
-    lags = []
-    for event in stream.events():
-        if event.event == "output":
-            arrived = time.time()
-            lags += [arrived - float(word) for word in event.data["data"].split()]
-        elif event.event == "end":
-            break
+    lags = stream.clock_lags()
     stream.close()
     return lags
 

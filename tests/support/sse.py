@@ -140,6 +140,18 @@ class SseStream:
                     return got
         raise AssertionError(f"the stream ended with output {output_text(got)!r}, not {text!r}")
 
+    def clock_lags(self) -> list[float]:
+        """Until `end`, for a script that prints the clock (epoch seconds) on each
+        line: when each line arrived here minus when it was printed."""
+        lags: list[float] = []
+        for event in self._events:
+            if event.event == "output":
+                arrived = time.time()
+                lags += [arrived - float(word) for word in event.data["data"].split()]
+            elif event.event == "end":
+                break
+        return lags
+
     def close(self) -> None:
         self.response.close()
 
