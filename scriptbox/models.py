@@ -19,6 +19,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -53,6 +54,8 @@ MAX_TAG_CHARS = 40
 # Fields clients may send back unchanged (e.g. a document from GET) but never set.
 READ_ONLY_FIELDS = frozenset({"id", "_id", "createdAt", "updatedAt", "updatedBy", "version", "lastRun"})
 READ_ONLY_PARAM_FIELDS = frozenset({"hasDefault"})
+# Fields that take one word of a fixed vocabulary.
+WORD_FIELDS: dict[str, tuple[str, ...]] = {"type": SCRIPT_TYPES, "runner": RUNNERS, "outputMode": OUTPUT_MODES}
 
 
 def _utf8_len(value: str) -> int:
@@ -158,25 +161,12 @@ class ScriptDefinitionInput(BaseModel):
             raise ValueError("must match ^[a-z0-9][a-z0-9_-]{0,63}$ (lowercase letters, digits, _ and -; at most 64)")
         return value
 
-    @field_validator("type")
+    @field_validator(*WORD_FIELDS)
     @classmethod
-    def _known_type(cls, value: str) -> str:
-        if value not in SCRIPT_TYPES:
-            raise ValueError("must be one of bash, node, browser")
-        return value
-
-    @field_validator("runner")
-    @classmethod
-    def _known_runner(cls, value: str | None) -> str | None:
-        if value is not None and value not in RUNNERS:
-            raise ValueError("must be one of host, vm2, browser")
-        return value
-
-    @field_validator("outputMode")
-    @classmethod
-    def _known_output_mode(cls, value: str) -> str:
-        if value not in OUTPUT_MODES:
-            raise ValueError("must be one of separate, merged")
+    def _known_word(cls, value: str | None, info: ValidationInfo) -> str | None:
+        words = WORD_FIELDS[info.field_name or ""]
+        if value is not None and value not in words:  # runner may be null (its default for the type)
+            raise ValueError(f"must be one of {', '.join(words)}")
         return value
 
     @field_validator("script")
