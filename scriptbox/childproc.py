@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -79,6 +80,40 @@ class _Stoppable(Protocol):
     def terminate(self) -> None: ...
     def kill(self) -> None: ...
     def wait(self, timeout: float | None = None) -> Any: ...
+
+
+class ForeignProcess:
+    """A process that is not our child, stoppable by terminate_with_grace.
+
+    psutil's wait() on a process that is not our child returns only once its
+    pid is gone. One whose parent never reaps it (a container's pid 1, or a
+    parent that is a subreaper itself, as a test process running an engine
+    is) stays a zombie forever, and a start that stopped it would wait
+    forever. A zombie has exited and holds nothing (no port, no file lock):
+    it counts as gone.
+    """
+
+    def __init__(self, proc: psutil.Process, poll_s: float = 0.05) -> None:
+        self.proc = proc
+        self.poll_s = poll_s
+
+    def terminate(self) -> None:
+        self.proc.terminate()
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def wait(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                if self.proc.status() == psutil.STATUS_ZOMBIE:
+                    return
+            except psutil.NoSuchProcess:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise psutil.TimeoutExpired(timeout, self.proc.pid)
+            time.sleep(self.poll_s)
 
 
 def terminate_with_grace(proc: _Stoppable, grace: float, on_kill: Callable[[], None] | None = None) -> Any:

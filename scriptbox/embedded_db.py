@@ -35,7 +35,7 @@ from urllib.parse import quote_plus
 
 import psutil
 
-from .childproc import die_with_parent, on_free_loopback_port, terminate_with_grace
+from .childproc import ForeignProcess, die_with_parent, on_free_loopback_port, terminate_with_grace
 from .config import secret_env_names
 from .store import DatabaseAuthFailed, wait_until_answers
 
@@ -148,7 +148,7 @@ class EmbeddedDatabase:
         if str(self.storage_path) not in cmdline:
             return  # the pid was reused by something else: leave it alone
         log.warning("stopping a left-over database process (pid %s) of %s", proc.pid, self.data_dir)
-        terminate_with_grace(proc, STOP_TIMEOUT_S)
+        terminate_with_grace(ForeignProcess(proc), STOP_TIMEOUT_S)
 
     def start(self) -> str:
         """Start the server and return its URI once it answers ping.
