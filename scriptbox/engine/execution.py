@@ -142,6 +142,8 @@ class RunExecution:
                         pass
             _cleanup(spec)
         self.finish(end)
+        if pooled is not None and self.ctx.vm2_pool is not None:
+            self.ctx.vm2_pool.refill()
 
     def _prepare(self) -> tuple[LaunchSpec, Snapshot] | None:
         """The definition as it is now and how to start it; None when the run failed to start."""

@@ -6,9 +6,13 @@ time for a short script). The pool keeps `size` harness processes started with
 run's input. A run takes one (`take`), writes its input and from then on it is
 that run's main process, supervised, timed out and killed like a process
 started for the run; it is never given back. The pool refills in the
-background, replaces a process that dies while waiting, retires one that waited
-longer than `max_idle_s`, and kills the waiting ones when the engine stops (and
-the kernel kills them if the server dies: PR_SET_PDEATHSIG).
+background once that run has ended (`refill`, or REFILL_AFTER_S after the
+take for a run that lasts), not at the take: starting node takes ~70 ms of a
+core and the fork stalls the event loop for 15-25 ms, which a run started
+from the pool would otherwise pay in full on a 2-core machine. It replaces a
+process that dies while waiting, retires one that waited longer than
+`max_idle_s`, and kills the waiting ones when the engine stops (and the kernel
+kills them if the server dies: PR_SET_PDEATHSIG).
 
 A pooled process carries nothing of any run: it is started with an empty
 environment, its own private working directory and no input, and serves one
@@ -45,6 +49,12 @@ MAX_IDLE_S = 600.0
 # become a fork loop.
 RETRY_S = 1.0
 MAX_RETRY_S = 60.0
+# A taken process is replaced once its run has ended and been recorded, plus
+# REFILL_SETTLE_S so the run's answer and end events go out before the fork
+# stalls the loop; a run that lasts longer than REFILL_AFTER_S does not keep
+# the pool short until its end.
+REFILL_SETTLE_S = 0.1
+REFILL_AFTER_S = 1.0
 
 
 @dataclass
@@ -104,8 +114,12 @@ class Vm2Pool:
             self._idle.remove(taken)
             if taken.watcher is not None:
                 taken.watcher.kill(block=False)
-            self._need.set()
+            gevent.spawn_later(REFILL_AFTER_S, self._need.set)
         return taken
+
+    def refill(self) -> None:
+        """The run of a taken process has ended: start its replacement shortly."""
+        gevent.spawn_later(REFILL_SETTLE_S, self._need.set)
 
     def stop(self) -> None:
         """Stop refilling and kill the waiting processes."""
