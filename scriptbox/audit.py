@@ -6,16 +6,28 @@ name what changed, never a secret value. Failed sign-ins are recorded too, but
 throttled: at most one entry per client address per ``AUTH_FAILED_WINDOW_S``,
 carrying how many failures it stands for, so a guessing flood cannot flood the
 log.
+
+A run's `run.start` entry is the one written just after the answer
+(`record_soon`): its time and its place in the log are fixed when the run is
+stored, the write is retried through a database outage, and this process's
+readers wait for it (`settle`), so a client that starts a run and then reads
+the log finds the entry.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import gevent
+
+from .errors import DatabaseUnavailable
 from .store.audit import AuditStore
+
+log = logging.getLogger("scriptbox.audit")
 
 # notifier: background delivery of notifications (its failures).
 ACTORS_FIXED = ("admin", "desktop", "scheduler", "notifier")
@@ -30,6 +42,21 @@ ACTIONS = (
 )
 AUTH_FAILED_WINDOW_S = 60.0
 MAX_TRACKED_ADDRESSES = 10_000
+# record_soon: retries with doubling waits, for about ten minutes in all.
+SOON_FIRST_RETRY_S = 0.2
+SOON_MAX_RETRY_S = 30.0
+SOON_GIVE_UP_S = 600.0
+# How long a reader waits for this process's entries still being written.
+SETTLE_S = 5.0
+
+
+def _entry(actor: str, action: str, target_type: str, target_id: str | None, summary: str,
+           details: dict[str, Any] | None, remote_addr: str | None, script_id: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"actor": actor, "action": action, "targetType": target_type, "targetId": target_id,
+                             "summary": summary, "details": details or {}, "remoteAddr": remote_addr}
+    if script_id is not None:
+        entry["scriptId"] = script_id
+    return entry
 
 
 def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
@@ -45,6 +72,7 @@ class AuditLog:
         self._clock = clock
         # address -> (time of the last written entry, failures not yet written)
         self._failures: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._writing: set[gevent.Greenlet] = set()  # record_soon writes under way
 
     @property
     def store(self) -> AuditStore:
@@ -54,12 +82,39 @@ class AuditLog:
                details: dict[str, Any] | None = None, remote_addr: str | None = None,
                script_id: str | None = None) -> None:
         """Append one entry. `script_id` lets the log be filtered by script for run entries too."""
-        entry: dict[str, Any] = {"actor": actor, "action": action, "targetType": target_type,
-                                 "targetId": target_id, "summary": summary, "details": details or {},
-                                 "remoteAddr": remote_addr}
-        if script_id is not None:
-            entry["scriptId"] = script_id
-        self._store.append(entry)
+        self._store.append(_entry(actor, action, target_type, target_id, summary, details, remote_addr, script_id))
+
+    def record_soon(self, actor: str, action: str, target_type: str, target_id: str | None, summary: str,
+                    details: dict[str, Any] | None = None, remote_addr: str | None = None,
+                    script_id: str | None = None) -> None:
+        """record(), written in the background (see the module's docstring)."""
+        # Its place in the log is now, whenever it lands.
+        entry = self._store.stamped(_entry(actor, action, target_type, target_id, summary, details, remote_addr,
+                                           script_id))
+        writing = gevent.spawn(self._append_retrying, entry)
+        self._writing.add(writing)
+        writing.link(self._writing.discard)
+
+    def settle(self) -> None:
+        """Wait (up to SETTLE_S) for the entries record_soon is still writing."""
+        gevent.joinall(list(self._writing), timeout=SETTLE_S)
+
+    def _append_retrying(self, entry: dict[str, Any]) -> None:
+        give_up = time.monotonic() + SOON_GIVE_UP_S
+        wait = SOON_FIRST_RETRY_S
+        while True:
+            try:
+                self._store.append(entry)
+                return
+            except DatabaseUnavailable as exc:
+                if time.monotonic() + wait > give_up:
+                    log.error("audit entry lost, the database stayed unreachable (%s): %s %s %s by %s", exc,
+                              entry["at"].isoformat(), entry["action"], entry["targetId"], entry["actor"])
+                    return
+                log.warning("audit entry %s %s not written yet, retrying in %.1f s: %s", entry["action"],
+                            entry["targetId"], wait, exc)
+                gevent.sleep(wait)
+                wait = min(wait * 2, SOON_MAX_RETRY_S)
 
     def auth_failed(self, remote_addr: str, reason: str, count: int = 1) -> bool:
         """Count `count` failed sign-ins from `remote_addr`; write an entry at most once per window.

@@ -6,7 +6,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import gevent
 from bottle import Bottle, request
 
 from ..errors import ValidationFailed
@@ -43,41 +42,23 @@ def audit_request(services: Services, action: str, target_type: str, target_id: 
                           script_id)
 
 
-class StartAudit:
-    """The `run.start` entry of a run, written beside the run's last-run summary.
+def start_audit(services: Services, trigger: str) -> Callable[[dict[str, Any]], None]:
+    """The `run.start` entry of a run this request starts, for Engine.submit's `on_created`.
 
-    The request hands `begin` to Engine.submit, which calls it as soon as the
-    run is stored; the entry is then written while the engine updates the
-    script's summary, and `wait` (before answering) re-raises a failure, so
-    the client still learns of an audit log that could not be written. The
-    actor and address are read in the request's greenlet: bottle's request
-    is not visible in another.
+    Written just after the answer (AuditLog.record_soon). The actor and
+    address are read here, in the request's greenlet: bottle's request is not
+    visible in another.
     """
+    actor, address = request_actor(), request_address(services)
 
-    def __init__(self, actor: str, address: str | None, trigger: str, record: Callable[..., None]) -> None:
-        self._actor, self._address, self._trigger, self._record = actor, address, trigger, record
-        self._writing: gevent.Greenlet | None = None
-        self._failure: Exception | None = None
-
-    def begin(self, run: dict[str, Any]) -> None:
+    def begin(run: dict[str, Any]) -> None:
         snapshot = run["meta"]["snapshot"]
-        self._writing = gevent.spawn(
-            self._write, self._actor, "run.start", "run", str(run["_id"]),
-            f"started {snapshot['name']!r} ({self._trigger})",
-            {"trigger": self._trigger, "codeIdentifier": snapshot["codeIdentifier"]}, self._address,
-            str(run["scriptId"]))
+        services.audit.record_soon(actor, "run.start", "run", str(run["_id"]),
+                                   f"started {snapshot['name']!r} ({trigger})",
+                                   {"trigger": trigger, "codeIdentifier": snapshot["codeIdentifier"]}, address,
+                                   str(run["scriptId"]))
 
-    def _write(self, *entry: Any) -> None:
-        try:
-            self._record(*entry)
-        except Exception as exc:  # noqa: BLE001 - kept for wait(); no traceback if the submit failed anyway
-            self._failure = exc
-
-    def wait(self) -> None:
-        if self._writing is not None:
-            self._writing.join()
-        if self._failure is not None:
-            raise self._failure
+    return begin
 
 
 def parse_audit_query(query: Any) -> dict[str, Any]:
@@ -124,6 +105,7 @@ def register(app: Bottle, services: Services) -> None:
         """Audit entries newest first: {entries, nextBefore}; filters action (a name, or a prefix
         such as `run`), targetId, scriptId."""
         params = parse_audit_query(request.query)
+        services.audit.settle()  # this process's entries still being written (a run started just now)
         docs, next_before = services.audit.store.page(action=params["action"], target_id=params["target_id"],
                                                       script_id=params["script_id"], before=params["before"],
                                                       limit=params["limit"])

@@ -15,7 +15,7 @@ from ..sse_wire import parse_last_event_id
 from ..store import iso, parse_object_id
 from ..store.runs import RunStore, decode_cursor
 from ..vocabulary import ACTIVE_STATUSES, CLIENT_TRIGGERS, DEFAULT_TRIGGER, RUN_STATUSES, RUN_TRIGGERS
-from .audit import StartAudit, audit_request, request_actor, request_address
+from .audit import audit_request, start_audit
 from .common import query_limit, read_json_body
 from .definitions import BY_CODE, DEFINITION_ID
 from .logtext import EscapeStripper
@@ -157,9 +157,7 @@ def register(app: Bottle, services: Services) -> None:
         user = request.environ.get("scriptbox.user")
         if request.environ.get("scriptbox.token") is not None:
             trigger = "api"  # "manual" means the admin page; a token is automation whatever it says
-        audit = StartAudit(request_actor(), request_address(services), trigger, services.audit.record)
-        doc = engine.submit(definition_id, trigger, user, params=params, on_created=audit.begin)
-        audit.wait()
+        doc = engine.submit(definition_id, trigger, user, params=params, on_created=start_audit(services, trigger))
         run_id = str(doc["_id"])
         if wait_s:
             finished = wait_for_end(run_id, wait_s, get_run=runs.get, subscribe=engine.subscribe,

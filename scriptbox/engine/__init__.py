@@ -194,8 +194,9 @@ class Engine:
         self.ctx.live.unsubscribe(viewer)
 
     def active_count(self) -> int:
-        """How many runs this process is executing now."""
-        return len(self.dispatcher.active)
+        """How many runs this process is executing now (a run whose end is recorded is not,
+        though its execution still writes what follows the end)."""
+        return sum(1 for execution in list(self.dispatcher.active.values()) if not execution.ended)
 
     def remote_pushed(self) -> bool:
         """Whether news of runs executed elsewhere arrive pushed (then viewers poll only as a safety net)."""

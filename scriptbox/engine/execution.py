@@ -283,17 +283,31 @@ class RunExecution:
             log.warning("run %s: its output is not stored yet (database unreachable); waiting", self.run_id)
         end = dataclasses.replace(end, output=self.output.totals())
         options = self.ctx.options
+        published: list[dict[str, Any]] = []
+
+        def recorded(doc: dict[str, Any]) -> None:
+            # The end is told as soon as it is stored; the summary and the
+            # release of runs queued behind this one follow.
+            self.ended = True
+            self.ctx.live.publish_end(doc)
+            published.append(doc)
+
         done = retry_db(f"run {self.run_id}: record its end ({end.status})",
-                        lambda: self.ctx.runs.finish_held(self.run_id, self.ctx.executor.id, end),
+                        lambda: self.ctx.runs.finish_held(self.run_id, self.ctx.executor.id, end, recorded),
                         first_s=options.retry_first_s, max_s=options.retry_max_s)
-        if done is not None:
+        if published:
             log.info("run %s ended %s (exit code %s)", self.run_id, end.status, end.exit_code)
-        else:
-            # Someone else ended it (a reaper, after our lease lapsed); theirs is the record.
-            done = self.ctx.runs.get(self.run_id)
-            error = (done or {}).get("meta", {}).get("error")
-            log.warning("run %s was taken away from this executor (%s); its process was stopped", self.run_id,
-                        error or "ended elsewhere")
+            if done is None:
+                # Its end was stored, then a write after it failed, and the retry found it ended.
+                retry_db(f"run {self.run_id}: update what follows its end",
+                         lambda: self.ctx.runs.after_finish(published[0]),
+                         first_s=options.retry_first_s, max_s=options.retry_max_s)
+            return
+        # Someone else ended it (a reaper, after our lease lapsed); theirs is the record.
+        done = self.ctx.runs.get(self.run_id)
+        error = (done or {}).get("meta", {}).get("error")
+        log.warning("run %s was taken away from this executor (%s); its process was stopped", self.run_id,
+                    error or "ended elsewhere")
         self.ended = True
         if done is not None:
             self.ctx.live.publish_end(done)

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from bson import ObjectId
+from pymongo.errors import DuplicateKeyError
 
 from . import Database, iso, translate_db_errors, utcnow
 
@@ -37,10 +38,21 @@ class AuditStore:
     def __init__(self, database: Database) -> None:
         self._entries = database.db.audit_log
 
+    @staticmethod
+    def stamped(entry: dict[str, Any]) -> dict[str, Any]:
+        """The entry with its id and time fixed now (its place in the log), for an append later."""
+        return {"_id": ObjectId(), "at": utcnow(), **entry}
+
     def append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Insert the entry; one with its own `_id` (written again after a failure) is inserted once."""
         doc = {"at": utcnow(), **entry}
         with translate_db_errors():
-            result = self._entries.insert_one(doc)
+            try:
+                result = self._entries.insert_one(doc)
+            except DuplicateKeyError:
+                if "_id" not in entry:
+                    raise
+                return doc  # an earlier attempt landed after all
         doc["_id"] = result.inserted_id
         return doc
 

@@ -8,6 +8,14 @@ once-a-minute schedule. So the summary is written where runs change: one
 small document per script, `{_id: scriptId, runId, status, createdAt,
 finishedAt}`, updated when a run is created, claimed and finished.
 
+The summary of a run inserted already claimed (one this process starts at
+once) is written just after its POST is answered (`created_soon`): on the
+embedded database that write is a few ms of a start. This process still
+reads its own writes: the list waits for them and for a finished run's
+summary, which follows the news of its end (`of`), and the run's next
+change waits for its summary to land first (`changed`), so the two writes
+cannot land in the wrong order.
+
 A summary is only a cache of `script_runs`. When it is missing (a database
 from before it existed, or a run deleted by retention or by an admin), the
 list computes it from the runs once and stores it again.
@@ -15,29 +23,71 @@ list computes it from the runs once and stores it again.
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime
 from typing import Any
 
+import gevent
+import gevent.event
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
+from ..errors import DatabaseUnavailable
 from . import Database, translate_db_errors
+
+log = logging.getLogger("scriptbox.store")
+
+# How long a list waits for this process's summaries still being written.
+SETTLE_S = 5.0
 
 
 class LastRuns:
     def __init__(self, database: Database) -> None:
         self.summaries = database.db.script_last_run
         self.runs = database.db.script_runs
+        # run id -> the greenlet writing its summary (created_soon); one that
+        # failed stays until the run's next change.
+        self._soon: dict[ObjectId, gevent.Greenlet] = {}
+        # One event per changed() under way: a run's end is told before its summary is updated.
+        self._changing: set[gevent.event.Event] = set()
 
     def created(self, run: dict[str, Any]) -> None:
         """A new run is the script's newest unless a newer one was recorded first."""
         self._offer(run["scriptId"], run["_id"], run["status"], run["createdAt"], run.get("finishedAt"))
 
+    def created_soon(self, run: dict[str, Any]) -> None:
+        """created(), written in the background (see the module's docstring)."""
+        run_id = run["_id"]
+        writing = gevent.spawn(self._created_or_false, run)
+        self._soon[run_id] = writing
+        writing.link_value(lambda done: self._soon.pop(run_id, None) if done.value else None)
+
+    def _created_or_false(self, run: dict[str, Any]) -> bool:
+        try:
+            self.created(run)
+        except DatabaseUnavailable as exc:
+            log.warning("run %s: its script's last-run summary is written at its next change (%s)",
+                        run["_id"], exc)
+            return False
+        return True
+
     def changed(self, run: dict[str, Any]) -> None:
         """A run's status changed (claimed or finished): update its summary if it is the newest."""
-        with translate_db_errors():
-            self.summaries.update_one({"_id": run["scriptId"], "runId": run["_id"]},
-                                      {"$set": {"status": run["status"], "finishedAt": run.get("finishedAt")}})
+        soon = self._soon.pop(run["_id"], None)
+        writing = gevent.event.Event()
+        self._changing.add(writing)
+        try:
+            if soon is not None and not soon.get():
+                # Its first summary was never written: offer the run as it is now.
+                self._offer(run["scriptId"], run["_id"], run["status"], run["createdAt"], run.get("finishedAt"))
+                return
+            with translate_db_errors():
+                self.summaries.update_one({"_id": run["scriptId"], "runId": run["_id"]},
+                                          {"$set": {"status": run["status"], "finishedAt": run.get("finishedAt")}})
+        finally:
+            self._changing.discard(writing)
+            writing.set()
 
     def forget(self, run_ids: list[ObjectId]) -> None:
         """These runs are deleted: drop summaries that name them (recomputed when next listed)."""
@@ -46,6 +96,7 @@ class LastRuns:
 
     def of(self, script_ids: list[ObjectId]) -> dict[str, dict[str, Any]]:
         """The newest run of each script that has one (id hex -> {id, status, createdAt, finishedAt})."""
+        self._settle()
         with translate_db_errors():
             found = {doc["_id"]: doc for doc in self.summaries.find({"_id": {"$in": script_ids}})}
         missing = [oid for oid in script_ids if oid not in found]
@@ -56,6 +107,13 @@ class LastRuns:
                 found[row["_id"]] = {"runId": run["id"], **run}
         return {str(sid): {"id": doc["runId"], "status": doc["status"], "createdAt": doc["createdAt"],
                            "finishedAt": doc.get("finishedAt")} for sid, doc in found.items()}
+
+    def _settle(self) -> None:
+        """Wait (up to SETTLE_S) for the summaries this process is writing now."""
+        deadline = time.monotonic() + SETTLE_S
+        gevent.joinall(list(self._soon.values()), timeout=SETTLE_S)
+        for writing in list(self._changing):
+            writing.wait(max(0.0, deadline - time.monotonic()))
 
     def _compute(self, script_ids: list[ObjectId]) -> list[dict[str, Any]]:
         pipeline: list[dict[str, Any]] = [

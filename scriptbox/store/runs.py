@@ -235,9 +235,14 @@ class RunStore(_ChunkStore):
         doc["_id"] = result.inserted_id
         if on_inserted is not None:
             on_inserted(doc)
-        if new.claim is not None and self._on_claimed is not None:
-            self._on_claimed(doc)
-        self.last.created(doc)
+        if new.claim is not None:
+            if self._on_claimed is not None:
+                self._on_claimed(doc)
+            # Its start need not wait for the summary; this process still reads it (last_runs.py).
+            self.last.created_soon(doc)
+        else:
+            # Another process may claim a queued run at once, and its summary must come first.
+            self.last.created(doc)
         return doc
 
     def get(self, run_id: str | ObjectId) -> dict[str, Any] | None:
@@ -375,7 +380,8 @@ class RunStore(_ChunkStore):
 
     # -- finishing: each names the state it finishes from ------------------
 
-    def _finish(self, condition: dict[str, Any], end: RunEnd) -> dict[str, Any] | None:
+    def _finish(self, condition: dict[str, Any], end: RunEnd,
+                on_recorded: RunListener | None = None) -> dict[str, Any] | None:
         assert end.status in FINISHED_STATUSES
         assert condition.get("status") in ACTIVE_STATUSES, "a finish must be conditional on an active status"
         update = {"$set": _end_fields(end), "$unset": {"leaseUntil": "", "cancelRequested": "", "secretParams": ""}}
@@ -386,9 +392,15 @@ class RunStore(_ChunkStore):
             # sees the final status (GET, then /metrics) finds the run counted.
             if self._on_finished is not None:
                 self._on_finished(doc)
-            self.last.changed(doc)
-            self.release_waiting(doc["_id"])
+            if on_recorded is not None:
+                on_recorded(doc)  # viewers learn of the end before the two writes that follow it
+            self.after_finish(doc)
         return doc
+
+    def after_finish(self, doc: dict[str, Any]) -> None:
+        """What follows a run's end: its script's summary, and the runs queued behind it."""
+        self.last.changed(doc)
+        self.release_waiting(doc["_id"])
 
     def release_waiting(self, run_id: ObjectId) -> None:
         """Let runs queued behind `run_id` (schedule overlap `queue`) be claimed."""
@@ -399,9 +411,15 @@ class RunStore(_ChunkStore):
         """End a run that is still queued; None if it is not."""
         return self._finish({"_id": ObjectId(run_id), "status": "queued"}, end)
 
-    def finish_held(self, run_id: str, executor_id: str | None, end: RunEnd) -> dict[str, Any] | None:
-        """End a running run held by this executor; None if it does not hold it any more."""
-        return self._finish({"_id": ObjectId(run_id), "status": "running", "executor.id": executor_id}, end)
+    def finish_held(self, run_id: str, executor_id: str | None, end: RunEnd,
+                    on_recorded: RunListener | None = None) -> dict[str, Any] | None:
+        """End a running run held by this executor; None if it does not hold it any more.
+
+        `on_recorded` is told of the finished run as soon as its final status
+        is stored, before its script's summary and the runs queued behind it
+        are updated."""
+        return self._finish({"_id": ObjectId(run_id), "status": "running", "executor.id": executor_id}, end,
+                            on_recorded)
 
     def finish_open_browser_run(self, run_id: str, end: RunEnd) -> dict[str, Any] | None:
         """End a browser run whose result is not being recorded (cancel); None otherwise."""
