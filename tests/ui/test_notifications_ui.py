@@ -81,7 +81,8 @@ def test_a_failing_test_and_a_bad_url_are_shown(ui_page: Page, receiver: Receive
     ui_page.get_by_label("Name", exact=True).fill(f"broken-{uuid.uuid4().hex[:6]}")
     ui_page.get_by_label("URL", exact=True).fill("nope://nowhere")
     ui_page.get_by_role("button", name="Add channel").click()
-    expect(ui_page.locator(".form-errors")).to_contain_text("Apprise cannot use this URL")
+    # This server's first Apprise use loads its plugins: seconds beside the desktop bundle's build.
+    expect(ui_page.locator(".form-errors")).to_contain_text("Apprise cannot use this URL", timeout=20_000)
 
     name = f"failing-{uuid.uuid4().hex[:6]}"
     ui_page.get_by_label("Name", exact=True).fill(name)

@@ -56,6 +56,7 @@ def test_merged_output_is_set_in_the_form_and_the_run_shows_every_line_in_writte
     expect(page.locator(".what-ran")).to_contain_text("merged: stderr into stdout, in exact order")
     viewer = page.locator(".log-viewer")
     expect(viewer.locator("[data-testid='order-note']")).to_have_text("stdout and stderr merged in exact order")
+    expect(viewer.locator(".line .lt")).to_have_count(len(EXPECTED))  # the log is read after the note shows
     assert viewer.locator(".line .lt").all_inner_texts() == EXPECTED
     page.locator(".what-ran").screenshot(path=str(artifacts / "ui-output-mode-what-ran.png"))
     viewer.locator(".log-toolbar").screenshot(path=str(artifacts / "ui-output-mode-merged-log-viewer.png"))
