@@ -12,7 +12,7 @@ from typing import Any
 from bson import ObjectId
 
 from scriptbox.store.records import Claim, Executor, NewRun, RunEnd, Snapshot
-from support import AppClient, Api, start_run
+from support import Api, AppClient, start_run
 from support.inprocess import InProcessApp
 
 EXECUTOR = Executor("test-host/1/1", "test-host", 1, None)

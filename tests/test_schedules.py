@@ -241,6 +241,22 @@ def test_overlap_skip_queue_allow(api: Api) -> None:
     assert not _never_two_active(runs["allow"])
 
 
+def test_alone_on_its_embedded_database_a_queued_run_starts_as_soon_as_the_one_before_it_ends(
+        server_factory: Callable[..., ScriptboxServer]) -> None:
+    # Alone on its database, the dispatcher skips the claim after a run's end
+    # unless that end released a run queued behind it: those must not wait
+    # for the 2 s poll, nor for the next firing (each second) to wake it.
+    server = server_factory(mongodb_uri=None).start()
+    api = server.api()
+    script = api.create_script(script="sleep 1.2", schedule=schedule(overlap="queue"))
+    eventually(lambda: len(runs_of(api, script["id"])) >= 5, 30, message="five runs of the queue schedule")
+    stop_schedule(api, script["id"])
+    runs = [wait_status(api, r["id"], timeout=60) for r in runs_of(api, script["id"])]
+    spans = sorted((parse_iso(r["startedAt"]), parse_iso(r["finishedAt"])) for r in runs)
+    gaps = [(later[0] - earlier[1]).total_seconds() for earlier, later in zip(spans, spans[1:], strict=False)]
+    assert len(gaps) >= 4 and all(0 <= gap < 0.3 for gap in gaps), gaps
+
+
 def test_skipped_firings_are_visible_on_the_script(api: Api) -> None:
     script = api.create_script(script="sleep 3", schedule=schedule())
     state = eventually(lambda: (s := api.get(f"/api/admin/scripts/{script['id']}").json()["schedule"])

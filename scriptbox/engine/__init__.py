@@ -246,7 +246,7 @@ def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[s
     """The engine of a server or worker process, from its settings.
 
     Without `options`, the timings follow SCRIPTBOX_LEASE_SECONDS."""
-    return Engine(
+    engine = Engine(
         runs,
         get_definition,
         data_dir=str(settings.data_dir),
@@ -264,6 +264,8 @@ def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[s
         role=role,
         changes=changes,
     )
+    engine.dispatcher.alone = settings.mongodb_uri is None  # the embedded database (docs/engine.md)
+    return engine
 
 
 __all__ = ["Engine", "EngineOptions", "build_engine", "this_executor"]

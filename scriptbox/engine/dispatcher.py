@@ -44,6 +44,9 @@ class Dispatcher:
         # The last claim found no queued run, and none was queued here since:
         # a new run may then start at once without overtaking a queued one.
         self._queue_empty = False
+        # Only this process can queue runs (the embedded database: its
+        # credential is private), so every queued run woke this dispatcher.
+        self.alone = False
         # The set of runs changed since the last heartbeat: the watchdog sends the
         # next one within a tick, so the executors list shows runs as they start and end.
         self.runs_changed = False
@@ -179,7 +182,11 @@ class Dispatcher:
             self.runs_changed = True
             if execution.cluster_slot is not None:
                 self._release_slot(execution.cluster_slot, execution.run_id)
-            self._wake.set()
+            # A freed slot may take a queued run. Alone on the database, with
+            # nothing claimable at the last look and none released by this end,
+            # there is none: one database write less per run.
+            if not (self.alone and self._queue_empty and execution.released_waiting == 0):
+                self._wake.set()
 
     def write_progress(self) -> None:
         """Store the tail and byte counts of running runs (at most every progress_every_s)."""

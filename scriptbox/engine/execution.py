@@ -64,6 +64,8 @@ class RunExecution:
         self.definition = definition
         # Set right before `end` is published: a viewer subscribing later must read the database.
         self.ended = False
+        # How many runs queued behind this one its end released (the dispatcher looks for them).
+        self.released_waiting = 0
         self.run_id = str(doc["_id"])
         self.output = ctx.live.new_output(self.run_id)
         self.stop_event = gevent.event.Event()
@@ -286,22 +288,20 @@ class RunExecution:
         published: list[dict[str, Any]] = []
 
         def recorded(doc: dict[str, Any]) -> None:
-            # The end is told as soon as it is stored; the summary and the
-            # release of runs queued behind this one follow.
+            # The end is told as soon as it is stored; the script's summary and
+            # the release of runs queued behind this one follow.
             self.ended = True
             self.ctx.live.publish_end(doc)
             published.append(doc)
 
-        done = retry_db(f"run {self.run_id}: record its end ({end.status})",
-                        lambda: self.ctx.runs.finish_held(self.run_id, self.ctx.executor.id, end, recorded),
-                        first_s=options.retry_first_s, max_s=options.retry_max_s)
+        retry_db(f"run {self.run_id}: record its end ({end.status})",
+                 lambda: self.ctx.runs.finish_held(self.run_id, self.ctx.executor.id, end, recorded),
+                 first_s=options.retry_first_s, max_s=options.retry_max_s)
         if published:
             log.info("run %s ended %s (exit code %s)", self.run_id, end.status, end.exit_code)
-            if done is None:
-                # Its end was stored, then a write after it failed, and the retry found it ended.
-                retry_db(f"run {self.run_id}: update what follows its end",
-                         lambda: self.ctx.runs.after_finish(published[0]),
-                         first_s=options.retry_first_s, max_s=options.retry_max_s)
+            self.released_waiting = retry_db(f"run {self.run_id}: update what follows its end",
+                                             lambda: self.ctx.runs.after_finish(published[0]),
+                                             first_s=options.retry_first_s, max_s=options.retry_max_s)
             return
         # Someone else ended it (a reaper, after our lease lapsed); theirs is the record.
         done = self.ctx.runs.get(self.run_id)

@@ -393,19 +393,22 @@ class RunStore(_ChunkStore):
             if self._on_finished is not None:
                 self._on_finished(doc)
             if on_recorded is not None:
-                on_recorded(doc)  # viewers learn of the end before the two writes that follow it
-            self.after_finish(doc)
+                on_recorded(doc)  # it calls after_finish itself, once its viewers know
+            else:
+                self.after_finish(doc)
         return doc
 
-    def after_finish(self, doc: dict[str, Any]) -> None:
-        """What follows a run's end: its script's summary, and the runs queued behind it."""
+    def after_finish(self, doc: dict[str, Any]) -> int:
+        """What follows a run's end: its script's summary, and the runs queued
+        behind it; returns how many of those were released."""
         self.last.changed(doc)
-        self.release_waiting(doc["_id"])
+        return self.release_waiting(doc["_id"])
 
-    def release_waiting(self, run_id: ObjectId) -> None:
-        """Let runs queued behind `run_id` (schedule overlap `queue`) be claimed."""
+    def release_waiting(self, run_id: ObjectId) -> int:
+        """Let runs queued behind `run_id` (schedule overlap `queue`) be claimed; returns how many."""
         with translate_db_errors():
-            self.runs.update_many({"waitsFor": run_id, "status": "queued"}, {"$set": {"waitsFor": None}})
+            return int(self.runs.update_many({"waitsFor": run_id, "status": "queued"},
+                                             {"$set": {"waitsFor": None}}).modified_count)
 
     def finish_queued(self, run_id: str, end: RunEnd) -> dict[str, Any] | None:
         """End a run that is still queued; None if it is not."""
@@ -416,8 +419,7 @@ class RunStore(_ChunkStore):
         """End a running run held by this executor; None if it does not hold it any more.
 
         `on_recorded` is told of the finished run as soon as its final status
-        is stored, before its script's summary and the runs queued behind it
-        are updated."""
+        is stored; the caller then owes the run its after_finish()."""
         return self._finish({"_id": ObjectId(run_id), "status": "running", "executor.id": executor_id}, end,
                             on_recorded)
 
