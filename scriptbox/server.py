@@ -35,7 +35,7 @@ from .notify import Notifier
 from .retention import Pruner
 from .scheduler import Scheduler
 from .secretbox import SecretKeyError
-from .services import Access, build_services
+from .services import Access, Services, build_services
 from .store import Database
 from .vocabulary import LISTENING_PREFIX
 from .web import create_app, create_metrics_app, secure_wsgi
@@ -210,6 +210,15 @@ def _access(settings: Settings, password_hash: str, password_pool: ThreadPool, l
     )
 
 
+def _drain(http: GuardedWSGIServer | None, services: Services | None) -> None:
+    """Let the requests under way finish, then what they write after answering
+    (run.start audit entries, last-run summaries)."""
+    if http is not None:
+        http.stop(timeout=HTTP_STOP_GRACE_S)
+    if services is not None:
+        services.settle_writes()
+
+
 def serve(settings: Settings, login_token: str | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; returns the process exit code."""
     configure_logging(settings.log_format)
@@ -224,6 +233,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     pruner: Pruner | None = None
     notifier: Notifier | None = None
     http: GuardedWSGIServer | None = None
+    services: Services | None = None
     password_pool = ThreadPool(PASSWORD_THREADS)
     try:
         uri = settings.mongodb_uri
@@ -280,8 +290,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
             engine.stop()
         if notifier is not None:
             notifier.stop()  # after the engine: runs it ended at shutdown are notified too
-        if http is not None:
-            http.stop(timeout=HTTP_STOP_GRACE_S)
+        _drain(http, services)
         if database is not None:
             database.close()
         if embedded is not None:

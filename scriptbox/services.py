@@ -85,6 +85,12 @@ class Services:
         if self.scheduler is not None:
             self.scheduler.wake(definition_id)
 
+    def settle_writes(self) -> None:
+        """Wait (a few seconds at most) for what is written after an answer: run.start
+        audit entries and last-run summaries."""
+        self.audit.settle()
+        self.runs.last.settle()
+
     def require_access(self) -> Access:
         """The HTTP side; raises ValueError for services built without it (a worker)."""
         if self.access is None:

@@ -50,9 +50,10 @@ log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engi
 READ_SIZE = 256 * 1024
 # ...gathered from reads of at most this much. A pipe holds 64 KiB (unless
 # resized), so one read never returns more; and a larger request makes
-# os.read allocate (and glibc mmap, fault in and unmap) a buffer of that size
-# every time: 256 KiB requests cost 0.29 s of CPU per 200 MB, 64 KiB ones
-# 0.06 s (measured on a `yes | head -c` pipe).
+# os.read allocate a buffer of that size every time, which glibc may serve by
+# mmap, fault in and unmap: in a plain Python reader of a `yes | head -c`
+# pipe, 256 KiB requests cost 0.29 s of CPU per 200 MB, 64 KiB ones 0.06 s.
+# (In the server, glibc's adaptive threshold hid it in bench/throughput.py.)
 PIPE_READ = 64 * 1024
 # A run whose stored output stays under this keeps all of it in memory too,
 # while it runs and for RECENT_S after its end (engine/live.py): most runs

@@ -96,7 +96,7 @@ class LastRuns:
 
     def of(self, script_ids: list[ObjectId]) -> dict[str, dict[str, Any]]:
         """The newest run of each script that has one (id hex -> {id, status, createdAt, finishedAt})."""
-        self._settle()
+        self.settle()
         with translate_db_errors():
             found = {doc["_id"]: doc for doc in self.summaries.find({"_id": {"$in": script_ids}})}
         missing = [oid for oid in script_ids if oid not in found]
@@ -108,7 +108,7 @@ class LastRuns:
         return {str(sid): {"id": doc["runId"], "status": doc["status"], "createdAt": doc["createdAt"],
                            "finishedAt": doc.get("finishedAt")} for sid, doc in found.items()}
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
         """Wait (up to SETTLE_S) for the summaries this process is writing now."""
         deadline = time.monotonic() + SETTLE_S
         gevent.joinall(list(self._soon.values()), timeout=SETTLE_S)

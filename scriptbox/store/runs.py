@@ -169,6 +169,35 @@ class _ChunkStore:
             last = page[-1]["seq"]
 
 
+def _new_run_doc(new: NewRun, now: datetime) -> dict[str, Any]:
+    """The document RunStore.create inserts for `new`."""
+    doc: dict[str, Any] = {
+        "scriptId": ObjectId(new.script_id),
+        "status": "queued",
+        "trigger": new.trigger,
+        "createdAt": now,
+        "startedAt": None,
+        "finishedAt": None,
+        "exitCode": None,
+        "outputTail": "",
+        "params": dict(new.params),
+        "meta": {**META_DEFAULTS, "snapshot": new.snapshot.to_doc(), "version": new.snapshot.version,
+                 "requestedBy": new.requested_by, **new.meta},
+    }
+    if new.sealed_params:
+        doc["secretParams"] = dict(new.sealed_params)
+    if new.waits_for is not None:
+        doc["waitsFor"] = ObjectId(new.waits_for)  # schedule overlap `queue`: see claim_next
+    if new.browser_time is not None:
+        doc.update(status="running", startedAt=now, leaseUntil=now + new.browser_time)
+        doc["meta"]["node"] = BROWSER_NODE
+    elif new.claim is not None:
+        doc.update(status="running", startedAt=now, executor=new.claim.executor.to_doc(),
+                   leaseUntil=now + new.claim.lease)
+        doc["meta"].update(node=new.claim.executor.host, executor=new.claim.executor.id)  # as claim_next sets them
+    return doc
+
+
 class RunStore(_ChunkStore):
     """Reads and writes runs and their output chunks.
 
@@ -205,31 +234,7 @@ class RunStore(_ChunkStore):
         is told of the stored document before the script's last-run summary
         is updated, so the executor can start it without waiting for that.
         """
-        now = utcnow()
-        doc: dict[str, Any] = {
-            "scriptId": ObjectId(new.script_id),
-            "status": "queued",
-            "trigger": new.trigger,
-            "createdAt": now,
-            "startedAt": None,
-            "finishedAt": None,
-            "exitCode": None,
-            "outputTail": "",
-            "params": dict(new.params),
-            "meta": {**META_DEFAULTS, "snapshot": new.snapshot.to_doc(), "version": new.snapshot.version,
-                     "requestedBy": new.requested_by, **new.meta},
-        }
-        if new.sealed_params:
-            doc["secretParams"] = dict(new.sealed_params)
-        if new.waits_for is not None:
-            doc["waitsFor"] = ObjectId(new.waits_for)  # schedule overlap `queue`: see claim_next
-        if new.browser_time is not None:
-            doc.update(status="running", startedAt=now, leaseUntil=now + new.browser_time)
-            doc["meta"]["node"] = BROWSER_NODE
-        elif new.claim is not None:
-            doc.update(status="running", startedAt=now, executor=new.claim.executor.to_doc(),
-                       leaseUntil=now + new.claim.lease)
-            doc["meta"].update(node=new.claim.executor.host, executor=new.claim.executor.id)  # as claim_next sets them
+        doc = _new_run_doc(new, utcnow())
         with translate_db_errors():
             result = self.runs.insert_one(doc)
         doc["_id"] = result.inserted_id
