@@ -106,7 +106,11 @@ class AuditLog:
             try:
                 self._store.append(entry)
                 return
-            except DatabaseUnavailable as exc:
+            except Exception as exc:  # noqa: BLE001 - nobody waits to be told: say it in the log
+                if not isinstance(exc, DatabaseUnavailable):
+                    log.exception("audit entry not written: %s %s %s by %s", entry["at"].isoformat(),
+                                  entry["action"], entry["targetId"], entry["actor"])
+                    return
                 if time.monotonic() + wait > give_up:
                     log.error("audit entry lost, the database stayed unreachable (%s): %s %s %s by %s", exc,
                               entry["at"].isoformat(), entry["action"], entry["targetId"], entry["actor"])

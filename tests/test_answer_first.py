@@ -9,11 +9,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import gevent
 from bson import ObjectId
 
+from scriptbox.audit import AuditLog
+from scriptbox.store import Database
+from scriptbox.store.audit import AuditStore
 from scriptbox.store.records import Claim, Executor, NewRun, RunEnd, Snapshot
-from support import Api, AppClient, start_run
+from support import Api, AppClient, eventually, start_run
 from support.inprocess import InProcessApp
+from support.separate_db import SeparateDatabase
 
 EXECUTOR = Executor("test-host/1/1", "test-host", 1, None)
 
@@ -77,6 +82,22 @@ def test_an_audit_entry_written_again_after_a_lost_answer_is_stored_once(app: In
     store.append(entry)
     store.append(entry)  # the retry of a write whose answer was lost, though it landed
     assert app.database.db.audit_log.count_documents({"targetId": target}) == 1
+
+
+def test_an_audit_entry_whose_write_meets_an_outage_lands_once_the_database_is_back(
+        separate_db: SeparateDatabase) -> None:
+    database = Database(separate_db.uri, "sbx_audit_outage")
+    audit = AuditLog(AuditStore(database))
+    target = str(ObjectId())
+    separate_db.kill()
+    audit.record_soon("admin", "run.start", "run", target, "started 'a' (api)", {"trigger": "api"}, None, None)
+    gevent.sleep(1)  # its first attempt fails (server selection), then it waits to try again
+    separate_db.start()
+    eventually(lambda: database.db.audit_log.count_documents({"targetId": target}) == 1, 60,
+               message="the entry written once the database is back", sleep=gevent.sleep)
+    audit.settle()
+    assert database.db.audit_log.count_documents({"targetId": target}) == 1
+    database.close()
 
 
 def test_a_started_run_is_in_the_audit_log_and_the_scripts_list_as_soon_as_it_is_answered(api: Api) -> None:

@@ -70,6 +70,9 @@ class LastRuns:
             log.warning("run %s: its script's last-run summary is written at its next change (%s)",
                         run["_id"], exc)
             return False
+        except Exception:  # noqa: BLE001 - a summary is a cache: its run's next change offers it again
+            log.exception("run %s: its script's last-run summary was not written", run["_id"])
+            return False
         return True
 
     def changed(self, run: dict[str, Any]) -> None:
