@@ -7,6 +7,7 @@ admin password -> engine -> scheduler -> pruner -> HTTP. Stop is the reverse, on
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -58,6 +59,11 @@ def ui_dist_dir() -> Path:
 
 def _wait_for_stop(embedded: EmbeddedDatabase | None) -> int:
     """Block until SIGTERM/SIGINT (exit 0) or the embedded database dies (exit 1)."""
+    # Everything allocated by the start-up (modules, app, clients) lives as
+    # long as the process: out of the collector's sight, a full collection no
+    # longer walks it. Those stopped the event loop for 30-90 ms at a time
+    # under 20 runs x 5 viewers, and every viewer's line waited as long.
+    gc.freeze()
     stop = gevent.event.Event()
     exit_code = 0
     gevent.signal_handler(signal.SIGTERM, stop.set)
