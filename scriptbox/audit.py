@@ -22,9 +22,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import gevent
-
+from .engine.retry import retry_db
 from .errors import DatabaseUnavailable
+from .inflight import InFlight
 from .store.audit import AuditStore
 
 log = logging.getLogger("scriptbox.audit")
@@ -46,8 +46,6 @@ MAX_TRACKED_ADDRESSES = 10_000
 SOON_FIRST_RETRY_S = 0.2
 SOON_MAX_RETRY_S = 30.0
 SOON_GIVE_UP_S = 600.0
-# How long a reader waits for this process's entries still being written.
-SETTLE_S = 5.0
 
 
 def _entry(actor: str, action: str, target_type: str, target_id: str | None, summary: str,
@@ -72,7 +70,7 @@ class AuditLog:
         self._clock = clock
         # address -> (time of the last written entry, failures not yet written)
         self._failures: OrderedDict[str, tuple[float, int]] = OrderedDict()
-        self._writing: set[gevent.Greenlet] = set()  # record_soon writes under way
+        self.in_flight = InFlight()  # record_soon writes under way
 
     @property
     def store(self) -> AuditStore:
@@ -91,34 +89,20 @@ class AuditLog:
         # Its place in the log is now, whenever it lands.
         entry = self._store.stamped(_entry(actor, action, target_type, target_id, summary, details, remote_addr,
                                            script_id))
-        writing = gevent.spawn(self._append_retrying, entry)
-        self._writing.add(writing)
-        writing.link(self._writing.discard)
+        self.in_flight.spawn(self._append_retrying, entry)
 
     def settle(self) -> None:
-        """Wait (up to SETTLE_S) for the entries record_soon is still writing."""
-        gevent.joinall(list(self._writing), timeout=SETTLE_S)
+        """Wait (a few seconds at most) for the entries record_soon is still writing."""
+        self.in_flight.settle()
 
     def _append_retrying(self, entry: dict[str, Any]) -> None:
-        give_up = time.monotonic() + SOON_GIVE_UP_S
-        wait = SOON_FIRST_RETRY_S
-        while True:
-            try:
-                self._store.append(entry)
-                return
-            except Exception as exc:  # noqa: BLE001 - nobody waits to be told: say it in the log
-                if not isinstance(exc, DatabaseUnavailable):
-                    log.exception("audit entry not written: %s %s %s by %s", entry["at"].isoformat(),
-                                  entry["action"], entry["targetId"], entry["actor"])
-                    return
-                if time.monotonic() + wait > give_up:
-                    log.error("audit entry lost, the database stayed unreachable (%s): %s %s %s by %s", exc,
-                              entry["at"].isoformat(), entry["action"], entry["targetId"], entry["actor"])
-                    return
-                log.warning("audit entry %s %s not written yet, retrying in %.1f s: %s", entry["action"],
-                            entry["targetId"], wait, exc)
-                gevent.sleep(wait)
-                wait = min(wait * 2, SOON_MAX_RETRY_S)
+        what = f"audit entry {entry['action']} {entry['targetId']}"
+        try:
+            retry_db(what, lambda: self._store.append(entry), first_s=SOON_FIRST_RETRY_S, max_s=SOON_MAX_RETRY_S,
+                     until=time.monotonic() + SOON_GIVE_UP_S)
+        except Exception as exc:  # noqa: BLE001 - nobody waits to be told: say it in the log
+            log.error("%s lost (%s): by %s at %s", what, exc, entry["actor"], entry["at"].isoformat(),
+                      exc_info=not isinstance(exc, DatabaseUnavailable))
 
     def auth_failed(self, remote_addr: str, reason: str, count: int = 1) -> bool:
         """Count `count` failed sign-ins from `remote_addr`; write an entry at most once per window.

@@ -89,7 +89,7 @@ class Services:
         """Wait (a few seconds at most) for what is written after an answer: run.start
         audit entries and last-run summaries."""
         self.audit.settle()
-        self.runs.last.settle()
+        self.runs.last.in_flight.settle()
 
     def require_access(self) -> Access:
         """The HTTP side; raises ValueError for services built without it (a worker)."""

@@ -84,6 +84,7 @@ class Engine:
         cluster_slots: ClusterSlots | None = None,
         role: str = "serve",
         changes: ChangeFeed | None = None,
+        alone_on_database: bool = False,
     ) -> None:
         self.options = options or EngineOptions()
         self.execute = execute
@@ -95,7 +96,7 @@ class Engine:
                                  secrets=secrets, executors=executors, cluster_slots=cluster_slots,
                                  role=role, vm2_pool=launch.vm2_pool(vm2_pool, vm2_user) if execute else None)
         # Without a worker it claims nothing: listed as an executor with 0 slots.
-        self.dispatcher = Dispatcher(self.ctx, max_concurrent_runs if execute else 0)
+        self.dispatcher = Dispatcher(self.ctx, max_concurrent_runs if execute else 0, alone=alone_on_database)
         self.watchdog = Watchdog(self.ctx, self.dispatcher)
         # Change streams: other processes' queued runs, cancels and output, pushed.
         self.changes = changes
@@ -246,7 +247,7 @@ def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[s
     """The engine of a server or worker process, from its settings.
 
     Without `options`, the timings follow SCRIPTBOX_LEASE_SECONDS."""
-    engine = Engine(
+    return Engine(
         runs,
         get_definition,
         data_dir=str(settings.data_dir),
@@ -263,9 +264,8 @@ def build_engine(settings: Settings, runs: RunStore, get_definition: Callable[[s
         cluster_slots=cluster_slots,
         role=role,
         changes=changes,
+        alone_on_database=settings.mongodb_uri is None,  # the embedded database (docs/engine.md)
     )
-    engine.dispatcher.alone = settings.mongodb_uri is None  # the embedded database (docs/engine.md)
-    return engine
 
 
 __all__ = ["Engine", "EngineOptions", "build_engine", "this_executor"]

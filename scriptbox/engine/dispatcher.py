@@ -28,7 +28,7 @@ log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engi
 
 
 class Dispatcher:
-    def __init__(self, ctx: EngineContext, max_concurrent_runs: int) -> None:
+    def __init__(self, ctx: EngineContext, max_concurrent_runs: int, alone: bool = False) -> None:
         self.ctx = ctx
         self.max_concurrent_runs = max_concurrent_runs
         self.active: dict[str, RunExecution] = {}
@@ -46,7 +46,7 @@ class Dispatcher:
         self._queue_empty = False
         # Only this process can queue runs (the embedded database: its
         # credential is private), so every queued run woke this dispatcher.
-        self.alone = False
+        self.alone = alone
         # The set of runs changed since the last heartbeat: the watchdog sends the
         # next one within a tick, so the executors list shows runs as they start and end.
         self.runs_changed = False

@@ -24,33 +24,29 @@ list computes it from the runs once and stores it again.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime
 from typing import Any
 
 import gevent
-import gevent.event
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import DatabaseUnavailable
+from ..inflight import InFlight
 from . import Database, translate_db_errors
 
 log = logging.getLogger("scriptbox.store")
-
-# How long a list waits for this process's summaries still being written.
-SETTLE_S = 5.0
 
 
 class LastRuns:
     def __init__(self, database: Database) -> None:
         self.summaries = database.db.script_last_run
         self.runs = database.db.script_runs
+        # Summaries written after their run was answered or its end told.
+        self.in_flight = InFlight()
         # run id -> the greenlet writing its summary (created_soon); one that
         # failed stays until the run's next change.
         self._soon: dict[ObjectId, gevent.Greenlet] = {}
-        # One event per changed() under way: a run's end is told before its summary is updated.
-        self._changing: set[gevent.event.Event] = set()
 
     def created(self, run: dict[str, Any]) -> None:
         """A new run is the script's newest unless a newer one was recorded first."""
@@ -59,7 +55,7 @@ class LastRuns:
     def created_soon(self, run: dict[str, Any]) -> None:
         """created(), written in the background (see the module's docstring)."""
         run_id = run["_id"]
-        writing = gevent.spawn(self._created_or_false, run)
+        writing = self.in_flight.spawn(self._created_or_false, run)
         self._soon[run_id] = writing
         writing.link_value(lambda done: self._soon.pop(run_id, None) if done.value else None)
 
@@ -78,9 +74,7 @@ class LastRuns:
     def changed(self, run: dict[str, Any]) -> None:
         """A run's status changed (claimed or finished): update its summary if it is the newest."""
         soon = self._soon.pop(run["_id"], None)
-        writing = gevent.event.Event()
-        self._changing.add(writing)
-        try:
+        with self.in_flight.writing():  # a run's end is told before its summary is updated
             if soon is not None and not soon.get():
                 # Its first summary was never written: offer the run as it is now.
                 self._offer(run["scriptId"], run["_id"], run["status"], run["createdAt"], run.get("finishedAt"))
@@ -88,9 +82,6 @@ class LastRuns:
             with translate_db_errors():
                 self.summaries.update_one({"_id": run["scriptId"], "runId": run["_id"]},
                                           {"$set": {"status": run["status"], "finishedAt": run.get("finishedAt")}})
-        finally:
-            self._changing.discard(writing)
-            writing.set()
 
     def forget(self, run_ids: list[ObjectId]) -> None:
         """These runs are deleted: drop summaries that name them (recomputed when next listed)."""
@@ -99,7 +90,7 @@ class LastRuns:
 
     def of(self, script_ids: list[ObjectId]) -> dict[str, dict[str, Any]]:
         """The newest run of each script that has one (id hex -> {id, status, createdAt, finishedAt})."""
-        self.settle()
+        self.in_flight.settle()
         with translate_db_errors():
             found = {doc["_id"]: doc for doc in self.summaries.find({"_id": {"$in": script_ids}})}
         missing = [oid for oid in script_ids if oid not in found]
@@ -110,13 +101,6 @@ class LastRuns:
                 found[row["_id"]] = {"runId": run["id"], **run}
         return {str(sid): {"id": doc["runId"], "status": doc["status"], "createdAt": doc["createdAt"],
                            "finishedAt": doc.get("finishedAt")} for sid, doc in found.items()}
-
-    def settle(self) -> None:
-        """Wait (up to SETTLE_S) for the summaries this process is writing now."""
-        deadline = time.monotonic() + SETTLE_S
-        gevent.joinall(list(self._soon.values()), timeout=SETTLE_S)
-        for writing in list(self._changing):
-            writing.wait(max(0.0, deadline - time.monotonic()))
 
     def _compute(self, script_ids: list[ObjectId]) -> list[dict[str, Any]]:
         pipeline: list[dict[str, Any]] = [
