@@ -4,12 +4,14 @@ also the end-to-end path of a run's end through a real (gevent-patched) server p
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from support import Api, ScriptboxServer, eventually
 from support.receiver import Receiver
@@ -96,3 +98,34 @@ def test_a_failing_test_and_a_bad_url_are_shown(ui_page: Page, receiver: Receive
     expect(row.locator(".test-result")).to_contain_text("500")
     expect(row.locator(".last-error.error-current")).to_contain_text("500")
     row.screenshot(path=str(artifacts / "ui-notification-failed.png"))
+
+
+def test_what_is_typed_while_the_scripts_list_loads_is_kept(ui_page: Page, api: Api) -> None:
+    """The form is usable at once; the "Limit to scripts" list arriving later must not wipe it.
+    (It did: the view reset the form after that list loaded, so a quick typist lost the name
+    and URL, and "Add channel" then stopped at the browser's "fill in this field".)"""
+    script = api.create_script(name=f"Held list {uuid.uuid4().hex[:6]}", script="true")
+    held: list[Route] = []
+    ui_page.route(lambda url: urlsplit(url).path == "/api/admin/scripts", lambda route: held.append(route))
+    ui_page.goto("/admin/scripts/notifications")
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        ui_page.wait_for_timeout(20)
+    assert held, "the page asks for the scripts list"
+    name = f"quick-{uuid.uuid4().hex[:6]}"
+    ui_page.get_by_label("Name", exact=True).fill(name)
+    ui_page.get_by_label("URL", exact=True).fill("json://127.0.0.1:9/quick")
+
+    for route in held:
+        route.continue_()
+    ui_page.unroute_all()
+    scripts = ui_page.get_by_label("Limit to scripts")
+    expect(scripts.locator("option", has_text=script["name"])).to_have_count(1)
+    expect(ui_page.get_by_label("Name", exact=True)).to_have_value(name)
+    expect(ui_page.get_by_label("URL", exact=True)).to_have_value("json://127.0.0.1:9/quick")
+    ui_page.get_by_role("button", name="Add channel").click()
+    row = ui_page.locator("tr.notification-row", has_text=name)
+    expect(row).to_contain_text("json://127.0.0.1:9/quick", timeout=30_000)
+    row.get_by_role("button", name="Delete").click()
+    ui_page.locator("dialog.modal").get_by_role("button", name="Delete").click()
+    expect(row).to_have_count(0)

@@ -30,6 +30,7 @@ export class NotificationsView {
     this.tbody = h("tbody");
     this.info = h("p.muted.history-info", { role: "status" });
     this.form = this.buildForm();
+    this.resetForm();
     this.tableWrap = h(
       "div.table-wrap",
       h("table.runs-table.notifications-table", h("thead", h("tr", ["Name", "Sends to", "Events", "Scripts", "Last sent", "Last error", ""].map((t) => h("th", { scope: "col" }, t)))), this.tbody),
@@ -72,8 +73,9 @@ export class NotificationsView {
 
   async mount() {
     document.title = "Notifications · Scriptbox";
+    // The form is ready (and reset) before the scripts list arrives: what someone types
+    // while it loads must not be wiped by a reset after it.
     await this.loadScripts();
-    this.resetForm();
     await this.load();
   }
 
