@@ -71,6 +71,13 @@ COALESCE_S = 0.02
 # SecantusDB) sees ~10 chunks/s per chatty stream whatever the live delivery does.
 STORE_GROUP_S = 0.1
 STORE_GROUP_BYTES = 64 * 1024
+# Chunks waiting for the database, across all runs: above this, pipe readers
+# wait. A run stores at most `max_log_bytes` (10 MiB by default), so a flood's
+# stored part fits and the database takes it while the script goes on. With
+# 4 MiB the reader waited for SecantusDB (~100 MB/s of chunk data) through the
+# first 10 MiB, everything else idle: bench/throughput.py went 338 -> 382 MB/s
+# (idle CPU 27 -> 18 %) with 16 MiB, for at most 12 MiB more server memory.
+MAX_PENDING_BYTES = 16 * 1024 * 1024
 # How often an idle writer runs its progress hook (outputTail, byte counts).
 IDLE_TICK_S = 0.2
 TRUNCATION_NOTE = (
@@ -100,7 +107,7 @@ class ChunkWriter:
         self,
         insert: Callable[[list[Chunk]], None],
         interval_s: float = 0.02,
-        max_pending: int = 4 * 1024 * 1024,
+        max_pending: int = MAX_PENDING_BYTES,
         max_batch_bytes: int = 1024 * 1024,
         on_flushed: Callable[[], None] | None = None,
     ) -> None:
