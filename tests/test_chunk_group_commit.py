@@ -8,9 +8,10 @@ from collections.abc import Iterator
 
 import gevent
 import pytest
+from bson import ObjectId
 
-from scriptbox.engine.hub import HubEvent
-from scriptbox.engine.output import ChunkWriter
+from scriptbox.engine.hub import HubEvent, OutputHub
+from scriptbox.engine.output import STORE_GROUP_S, ChunkWriter, RunOutput, TailBuffer
 from scriptbox.store.records import Chunk
 from scriptbox.store.runs import RunStore
 from support.inprocess import InProcessApp
@@ -91,3 +92,33 @@ def test_a_steady_trickle_is_written_at_most_once_per_interval(
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     # The last insert is the one flush_now asked for: it goes without waiting out the interval.
     assert len(insert.calls) < 60 and all(g >= 0.019 for g in gaps[:-1]), gaps
+
+
+def _store_a_chatty_stream(runs: RunStore, seal_when_idle: bool) -> tuple[int, float]:
+    """100 lines 10 ms apart through a run's output: (documents stored, seconds until the first was)."""
+    insert = CountingInsert(runs)
+    writer = ChunkWriter(insert, interval_s=0.05)
+    writer.start()
+    output = RunOutput(run_id=str(ObjectId()), max_log_bytes=1 << 20, tail=TailBuffer(1024), writer=writer,
+                       hub=OutputHub(), seal_when_idle=seal_when_idle)
+    began = time.monotonic()
+    for i in range(100):
+        output.emit("stdout", f"line {i}\n", len(f"line {i}\n"))
+        gevent.sleep(0.01)
+    output.close()
+    assert writer.flush_now(10)
+    writer.stop()
+    return sum(n for _, n in insert.calls), insert.calls[0][0] - began
+
+
+def test_alone_on_its_database_a_chatty_stream_is_stored_once_per_group_interval(runs: RunStore) -> None:
+    # Shared with other processes (which read the output from the database), an
+    # idle writer takes a run's open group at once: a line is stored within ms.
+    _, first_shared = _store_a_chatty_stream(runs, seal_when_idle=True)
+    assert first_shared < STORE_GROUP_S / 2, first_shared
+    # Alone (the embedded database), a group waits its STORE_GROUP_S: one document
+    # per 100 ms of chatter (~10 for these ~1.1 s), not one per insert interval
+    # (20 per second at 50 ms) or per line.
+    documents, first_alone = _store_a_chatty_stream(runs, seal_when_idle=False)
+    assert first_alone >= STORE_GROUP_S * 0.9, first_alone
+    assert documents <= 16, documents
