@@ -328,8 +328,8 @@ class RunOutput:
     # after STORE_GROUP_S: other processes sharing the database read a run's
     # output from there, so they see a line within milliseconds. Alone on its
     # embedded database nobody else reads it, and waiting the 100 ms cut the
-    # database's CPU under 20 chatty runs from 28 to 16 % of a core
-    # (bench/fanout.py: 284 -> 101 chunk documents per 1000-line run).
+    # database's CPU under 20 chatty runs from 27-28 to 17-18 % of a core
+    # (bench/fanout.py: 284 -> ~104 chunk documents per 1000-line run).
     seal_when_idle: bool = True
     # Secret masking (masking.py): one masker per stream, so a secret split
     # across reads of one stream is still found. Set before any output.
