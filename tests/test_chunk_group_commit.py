@@ -94,13 +94,13 @@ def test_a_steady_trickle_is_written_at_most_once_per_interval(
     assert len(insert.calls) < 60 and all(g >= 0.019 for g in gaps[:-1]), gaps
 
 
-def _store_a_chatty_stream(runs: RunStore, seal_when_idle: bool) -> tuple[int, float]:
+def _store_a_chatty_stream(runs: RunStore, takes_open_groups: bool) -> tuple[int, float]:
     """100 lines 10 ms apart through a run's output: (documents stored, seconds until the first was)."""
     insert = CountingInsert(runs)
-    writer = ChunkWriter(insert, interval_s=0.05)
+    writer = ChunkWriter(insert, interval_s=0.05, takes_open_groups=takes_open_groups)
     writer.start()
     output = RunOutput(run_id=str(ObjectId()), max_log_bytes=1 << 20, tail=TailBuffer(1024), writer=writer,
-                       hub=OutputHub(), seal_when_idle=seal_when_idle)
+                       hub=OutputHub())
     began = time.monotonic()
     for i in range(100):
         output.emit("stdout", f"line {i}\n", len(f"line {i}\n"))
@@ -114,11 +114,11 @@ def _store_a_chatty_stream(runs: RunStore, seal_when_idle: bool) -> tuple[int, f
 def test_alone_on_its_database_a_chatty_stream_is_stored_once_per_group_interval(runs: RunStore) -> None:
     # Shared with other processes (which read the output from the database), an
     # idle writer takes a run's open group at once: a line is stored within ms.
-    _, first_shared = _store_a_chatty_stream(runs, seal_when_idle=True)
+    _, first_shared = _store_a_chatty_stream(runs, takes_open_groups=True)
     assert first_shared < STORE_GROUP_S / 2, first_shared
     # Alone (the embedded database), a group waits its STORE_GROUP_S: one document
     # per 100 ms of chatter (~10 for these ~1.1 s), not one per insert interval
     # (20 per second at 50 ms) or per line.
-    documents, first_alone = _store_a_chatty_stream(runs, seal_when_idle=False)
+    documents, first_alone = _store_a_chatty_stream(runs, takes_open_groups=False)
     assert first_alone >= STORE_GROUP_S * 0.9, first_alone
     assert documents <= 16, documents

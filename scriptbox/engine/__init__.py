@@ -90,7 +90,7 @@ class Engine:
         self.execute = execute
         live = LiveOutput(runs.add_chunks, max_log_bytes=max_log_bytes, tail_bytes=tail_bytes,
                           flush_every_s=self.options.flush_every_s, on_flushed=self._write_progress,
-                          on_output_bytes=on_output_bytes, seal_when_idle=not alone_on_database)
+                          on_output_bytes=on_output_bytes, takes_open_groups=not alone_on_database)
         self.ctx = EngineContext(runs=runs, live=live, options=self.options, executor=this_executor(host),
                                  get_definition=get_definition, data_dir=data_dir, vm2_user=vm2_user,
                                  secrets=secrets, executors=executors, cluster_slots=cluster_slots,

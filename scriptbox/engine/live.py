@@ -38,13 +38,13 @@ class EndedRun:
 class LiveOutput:
     def __init__(self, add_chunks: Callable[[list[Chunk]], None], *, max_log_bytes: int, tail_bytes: int,
                  flush_every_s: float, on_flushed: Callable[[], None] | None = None,
-                 on_output_bytes: Callable[[int], None] | None = None, seal_when_idle: bool = True) -> None:
-        self.seal_when_idle = seal_when_idle  # RunOutput.seal_when_idle
+                 on_output_bytes: Callable[[int], None] | None = None, takes_open_groups: bool = True) -> None:
         self.on_output_bytes = on_output_bytes  # told of every byte of output received (metrics)
         self.max_log_bytes = max_log_bytes
         self.tail_bytes = tail_bytes
         self.hub = OutputHub()
-        self.writer = ChunkWriter(add_chunks, interval_s=flush_every_s, on_flushed=on_flushed)
+        self.writer = ChunkWriter(add_chunks, interval_s=flush_every_s, on_flushed=on_flushed,
+                                  takes_open_groups=takes_open_groups)
         self._outputs: dict[str, RunOutput] = {}  # runs with output not handed to the writer yet
         self._recent: OrderedDict[str, EndedRun] = OrderedDict()  # oldest first
 
@@ -58,7 +58,6 @@ class LiveOutput:
         """The output bookkeeping of a run starting now (known here until it is closed)."""
         output = RunOutput(run_id=run_id, max_log_bytes=self.max_log_bytes, tail=TailBuffer(self.tail_bytes),
                            writer=self.writer, hub=self.hub, on_bytes=self.on_output_bytes,
-                           seal_when_idle=self.seal_when_idle,
                            on_close=lambda: self._forget(run_id, output))
         self._outputs[run_id] = output
         return output

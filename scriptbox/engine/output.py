@@ -16,7 +16,7 @@ viewers as soon as it is printed) and gathers output only while its viewers
 are still busy with the previous piece, for at most `COALESCE_S`. Every piece
 gets its own seq and goes to the viewers at once; for the database the pieces
 of one stream are grouped into one chunk over up to `STORE_GROUP_S`, or until
-an idle chunk writer takes the group (`RunOutput.seal_when_idle`): a chatty
+an idle chunk writer takes the group (`ChunkWriter.takes_open_groups`): a chatty
 script stores at most ~10-20 chunks/s per stream, not one per line.
 """
 
@@ -111,8 +111,17 @@ class ChunkWriter:
         max_pending: int = MAX_PENDING_BYTES,
         max_batch_bytes: int = 1024 * 1024,
         on_flushed: Callable[[], None] | None = None,
+        takes_open_groups: bool = True,
     ) -> None:
         self._insert = insert
+        # Whether the writer seals runs' open store groups (`hold`) when idle or
+        # before each insert, rather than leaving them to their STORE_GROUP_S
+        # timer: other processes sharing the database read a run's output from
+        # there, so they see a line within milliseconds. Alone on its embedded
+        # database nobody else reads it, and waiting the 100 ms cut the
+        # database's CPU under 20 chatty runs from 27-28 to 17-18 % of a core
+        # (bench/fanout.py: 284 -> ~104 chunk documents per 1000-line run).
+        self.takes_open_groups = takes_open_groups
         self.interval_s = interval_s
         self.max_pending = max_pending
         # pymongo holds a few encoded copies of a batch while sending it, so
@@ -162,7 +171,10 @@ class ChunkWriter:
             self._room.clear()
 
     def hold(self, seal: Callable[[], None]) -> None:
-        """A chunk is being gathered: `seal` hands it over; called right before the next insert."""
+        """A chunk is being gathered: `seal` hands it over; called right before the next insert
+        (unless this writer leaves open groups to their timers, `takes_open_groups`)."""
+        if not self.takes_open_groups:
+            return
         self._sealers.append(seal)
         self._wake.set()
 
@@ -324,13 +336,6 @@ class RunOutput:
     dirty: bool = False
     on_bytes: Callable[[int], None] | None = None  # told of every byte received (metrics)
     on_close: Callable[[], None] | None = None
-    # Whether an idle chunk writer stores an open group at once rather than
-    # after STORE_GROUP_S: other processes sharing the database read a run's
-    # output from there, so they see a line within milliseconds. Alone on its
-    # embedded database nobody else reads it, and waiting the 100 ms cut the
-    # database's CPU under 20 chatty runs from 27-28 to 17-18 % of a core
-    # (bench/fanout.py: 284 -> ~104 chunk documents per 1000-line run).
-    seal_when_idle: bool = True
     # Secret masking (masking.py): one masker per stream, so a secret split
     # across reads of one stream is still found. Set before any output.
     masker: SecretMasker | None = None
@@ -443,9 +448,8 @@ class RunOutput:
         if group is None:
             group = self._group = StoreGroup(stream, system, at)
             group.timer = gevent.spawn_later(STORE_GROUP_S, self._seal_due, group)
-            if self.seal_when_idle:
-                # An idle writer seals it at once; a busy one right before its next insert.
-                self.writer.hold(self._seal)
+            # An idle writer may seal it at once, a busy one right before its next insert.
+            self.writer.hold(self._seal)
         group.texts.append(text)
         group.events.append(event)
         group.size += len(text)
