@@ -128,7 +128,12 @@ def load_or_create_credential(data_dir: Path) -> DbCredential:
 class EmbeddedDatabase:
     """One SecantusDB child process serving ``<data_dir>/db``."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, replica_set: bool = True) -> None:
+        """`replica_set`: advertise a one-node replica set, which keeps an oplog
+        and so offers change streams. A database only its server uses needs
+        neither: without them SecantusDB writes each document once instead of
+        twice (bench/start_latency.py, bench/throughput.py)."""
+        self.replica_set = replica_set
         self.data_dir = data_dir
         self.storage_path = data_dir / "db"
         self.pid_path = data_dir / "db.pid"
@@ -179,7 +184,7 @@ class EmbeddedDatabase:
             # WiredTiger's cache defaults to 1 GB and keeps what it read or
             # wrote: too much for a console's database on a laptop.
             "--cache-size", EMBEDDED_CACHE_SIZE,
-        ]
+        ] + ([] if self.replica_set else ["--standalone"])
         with open(self.log_path, "ab") as log_file:
             self.process = launch(
                 argv, credential, stdout=log_file, stderr=subprocess.STDOUT, env=env,

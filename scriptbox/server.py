@@ -244,7 +244,8 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     try:
         uri = settings.mongodb_uri
         if uri is None:
-            embedded = EmbeddedDatabase(settings.data_dir)
+            # Nobody else connects to it: no oplog, unless change streams are asked for.
+            embedded = EmbeddedDatabase(settings.data_dir, replica_set=settings.change_streams == "on")
             print(f"Starting the embedded database in {embedded.storage_path} ...", flush=True)
             uri = embedded.start()
         credentials = embedded.credential.client_options() if embedded and embedded.credential else None

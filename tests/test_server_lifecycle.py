@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -11,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pymongo
 import pytest
 import requests
 
 from scriptbox.childproc import free_loopback_port
 from scriptbox.embedded_db import DbCredential, launch, secantus_argv
 from support import REPO, ScriptboxServer, eventually
+from support.runs import run_script
 
 
 def database_processes(data_dir: Path) -> list[psutil.Process]:
@@ -49,6 +52,34 @@ def test_the_embedded_database_keeps_data_across_a_clean_restart(server_factory:
     assert second.api().get(f"/api/admin/scripts/{doc['id']}").json()["name"] == "Kept"
     assert second.stop() == 0
     assert database_processes(data_dir) == []
+
+
+def embedded_hello(data_dir: Path) -> dict[str, Any]:
+    """The embedded database's `hello` answer (a handshake: no credential needed)."""
+    port = json.loads((data_dir / "db.pid").read_text())["port"]
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=10_000)
+    try:
+        return dict(client.admin.command("hello"))
+    finally:
+        client.close()
+
+
+def test_the_private_embedded_database_keeps_an_oplog_only_for_change_streams(server_factory: Any,
+                                                                               tmp_path: Path) -> None:
+    # Alone on it, the server follows no change stream, so the database runs
+    # standalone and writes no oplog entry per document.
+    alone = server_factory(data_dir=tmp_path / "alone", mongodb_uri=None).start()
+    assert "setName" not in embedded_hello(tmp_path / "alone")
+    run, log = run_script(alone.api(), "echo kept")
+    assert (run["status"], log) == ("succeeded", "kept\n")
+    assert alone.stop() == 0
+    # Asked for, change streams work on the embedded database too.
+    streams = server_factory(data_dir=tmp_path / "streams", mongodb_uri=None,
+                             env={"SCRIPTBOX_CHANGE_STREAMS": "on"}).start()
+    assert embedded_hello(tmp_path / "streams").get("setName") == "secantus"
+    assert wait_until(lambda: "change stream on script_runs open" in streams.text), streams.text
+    assert "change streams unavailable" not in streams.text
 
 
 def test_a_sigkilled_server_leaves_nothing_that_blocks_the_next_start(server_factory: Any, tmp_path: Path) -> None:
