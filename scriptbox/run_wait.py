@@ -1,7 +1,8 @@
 """Run-and-wait: block a request until its run ends, or a deadline passes.
 
-The waiter listens to the run's live events (an `end` wakes it at once when
-this process executes the run) and re-reads the run from the database at most
+The waiter listens to the run's live status and end events (an `end` wakes it
+at once when this process executes the run; it takes none of the run's output,
+so a waiting client costs the run nothing) and re-reads the run from the database at most
 every ``poll_s`` for runs executed by another process. Nothing here cancels
 anything: a client that goes away while waiting leaves its run running.
 """
@@ -12,8 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import gevent
-
 from .vocabulary import FINISHED_STATUSES
 
 MAX_WAIT_S = 300
@@ -21,8 +20,6 @@ _FINISHED = frozenset(FINISHED_STATUSES)
 
 
 class LiveEvents(Protocol):
-    overflowed: bool
-
     def take(self, timeout: float | None) -> list[Any]: ...
 
 
@@ -51,13 +48,7 @@ def wait_for_end(run_id: str, timeout_s: float, *, get_run: Callable[[str], dict
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                wait = max(0.0, min(remaining, next_read - time.monotonic()))
-                if viewer.overflowed:
-                    # Output outran the bounded queue; only the database read matters here.
-                    gevent.sleep(wait)
-                    events: list[Any] = []
-                else:
-                    events = viewer.take(wait)
+                events = viewer.take(max(0.0, min(remaining, next_read - time.monotonic())))
                 if any(getattr(ev, "kind", None) == "end" for ev in events) or time.monotonic() >= next_read:
                     break
     finally:

@@ -160,7 +160,8 @@ def register(app: Bottle, services: Services) -> None:
         doc = engine.submit(definition_id, trigger, user, params=params, on_created=start_audit(services, trigger))
         run_id = str(doc["_id"])
         if wait_s:
-            finished = wait_for_end(run_id, wait_s, get_run=runs.get, subscribe=engine.subscribe,
+            finished = wait_for_end(run_id, wait_s, get_run=runs.get,
+                                    subscribe=lambda run: engine.subscribe(run, outputs=False),
                                     unsubscribe=engine.unsubscribe)
             if finished is not None:
                 return run_to_json(finished)

@@ -188,8 +188,9 @@ class Engine:
 
     # -- live output --------------------------------------------------------
 
-    def subscribe(self, run_id: str) -> Viewer:
-        return self.ctx.live.subscribe(run_id)
+    def subscribe(self, run_id: str, *, outputs: bool = True) -> Viewer:
+        """Live events of a run (without `outputs`: its status changes and end only)."""
+        return self.ctx.live.subscribe(run_id, outputs=outputs)
 
     def unsubscribe(self, viewer: Viewer) -> None:
         self.ctx.live.unsubscribe(viewer)

@@ -50,10 +50,17 @@ class HubEvent:
 
 
 class Viewer:
-    """A bounded queue of events for one SSE connection."""
+    """A bounded queue of events for one SSE connection.
 
-    def __init__(self, run_id: str, max_bytes: int, on_idle: Callable[[], None] | None = None) -> None:
+    A viewer without `outputs` (a request waiting for a run's end) gets the
+    run's status and end events only: it never holds the script back, nor
+    makes its readers gather output for it.
+    """
+
+    def __init__(self, run_id: str, max_bytes: int, on_idle: Callable[[], None] | None = None,
+                 outputs: bool = True) -> None:
         self.run_id = run_id
+        self.outputs = outputs
         self.max_bytes = max_bytes
         self._items: deque[HubEvent] = deque()
         self._bytes = 0
@@ -70,7 +77,8 @@ class Viewer:
     @property
     def busy(self) -> bool:
         """Events queued, or the last ones taken still being written."""
-        return not self.closed and not self.overflowed and (bool(self._items) or self._sending)
+        return (self.outputs and not self.closed and not self.overflowed
+                and (bool(self._items) or self._sending))
 
     def offer(self, event: HubEvent, force: bool = False) -> bool:
         """Queue without waiting; False if there is no room (unless forced)."""
@@ -134,13 +142,14 @@ class OutputHub:
         self._viewers: dict[str, set[Viewer]] = {}
         self._idle: dict[str, list[gevent.event.Event]] = {}  # the pipe readers waiting for a run's viewers
 
-    def subscribe(self, run_id: str, seed: Iterable[HubEvent] = ()) -> Viewer:
+    def subscribe(self, run_id: str, seed: Iterable[HubEvent] = (), *, outputs: bool = True) -> Viewer:
         """Register a viewer; `seed` events are queued first (not bounded).
 
         Registration and seeding happen without yielding to other greenlets,
-        so no event published in between can be missed.
+        so no event published in between can be missed. Without `outputs`
+        the viewer gets no output events (see Viewer).
         """
-        viewer = Viewer(run_id, self.viewer_max_bytes, lambda: self._viewer_idle(run_id))
+        viewer = Viewer(run_id, self.viewer_max_bytes, lambda: self._viewer_idle(run_id), outputs=outputs)
         for ev in seed:
             viewer.offer(ev, force=True)
         self._viewers.setdefault(run_id, set()).add(viewer)
@@ -193,7 +202,10 @@ class OutputHub:
         if not viewers:
             return
         slow: list[Viewer] = []
+        output = event.kind == "output"
         for viewer in list(viewers):
+            if output and not viewer.outputs:
+                continue
             if not viewer.offer(event, force=not wait):
                 slow.append(viewer)
         for viewer in slow:

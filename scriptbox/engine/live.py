@@ -109,8 +109,9 @@ class LiveOutput:
         """Wait until every chunk written so far is stored (False: not within the writer's timeout)."""
         return self.writer.flush_now()
 
-    def subscribe(self, run_id: str) -> Viewer:
-        """A live viewer of a run, seeded with the pieces not yet in the database.
+    def subscribe(self, run_id: str, *, outputs: bool = True) -> Viewer:
+        """A live viewer of a run, seeded with the pieces not yet in the database
+        (without `outputs`: of its status and end only, see hub.Viewer).
 
         Those are in the writer's chunks (each lists its pieces) and in the
         run's open group, in that order; nothing yields in between. A run
@@ -118,6 +119,8 @@ class LiveOutput:
         the viewer needs nothing from the database; the seq check of
         api/stream.py drops what it has already sent.
         """
+        if not outputs:
+            return self.hub.subscribe(run_id, outputs=False)
         history = self.history(run_id)
         return self.hub.subscribe(run_id, seed=history if history is not None else self._in_memory(run_id))
 
