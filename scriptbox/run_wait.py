@@ -20,6 +20,8 @@ _FINISHED = frozenset(FINISHED_STATUSES)
 
 
 class LiveEvents(Protocol):
+    """A run's live events (hub.Viewer): `end` events carry the finished run in `doc`."""
+
     def take(self, timeout: float | None) -> list[Any]: ...
 
 
@@ -49,7 +51,10 @@ def wait_for_end(run_id: str, timeout_s: float, *, get_run: Callable[[str], dict
                 if remaining <= 0:
                     return None
                 events = viewer.take(max(0.0, min(remaining, next_read - time.monotonic())))
-                if any(getattr(ev, "kind", None) == "end" for ev in events) or time.monotonic() >= next_read:
+                for event in events:
+                    if getattr(event, "kind", None) == "end" and getattr(event, "doc", None) is not None:
+                        return dict(event.doc)  # the finished run as stored: no need to read it again
+                if time.monotonic() >= next_read:
                     break
     finally:
         unsubscribe(viewer)

@@ -8,6 +8,7 @@ import gevent
 
 from scriptbox.engine.hub import HubEvent, OutputHub
 from scriptbox.engine.output import ChunkWriter, RunOutput, TailBuffer, read_stream
+from scriptbox.run_wait import wait_for_end
 from scriptbox.store.records import Chunk
 
 
@@ -77,3 +78,31 @@ def test_a_full_viewer_is_dropped_after_the_stall_timeout_and_others_keep_going(
     assert slow.overflowed and not fast.overflowed
     fast.close()
     consumer.join(1)
+
+
+def test_a_viewer_of_status_and_end_only_gets_no_output_and_never_holds_the_run_back() -> None:
+    # What POST /run?wait=N listens with: a full, never-read queue of output
+    # would make the run's readers gather output for it, then stall the script.
+    hub = OutputHub(viewer_max_bytes=100, stall_timeout_s=0.2)
+    waiter = hub.subscribe("r", outputs=False)
+    for i in range(5):
+        hub.publish("r", HubEvent("output", b"x" * 60, i))
+    assert not hub.busy("r") and hub.wait_idle("r", 0) and not waiter.overflowed
+    hub.publish("r", HubEvent("end", doc={"_id": "r", "status": "succeeded"}), wait=False)
+    assert [e.kind for e in waiter.take(0)] == ["end"]
+
+
+def test_waiting_for_a_run_takes_the_finished_run_from_its_end_event() -> None:
+    hub = OutputHub()
+    reads: list[str] = []
+
+    def get_run(run_id: str) -> dict[str, object]:
+        reads.append(run_id)
+        return {"_id": run_id, "status": "running"}
+
+    finished = {"_id": "r", "status": "failed", "exitCode": 3}
+    gevent.spawn_later(0.05, hub.publish, "r", HubEvent("end", doc=finished), False)
+    doc = wait_for_end("r", 5, get_run=get_run, subscribe=lambda run: hub.subscribe(run, outputs=False),
+                       unsubscribe=hub.unsubscribe)
+    assert doc == finished and reads == ["r"]  # read once, before the end: not again after it
+    assert hub.run_ids() == []
