@@ -15,7 +15,12 @@ drops every other user (an older, unauthenticated version could have been
 given extra users by anyone on the machine), closes the storage and only then
 starts the server with ``--auth``. This uses SecantusDB internals
 (``Storage``, ``dispatch``); SecantusDB is pinned in requirements.txt and
-tests/test_db_auth.py proves the result.
+tests/test_security_attacks.py proves the result.
+
+Started ``--standalone`` (a server alone on its database, embedded_db.py), the
+database keeps no oplog, and so never prunes one: the oplog an earlier start as
+a one-node replica set left behind (up to an hour of writes, every chunk of
+output in it) is dropped here, while the storage is open anyway.
 
 Imports nothing of Scriptbox's own or gevent: it runs in its own interpreter.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +46,10 @@ def _run(storage: Any, command: dict[str, Any]) -> None:
         raise RuntimeError(f"provisioning the database user failed: {reply.get('errmsg')}")
 
 
-def provision(storage_path: str, cache_size: str | None, user: str, password: str) -> None:
-    """Make `user` (root role, SCRAM-SHA-256) the only user of the storage, with `password`.
+def provision(storage_path: str, cache_size: str | None, user: str, password: str, *,
+              keep_oplog: bool = True) -> None:
+    """Make `user` (root role, SCRAM-SHA-256) the only user of the storage, with `password`;
+    without `keep_oplog`, empty the oplog.
 
     Raises RuntimeError when SecantusDB refuses a command.
     """
@@ -58,6 +66,9 @@ def provision(storage_path: str, cache_size: str | None, user: str, password: st
             _run(storage, {"createUser": user, "pwd": password, "roles": roles, "mechanisms": ["SCRAM-SHA-256"]})
         else:
             _run(storage, {"updateUser": user, "pwd": password, "roles": roles})
+        if not keep_oplog:
+            # Everything written up to now is past the retention seen from then.
+            storage.prune_oplog(now=time.time() + storage.oplog_retention_seconds + 1)
     finally:
         storage.close()
 
@@ -81,7 +92,7 @@ def main(argv: list[str]) -> int:
     if storage_path is None:
         print("dblaunch: --storage-path is required", file=sys.stderr)
         return 2
-    provision(storage_path, _flag(argv, "--cache-size"), user, password)
+    provision(storage_path, _flag(argv, "--cache-size"), user, password, keep_oplog="--standalone" not in argv)
     del password, credential, line
     return int(secantus_main([*argv, "--auth"]) or 0)
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from scriptbox.childproc import free_loopback_port
-from scriptbox.embedded_db import DbCredential, launch, secantus_argv
+from scriptbox.embedded_db import DbCredential, EmbeddedDatabase, launch, secantus_argv
 from support import REPO, ScriptboxServer, eventually
 from support.runs import run_script
 
@@ -80,6 +80,39 @@ def test_the_private_embedded_database_keeps_an_oplog_only_for_change_streams(se
     assert embedded_hello(tmp_path / "streams").get("setName") == "secantus"
     assert wait_until(lambda: "change stream on script_runs open" in streams.text), streams.text
     assert "change streams unavailable" not in streams.text
+
+
+def test_a_standalone_start_drops_the_oplog_a_replica_set_start_left(tmp_path: Path) -> None:
+    # A server alone on its embedded database starts it standalone, which
+    # never prunes an oplog: what an older version left would stay on disk.
+    data_dir = tmp_path / "data"
+
+    def started(replica_set: bool) -> tuple[EmbeddedDatabase, pymongo.MongoClient[dict[str, Any]]]:
+        database = EmbeddedDatabase(data_dir, replica_set=replica_set)
+        uri = database.start()
+        assert database.credential is not None
+        return database, pymongo.MongoClient(uri, **database.credential.client_options())
+
+    database, client = started(replica_set=True)
+    try:
+        client.sbx.things.insert_many([{"n": n} for n in range(300)])
+        assert client.local["oplog.rs"].count_documents({}) >= 300
+    finally:
+        client.close()
+        database.stop()
+    database, client = started(replica_set=False)
+    try:
+        assert client.sbx.things.count_documents({}) == 300
+    finally:
+        client.close()
+        database.stop()
+    database, client = started(replica_set=True)
+    try:
+        assert client.sbx.things.count_documents({}) == 300
+        assert client.local["oplog.rs"].count_documents({}) < 10  # the start's own entries only
+    finally:
+        client.close()
+        database.stop()
 
 
 def test_a_sigkilled_server_leaves_nothing_that_blocks_the_next_start(server_factory: Any, tmp_path: Path) -> None:
