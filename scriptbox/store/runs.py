@@ -394,7 +394,9 @@ class RunStore(_ChunkStore):
             doc = self.runs.find_one_and_update(condition, update, return_document=ReturnDocument.AFTER)
         if doc is not None:
             # Listeners first, before any further database round trip: whoever
-            # sees the final status (GET, then /metrics) finds the run counted.
+            # sees the final status (GET, then /metrics) finds the run counted,
+            # give or take the few ms a database may show a commit before it
+            # has answered the write to its writer.
             if self._on_finished is not None:
                 self._on_finished(doc)
             if on_recorded is not None:
