@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,32 +89,26 @@ def test_a_standalone_start_drops_the_oplog_a_replica_set_start_left(tmp_path: P
     # never prunes an oplog: what an older version left would stay on disk.
     data_dir = tmp_path / "data"
 
-    def started(replica_set: bool) -> tuple[EmbeddedDatabase, pymongo.MongoClient[dict[str, Any]]]:
+    @contextmanager
+    def started(replica_set: bool) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
         database = EmbeddedDatabase(data_dir, replica_set=replica_set)
         uri = database.start()
         assert database.credential is not None
-        return database, pymongo.MongoClient(uri, **database.credential.client_options())
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(uri, **database.credential.client_options())
+        try:
+            yield client
+        finally:
+            client.close()
+            database.stop()
 
-    database, client = started(replica_set=True)
-    try:
+    with started(replica_set=True) as client:
         client.sbx.things.insert_many([{"n": n} for n in range(300)])
         assert client.local["oplog.rs"].count_documents({}) >= 300
-    finally:
-        client.close()
-        database.stop()
-    database, client = started(replica_set=False)
-    try:
+    with started(replica_set=False) as client:
         assert client.sbx.things.count_documents({}) == 300
-    finally:
-        client.close()
-        database.stop()
-    database, client = started(replica_set=True)
-    try:
+    with started(replica_set=True) as client:
         assert client.sbx.things.count_documents({}) == 300
         assert client.local["oplog.rs"].count_documents({}) < 10  # the start's own entries only
-    finally:
-        client.close()
-        database.stop()
 
 
 def test_a_sigkilled_server_leaves_nothing_that_blocks_the_next_start(server_factory: Any, tmp_path: Path) -> None:
