@@ -1,7 +1,8 @@
 """Benchmark 2: output throughput.
 
 A bash script writes --mb MB (default 200) to stdout and one live SSE client
-receives all of it, timed from POST /run to the `end` event. Repeated --reps
+receives all of it, timed from POST /run to the `end` event; the same run with
+nobody watching (POST /run?wait until its answer) shows the server's own cost. Repeated --reps
 times (default 5), each repetition interleaved with two raw baselines of the
 same command run by this same process with the same environment:
   - into /dev/null (`bash -lc '<command> > /dev/null'`): the producer's own rate;
@@ -96,6 +97,15 @@ def stream_run(server: BenchServer, script_id: str, total: int) -> tuple[float, 
     return elapsed, events, run_id
 
 
+def run_unwatched(server: BenchServer, script_id: str) -> float:
+    """Seconds from POST /run?wait to its answer: the same run with nobody watching its output."""
+    t0 = time.perf_counter()
+    r = server.session.post(server.base + f"/api/admin/scripts/{script_id}/run?wait=300", timeout=330)
+    elapsed = time.perf_counter() - t0
+    assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+    return elapsed
+
+
 def stream_run_seen_whole(server: BenchServer, script_id: str, total: int,
                           repeated: list[str]) -> tuple[float, int, str]:
     """stream_run, repeated (up to 3 times) when its viewer came too late to see everything."""
@@ -155,6 +165,8 @@ def measure(total: int, reps: int, env: dict[str, str], home: str, n_secrets: in
         events: list[int] = []
         run_ids: list[str] = []
         repeated: list[str] = []
+        unwatched_s: list[float] = []
+        unwatched_cpu: list[float] = []
         for _ in range(reps):
             devnull_s.append(raw_devnull(command, env))
             pipe_s.append(raw_pipe(command, env, total))
@@ -169,6 +181,9 @@ def measure(total: int, reps: int, env: dict[str, str], home: str, n_secrets: in
             sse_s.append(elapsed)
             events.append(n_events)
             run_ids.append(run_id)
+            cpu0 = server.cpu_seconds()
+            unwatched_s.append(run_unwatched(server, script_id))
+            unwatched_cpu.append(server.cpu_seconds() - cpu0)
             if n_secrets:
                 cpu0 = server.cpu_seconds()
                 masked_s.append(stream_run_seen_whole(server, masked_id, total, repeated)[0])
@@ -188,6 +203,8 @@ def measure(total: int, reps: int, env: dict[str, str], home: str, n_secrets: in
             ratio = statistics.median(rate(masked_s)) / statistics.median(rate(sse_s))
             print(f"  the same with {n_secrets} secrets:     {spread(rate(masked_s), ' MB/s')} "
                   f"({ratio:.1%} of the rate without secrets, medians)")
+        print(f"  the same, nobody watching (POST ?wait): {spread(rate(unwatched_s), ' MB/s')}; "
+              f"server CPU {spread(unwatched_cpu, ' s', digits=2)}")
         print(f"raw: read through a pipe here:   {spread(rate(pipe_s), ' MB/s')}")
         # Each repetition's SSE rate over the pipe rate measured just before it (same machine load).
         ratios = [p / s * 100 for s, p in zip(sse_s, pipe_s, strict=True)]

@@ -106,3 +106,20 @@ def test_waiting_for_a_run_takes_the_finished_run_from_its_end_event() -> None:
                        unsubscribe=hub.unsubscribe)
     assert doc == finished and reads == ["r"]  # read once, before the end: not again after it
     assert hub.run_ids() == []
+
+
+def test_output_past_the_limit_with_nobody_watching_is_counted_and_numbered_but_goes_nowhere() -> None:
+    out, stored, hub = _output(max_log_bytes=4, tail=8)
+    waiter = hub.subscribe("r", outputs=False)  # POST ?wait: not a viewer of the output
+    out.emit("stdout", "abcdef", 6)  # 4 stored, then the marker, then 2 past the limit
+    out.emit("stdout", "unseen", 6)
+    viewer = hub.subscribe("r")
+    out.emit("stdout", "seen", 4)
+    out.close()
+    assert out.writer.flush_now(5)
+    out.writer.stop()
+    assert [c.data for c in stored][0] == "abcd" and len(stored) == 2  # the text, the marker
+    live = viewer.take(0)
+    assert [e.seq for e in live] == [5] and b'"data":"seen"' in live[0].frame  # seqs 3-4 were nobody's
+    assert out.output_bytes == 16 and out.totals().tail == "unseenseen"[-8:]
+    assert waiter.take(0) == []

@@ -167,6 +167,10 @@ class OutputHub:
         """The runs that have viewers now."""
         return list(self._viewers)
 
+    def watched(self, run_id: str) -> bool:
+        """Whether a viewer of the run takes its output now."""
+        return any(v.outputs for v in self._viewers.get(run_id, ()))
+
     def busy(self, run_id: str) -> bool:
         """Whether output handed on before is still queued or being written to a viewer of the run."""
         return any(v.busy for v in self._viewers.get(run_id, ()))
