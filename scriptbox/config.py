@@ -211,8 +211,9 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
                 "How processes sharing a database learn of each other's queued runs, cancels and output: "
                 "auto (default) uses MongoDB change streams with a configured MongoDB and falls back to "
                 "polling where the database cannot offer them (a standalone mongod without a replica set); "
-                "with the embedded database, which only this process uses, it uses none. on: change streams "
-                "with the embedded database too. off: always polls (docs/engine.md)."),
+                "with the embedded database, which only this process uses, it uses none (and starts that "
+                "database without the oplog they read). on: change streams with the embedded database too. "
+                "off: always polls (docs/engine.md)."),
 )
 
 
