@@ -13,6 +13,8 @@ import os
 import signal
 import socket
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,24 @@ HTTP_STOP_GRACE_S = 5.0
 # Argon2 checks run here, off the gevent loop. Two threads: the throttle admits
 # few checks at a time anyway, and more would only compete with the loop for CPU.
 PASSWORD_THREADS = max(1, min(2, os.cpu_count() or 1))
+
+
+# A shutdown step taking longer than this is named in the log (a stop that
+# hangs then says where).
+SLOW_STOP_STEP_S = 2.0
+
+
+def _stop_step(name: str, action: Callable[[], object]) -> None:
+    """Run one shutdown step; say so when it is slow (while it lasts, and how long it took)."""
+    started = time.monotonic()
+    still = gevent.spawn_later(SLOW_STOP_STEP_S, log.warning, "shutdown: still stopping %s", name)
+    try:
+        action()
+    finally:
+        still.kill(block=False)
+    took = time.monotonic() - started
+    if took > SLOW_STOP_STEP_S:
+        log.warning("shutdown: stopping %s took %.1f s", name, took)
 
 
 def ui_dist_dir() -> Path:
@@ -138,11 +158,12 @@ def work(settings: Settings) -> int:
         return 2
     finally:
         if http is not None:
-            http.stop(timeout=1)
+            _stop_step("the metrics endpoint", lambda: http.stop(timeout=1))
         if engine is not None:
-            engine.stop()
+            _stop_step("the run engine", engine.stop)
         if notifier is not None:
-            notifier.stop()  # after the engine: runs it ended at shutdown are notified too
+            # after the engine: runs it ended at shutdown are notified too
+            _stop_step("the notifier", notifier.stop)
         database.close()
         password_pool.kill()
         lock.release()
@@ -290,17 +311,18 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
         if http is not None:
             http.close()  # stop accepting; open streams end when their runs do
         if pruner is not None:
-            pruner.stop()
+            _stop_step("retention", pruner.stop)
         if scheduler is not None:
-            scheduler.stop()
+            _stop_step("the scheduler", scheduler.stop)
         if engine is not None:
-            engine.stop()
+            _stop_step("the run engine", engine.stop)
         if notifier is not None:
-            notifier.stop()  # after the engine: runs it ended at shutdown are notified too
-        _drain(http, services)
+            # after the engine: runs it ended at shutdown are notified too
+            _stop_step("the notifier", notifier.stop)
+        _stop_step("the open requests", lambda: _drain(http, services))
         if database is not None:
             database.close()
         if embedded is not None:
-            embedded.stop()
+            _stop_step("the embedded database", embedded.stop)
         password_pool.kill()
         lock.release()

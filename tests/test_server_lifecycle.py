@@ -21,6 +21,7 @@ import requests
 from scriptbox.childproc import free_loopback_port
 from scriptbox.embedded_db import DbCredential, EmbeddedDatabase, launch, secantus_argv
 from support import REPO, ScriptboxServer, eventually
+from support.receiver import Receiver
 from support.runs import run_script
 
 
@@ -241,3 +242,28 @@ def _port_open(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.2)
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_stop_does_not_wait_for_notifications_stuck_in_flight(server_factory: Any) -> None:
+    # Eight run-end messages to a receiver that never answers: four sends in
+    # the notifier's threads, four queued behind them. A stop gives them its
+    # grace, then leaves them: it used to wait for every one of them to time out.
+    receiver = Receiver(hang_s=120)
+    try:
+        server = server_factory().start()
+        api = server.api()
+        script = api.create_script(script="echo done")
+        for n in range(8):
+            answer = api.post("/api/admin/notifications", json={
+                "name": f"stuck-{n}-{script['id']}", "url": receiver.url(f"hang/{n}"), "scriptIds": [script["id"]],
+                "events": ["succeeded"]})
+            assert answer.status_code == 201, answer.text
+        assert api.post(f"/api/admin/scripts/{script['id']}/run?wait=30").json()["status"] == "succeeded"
+        assert wait_until(lambda: len(receiver.hits) >= 4, 30), receiver.hits
+        started = time.monotonic()
+        assert server.stop() == 0
+        took = time.monotonic() - started
+        assert took < 20, f"the stop took {took:.1f} s"
+        assert "shutdown: still stopping the notifier" in server.text
+    finally:
+        receiver.close()

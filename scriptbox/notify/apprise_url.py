@@ -48,7 +48,15 @@ def _mask_arguments(url: str) -> str:
 def _instantiate(url: str) -> Any:
     import apprise  # noqa: PLC0415 - heavy; loaded on first use (see the module docstring)
 
-    return apprise.Apprise.instantiate(url, suppress_exceptions=True)
+    # The plugin sends in the calling thread (sequential, and no service
+    # timeout: the socket timeouts bound a send, see `send`). Otherwise Apprise
+    # hands each send to its own process-wide thread pool, whose workers, in
+    # this gevent-patched process, are greenlets of whichever notifier thread
+    # first used it: once that thread ended, the interpreter's exit waited for
+    # them for ever (a stop that never finished). Each send already has a
+    # notifier thread of its own.
+    asset = apprise.AppriseAsset(async_mode=False, service_timeout=0)
+    return apprise.Apprise.instantiate(url, asset=asset, suppress_exceptions=True)
 
 
 def parse_channel_url(url: str) -> ChannelUrl | None:

@@ -116,9 +116,13 @@ class Notifier:
             dispatcher.kill()
         self._senders.join(timeout=self.options.stop_grace_s)
         self._senders.kill(timeout=1)
-        if self._threads is not None:
-            self._threads.kill()
-            self._threads = None
+        threads, self._threads = self._threads, None
+        if threads is not None:
+            # ThreadPool.kill returns once every send under way and every one
+            # queued behind them has ended, each after up to send_timeout_s (a
+            # thread cannot be interrupted): 40 s for eight stuck sends. The stop
+            # gives it a second and leaves the rest to end with the process.
+            gevent.spawn(threads.kill).join(timeout=1)
 
     def set_fallback_base_url(self, url: str) -> None:
         """The link base when SCRIPTBOX_PUBLIC_URL is unset (the server's own address, known once bound)."""

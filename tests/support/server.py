@@ -110,7 +110,8 @@ class ScriptboxServer:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise
+            raise AssertionError(f"the server did not stop within {timeout:.0f} s of SIGTERM; its output ends:\n"
+                                 f"{self.text[-4000:]}") from None
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
