@@ -120,7 +120,7 @@ class Notifier:
         if threads is not None:
             # ThreadPool.kill returns once every send under way and every one
             # queued behind them has ended, each after up to send_timeout_s (a
-            # thread cannot be interrupted): 40 s for eight stuck sends. The stop
+            # thread cannot be interrupted): 20 s for eight stuck sends. The stop
             # gives it a second and leaves the rest to end with the process.
             gevent.spawn(threads.kill).join(timeout=1)
 
