@@ -40,6 +40,7 @@ from .scheduler import Scheduler
 from .secretbox import SecretKeyError
 from .services import Access, Services, build_services
 from .store import Database
+from .store.changes import streams_mode
 from .vocabulary import LISTENING_PREFIX
 from .web import create_app, create_metrics_app, secure_wsgi
 
@@ -237,6 +238,13 @@ def _access(settings: Settings, password_hash: str, password_pool: ThreadPool, l
     )
 
 
+def _embedded_database(settings: Settings) -> EmbeddedDatabase:
+    """The data dir's own database (not started yet). Nobody else connects to it, so
+    it keeps an oplog only when this process follows change streams anyway."""
+    follows_streams = streams_mode(settings.change_streams, embedded=True) != "off"
+    return EmbeddedDatabase(settings.data_dir, replica_set=follows_streams)
+
+
 def _drain(http: GuardedWSGIServer | None, services: Services | None) -> None:
     """Let the requests under way finish, then what they write after answering
     (run.start audit entries, last-run summaries)."""
@@ -265,8 +273,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
     try:
         uri = settings.mongodb_uri
         if uri is None:
-            # Nobody else connects to it: no oplog, unless change streams are asked for.
-            embedded = EmbeddedDatabase(settings.data_dir, replica_set=settings.change_streams == "on")
+            embedded = _embedded_database(settings)
             print(f"Starting the embedded database in {embedded.storage_path} ...", flush=True)
             uri = embedded.start()
         credentials = embedded.credential.client_options() if embedded and embedded.credential else None

@@ -202,16 +202,23 @@ class _Watch:
                         log.exception("change event on %s not handled", self.collection)
 
 
+def streams_mode(mode: str, *, embedded: bool) -> str:
+    """What SCRIPTBOX_CHANGE_STREAMS `mode` means here: `auto` is off on the
+    embedded database (its only client is this process), else as given. The
+    embedded database keeps an oplog only when this is not "off" (server.py)."""
+    if mode not in CHANGE_STREAM_MODES:
+        raise ValueError(f"mode must be one of {CHANGE_STREAM_MODES}")
+    return "off" if mode == "auto" and embedded else mode
+
+
 class ChangeFeed:
     """The change streams of one process (see the module's docstring)."""
 
     def __init__(self, database: Database, mode: str = "auto", *, embedded: bool = False) -> None:
         """`mode` as SCRIPTBOX_CHANGE_STREAMS says; `embedded`: the database is
         this process's own SecantusDB (then `auto` means off)."""
-        if mode not in CHANGE_STREAM_MODES:
-            raise ValueError(f"mode must be one of {CHANGE_STREAM_MODES}")
         self.database = database
-        self.mode = "off" if mode == "auto" and embedded else mode
+        self.mode = streams_mode(mode, embedded=embedded)
         self._off_reason = ("the embedded database has no other client" if mode == "auto"
                             else "SCRIPTBOX_CHANGE_STREAMS=off")
         self.listener = _no_listener()
