@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 HTTP_REASONS = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long",
                 500: "Internal Server Error", 503: "Service Unavailable"}
+# From this size, a chunk of a chunked answer is written without copying it (GuardedHandler._write).
+SCATTER_MIN_BYTES = 64 * 1024
 # File descriptors kept free of HTTP connections: database connections, run
 # pipes, log files, the listening socket.
 FD_RESERVE = 256
@@ -161,6 +163,33 @@ class GuardedHandler(WSGIHandler):
         if isinstance(result, tuple) and result[0] in _PROTOCOL_ERRORS:
             return (result[0], _PROTOCOL_ERRORS[result[0]])
         return result
+
+    def _write(self, data: bytes, _bytearray: Any = bytearray) -> None:
+        # gevent frames a chunk by copying it into a new bytearray between its
+        # size line and trailer; a live-output event can be a megabyte, so
+        # the three parts go to the socket as they are, in one sendmsg.
+        if self.response_use_chunked and len(data) >= SCATTER_MIN_BYTES:
+            self._send_parts([b"%x\r\n" % len(data), data, b"\r\n"])
+        else:
+            super()._write(data)
+
+    def _send_parts(self, parts: list[bytes]) -> None:
+        """pywsgi's _sendall for several buffers, written without joining them."""
+        views = [memoryview(part) for part in parts]
+        total = sum(len(view) for view in views)
+        try:
+            while views:
+                sent = self.socket.sendmsg(views)
+                while views and sent >= len(views[0]):
+                    sent -= len(views.pop(0))
+                if sent:
+                    views[0] = views[0][sent:]
+        except OSError as ex:
+            self.status = f"socket error: {ex}"
+            if self.code > 0:
+                self.code = -self.code
+            raise
+        self.response_length += total
 
     def _handle_client_error(self, ex: BaseException) -> Any:
         status, _ = super()._handle_client_error(ex)

@@ -44,24 +44,34 @@ def frame(event: str, data: Any, event_id: int | None = None) -> bytes:
 
 @dataclass(frozen=True)
 class OutputFrame:
-    """An `output` event's bytes, and where its escaped text lies in them.
+    """An `output` event in three parts, not joined until it is written.
 
-    `frame[body:]` is the JSON object; `frame[text:end]` the escaped `data`
-    string without its quotes, so frames of one stream can be joined into one
-    event without escaping their text again (`join_output`).
+    `opening` is the JSON object up to the `data` string (`{"stream":...,"data":`),
+    `text` that string with its quotes, `closing` the rest of the object and the
+    blank line. Frames of one stream are joined into one event without escaping
+    their text again (`join_output`), and a piece's text is copied into an
+    event's bytes once, when the event is written: a flood's pieces are 100s of KB.
     """
 
-    frame: bytes
     seq: int
     stream: str
     system: bool
-    body: int
-    text: int
-    end: int
+    opening: bytes
+    text: bytes
+    closing: bytes
 
     @property
     def text_size(self) -> int:
-        return self.end - self.text
+        return len(self.text) - 2
+
+    @property
+    def size(self) -> int:
+        return len(self.opening) + len(self.text) + len(self.closing) + 24
+
+    @property
+    def frame(self) -> bytes:
+        """The event's bytes."""
+        return b"".join((_OUTPUT_HEAD % self.seq, self.opening, self.text, self.closing))
 
 
 def output_piece(seq: int, stream: str, data: str, system: bool = False, at: datetime | None = None) -> OutputFrame:
@@ -71,20 +81,13 @@ def output_piece(seq: int, stream: str, data: str, system: bool = False, at: dat
     that replays a run show each line's real time rather than when the replay
     reached it. It is an extra field, so clients that predate it ignore it.
     """
-    head = _OUTPUT_HEAD % seq
-    opening = b'{"stream":' + _json(stream) + b',"data":"'
-    text = _json(data)[1:-1]
-    closing = b'"'
-    if system:
-        closing += b',"system":true'
+    closing = b',"system":true' if system else b""
     if at is not None:
         if at.tzinfo is not None:
             at = at.astimezone(UTC).replace(tzinfo=None)
         closing += b',"at":"' + at.isoformat(timespec="milliseconds").encode() + b'Z"'
-    body = len(head)
-    start = body + len(opening)
-    return OutputFrame(b"".join((head, opening, text, closing, b"}\n\n")), seq, stream, system,
-                       body, start, start + len(text))
+    return OutputFrame(seq, stream, system, b'{"stream":' + _json(stream) + b',"data":', _json(data),
+                       closing + b"}\n\n")
 
 
 def output_frame(seq: int, stream: str, data: str, system: bool = False, at: datetime | None = None) -> bytes:
@@ -105,10 +108,10 @@ def join_output(pieces: Sequence[OutputFrame]) -> bytes:
     """
     if len(pieces) == 1:
         return pieces[0].frame
-    first = pieces[0]
-    parts: list[bytes | memoryview] = [_OUTPUT_HEAD % pieces[-1].seq, memoryview(first.frame)[first.body:first.end]]
-    parts += [memoryview(p.frame)[p.text:p.end] for p in pieces[1:]]
-    parts.append(memoryview(first.frame)[first.end:])
+    first, last = pieces[0], pieces[-1]
+    parts: list[bytes | memoryview] = [_OUTPUT_HEAD % last.seq, first.opening, memoryview(first.text)[:-1]]
+    parts += [memoryview(p.text)[1:-1] for p in pieces[1:-1]]
+    parts += [memoryview(last.text)[1:], first.closing]
     return b"".join(parts)
 
 

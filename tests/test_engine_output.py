@@ -35,7 +35,7 @@ def test_the_log_cap_splits_at_a_character_boundary_then_marks_and_stops_storing
     assert out.truncated and out.output_bytes == 18 and out.stored_bytes == 8
     live = viewer.take(0)
     assert [e.seq for e in live] == [1, 2, 3, 4]  # live viewers get everything, in order
-    assert b"\\u20ac" not in live[2].frame and "€€".encode() in live[2].frame
+    assert b"\\u20ac" not in live[2].wire() and "€€".encode() in live[2].wire()
 
 
 def test_the_tail_keeps_the_last_bytes_only() -> None:
@@ -61,7 +61,6 @@ def test_reading_a_pipe_decodes_split_characters_and_replaces_invalid_bytes() ->
     assert "".join(t for _, t, _ in got) == "€ ok \ufffd\n"
     assert sum(n for _, _, n in got) == 9
     assert all(s == "stdout" for s, _, _ in got)
-
 
 def test_a_full_viewer_is_dropped_after_the_stall_timeout_and_others_keep_going() -> None:
     hub = OutputHub(viewer_max_bytes=100, stall_timeout_s=0.2)
@@ -120,6 +119,6 @@ def test_output_past_the_limit_with_nobody_watching_is_counted_and_numbered_but_
     out.writer.stop()
     assert [c.data for c in stored][0] == "abcd" and len(stored) == 2  # the text, the marker
     live = viewer.take(0)
-    assert [e.seq for e in live] == [5] and b'"data":"seen"' in live[0].frame  # seqs 3-4 were nobody's
+    assert [e.seq for e in live] == [5] and b'"data":"seen"' in live[0].wire()  # seqs 3-4 were nobody's
     assert out.output_bytes == 16 and out.totals().tail == "unseenseen"[-8:]
     assert waiter.take(0) == []

@@ -104,7 +104,7 @@ def test_pipe_output_is_masked_before_tail_log_and_viewers_also_across_a_64k_rea
     writer.stop()
     text = "".join(c.data for c in stored)
     assert text == "x" * (65536 - 5) + "***\n***"
-    assert b"s3cr3t" not in b"".join(e.frame for e in viewer.take(0) if e.frame)
+    assert b"s3cr3t" not in b"".join(e.wire() for e in viewer.take(0))
     assert out.tail.text().endswith("***\n***") and "t0ken" not in out.tail.text()
 
 

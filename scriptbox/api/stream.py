@@ -162,7 +162,7 @@ class RunStream:
                 self.last = ev.seq if ev.seq is not None else self.last
                 piece = ev.piece
                 if not isinstance(piece, OutputFrame):
-                    out.append(ev.frame)
+                    out.append(ev.wire())
                     continue
                 if run and (not joinable(run[-1], piece) or size >= JOIN_BYTES):
                     out.append(join_output(run))

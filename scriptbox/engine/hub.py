@@ -18,21 +18,31 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import gevent.event
 
 log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engine, as operators filter it
 
 
+class Piece(Protocol):
+    """What the hub needs of an output piece's wire form (sse_wire.OutputFrame)."""
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def frame(self) -> bytes: ...
+
+
 @dataclass
 class HubEvent:
     """One message for live viewers of a run.
 
-    `output` events carry their wire bytes in `frame`, built once for every
-    viewer, and in `piece` the wire format's description of them (opaque
-    here; the stream uses it to join frames); `status` and `end` carry the
-    run document in `doc`, which the stream presents itself.
+    A run's `output` events carry their wire form in `piece` (opaque here: the
+    stream joins the pieces waiting for a viewer into one event and writes
+    that); other events may carry their bytes in `frame`. `status` and `end`
+    carry the run document in `doc`, which the stream presents itself.
     A stored chunk's event (the chunk writer's, for seeding viewers) lists the
     events of the pieces it holds in `parts`.
     """
@@ -41,12 +51,18 @@ class HubEvent:
     frame: bytes = b""
     seq: int | None = None
     doc: dict[str, Any] | None = None
-    piece: object = None
+    piece: Piece | None = None
     parts: tuple[HubEvent, ...] = ()
 
     @property
     def size(self) -> int:
+        if self.piece is not None:
+            return self.piece.size
         return len(self.frame) or 512
+
+    def wire(self) -> bytes:
+        """The event's bytes (an output piece's are joined here: the stream joins pieces itself)."""
+        return self.piece.frame if self.piece is not None else self.frame
 
 
 class Viewer:

@@ -427,7 +427,7 @@ class RunOutput:
             return
         at = datetime.now(UTC)
         piece = output_piece(self.seq, stream, text, system, at)
-        event = HubEvent("output", piece.frame, self.seq, piece=piece)
+        event = HubEvent("output", seq=self.seq, piece=piece)
         if store:
             self._store(stream, text, system, event, at)
             self._remember(event, len(text))
