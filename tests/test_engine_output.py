@@ -62,6 +62,29 @@ def test_reading_a_pipe_decodes_split_characters_and_replaces_invalid_bytes() ->
     assert sum(n for _, _, n in got) == 9
     assert all(s == "stdout" for s, _, _ in got)
 
+def test_a_full_read_buffer_that_ends_inside_a_character_keeps_it_whole_for_the_next_piece() -> None:
+    # 7-byte writes against a 64-byte buffer: pieces end inside 2-, 3- and
+    # 4-byte characters, whose first bytes are carried over to the next piece.
+    data = ("é€😀x" * 300).encode() + b"\xff\xfeabc" + "😀".encode()[:3]
+    read_fd, write_fd = os.pipe()
+    got: list[tuple[str, int]] = []
+
+    def write() -> None:
+        for i in range(0, len(data), 7):
+            os.write(write_fd, data[i:i + 7])
+            gevent.sleep(0)
+        os.close(write_fd)
+
+    writer = gevent.spawn(write)
+    read_stream(read_fd, "stdout", lambda _, t, n: got.append((t, n)), read_size=64)
+    writer.join(5)
+    os.close(read_fd)
+    assert len(got) > 10
+    assert "".join(t for t, _ in got) == data.decode("utf-8", "replace")  # the cut 😀 at EOF is one U+FFFD
+    assert sum(n for _, n in got) == len(data)
+
+
+
 def test_a_full_viewer_is_dropped_after_the_stall_timeout_and_others_keep_going() -> None:
     hub = OutputHub(viewer_max_bytes=100, stall_timeout_s=0.2)
     slow = hub.subscribe("r")

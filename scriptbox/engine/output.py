@@ -49,13 +49,6 @@ log = logging.getLogger("scriptbox.engine")  # one logger for the whole run engi
 # third more CPU per MB on pieces, events and writes (bench/throughput.py:
 # 0.54 -> 0.42 s per 200 MB, 232 -> 273 MB/s to one SSE client).
 READ_SIZE = 256 * 1024
-# ...gathered from reads of at most this much. A pipe holds 64 KiB (unless
-# resized), so one read never returns more; and a larger request makes
-# os.read allocate a buffer of that size every time, which glibc may serve by
-# mmap, fault in and unmap: in a plain Python reader of a `yes | head -c`
-# pipe, 256 KiB requests cost 0.29 s of CPU per 200 MB, 64 KiB ones 0.06 s.
-# (In the server, glibc's adaptive threshold hid it in bench/throughput.py.)
-PIPE_READ = 64 * 1024
 # A run whose stored output stays under this keeps all of it in memory too,
 # while it runs and for RECENT_S after its end (engine/live.py): most runs
 # print little, and their viewers, who often connect after an instant
@@ -495,27 +488,32 @@ def read_stream(
     that. `sink(stream, text, raw_byte_count)` receives decoded text; invalid
     bytes become U+FFFD and a character split across reads is kept whole.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     os.set_blocking(fd, False)
-    blocks: list[bytes] = []  # read but not handed on (a full block is decoded without a copy)
-    size = 0
+    # Reads go into one buffer, and a piece is decoded from it: no bytes object
+    # per read and no joining of reads (a flood's 200 MB were copied once more
+    # by b"".join). Up to 3 bytes of a character split across reads stay at
+    # its start for the next piece.
+    buffer = bytearray(read_size)
+    view = memoryview(buffer)
+    size = 0  # bytes in the buffer
+    fresh = 0  # of which read since the last hand-off
     held_since: float | None = None  # when output was first held back for busy viewers
 
     def deliver(final: bool = False) -> None:
-        nonlocal size, held_since
-        raw = blocks[0] if len(blocks) == 1 else b"".join(blocks)
-        blocks.clear()
-        size = 0
+        nonlocal size, fresh, held_since
+        text, used = codecs.utf_8_decode(view[:size], "replace", final)
+        if text or fresh:
+            sink(stream, text, fresh)
+        buffer[:size - used] = bytes(view[used:size])  # the rest of a split character (a copy: they may overlap)
+        size -= used
+        fresh = 0
         held_since = None
-        text = decoder.decode(raw, final=final)
-        if text or raw:
-            sink(stream, text, len(raw))
 
     while True:
         try:
-            data = os.read(fd, min(PIPE_READ, read_size - size))
+            count = os.readv(fd, (view[size:],))  # a pipe holds 64 KiB (unless resized): reads are no larger
         except BlockingIOError:
-            if not blocks:
+            if not fresh:
                 gevent.socket.wait_read(fd)
                 continue
             # The pipe is drained: hand on now, unless the viewers are still busy.
@@ -532,10 +530,10 @@ def read_stream(
             if exc.errno in (errno.EBADF, errno.EIO):
                 break
             raise
-        if not data:
+        if not count:
             break
-        blocks.append(data)
-        size += len(data)
+        size += count
+        fresh += count
         if size >= read_size:
             deliver()
     deliver(final=True)
