@@ -30,14 +30,15 @@ import gevent
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from .errors import STATUS_CODES, error_body
+from .sse_wire import SCATTER_MIN_BYTES, Scatter
 from .web import SECURITY_HEADERS
 
 log = logging.getLogger(__name__)
 
 HTTP_REASONS = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long",
                 500: "Internal Server Error", 503: "Service Unavailable"}
-# From this size, a chunk of a chunked answer is written without copying it (GuardedHandler._write).
-SCATTER_MIN_BYTES = 64 * 1024
+# Buffers per sendmsg (Linux's IOV_MAX is 1024).
+IOV_MAX = 1024
 # File descriptors kept free of HTTP connections: database connections, run
 # pipes, log files, the listening socket.
 FD_RESERVE = 256
@@ -164,30 +165,41 @@ class GuardedHandler(WSGIHandler):
             return (result[0], _PROTOCOL_ERRORS[result[0]])
         return result
 
-    def _write(self, data: bytes, _bytearray: Any = bytearray) -> None:
-        # gevent frames a chunk by copying it into a new bytearray between its
-        # size line and trailer; a live-output event can be a megabyte, so
-        # the three parts go to the socket as they are, in one sendmsg.
-        if self.response_use_chunked and len(data) >= SCATTER_MIN_BYTES:
-            self._send_parts([b"%x\r\n" % len(data), data, b"\r\n"])
+    def _write(self, data: bytes | Scatter, _bytearray: Any = bytearray) -> None:
+        # A live-output event can be a megabyte. gevent frames a chunk by
+        # copying it into a new bytearray between its size line and trailer;
+        # here the parts go to the socket as they are, in one sendmsg, and so
+        # do the buffers of a Scatter (a stream's block, never joined).
+        if isinstance(data, Scatter) or len(data) >= SCATTER_MIN_BYTES:
+            parts: list[bytes | memoryview] = list(data) if isinstance(data, Scatter) else [data]
+            if self.response_use_chunked:
+                parts = [b"%x\r\n" % sum(len(part) for part in parts), *parts, b"\r\n"]
+            self._send_parts(parts)
         else:
             super()._write(data)
 
-    def _send_parts(self, parts: list[bytes]) -> None:
+    def _write_with_headers(self, data: bytes | Scatter) -> None:
+        # The first block of an answer goes out with the headers, joined (WSGI
+        # frameworks make it bytes anyway; a stream scatters later blocks only).
+        super()._write_with_headers(b"".join(data) if isinstance(data, Scatter) else data)
+
+    def _send_parts(self, parts: list[bytes | memoryview]) -> None:
         """pywsgi's _sendall for several buffers, written without joining them."""
         views = [memoryview(part) for part in parts]
         total = sum(len(view) for view in views)
+        first = 0  # the first buffer not completely sent
         try:
-            while views:
-                sent = self.socket.sendmsg(views)
-                while views and sent >= len(views[0]):
-                    sent -= len(views.pop(0))
+            while first < len(views):
+                sent = self.socket.sendmsg(views[first:first + IOV_MAX])
+                while first < len(views) and sent >= len(views[first]):
+                    sent -= len(views[first])
+                    first += 1
                 if sent:
-                    views[0] = views[0][sent:]
+                    views[first] = views[first][sent:]
         except OSError as ex:
+            # What pywsgi's _sendall records of a failed write (the access log shows it).
             self.status = f"socket error: {ex}"
-            if self.code > 0:
-                self.code = -self.code
+            self.code = -abs(self.code)  # type: ignore[has-type]  # gevent's, untyped
             raise
         self.response_length += total
 

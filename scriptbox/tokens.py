@@ -25,13 +25,15 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import gevent
 import gevent.queue
 
 from .store import utcnow
 from .store.tokens import TOUCH_EVERY, TokenStore
+
+Block = TypeVar("Block")  # what a guarded stream yields (bytes, or a Scatter of a run's output)
 
 TOKEN_PREFIX = "sbx_"
 TOKEN_BYTES = 32
@@ -190,7 +192,7 @@ class TokenAuthority:
             queue.put(_REVOKED)
         return doc
 
-    def guard_stream(self, token: Token, inner: Iterator[bytes], closing: Callable[[], bytes]) -> Iterator[bytes]:
+    def guard_stream(self, token: Token, inner: Iterator[Block], closing: Callable[[], Block]) -> Iterator[Block]:
         """Yield `inner`'s blocks while `token` stays valid; when it is revoked or expires, yield
         `closing()` and stop (closing `inner`, so the stream unsubscribes from its run)."""
         queue: gevent.queue.Queue[Any] = gevent.queue.Queue(maxsize=4)

@@ -15,7 +15,7 @@ from bottle import HTTPResponse, request
 
 from ..errors import DatabaseUnavailable, error_body
 from ..services import Services
-from ..sse_wire import frame
+from ..sse_wire import Scatter, frame
 
 
 def token_ended_frame() -> bytes:
@@ -23,10 +23,10 @@ def token_ended_frame() -> bytes:
     return frame("revoked", error_body("invalid_token", "the API token was revoked or expired"))
 
 
-def sse_response(services: Services, events: Iterable[bytes]) -> HTTPResponse:
+def sse_response(services: Services, events: Iterable[bytes | Scatter]) -> HTTPResponse:
     """A 200 `text/event-stream` response sending `events` (blocks of frames) until they end."""
 
-    def body() -> Iterator[bytes]:
+    def body() -> Iterator[bytes | Scatter]:
         try:
             with services.metrics.viewing():
                 yield from events

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..engine.hub import HubEvent, Viewer
 from ..engine.wakeups import CHANGED
-from ..sse_wire import HEARTBEAT, OutputFrame, frame, join_output, joinable, output_frame
+from ..sse_wire import HEARTBEAT, OutputFrame, Scatter, block, frame, joinable, output_frame, output_parts
 from ..store.records import Chunk
 from ..vocabulary import FINISHED_STATUSES
 
@@ -72,7 +72,7 @@ class RunStream:
         self.remote_safety_poll_s = remote_safety_poll_s
         self.status: str | None = None
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | Scatter]:
         # Subscribe before reading the database: nothing published in between is missed.
         viewer = self.source.subscribe(self.run_id)
         try:
@@ -80,7 +80,7 @@ class RunStream:
         finally:
             self.source.unsubscribe(viewer)
 
-    def _stream(self, viewer: Viewer) -> Iterator[bytes]:
+    def _stream(self, viewer: Viewer) -> Iterator[bytes | Scatter]:
         # A run executing here whose output since `last` is all still in
         # memory (the viewer's seed) starts without waiting for the database.
         doc = self.source.local_run(self.run_id, self.last)
@@ -90,7 +90,7 @@ class RunStream:
         if doc is None:
             return
         self.status = doc["status"]
-        out = [frame("status", self.source.present(doc))]
+        out: list[bytes | memoryview] = [frame("status", self.source.present(doc))]
         # Replay what is stored. Chunks flushed after the viewer subscribed may
         # also sit in its queue; the seq check drops the duplicates.
         for chunk_bytes in () if from_memory else self._stored_iter():
@@ -108,7 +108,7 @@ class RunStream:
             yield b"".join(out)
         yield from self._follow(viewer)
 
-    def _follow(self, viewer: Viewer) -> Iterator[bytes]:
+    def _follow(self, viewer: Viewer) -> Iterator[bytes | Scatter]:
         last_write = time.monotonic()
         while True:
             local = self.source.is_local(self.run_id)
@@ -119,7 +119,7 @@ class RunStream:
                 # Too slow for the producer: close; the client reconnects with
                 # Last-Event-ID and replays from the database.
                 if out:
-                    yield b"".join(out)
+                    yield block(out)
                 return
             if ended is None and not local and (not events or any(ev.kind == CHANGED for ev in events)):
                 # Executed elsewhere (or not started yet): read the database.
@@ -127,32 +127,32 @@ class RunStream:
                 out += polled
                 if gone:
                     if out:
-                        yield b"".join(out)
+                        yield block(out)
                     return
             if ended is not None:
                 # Anything persisted but not seen live (browser results, remote
                 # executors) comes from the database before `end`.
                 out += self._stored()
                 out.append(frame("end", self.source.present(ended)))
-                yield b"".join(out)
+                yield block(out)
                 return
             if not out and time.monotonic() - last_write >= self.heartbeat_s:
                 out.append(HEARTBEAT)
             if out:
-                yield b"".join(out)
+                yield block(out)
                 last_write = time.monotonic()
 
     def _remote_wait(self) -> float:
         return self.remote_safety_poll_s if self.source.pushed() else self.remote_poll_s
 
-    def _live(self, events: list[HubEvent]) -> tuple[list[bytes], dict[str, Any] | None]:
+    def _live(self, events: list[HubEvent]) -> tuple[list[bytes | memoryview], dict[str, Any] | None]:
         """Frames of live events not sent yet, and the finished run if `end` came.
 
         Output that queued up while the previous write was in flight goes out
         as few events: consecutive pieces of one stream become one event
         (id: the last piece's seq), up to JOIN_BYTES of text each.
         """
-        out: list[bytes] = []
+        out: list[bytes | memoryview] = []
         run: list[OutputFrame] = []
         size = 0
         for ev in events:
@@ -165,20 +165,20 @@ class RunStream:
                     out.append(ev.wire())
                     continue
                 if run and (not joinable(run[-1], piece) or size >= JOIN_BYTES):
-                    out.append(join_output(run))
+                    out += output_parts(run)
                     run, size = [], 0
                 run.append(piece)
                 size += piece.text_size
                 continue
             if run:
-                out.append(join_output(run))
+                out += output_parts(run)
                 run, size = [], 0
             if ev.kind == "status" and ev.doc is not None:
                 out.append(frame("status", self.source.present(ev.doc)))
             elif ev.kind == "end":
                 return out, ev.doc
         if run:
-            out.append(join_output(run))
+            out += output_parts(run)
         return out, None
 
     def _poll(self) -> tuple[list[bytes], dict[str, Any] | None, bool]:
