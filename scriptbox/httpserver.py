@@ -30,7 +30,7 @@ import gevent
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from .errors import STATUS_CODES, error_body
-from .sse_wire import SCATTER_MIN_BYTES, Scatter
+from .sse_wire import SCATTER_ENVIRON, SCATTER_MIN_BYTES, Scatter
 from .web import SECURITY_HEADERS
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,11 @@ class GuardedHandler(WSGIHandler):
         if isinstance(result, tuple) and result[0] in _PROTOCOL_ERRORS:
             return (result[0], _PROTOCOL_ERRORS[result[0]])
         return result
+
+    def get_environ(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().get_environ()
+        environ[SCATTER_ENVIRON] = True  # _write takes a Scatter block
+        return environ
 
     def _write(self, data: bytes | Scatter, _bytearray: Any = bytearray) -> None:
         # A live-output event can be a megabyte. gevent frames a chunk by

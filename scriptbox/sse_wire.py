@@ -124,7 +124,14 @@ class Scatter(tuple[bytes | memoryview, ...]):
     """A block of a stream as the buffers it is made of, for the HTTP server to
     write in one sendmsg (httpserver.GuardedHandler) without joining them: a
     flood's output is otherwise copied once more, and its large short-lived
-    joins fragmented the heap (the server kept 60-90 MiB more after a 200 MB flood)."""
+    joins fragmented the heap (the server kept 60-90 MiB more after a 200 MB flood).
+
+    Not WSGI: a stream yields one only when the server says it takes them
+    (SCATTER_ENVIRON in the request's environ); any other gets bytes."""
+
+
+# Set (True) in the WSGI environ by a server that writes a Scatter block as it is.
+SCATTER_ENVIRON = "scriptbox.scatter"
 
 
 # Blocks smaller than this are joined: one copy of a few KB costs less than a
@@ -132,11 +139,12 @@ class Scatter(tuple[bytes | memoryview, ...]):
 SCATTER_MIN_BYTES = 64 * 1024
 
 
-def block(parts: list[bytes | memoryview]) -> bytes | Scatter:
-    """One write of a stream: `parts` joined, or as a Scatter when they are large.
+def block(parts: list[bytes | memoryview], scatter: bool = True) -> bytes | Scatter:
+    """One write of a stream: `parts` joined, or as a Scatter when they are large
+    (and `scatter`: the server takes them).
 
     Never a stream's first block (WSGI frameworks check the type of that one)."""
-    if len(parts) > 1 and sum(len(part) for part in parts) >= SCATTER_MIN_BYTES:
+    if scatter and len(parts) > 1 and sum(len(part) for part in parts) >= SCATTER_MIN_BYTES:
         return Scatter(parts)
     return b"".join(parts)
 

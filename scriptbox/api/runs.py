@@ -11,7 +11,7 @@ from bottle import Bottle, HTTPResponse, request, response
 from ..errors import Conflict, DatabaseUnavailable, NotFound, ValidationFailed
 from ..run_wait import MAX_WAIT_S, parse_wait, wait_for_end
 from ..services import Services
-from ..sse_wire import parse_last_event_id
+from ..sse_wire import SCATTER_ENVIRON, parse_last_event_id
 from ..store import iso, parse_object_id
 from ..store.runs import RunStore, decode_cursor
 from ..vocabulary import ACTIVE_STATUSES, CLIENT_TRIGGERS, DEFAULT_TRIGGER, RUN_STATUSES, RUN_TRIGGERS
@@ -249,7 +249,8 @@ def register(app: Bottle, services: Services) -> None:
         if not engine.knows(run_id):  # a run executing or just ended here exists: no database read for the 404
             get_run(run_id)
         last = parse_last_event_id(request.get_header("Last-Event-ID"), request.query.getunicode("lastEventId"))
-        return sse_response(services, RunStream(source, run_id, last, heartbeat_s=engine.options.heartbeat_s))
+        return sse_response(services, RunStream(source, run_id, last, heartbeat_s=engine.options.heartbeat_s,
+                                                scatter=bool(request.environ.get(SCATTER_ENVIRON))))
 
     @app.post(f"/api/admin/scripts/runs/{RUN_ID}/cancel", openapi=Doc(
         "Cancel a queued or running run", "runs",

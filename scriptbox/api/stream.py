@@ -63,8 +63,9 @@ class RunStream:
 
     def __init__(self, source: RunStreamSource, run_id: str, last_event_id: int | None,
                  heartbeat_s: float = 15.0, remote_poll_s: float = 0.5,
-                 remote_safety_poll_s: float = 5.0) -> None:
+                 remote_safety_poll_s: float = 5.0, scatter: bool = False) -> None:
         self.source = source
+        self.scatter = scatter  # big blocks may be yielded as a sse_wire.Scatter (the server takes them)
         self.run_id = run_id
         self.last = -1 if last_event_id is None else last_event_id
         self.heartbeat_s = heartbeat_s
@@ -119,7 +120,7 @@ class RunStream:
                 # Too slow for the producer: close; the client reconnects with
                 # Last-Event-ID and replays from the database.
                 if out:
-                    yield block(out)
+                    yield block(out, self.scatter)
                 return
             if ended is None and not local and (not events or any(ev.kind == CHANGED for ev in events)):
                 # Executed elsewhere (or not started yet): read the database.
@@ -127,19 +128,19 @@ class RunStream:
                 out += polled
                 if gone:
                     if out:
-                        yield block(out)
+                        yield block(out, self.scatter)
                     return
             if ended is not None:
                 # Anything persisted but not seen live (browser results, remote
                 # executors) comes from the database before `end`.
                 out += self._stored()
                 out.append(frame("end", self.source.present(ended)))
-                yield block(out)
+                yield block(out, self.scatter)
                 return
             if not out and time.monotonic() - last_write >= self.heartbeat_s:
                 out.append(HEARTBEAT)
             if out:
-                yield block(out)
+                yield block(out, self.scatter)
                 last_write = time.monotonic()
 
     def _remote_wait(self) -> float:
