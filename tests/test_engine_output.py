@@ -7,7 +7,7 @@ import os
 import gevent
 
 from scriptbox.engine.hub import HubEvent, OutputHub
-from scriptbox.engine.output import ChunkWriter, RunOutput, TailBuffer, read_stream
+from scriptbox.engine.output import READ_BUFFERS, ChunkWriter, RunOutput, TailBuffer, read_stream
 from scriptbox.run_wait import wait_for_end
 from scriptbox.store.records import Chunk
 
@@ -83,6 +83,28 @@ def test_a_full_read_buffer_that_ends_inside_a_character_keeps_it_whole_for_the_
     assert "".join(t for t, _ in got) == data.decode("utf-8", "replace")  # the cut 😀 at EOF is one U+FFFD
     assert sum(n for _, n in got) == len(data)
 
+
+
+def test_quiet_pipe_readers_hold_no_read_buffer() -> None:
+    # 200 runs printing a line now and then must not hold 200 x 256 KiB while they wait.
+    pipes = [os.pipe() for _ in range(200)]
+    got: list[str] = []
+    lent_before = READ_BUFFERS.lent
+    readers = [gevent.spawn(read_stream, r, "stdout", lambda _, t, n: got.append(t), 0.0) for r, _ in pipes]
+    gevent.sleep(0.05)
+    for _, w in pipes:
+        os.write(w, b"a line\n")
+    while len(got) < len(pipes):
+        gevent.sleep(0.01)
+    gevent.sleep(0.05)
+    assert READ_BUFFERS.lent == lent_before  # every reader is waiting again, its buffer given back
+    for _, w in pipes:
+        os.close(w)
+    gevent.joinall(readers, timeout=5)
+    assert all(r.dead for r in readers) and READ_BUFFERS.lent == lent_before
+    for r, _ in pipes:
+        os.close(r)
+    assert got == ["a line\n"] * len(pipes)
 
 
 def test_a_full_viewer_is_dropped_after_the_stall_timeout_and_others_keep_going() -> None:

@@ -469,6 +469,37 @@ class RunOutput:
         self.writer.add(chunk, HubEvent("output", seq=chunk.seq, parts=tuple(group.events)))
 
 
+class ReadBuffers:
+    """Read buffers lent to pipe readers while they hold data.
+
+    A reader takes one when its pipe has something to read and gives it back
+    once everything read is handed on: a run that prints a line now and then
+    holds no buffer while it waits, so a thousand quiet runs do not hold a
+    thousand times 2 x 256 KiB. Up to `keep` free buffers of each size are
+    kept for the next reader; the rest are left to the allocator.
+    """
+
+    def __init__(self, keep: int = 16) -> None:
+        self.keep = keep
+        self.lent = 0
+        self._free: dict[int, list[bytearray]] = {}
+
+    def take(self, size: int) -> bytearray:
+        self.lent += 1
+        free = self._free.get(size)
+        return free.pop() if free else bytearray(size)
+
+    def give(self, buffer: bytearray) -> None:
+        self.lent -= 1
+        free = self._free.setdefault(len(buffer), [])
+        if len(free) < self.keep:
+            free.append(buffer)
+
+
+# The buffers of all pipe readers of this process (they run on one event loop).
+READ_BUFFERS = ReadBuffers()
+
+
 def read_stream(
     fd: int,
     stream: str,
@@ -492,48 +523,60 @@ def read_stream(
     # Reads go into one buffer, and a piece is decoded from it: no bytes object
     # per read and no joining of reads (a flood's 200 MB were copied once more
     # by b"".join). Up to 3 bytes of a character split across reads stay at
-    # its start for the next piece.
-    buffer = bytearray(read_size)
-    view = memoryview(buffer)
+    # its start for the next piece. The buffer is borrowed (READ_BUFFERS) from
+    # the moment the pipe is readable until everything read is handed on.
+    buffer: bytearray | None = None
     size = 0  # bytes in the buffer
     fresh = 0  # of which read since the last hand-off
     held_since: float | None = None  # when output was first held back for busy viewers
 
     def deliver(final: bool = False) -> None:
         nonlocal size, fresh, held_since
-        text, used = codecs.utf_8_decode(view[:size], "replace", final)
+        assert buffer is not None
+        text, used = codecs.utf_8_decode(memoryview(buffer)[:size], "replace", final)
         if text or fresh:
             sink(stream, text, fresh)
-        buffer[:size - used] = bytes(view[used:size])  # the rest of a split character (a copy: they may overlap)
+        buffer[:size - used] = buffer[used:size]  # the rest of a split character (a copy: they may overlap)
         size -= used
         fresh = 0
         held_since = None
 
-    while True:
-        try:
-            count = os.readv(fd, (view[size:],))  # a pipe holds 64 KiB (unless resized): reads are no larger
-        except BlockingIOError:
-            if not fresh:
-                gevent.socket.wait_read(fd)
+    try:
+        while True:
+            if buffer is None:
+                buffer = READ_BUFFERS.take(read_size)
+            try:
+                # A pipe holds 64 KiB (unless resized): reads are no larger.
+                count = os.readv(fd, (memoryview(buffer)[size:],))
+            except BlockingIOError:
+                if not fresh:
+                    if not size:  # nothing held: the buffer goes back while the pipe is quiet
+                        READ_BUFFERS.give(buffer)
+                        buffer = None
+                    gevent.socket.wait_read(fd)
+                    continue
+                # The pipe is drained: hand on now, unless the viewers are still busy.
+                if busy is not None and wait_idle is not None and busy():
+                    now = time.monotonic()
+                    held_since = now if held_since is None else held_since
+                    remaining = held_since + coalesce_s - now
+                    if remaining > 0:
+                        wait_idle(remaining)
+                        continue  # read what arrived meanwhile
+                deliver()
                 continue
-            # The pipe is drained: hand on now, unless the viewers are still busy.
-            if busy is not None and wait_idle is not None and busy():
-                now = time.monotonic()
-                held_since = now if held_since is None else held_since
-                remaining = held_since + coalesce_s - now
-                if remaining > 0:
-                    wait_idle(remaining)
-                    continue  # read what arrived meanwhile
-            deliver()
-            continue
-        except OSError as exc:
-            if exc.errno in (errno.EBADF, errno.EIO):
+            except OSError as exc:
+                if exc.errno in (errno.EBADF, errno.EIO):
+                    break
+                raise
+            if not count:
                 break
-            raise
-        if not count:
-            break
-        size += count
-        fresh += count
-        if size >= read_size:
-            deliver()
-    deliver(final=True)
+            size += count
+            fresh += count
+            if size >= read_size:
+                deliver()
+        if buffer is not None:
+            deliver(final=True)
+    finally:
+        if buffer is not None:
+            READ_BUFFERS.give(buffer)
