@@ -74,20 +74,29 @@ class OutputFrame:
         return b"".join((_OUTPUT_HEAD % self.seq, self.opening, self.text, self.closing))
 
 
-def output_piece(seq: int, stream: str, data: str, system: bool = False, at: datetime | None = None) -> OutputFrame:
+def output_piece(seq: int, stream: str, data: str, system: bool = False, at: datetime | None = None,
+                 kept: bool = True) -> OutputFrame:
     """An `output` event; `system` marks text written by Scriptbox itself.
 
     `at` (when the server read the text; naive datetimes are UTC) lets a viewer
     that replays a run show each line's real time rather than when the replay
     reached it. It is an extra field, so clients that predate it ignore it.
+
+    orjson's bytes keep the whole buffer it escaped into: 4 KiB for a short
+    line, several times the text for a long one. A piece that is `kept` (a
+    run's history, chunks waiting for the database) gets an exact copy: 20
+    chatty runs once held 75 MiB that way. One that only passes through the
+    viewers' bounded queues (past the stored log's limit) is not copied.
     """
     closing = b',"system":true' if system else b""
     if at is not None:
         if at.tzinfo is not None:
             at = at.astimezone(UTC).replace(tzinfo=None)
         closing += b',"at":"' + at.isoformat(timespec="milliseconds").encode() + b'Z"'
-    return OutputFrame(seq, stream, system, b'{"stream":' + _json(stream) + b',"data":', _json(data),
-                       closing + b"}\n\n")
+    text = _json(data)
+    if kept:
+        text = bytes(memoryview(text))
+    return OutputFrame(seq, stream, system, b'{"stream":' + _json(stream) + b',"data":', text, closing + b"}\n\n")
 
 
 def output_frame(seq: int, stream: str, data: str, system: bool = False, at: datetime | None = None) -> bytes:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import tracemalloc
+from datetime import UTC, datetime
 
 import pytest
 
@@ -35,6 +37,19 @@ def test_the_parts_of_an_event_are_its_bytes_and_a_big_block_is_scattered_only_w
     assert type(joined) is bytes and joined == event
     small = output_parts([output_piece(1, "stdout", "hi\n")])
     assert type(block(small)) is bytes  # a few hundred bytes: one join costs less than a scatter write
+
+
+def test_a_piece_of_output_holds_about_its_own_size() -> None:
+    # Pieces are kept (a run's history, viewers' queues): 20 chatty runs once
+    # kept 75 MiB because each short line held orjson's 4 KiB buffer.
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        pieces = [output_piece(seq, "stdout", "a line\n", at=datetime.now(UTC)) for seq in range(2000)]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(pieces) == 2000 and held < 2000 * 600, held
 
 
 def _http10_body(server: ScriptboxServer, run_id: str) -> bytes:

@@ -419,7 +419,7 @@ class RunOutput:
             # server 7-14 % less CPU (bench/throughput.py, "nobody watching").
             return
         at = datetime.now(UTC)
-        piece = output_piece(self.seq, stream, text, system, at)
+        piece = output_piece(self.seq, stream, text, system, at, kept=store)
         event = HubEvent("output", seq=self.seq, piece=piece)
         if store:
             self._store(stream, text, system, event, at)
