@@ -44,34 +44,67 @@ def frame(event: str, data: Any, event_id: int | None = None) -> bytes:
 
 @dataclass(frozen=True)
 class OutputFrame:
-    """An `output` event in three parts, not joined until it is written.
+    """An `output` event, in parts that can be joined with other pieces' text.
 
     `opening` is the JSON object up to the `data` string (`{"stream":...,"data":`),
     `text` that string with its quotes, `closing` the rest of the object and the
-    blank line. Frames of one stream are joined into one event without escaping
-    their text again (`join_output`), and a piece's text is copied into an
-    event's bytes once, when the event is written: a flood's pieces are 100s of KB.
+    blank line: frames of one stream are joined into one event without escaping
+    their text again (`output_parts`).
+
+    A kept piece (see output_piece) has its whole event in `whole`, built once
+    for all its viewers; its parts are then where `body`, `text_at` and
+    `text_end` say (no objects of their own: short lines are many). A piece
+    that only passes through (a flood's live-only part) is never joined: its
+    parts go to the socket as they are.
     """
 
     seq: int
     stream: str
     system: bool
-    opening: bytes
-    text: bytes
-    closing: bytes
+    opening: bytes = b""
+    text: bytes = b""
+    closing: bytes = b""
+    whole: bytes = b""
+    body: int = 0  # in `whole`: where the JSON object starts,
+    text_at: int = 0  # where the text's opening quote is,
+    text_end: int = 0  # and where its closing quote ends
 
     @property
     def text_size(self) -> int:
-        return len(self.text) - 2
+        return (self.text_end - self.text_at if self.whole else len(self.text)) - 2
 
     @property
     def size(self) -> int:
-        return len(self.opening) + len(self.text) + len(self.closing) + 24
+        return len(self.whole) or len(self.opening) + len(self.text) + len(self.closing) + 24
+
+    @property
+    def parts(self) -> list[bytes | memoryview]:
+        """The event's buffers."""
+        if self.whole:
+            return [self.whole]
+        return [_OUTPUT_HEAD % self.seq, self.opening, self.text, self.closing]
 
     @property
     def frame(self) -> bytes:
         """The event's bytes."""
-        return b"".join((_OUTPUT_HEAD % self.seq, self.opening, self.text, self.closing))
+        return self.whole or b"".join(self.parts)
+
+    def up_to_text_end(self) -> list[bytes | memoryview]:
+        """The JSON object from its start through the text, without the text's closing quote."""
+        if self.whole:
+            return [memoryview(self.whole)[self.body:self.text_end - 1]]
+        return [self.opening, memoryview(self.text)[:-1]]
+
+    def text_inside(self, closing_quote: bool = False) -> memoryview:
+        """The escaped text without its opening quote (and without its closing one unless asked)."""
+        stop = 0 if closing_quote else 1
+        if self.whole:
+            return memoryview(self.whole)[self.text_at + 1:self.text_end - stop]
+        return memoryview(self.text)[1:len(self.text) - stop]
+
+    def after_text(self) -> bytes | memoryview:
+        """The JSON object after the text's closing quote, and the blank line."""
+        return memoryview(self.whole)[self.text_end:] if self.whole else self.closing
 
 
 def output_piece(seq: int, stream: str, data: str, system: bool = False, at: datetime | None = None,
@@ -82,21 +115,27 @@ def output_piece(seq: int, stream: str, data: str, system: bool = False, at: dat
     that replays a run show each line's real time rather than when the replay
     reached it. It is an extra field, so clients that predate it ignore it.
 
-    orjson's bytes keep the whole buffer it escaped into: 4 KiB for a short
-    line, several times the text for a long one. A piece that is `kept` (a
-    run's history, chunks waiting for the database) gets an exact copy: 20
-    chatty runs once held 75 MiB that way. One that only passes through the
-    viewers' bounded queues (past the stored log's limit) is not copied.
+    A piece that is `kept` (a run's history, chunks waiting for the database)
+    is joined into its event's bytes once, which also frees orjson's buffer:
+    orjson's bytes keep the whole buffer it escaped into, 4 KiB for a short
+    line, several times the text for a long one (20 chatty runs once held
+    75 MiB that way). One that only passes through the viewers' bounded queues
+    (past the stored log's limit) is not copied.
     """
+    opening = b'{"stream":' + _json(stream) + b',"data":'
     closing = b',"system":true' if system else b""
     if at is not None:
         if at.tzinfo is not None:
             at = at.astimezone(UTC).replace(tzinfo=None)
         closing += b',"at":"' + at.isoformat(timespec="milliseconds").encode() + b'Z"'
+    closing += b"}\n\n"
     text = _json(data)
-    if kept:
-        text = bytes(memoryview(text))
-    return OutputFrame(seq, stream, system, b'{"stream":' + _json(stream) + b',"data":', text, closing + b"}\n\n")
+    if not kept:
+        return OutputFrame(seq, stream, system, opening, text, closing)
+    head = _OUTPUT_HEAD % seq
+    text_at = len(head) + len(opening)
+    return OutputFrame(seq, stream, system, whole=b"".join((head, opening, text, closing)),
+                       body=len(head), text_at=text_at, text_end=text_at + len(text))
 
 
 def output_frame(seq: int, stream: str, data: str, system: bool = False, at: datetime | None = None) -> bytes:
@@ -117,10 +156,10 @@ def output_parts(pieces: Sequence[OutputFrame]) -> list[bytes | memoryview]:
     """
     first, last = pieces[0], pieces[-1]
     if len(pieces) == 1:
-        return [_OUTPUT_HEAD % first.seq, first.opening, first.text, first.closing]
-    parts: list[bytes | memoryview] = [_OUTPUT_HEAD % last.seq, first.opening, memoryview(first.text)[:-1]]
-    parts += [memoryview(p.text)[1:-1] for p in pieces[1:-1]]
-    parts += [memoryview(last.text)[1:], first.closing]
+        return first.parts
+    parts: list[bytes | memoryview] = [_OUTPUT_HEAD % last.seq, *first.up_to_text_end()]
+    parts += [p.text_inside() for p in pieces[1:-1]]
+    parts += [last.text_inside(closing_quote=True), first.after_text()]
     return parts
 
 

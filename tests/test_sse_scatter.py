@@ -35,6 +35,11 @@ def test_the_parts_of_an_event_are_its_bytes_and_a_big_block_is_scattered_only_w
     assert isinstance(scattered, Scatter) and b"".join(scattered) == event
     joined = block(parts, scatter=False)
     assert type(joined) is bytes and joined == event
+    for kept in ([False, False, False], [True, False, False], [False, True, False], [False, False, True]):
+        # Kept pieces are one built frame, live-only ones separate buffers: joined alike.
+        mixed = [output_piece(seq, "stdout", f"line {seq} \"quoted\"\n" * 2000, kept=k)
+                 for seq, k in zip((7, 8, 9), kept, strict=True)]
+        assert b"".join(output_parts(mixed)) == event and [p.frame for p in mixed] == [p.frame for p in pieces]
     small = output_parts([output_piece(1, "stdout", "hi\n")])
     assert type(block(small)) is bytes  # a few hundred bytes: one join costs less than a scatter write
 
