@@ -61,7 +61,7 @@ class HubEvent:
         return len(self.frame) or 512
 
     def wire(self) -> bytes:
-        """The event's bytes (an output piece's are joined here: the stream joins pieces itself)."""
+        """The event's bytes in one buffer (the stream itself joins pieces waiting together into one event)."""
         return self.piece.frame if self.piece is not None else self.frame
 
 
