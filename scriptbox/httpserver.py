@@ -174,39 +174,35 @@ class GuardedHandler(WSGIHandler):
         # A live-output event can be a megabyte. gevent frames a chunk by
         # copying it into a new bytearray between its size line and trailer;
         # here the parts go to the socket as they are, in one sendmsg, and so
-        # do the buffers of a Scatter (a stream's block, never joined).
+        # do the buffers of a Scatter (a stream's block, never joined). The
+        # first block of an answer comes here too, after gevent sent the headers.
         if isinstance(data, Scatter) or len(data) >= SCATTER_MIN_BYTES:
             parts: list[bytes | memoryview] = list(data) if isinstance(data, Scatter) else [data]
+            size = data.size if isinstance(data, Scatter) else len(data)
             if self.response_use_chunked:
-                parts = [b"%x\r\n" % sum(len(part) for part in parts), *parts, b"\r\n"]
-            self._send_parts(parts)
+                parts = [b"%x\r\n" % size, *parts, b"\r\n"]
+                size += len(parts[0]) + 2
+            self._send_parts(parts, size)
         else:
             super()._write(data)
 
-    def _write_with_headers(self, data: bytes | Scatter) -> None:
-        # The first block of an answer goes out with the headers, joined (WSGI
-        # frameworks make it bytes anyway; a stream scatters later blocks only).
-        super()._write_with_headers(b"".join(data) if isinstance(data, Scatter) else data)
-
-    def _send_parts(self, parts: list[bytes | memoryview]) -> None:
-        """pywsgi's _sendall for several buffers, written without joining them."""
-        views = [memoryview(part) for part in parts]
-        total = sum(len(view) for view in views)
+    def _send_parts(self, parts: list[bytes | memoryview], size: int) -> None:
+        """pywsgi's _sendall for several buffers (`size` bytes in all), written without joining them."""
         first = 0  # the first buffer not completely sent
         try:
-            while first < len(views):
-                sent = self.socket.sendmsg(views[first:first + IOV_MAX])
-                while first < len(views) and sent >= len(views[first]):
-                    sent -= len(views[first])
+            while first < len(parts):
+                sent = self.socket.sendmsg(parts[first:first + IOV_MAX])
+                while first < len(parts) and sent >= len(parts[first]):
+                    sent -= len(parts[first])
                     first += 1
                 if sent:
-                    views[first] = views[first][sent:]
+                    parts[first] = memoryview(parts[first])[sent:]
         except OSError as ex:
             # What pywsgi's _sendall records of a failed write (the access log shows it).
             self.status = f"socket error: {ex}"
             self.code = -abs(self.code)  # type: ignore[has-type]  # gevent's, untyped
             raise
-        self.response_length += total
+        self.response_length += size
 
     def _handle_client_error(self, ex: BaseException) -> Any:
         status, _ = super()._handle_client_error(ex)

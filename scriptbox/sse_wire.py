@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -175,7 +175,15 @@ class Scatter(tuple[bytes | memoryview, ...]):
     joins fragmented the heap (the server kept 60-90 MiB more after a 200 MB flood).
 
     Not WSGI: a stream yields one only when the server says it takes them
-    (SCATTER_ENVIRON in the request's environ); any other gets bytes."""
+    (SCATTER_ENVIRON in the request's environ); any other gets bytes.
+    `size` is the sum of the buffers' lengths (the chunk's size line)."""
+
+    size: int
+
+    def __new__(cls, parts: Iterable[bytes | memoryview], size: int) -> Scatter:
+        block = super().__new__(cls, parts)
+        block.size = size
+        return block
 
 
 # Set (True) in the WSGI environ by a server that writes a Scatter block as it is.
@@ -192,8 +200,10 @@ def block(parts: list[bytes | memoryview], scatter: bool = True) -> bytes | Scat
     (and `scatter`: the server takes them).
 
     Never a stream's first block (WSGI frameworks check the type of that one)."""
-    if scatter and len(parts) > 1 and sum(len(part) for part in parts) >= SCATTER_MIN_BYTES:
-        return Scatter(parts)
+    if scatter and len(parts) > 1:
+        size = sum(len(part) for part in parts)
+        if size >= SCATTER_MIN_BYTES:
+            return Scatter(parts, size)
     return b"".join(parts)
 
 

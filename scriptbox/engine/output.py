@@ -575,8 +575,7 @@ def read_stream(
             fresh += count
             if size >= read_size:
                 deliver()
-        if buffer is not None:
-            deliver(final=True)
+        deliver(final=True)  # a buffer is taken before every read, the last one included
     finally:
         if buffer is not None:
             READ_BUFFERS.give(buffer)
