@@ -62,6 +62,7 @@ def test_reading_a_pipe_decodes_split_characters_and_replaces_invalid_bytes() ->
     assert sum(n for _, _, n in got) == 9
     assert all(s == "stdout" for s, _, _ in got)
 
+
 def test_a_full_read_buffer_that_ends_inside_a_character_keeps_it_whole_for_the_next_piece() -> None:
     # 7-byte writes against a 64-byte buffer: pieces end inside 2-, 3- and
     # 4-byte characters, whose first bytes are carried over to the next piece.
@@ -82,7 +83,6 @@ def test_a_full_read_buffer_that_ends_inside_a_character_keeps_it_whole_for_the_
     assert len(got) > 10
     assert "".join(t for t, _ in got) == data.decode("utf-8", "replace")  # the cut 😀 at EOF is one U+FFFD
     assert sum(n for _, n in got) == len(data)
-
 
 
 def test_quiet_pipe_readers_hold_no_read_buffer() -> None:

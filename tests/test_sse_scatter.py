@@ -32,7 +32,7 @@ def test_the_parts_of_an_event_are_its_bytes_and_a_big_block_is_scattered_only_w
     assert head == b"event: output\nid: 9"  # the last piece's seq
     assert json.loads(data)["data"] == "".join(f"line {seq} \"quoted\"\n" * 2000 for seq in (7, 8, 9))
     scattered = block(parts)
-    assert isinstance(scattered, Scatter) and b"".join(scattered) == event
+    assert isinstance(scattered, Scatter) and b"".join(scattered) == event and scattered.size == len(event)
     joined = block(parts, scatter=False)
     assert type(joined) is bytes and joined == event
     for kept in ([False, False, False], [True, False, False], [False, True, False], [False, False, True]):
