@@ -23,6 +23,7 @@ import gevent.event
 from gevent.pywsgi import LoggingLogAdapter
 from gevent.threadpool import ThreadPool
 
+from .allocator import tune_for_serving
 from .auth import CredentialChecker, DesktopSessions, LoginThrottle, prepare_admin_password
 from .config import Settings
 from .datadir import DataDirBusy, DataDirLock, DataDirUnsafe
@@ -121,6 +122,7 @@ def work(settings: Settings) -> int:
     """`worker`: execute queued runs from a shared MongoDB; its only HTTP is
     GET /metrics on SCRIPTBOX_METRICS_PORT when that is set."""
     configure_logging(settings.log_format)
+    tune_for_serving()
     if settings.mongodb_uri is None:
         print("scriptbox: worker needs --mongodb-uri (the database shared with the serve processes)",
               file=sys.stderr)
@@ -257,6 +259,7 @@ def _drain(http: GuardedWSGIServer | None, services: Services | None) -> None:
 def serve(settings: Settings, login_token: str | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; returns the process exit code."""
     configure_logging(settings.log_format)
+    tune_for_serving()
     lock = _lock_data_dir(settings)
     if lock is None:
         return 2
