@@ -17,7 +17,10 @@ may grow as far). The cost is memory held after a burst: the server's RSS stays
 near its peak instead of falling back.
 
 Called by `serve` and `worker`, never at import time: the desktop launcher and
-the CLI keep glibc's defaults.
+the CLI keep glibc's defaults. What a burst left free is given back once the
+process has had no run for `IDLE_RELEASE_S` (`IdleRelease`, used by the run
+engine's dispatcher), so a server that flooded once does not hold the memory
+for the rest of its life.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from collections.abc import Callable
+
+import gevent
 
 log = logging.getLogger("scriptbox")
 
@@ -34,6 +40,9 @@ M_MMAP_THRESHOLD = -3
 
 MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
 TRIM_THRESHOLD_BYTES = 64 * 1024 * 1024
+# How long a process has run nothing before its free heap goes back to the
+# kernel: long enough that a CI pipeline's next run finds it still there.
+IDLE_RELEASE_S = 10.0
 
 
 def glibc_version() -> str | None:
@@ -45,20 +54,63 @@ def glibc_version() -> str | None:
     return version or None
 
 
+def _libc_function(name: str) -> Callable[..., int] | None:
+    """A function of the C library when it is glibc, else None."""
+    if glibc_version() is None:
+        return None
+    try:
+        function: Callable[..., int] = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
 def tune_for_serving() -> bool:
     """Set the thresholds above; False (nothing changed) off glibc or when mallopt refuses."""
-    if glibc_version() is None:
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
     # mallopt returns 1 on success, 0 on error.
     done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD,
                                                                                   TRIM_THRESHOLD_BYTES))
     if not done:
         log.warning("could not set the allocator's thresholds (mallopt refused); output floods will cost more CPU")
     return done
+
+
+def release_free_memory() -> bool:
+    """Give the free memory of the heap back to the kernel (malloc_trim(3)); False off glibc."""
+    malloc_trim = _libc_function("malloc_trim")
+    if malloc_trim is None:
+        return False
+    malloc_trim(0)
+    return True
+
+
+class IdleRelease:
+    """Calls `release` once the process has stayed idle for `after_s` seconds.
+
+    `became_idle(still_idle)` is called when the last run ends; a run starting
+    meanwhile makes `still_idle()` false, and the next end starts the wait again.
+    """
+
+    def __init__(self, after_s: float = IDLE_RELEASE_S, release: Callable[[], bool] = release_free_memory) -> None:
+        self.after_s = after_s
+        self._release = release
+        self._pending: gevent.Greenlet | None = None
+        self.releases = 0
+
+    def became_idle(self, still_idle: Callable[[], bool]) -> None:
+        self.cancel()
+        self._pending = gevent.spawn_later(self.after_s, self._release_if, still_idle)
+
+    def cancel(self) -> None:
+        if self._pending is not None:
+            self._pending.kill(block=False)
+            self._pending = None
+
+    def _release_if(self, still_idle: Callable[[], bool]) -> None:
+        self._pending = None
+        if still_idle():
+            self._release()
+            self.releases += 1

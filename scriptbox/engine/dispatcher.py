@@ -18,6 +18,7 @@ import gevent
 import gevent.event
 
 from .. import proctree
+from ..allocator import IdleRelease
 from ..errors import DatabaseUnavailable
 from ..store.records import OutputTotals
 from .context import EngineContext
@@ -50,6 +51,9 @@ class Dispatcher:
         # The set of runs changed since the last heartbeat: the watchdog sends the
         # next one within a tick, so the executors list shows runs as they start and end.
         self.runs_changed = False
+        # Once no run is left for a while, the memory a burst of output left
+        # free goes back to the kernel (scriptbox/allocator.py).
+        self.idle_release = IdleRelease()
 
     def start(self) -> None:
         self._loop = gevent.spawn(self._run)
@@ -93,6 +97,7 @@ class Dispatcher:
         """Stop claiming; running runs are stopped and end `failed` ("server shut down")."""
         self._stopping = True
         self._wake.set()
+        self.idle_release.cancel()
         if self._loop is not None:
             self._loop.kill(block=False)
         executions = list(self.active.values())
@@ -187,6 +192,11 @@ class Dispatcher:
             # there is none: one database write less per run.
             if not (self.alone and self._queue_empty and execution.released_waiting == 0):
                 self._wake.set()
+            if self._idle():
+                self.idle_release.became_idle(self._idle)
+
+    def _idle(self) -> bool:
+        return not self.active and not self._reserved and not self._stopping
 
     def write_progress(self) -> None:
         """Store the tail and byte counts of running runs (at most every progress_every_s)."""
