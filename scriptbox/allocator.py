@@ -98,7 +98,6 @@ class IdleRelease:
         self.after_s = after_s
         self._release = release
         self._pending: gevent.Greenlet | None = None
-        self.releases = 0
 
     def became_idle(self, still_idle: Callable[[], bool]) -> None:
         self.cancel()
@@ -113,4 +112,3 @@ class IdleRelease:
         self._pending = None
         if still_idle():
             self._release()
-            self.releases += 1
