@@ -13,8 +13,8 @@ CPU (bench/throughput.py, docs/engine.md).
 `tune_for_serving()` fixes both thresholds at the top of glibc's own dynamic
 range: buffers up to 4 MiB come from the heap and are reused, and up to 64 MiB
 of free heap stays mapped for the next burst (glibc's dynamic trim threshold
-may grow as far). The cost is memory held after a burst: the server's RSS stays
-near its peak instead of falling back.
+may grow as far). The cost is memory held while runs keep coming: the server's
+RSS stays near its working size instead of falling back between bursts.
 
 Called by `serve` and `worker`, never at import time: the desktop launcher and
 the CLI keep glibc's defaults. What a burst left free is given back once the
