@@ -8,9 +8,13 @@ same command run by this same process with the same environment:
   - into /dev/null (`bash -lc '<command> > /dev/null'`): the producer's own rate;
   - through a pipe read by this process in 64 KiB reads: the rate of the
     simplest possible reader, which is what Scriptbox replaces.
-Prints median and spread of MB/s for all three, CPU per run (server, its
-embedded database, this SSE client), and the server's RSS: idle, and the peak
-(VmHWM) over all repetitions.
+and a third, the simplest SSE server of the same command (bench/sse_relay.py:
+Scriptbox's read loop and wire format, no database, no second request, gevent's
+pywsgi), read by the same SSE client: what the approach itself costs (a Python
+server, JSON-escaped events, a Python client, on the same cores).
+Prints median and spread of MB/s for all of them, CPU per run (server, its
+embedded database, this SSE client, the relay), and the server's RSS: idle,
+and the peak (VmHWM) over all repetitions.
 
 With --secrets N (default 20), each repetition also runs the same command as a
 script with N secret env entries (random 22-character values, none printed), so
@@ -26,10 +30,16 @@ import argparse
 import os
 import resource
 import secrets
+import socket
 import statistics
 import subprocess
+import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import requests
 from _harness import BenchServer, bench_home, cpu_seconds, mib, reset_peak_rss, rss, spread, sse_events
 
 LINE = "x" * 99
@@ -63,6 +73,45 @@ def raw_pipe(command: str, env: dict[str, str], total: int) -> float:
     elapsed = time.perf_counter() - t0
     proc.stdout.close()
     assert received == total and proc.returncode == 0, (received, total, proc.returncode)
+    return elapsed
+
+
+@contextmanager
+def sse_relay(command: str, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """bench/sse_relay.py serving `command` on a free loopback port: (process, its URL)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    relay = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sse_relay.py")), str(port), command],
+                             env=env, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if relay.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("bench/sse_relay.py did not start") from None
+                time.sleep(0.05)
+        yield relay, f"http://127.0.0.1:{port}/"
+    finally:
+        relay.terminate()
+        relay.wait()
+
+
+def relay_run(session: requests.Session, url: str, total: int) -> float:
+    """Seconds from the GET to the relay's `end`, every byte received."""
+    t0 = time.perf_counter()
+    received = 0
+    with session.get(url, stream=True) as r:
+        for name, _, data in sse_events(r):
+            if name == "output":
+                received += len(data["data"])
+            elif name == "end":
+                break
+    elapsed = time.perf_counter() - t0
+    assert received == total, (received, total)
     return elapsed
 
 
@@ -133,93 +182,72 @@ def measure(total: int, reps: int, env: dict[str, str], home: str, n_secrets: in
     command = f"yes '{LINE}' | head -c {total}"
     server = BenchServer(env=env)
     try:
-        script_id = server.create_script(script=command, timeoutMs=3_600_000)
-        masked_id = server.create_script(script=command, timeoutMs=3_600_000, env=[
-            {"key": f"SECRET_{i}", "value": secrets.token_urlsafe(16), "secret": True} for i in range(n_secrets)])
-        masked_s: list[float] = []
-        masked_cpu: list[float] = []
-        warm = server.start_run(server.create_script(script="echo warm"))
-        with server.session.get(server.base + f"/api/admin/scripts/runs/{warm}/stream", stream=True) as r:
-            for name, _, _ in sse_events(r):
-                if name == "end":
-                    break
-        raw_devnull(command, env)
-        time.sleep(0.5)
-        db = server.db_pid()
-        idle = server.rss()
-        db_idle = rss(db) if db else 0
-        server.reset_peak_rss()
-        if db:
-            reset_peak_rss(db)
+        with sse_relay(command, env) as (relay, relay_url):
+            script_id = server.create_script(script=command, timeoutMs=3_600_000)
+            masked_id = server.create_script(script=command, timeoutMs=3_600_000, env=[
+                {"key": f"SECRET_{i}", "value": secrets.token_urlsafe(16), "secret": True} for i in range(n_secrets)])
+            warm = server.start_run(server.create_script(script="echo warm"))
+            with server.session.get(server.base + f"/api/admin/scripts/runs/{warm}/stream", stream=True) as r:
+                for name, _, _ in sse_events(r):
+                    if name == "end":
+                        break
+            raw_devnull(command, env)
+            relay_session = requests.Session()
+            relay_run(relay_session, relay_url, total)
+            time.sleep(0.5)
+            db = server.db_pid()
+            idle = server.rss()
+            db_idle = rss(db) if db else 0
+            server.reset_peak_rss()
+            if db:
+                reset_peak_rss(db)
+            series: dict[str, list[float]] = {}
+            run_ids: list[str] = []
+            repeated: list[str] = []
 
-        sse_s: list[float] = []
-        devnull_s: list[float] = []
-        pipe_s: list[float] = []
-        server_cpu: list[float] = []
-        db_cpu: list[float] = []
-        client_cpu: list[float] = []
-        idles: list[int] = []
-        db_idles: list[int] = []
-        events: list[int] = []
-        run_ids: list[str] = []
-        repeated: list[str] = []
-        unwatched_s: list[float] = []
-        unwatched_cpu: list[float] = []
-        for _ in range(reps):
-            devnull_s.append(raw_devnull(command, env))
-            pipe_s.append(raw_pipe(command, env, total))
-            time.sleep(0.2)
-            idles.append(server.rss())
-            db_idles.append(rss(db) if db else 0)
-            cpu0, db0, own0 = server.cpu_seconds(), cpu_of(db), own_cpu_seconds()
-            elapsed, n_events, run_id = stream_run_seen_whole(server, script_id, total, repeated)
-            server_cpu.append(server.cpu_seconds() - cpu0)
-            db_cpu.append(cpu_of(db) - db0)
-            client_cpu.append(own_cpu_seconds() - own0)
-            sse_s.append(elapsed)
-            events.append(n_events)
-            run_ids.append(run_id)
-            cpu0 = server.cpu_seconds()
-            unwatched_s.append(run_unwatched(server, script_id))
-            unwatched_cpu.append(server.cpu_seconds() - cpu0)
-            if n_secrets:
+            def add(name: str, value: float) -> None:
+                series.setdefault(name, []).append(value)
+
+            for rep in range(reps):
+                add("devnull_s", raw_devnull(command, env))
+                add("pipe_s", raw_pipe(command, env, total))
+                time.sleep(0.2)
+                add("idle", server.rss())
+                add("db_idle", rss(db) if db else 0)
+                # The relay goes before Scriptbox in one repetition, after it in the next.
+                if rep % 2 == 0:
+                    measure_relay(relay, relay_session, relay_url, total, add)
+                cpu0, db0, own0 = server.cpu_seconds(), cpu_of(db), own_cpu_seconds()
+                elapsed, n_events, run_id = stream_run_seen_whole(server, script_id, total, repeated)
+                add("server_cpu", server.cpu_seconds() - cpu0)
+                add("db_cpu", cpu_of(db) - db0)
+                add("client_cpu", own_cpu_seconds() - own0)
+                add("sse_s", elapsed)
+                add("events", n_events)
+                run_ids.append(run_id)
+                if rep % 2 == 1:
+                    measure_relay(relay, relay_session, relay_url, total, add)
                 cpu0 = server.cpu_seconds()
-                masked_s.append(stream_run_seen_whole(server, masked_id, total, repeated)[0])
-                masked_cpu.append(server.cpu_seconds() - cpu0)
+                add("unwatched_s", run_unwatched(server, script_id))
+                add("unwatched_cpu", server.cpu_seconds() - cpu0)
+                if n_secrets:
+                    cpu0 = server.cpu_seconds()
+                    add("masked_s", stream_run_seen_whole(server, masked_id, total, repeated)[0])
+                    add("masked_cpu", server.cpu_seconds() - cpu0)
         peak = server.rss("VmHWM")
         db_peak = rss(db, "VmHWM") if db else 0
-        after = server.rss()
         runs = [server.run(r) for r in run_ids]
         assert all(r["status"] == "succeeded" for r in runs), [r["status"] for r in runs]
-
-        def rate(seconds: list[float]) -> list[float]:
-            return [total / s / 1e6 for s in seconds]
-
         print(f"{total / 1e6:.0f} MB printed by one bash script, {reps} repetitions, HOME {home} on both sides")
-        print(f"delivered to one SSE client:     {spread(rate(sse_s), ' MB/s')}")
-        if n_secrets:
-            ratio = statistics.median(rate(masked_s)) / statistics.median(rate(sse_s))
-            print(f"  the same with {n_secrets} secrets:     {spread(rate(masked_s), ' MB/s')} "
-                  f"({ratio:.1%} of the rate without secrets, medians)")
-        print(f"  the same, nobody watching (POST ?wait): {spread(rate(unwatched_s), ' MB/s')}; "
-              f"server CPU {spread(unwatched_cpu, ' s', digits=2)}")
-        print(f"raw: read through a pipe here:   {spread(rate(pipe_s), ' MB/s')}")
-        # Each repetition's SSE rate over the pipe rate measured just before it (same machine load).
-        ratios = [p / s * 100 for s, p in zip(sse_s, pipe_s, strict=True)]
-        print(f"SSE client / pipe (per repetition): {spread(ratios, ' %')}")
-        print(f"raw: into /dev/null:             {spread(rate(devnull_s), ' MB/s')}")
-        print(f"SSE delivery time per run:       {spread(sse_s, ' s', digits=2)}; "
-              f"output events per run {sorted(set(events))}")
-        print(f"CPU per run: server {spread(server_cpu, ' s', digits=2)}")
-        if n_secrets:
-            print(f"             server, with {n_secrets} secrets {spread(masked_cpu, ' s', digits=2)}")
-        print(f"             database {spread(db_cpu, ' s', digits=2) if db else 'n/a (external)'}")
-        print(f"             this SSE client {spread(client_cpu, ' s', digits=2)}")
-        print(f"server RSS: idle {mib(idle)}, before each run {mib(min(idles))} to {mib(max(idles))}, "
-              f"peak over all runs {mib(peak)} (+{mib(peak - idle)} above idle), after the last {mib(after)}")
+        report_rates(total, series, n_secrets)
+        report_costs(series, n_secrets, db is not None)
+        print(f"server RSS: idle {mib(idle)}, before each run {mib(min(series['idle']))} to "
+              f"{mib(max(series['idle']))}, peak over all runs {mib(peak)} (+{mib(peak - idle)} above idle), "
+              f"after the last {mib(server.rss())}")
         if db:
-            print(f"database RSS: idle {mib(db_idle)}, before each run {mib(min(db_idles))} to {mib(max(db_idles))}, "
-                  f"peak over all runs {mib(db_peak)} (+{mib(db_peak - db_idle)}), after the last {mib(rss(db))}")
+            print(f"database RSS: idle {mib(db_idle)}, before each run {mib(min(series['db_idle']))} to "
+                  f"{mib(max(series['db_idle']))}, peak over all runs {mib(db_peak)} (+{mib(db_peak - db_idle)}), "
+                  f"after the last {mib(rss(db))}")
         meta = runs[-1]["meta"]
         print(f"stored log per run: truncated={meta['logTruncated']}, outputBytes={meta['outputBytes']}")
         if repeated:
@@ -227,6 +255,51 @@ def measure(total: int, reps: int, env: dict[str, str], home: str, n_secrets: in
                   f"{len(repeated)} ({'; '.join(repeated)}); the CPU figures of their repetitions include the repeat")
     finally:
         server.stop()
+
+
+def measure_relay(relay: subprocess.Popen[bytes], session: requests.Session, url: str, total: int,
+                  add: Callable[[str, float], None]) -> None:
+    cpu0, own0 = cpu_of(relay.pid), own_cpu_seconds()
+    add("relay_s", relay_run(session, url, total))
+    add("relay_cpu", cpu_of(relay.pid) - cpu0)
+    add("relay_client_cpu", own_cpu_seconds() - own0)
+
+
+def report_rates(total: int, series: dict[str, list[float]], n_secrets: int) -> None:
+    def rate(name: str) -> list[float]:
+        return [total / s / 1e6 for s in series[name]]
+
+    def per_repetition(name: str, over: str) -> list[float]:
+        """Each repetition's time of `over` / that of `name`: how its rate compares (same machine load)."""
+        return [o / s * 100 for s, o in zip(series[name], series[over], strict=True)]
+
+    print(f"delivered to one SSE client:     {spread(rate('sse_s'), ' MB/s')}")
+    if n_secrets:
+        ratio = statistics.median(rate("masked_s")) / statistics.median(rate("sse_s"))
+        print(f"  the same with {n_secrets} secrets:     {spread(rate('masked_s'), ' MB/s')} "
+              f"({ratio:.1%} of the rate without secrets, medians)")
+    print(f"  the same, nobody watching (POST ?wait): {spread(rate('unwatched_s'), ' MB/s')}; "
+          f"server CPU {spread(series['unwatched_cpu'], ' s', digits=2)}")
+    print(f"raw: read through a pipe here:   {spread(rate('pipe_s'), ' MB/s')}")
+    # Each repetition's SSE rate over the pipe rate measured just before it.
+    print(f"SSE client / pipe (per repetition): {spread(per_repetition('sse_s', 'pipe_s'), ' %')}")
+    print(f"raw: into /dev/null:             {spread(rate('devnull_s'), ' MB/s')}")
+    print(f"baseline: the simplest SSE server of the same command (bench/sse_relay.py, no database), "
+          f"same client: {spread(rate('relay_s'), ' MB/s')}")
+    print(f"  relay / pipe (per repetition): {spread(per_repetition('relay_s', 'pipe_s'), ' %')}")
+    print(f"  Scriptbox / relay (per repetition): {spread(per_repetition('sse_s', 'relay_s'), ' %')}")
+
+
+def report_costs(series: dict[str, list[float]], n_secrets: int, embedded_db: bool) -> None:
+    print(f"SSE delivery time per run:       {spread(series['sse_s'], ' s', digits=2)}; "
+          f"output events per run {sorted(set(int(n) for n in series['events']))}")
+    print(f"CPU per run: server {spread(series['server_cpu'], ' s', digits=2)}")
+    if n_secrets:
+        print(f"             server, with {n_secrets} secrets {spread(series['masked_cpu'], ' s', digits=2)}")
+    print(f"             database {spread(series['db_cpu'], ' s', digits=2) if embedded_db else 'n/a (external)'}")
+    print(f"             this SSE client {spread(series['client_cpu'], ' s', digits=2)}")
+    print(f"             the relay {spread(series['relay_cpu'], ' s', digits=2)}, this SSE client of it "
+          f"{spread(series['relay_client_cpu'], ' s', digits=2)}")
 
 
 if __name__ == "__main__":
