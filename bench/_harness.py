@@ -30,8 +30,8 @@ from tests.support.sse import SseParser  # noqa: E402
 PASSWORD = "bench-password-123"
 AUTH = ("admin", PASSWORD)
 
-__all__ = ["AUTH", "PASSWORD", "REPO", "BenchServer", "bench_home", "cpu_seconds", "mib", "reset_peak_rss", "rss",
-           "spread", "sse_events", "summary"]
+__all__ = ["AUTH", "PASSWORD", "REPO", "BenchServer", "bench_home", "cpu_seconds", "drain_output", "mib",
+           "reset_peak_rss", "rss", "spread", "sse_events", "summary"]
 
 
 @contextmanager
@@ -124,6 +124,23 @@ def sse_events(response: requests.Response) -> Iterator[tuple[str, int | None, A
     """(event, id, parsed data) from a streaming SSE response."""
     for event in SseParser().feed(response.iter_content(chunk_size=None)):
         yield event.event, event.id, event.data
+
+
+def drain_output(response: requests.Response) -> tuple[int, int, bool]:
+    """Read an SSE response up to `end`: (characters of the script's output,
+    its output events, whether a system line said the stored log's limit was
+    reached)."""
+    received = events = 0
+    limit_reached = False
+    for name, _, data in sse_events(response):
+        if name == "output" and not data.get("system"):
+            received += len(data["data"])
+            events += 1
+        elif name == "output":
+            limit_reached = limit_reached or "stored log limit" in data["data"]
+        elif name == "end":
+            break
+    return received, events, limit_reached
 
 
 def quartiles(values: list[float]) -> tuple[float, float]:

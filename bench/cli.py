@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from _harness import PASSWORD, REPO, BenchServer, bench_home, spread, sse_events
+from _harness import PASSWORD, REPO, BenchServer, bench_home, drain_output, spread
 
 LINE = "x" * 99
 
@@ -51,13 +51,8 @@ def cli_follow(server: BenchServer, code: str, env: dict[str, str], total: int) 
 def raw_stream(server: BenchServer, script_id: str, total: int) -> float:
     t0 = time.perf_counter()
     run_id = server.start_run(script_id)
-    received = 0
     with server.session.get(server.base + f"/api/admin/scripts/runs/{run_id}/stream", stream=True) as r:
-        for name, _, data in sse_events(r):
-            if name == "output" and not data.get("system"):
-                received += len(data["data"])
-            elif name == "end":
-                break
+        received = drain_output(r)[0]
     elapsed = time.perf_counter() - t0
     assert received == total, (received, total)
     return elapsed

@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
-from _harness import BenchServer, bench_home, cpu_seconds, mib, reset_peak_rss, rss, spread, sse_events
+from _harness import BenchServer, bench_home, cpu_seconds, drain_output, mib, reset_peak_rss, rss, spread
 
 LINE = "x" * 99
 CHUNK = 64 * 1024
@@ -103,13 +103,8 @@ def sse_relay(command: str, env: dict[str, str]) -> Iterator[tuple[subprocess.Po
 def relay_run(session: requests.Session, url: str, total: int) -> float:
     """Seconds from the GET to the relay's `end`, every byte received."""
     t0 = time.perf_counter()
-    received = 0
     with session.get(url, stream=True) as r:
-        for name, _, data in sse_events(r):
-            if name == "output":
-                received += len(data["data"])
-            elif name == "end":
-                break
+        received = drain_output(r)[0]
     elapsed = time.perf_counter() - t0
     assert received == total, (received, total)
     return elapsed
@@ -127,18 +122,8 @@ def stream_run(server: BenchServer, script_id: str, total: int) -> tuple[float, 
     """(seconds from POST /run to `end`, output events, run id)."""
     t0 = time.perf_counter()
     run_id = server.start_run(script_id)
-    received = 0
-    events = 0
-    limit_reached = False
     with server.session.get(server.base + f"/api/admin/scripts/runs/{run_id}/stream", stream=True) as r:
-        for name, _, data in sse_events(r):
-            if name == "output" and not data.get("system"):
-                received += len(data["data"])
-                events += 1
-            elif name == "output":
-                limit_reached = limit_reached or "stored log limit" in data["data"]
-            elif name == "end":
-                break
+        received, events, limit_reached = drain_output(r)
     elapsed = time.perf_counter() - t0
     if received < total and limit_reached:
         raise LateViewer(f"{total - received} bytes printed before the viewer subscribed were past the limit")
@@ -188,9 +173,7 @@ def measure(total: int, reps: int, env: dict[str, str], home: str, n_secrets: in
                 {"key": f"SECRET_{i}", "value": secrets.token_urlsafe(16), "secret": True} for i in range(n_secrets)])
             warm = server.start_run(server.create_script(script="echo warm"))
             with server.session.get(server.base + f"/api/admin/scripts/runs/{warm}/stream", stream=True) as r:
-                for name, _, _ in sse_events(r):
-                    if name == "end":
-                        break
+                drain_output(r)
             raw_devnull(command, env)
             relay_session = requests.Session()
             relay_run(relay_session, relay_url, total)
