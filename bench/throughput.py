@@ -3,15 +3,16 @@
 A bash script writes --mb MB (default 200) to stdout and one live SSE client
 receives all of it, timed from POST /run to the `end` event; the same run with
 nobody watching (POST /run?wait until its answer) shows the server's own cost.
-Repeated --reps times (default 5), each repetition interleaved with two raw baselines of the
-same command run by this same process with the same environment:
+Repeated --reps times (default 5), each repetition interleaved with three
+baselines of the same command, run with the same environment:
   - into /dev/null (`bash -lc '<command> > /dev/null'`): the producer's own rate;
   - through a pipe read by this process in 64 KiB reads: the rate of the
-    simplest possible reader, which is what Scriptbox replaces.
-and a third, the simplest SSE server of the same command (bench/sse_relay.py:
-Scriptbox's read loop and wire format, no database, no second request, gevent's
-pywsgi), read by the same SSE client: what the approach itself costs (a Python
-server, JSON-escaped events, a Python client, on the same cores).
+    simplest possible reader, which is what Scriptbox replaces;
+  - through the simplest SSE server of it (bench/sse_relay.py: Scriptbox's
+    read loop and wire format on gevent's pywsgi, no database, one request),
+    read by the same SSE client, before Scriptbox's run in one repetition and
+    after it in the next: what the approach itself costs (a Python server,
+    JSON-escaped events, a Python client, on the same cores).
 Prints median and spread of MB/s for all of them, CPU per run (server, its
 embedded database, this SSE client, the relay), and the server's RSS: idle,
 and the peak (VmHWM) over all repetitions.
