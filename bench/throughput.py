@@ -31,7 +31,6 @@ import argparse
 import os
 import resource
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -78,23 +77,15 @@ def raw_pipe(command: str, env: dict[str, str], total: int) -> float:
 
 
 @contextmanager
-def sse_relay(command: str, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """bench/sse_relay.py serving `command` on a free loopback port: (process, its URL)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    relay = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sse_relay.py")), str(port), command],
-                             env=env, stdin=subprocess.DEVNULL)
+def sse_relay(command: str, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """bench/sse_relay.py serving `command` on a loopback port: (process, its URL)."""
+    relay = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sse_relay.py")), command],
+                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if relay.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("bench/sse_relay.py did not start") from None
-                time.sleep(0.05)
+        assert relay.stdout is not None
+        port = relay.stdout.readline().strip()  # printed once it listens
+        if not port.isdigit():
+            raise RuntimeError(f"bench/sse_relay.py did not start (exit {relay.poll()})")
         yield relay, f"http://127.0.0.1:{port}/"
     finally:
         relay.terminate()
@@ -241,7 +232,7 @@ def measure(total: int, reps: int, env: dict[str, str], home: str, n_secrets: in
         server.stop()
 
 
-def measure_relay(relay: subprocess.Popen[bytes], session: requests.Session, url: str, total: int,
+def measure_relay(relay: subprocess.Popen[str], session: requests.Session, url: str, total: int,
                   add: Callable[[str, float], None]) -> None:
     cpu0, own0 = cpu_of(relay.pid), own_cpu_seconds()
     add("relay_s", relay_run(session, url, total))
