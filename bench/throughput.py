@@ -90,6 +90,8 @@ def sse_relay(command: str, env: dict[str, str]) -> Iterator[tuple[subprocess.Po
     finally:
         relay.terminate()
         relay.wait()
+        if relay.stdout is not None:
+            relay.stdout.close()
 
 
 def relay_run(session: requests.Session, url: str, total: int) -> float:
