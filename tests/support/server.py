@@ -84,6 +84,7 @@ class ScriptboxServer:
                 self.log.write(line)
             if line.startswith(LISTENING_PREFIX):
                 self._ready.set()
+        process.stdout.close()  # at EOF (the server exited): this thread is its only reader
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
