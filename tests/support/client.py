@@ -58,6 +58,7 @@ class Api(_Methods):
 
     def __init__(self, base_url: str, auth: tuple[str, str] | None = ADMIN) -> None:
         self.base_url = base_url
+        self.auth = auth
         self.session = requests.Session()
         if auth is not None:
             self.session.auth = auth

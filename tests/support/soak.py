@@ -75,7 +75,7 @@ class Workload:
         return cls(api, ids, **kwargs)
 
     def _client(self, index: int) -> None:
-        api = Api(self.api.base_url, auth=self.api.session.auth)  # its own keep-alive session
+        api = Api(self.api.base_url, auth=self.api.auth)  # its own keep-alive session
         step = index
         while not self.stop.is_set():
             kind = KINDS[step % len(KINDS)]
@@ -107,7 +107,7 @@ class Workload:
 
     def _viewer(self, seed: int) -> None:
         rng = random.Random(seed)
-        api = Api(self.api.base_url, auth=self.api.session.auth)
+        api = Api(self.api.base_url, auth=self.api.auth)
         while not self.stop.is_set():
             with self._lock:
                 pool = self.started[-20:]

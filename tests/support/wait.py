@@ -9,7 +9,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def eventually(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
+def eventually(check: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.05,
                message: str = "condition", sleep: Callable[[float], object] = time.sleep) -> T:
     """Call `check` until it returns a truthy value (which is returned).
 
