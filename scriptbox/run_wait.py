@@ -24,6 +24,9 @@ class LiveEvents(Protocol):
 
     def take(self, timeout: float | None) -> list[Any]: ...
 
+    @property
+    def ended(self) -> bool: ...
+
 
 def parse_wait(raw: str | None) -> tuple[int | None, str | None]:
     """(seconds to wait, None) or (None, why `?wait=` is refused). Absent or empty: no wait."""
@@ -54,6 +57,8 @@ def wait_for_end(run_id: str, timeout_s: float, *, get_run: Callable[[str], dict
                 for event in events:
                     if getattr(event, "kind", None) == "end" and getattr(event, "doc", None) is not None:
                         return dict(event.doc)  # the finished run as stored: no need to read it again
+                if viewer.ended:
+                    return None  # the server is stopping: the run is answered as it is
                 if time.monotonic() >= next_read:
                     break
     finally:

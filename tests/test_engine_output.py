@@ -124,6 +124,30 @@ def test_a_full_viewer_is_dropped_after_the_stall_timeout_and_others_keep_going(
     consumer.join(1)
 
 
+def test_a_stopping_server_hangs_up_every_viewer_after_what_is_queued_for_it() -> None:
+    hub = OutputHub()
+    viewer = hub.subscribe("r")
+    hub.publish("r", HubEvent("end", doc={"_id": "r", "status": "failed"}), wait=False)
+    hub.hang_up_all()
+    with gevent.Timeout(2):  # no take() below may wait for its timeout
+        # What was queued still goes out; then the stream ends instead of waiting.
+        assert [e.kind for e in viewer.take(30)] == ["end"] and viewer.ended
+        hub.publish("r", HubEvent("output", b"late", 2))
+        assert viewer.take(30) == [] and not hub.busy("r")
+        # One that subscribes while the server stops gets its seed, then ends too.
+        late = hub.subscribe("q", seed=[HubEvent("output", b"seed", 1)])
+        assert [e.seq for e in late.take(30)] == [1] and late.ended and late.take(30) == []
+
+
+def test_waiting_for_a_run_answers_at_once_when_the_server_stops() -> None:
+    hub = OutputHub()
+    waiter = gevent.spawn(wait_for_end, "r", 30, get_run=lambda _: {"_id": "r", "status": "running"},
+                          subscribe=lambda run: hub.subscribe(run, outputs=False), unsubscribe=hub.unsubscribe)
+    gevent.sleep(0.05)
+    hub.hang_up_all()
+    assert waiter.get(timeout=2) is None  # the request is answered with the run as it is (202)
+
+
 def test_a_viewer_of_status_and_end_only_gets_no_output_and_never_holds_the_run_back() -> None:
     # What POST /run?wait=N listens with: a full, never-read queue of output
     # would make the run's readers gather output for it, then stall the script.

@@ -117,7 +117,7 @@ class RunEvents:
             events = viewer.take(max(0.0, wait))
             out = [frame("run", self.source.present(ev.doc)) for ev in events
                    if ev.doc is not None and self.is_news(ev.doc)]
-            if viewer.overflowed:
+            if viewer.ended:  # too slow, or the server is stopping
                 if out:
                     yield b"".join(out)
                 return  # the client reconnects and reloads its lists

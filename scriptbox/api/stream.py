@@ -116,9 +116,9 @@ class RunStream:
             timeout = self.heartbeat_s if local else min(self.heartbeat_s, self._remote_wait())
             events = viewer.take(max(0.0, min(timeout, self.heartbeat_s - (time.monotonic() - last_write))))
             out, ended = self._live(events)
-            if ended is None and viewer.overflowed:
-                # Too slow for the producer: close; the client reconnects with
-                # Last-Event-ID and replays from the database.
+            if ended is None and viewer.ended:
+                # Too slow for the producer, or the server is stopping: close;
+                # the client reconnects with Last-Event-ID and replays from the database.
                 if out:
                     yield block(out, self.scatter)
                 return

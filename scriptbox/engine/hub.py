@@ -88,17 +88,23 @@ class Viewer:
         # returned: the viewer is busy though its queue is empty.
         self._sending = False
         self.overflowed = False
+        self.hung_up = False
         self.closed = False
 
     @property
     def busy(self) -> bool:
         """Events queued, or the last ones taken still being written."""
-        return (self.outputs and not self.closed and not self.overflowed
+        return (self.outputs and not self.closed and not self.ended
                 and (bool(self._items) or self._sending))
+
+    @property
+    def ended(self) -> bool:
+        """Its stream is to end (the client reconnects): dropped as too slow, or the server is stopping."""
+        return self.overflowed or self.hung_up
 
     def offer(self, event: HubEvent, force: bool = False) -> bool:
         """Queue without waiting; False if there is no room (unless forced)."""
-        if self.closed:
+        if self.closed or self.hung_up:
             return True
         if not force and self._items and self._bytes + event.size > self.max_bytes:
             self._room.clear()
@@ -119,6 +125,14 @@ class Viewer:
         self._ready.set()
         self._room.set()
 
+    def hang_up(self) -> None:
+        """The server is stopping: what is queued is still taken, nothing more
+        is queued, and its stream then ends (EventSource reconnects, to the
+        next server)."""
+        self.hung_up = True
+        self._ready.set()
+        self._room.set()
+
     def take(self, timeout: float | None) -> list[HubEvent]:
         """Everything queued, waiting up to `timeout` for at least one event.
 
@@ -128,7 +142,7 @@ class Viewer:
             self._sending = False
             if not self._items:
                 self._idle()
-        if not self._items and not self.overflowed:
+        if not self._items and not self.ended:
             self._ready.wait(timeout)
         items = list(self._items)
         self._items.clear()
@@ -157,6 +171,7 @@ class OutputHub:
         self.stall_timeout_s = stall_timeout_s
         self._viewers: dict[str, set[Viewer]] = {}
         self._idle: dict[str, list[gevent.event.Event]] = {}  # the pipe readers waiting for a run's viewers
+        self._hung_up = False
 
     def subscribe(self, run_id: str, seed: Iterable[HubEvent] = (), *, outputs: bool = True) -> Viewer:
         """Register a viewer; `seed` events are queued first (not bounded).
@@ -168,8 +183,18 @@ class OutputHub:
         viewer = Viewer(run_id, self.viewer_max_bytes, lambda: self._viewer_idle(run_id), outputs=outputs)
         for ev in seed:
             viewer.offer(ev, force=True)
+        if self._hung_up:
+            viewer.hang_up()  # its seed still goes out
         self._viewers.setdefault(run_id, set()).add(viewer)
         return viewer
+
+    def hang_up_all(self) -> None:
+        """The server is stopping: every viewer, and any that subscribes from
+        now on, gets what is queued for it and then its stream ends."""
+        self._hung_up = True
+        for viewers in list(self._viewers.values()):
+            for viewer in list(viewers):
+                viewer.hang_up()
 
     def unsubscribe(self, viewer: Viewer) -> None:
         viewer.close()
@@ -230,7 +255,7 @@ class OutputHub:
                 slow.append(viewer)
         for viewer in slow:
             deadline = time.monotonic() + self.stall_timeout_s
-            while not viewer.closed and not viewer.overflowed:
+            while not viewer.closed and not viewer.ended:
                 if viewer.offer(event):
                     break
                 remaining = deadline - time.monotonic()

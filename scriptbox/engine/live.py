@@ -53,6 +53,10 @@ class LiveOutput:
 
     def stop(self) -> None:
         self.writer.stop()
+        # The runs of this process have ended and told their viewers: streams
+        # still open (the run-events feed, runs executed elsewhere) end now,
+        # before the database closes, and their clients reconnect.
+        self.hub.hang_up_all()
 
     def new_output(self, run_id: str) -> RunOutput:
         """The output bookkeeping of a run starting now (known here until it is closed)."""
