@@ -12,6 +12,11 @@
   never lock out real ones, and the process never runs out of file descriptors.
 * Every answer gevent writes itself (400, 408, 414, 500, 503) is the JSON error
   shape with the security headers.
+* Stopping: `close` takes no new connection, and no new request on a kept-alive
+  one (idle ones are closed at once); `stop(timeout)` then waits for the
+  requests under way, up to `timeout`, and cuts what is left. Open streams end
+  when the run engine hangs up their viewers (engine/hub.py), before the
+  database closes.
 
 The handler hooks are gevent internals (pinned with gevent in requirements.txt),
 covered by tests/test_error_shape.py and tests/test_security_attacks.py.
@@ -27,6 +32,7 @@ from collections import OrderedDict
 from typing import Any
 
 import gevent
+from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from .errors import STATUS_CODES, error_body
@@ -106,6 +112,14 @@ class ConnectionTracker:
     def was_evicted(self, sock: socket.socket) -> bool:
         return id(sock) in self._evicted
 
+    def close_waiting(self) -> None:
+        """Close every connection that waits for a request (the server is stopping)."""
+        for sock in list(self._waiting.values()):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes its handler, which then ends the connection
+            except OSError:
+                pass
+
     def closed(self, sock: socket.socket) -> None:
         self._waiting.pop(id(sock), None)
         if id(sock) in self._evicted:
@@ -128,6 +142,8 @@ class GuardedHandler(WSGIHandler):
     _header_timer: gevent.Timeout | None = None
 
     def read_requestline(self) -> str:
+        if self.server.stopping:
+            return ""  # no new request on a kept-alive connection: it is closed
         tracker = self.server.tracker
         tracker.waiting(self.socket)
         try:
@@ -233,10 +249,19 @@ class GuardedWSGIServer(WSGIServer):
 
     def __init__(self, *args: Any, max_connections: int, header_timeout: float, idle_timeout: float,
                  **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        # A pool (unbounded: the tracker caps connections) lets stop() wait for
+        # the handlers under way; without one gevent's stop() waits for nothing.
+        super().__init__(*args, spawn=Pool(), **kwargs)
         self.tracker = ConnectionTracker(max_connections)
         self.header_timeout = header_timeout
         self.idle_timeout = idle_timeout
+        self.stopping = False
+
+    def close(self) -> None:
+        """Stop accepting connections and requests; close the idle connections."""
+        self.stopping = True
+        super().close()
+        self.tracker.close_waiting()
 
     def handle(self, sock: socket.socket, address: Any) -> None:
         if not self.tracker.admit():

@@ -319,7 +319,7 @@ def serve(settings: Settings, login_token: str | None = None) -> int:
         return 2
     finally:
         if http is not None:
-            http.close()  # stop accepting; open streams end when their runs do
+            http.close()  # no new connection or request; open streams end when the engine stops
         if pruner is not None:
             _stop_step("retention", pruner.stop)
         if scheduler is not None:

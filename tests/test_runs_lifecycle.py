@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from support import eventually, get_run, pid_alive, run_pids, start_run, wait_status
+from support import SseStream, eventually, get_run, pid_alive, run_pids, start_run, wait_status
 
 
 def _iso_order(runs: list[dict[str, Any]], key: str) -> list[str]:
@@ -88,3 +89,51 @@ def test_sigkill_of_the_server_mid_run_then_restart_recovers(server_factory) -> 
     assert wait_status(api, queued)["status"] == "succeeded"
     # The log stored before the crash is still there.
     assert api.get(f"/api/admin/scripts/runs/{running}/log").text.startswith("started\n")
+
+
+def test_a_graceful_stop_ends_open_streams_cleanly_and_answers_waiting_requests(server_factory) -> None:  # type: ignore[no-untyped-def]
+    # The embedded database: it is stopped last, so anything still reading the
+    # database after the server closed its connection would show here.
+    server = server_factory(mongodb_uri=None).start()
+    api = server.api()
+    long = api.create_script(script="sleep 60")
+    watched = start_run(api, long["id"])
+    wait_status(api, watched, ("running",))
+    results: dict[str, Any] = {}
+
+    def watch_run() -> None:
+        stream = SseStream(server.api(), watched)
+        results["run"] = stream.until_end()
+        results["run_rest"] = b"".join(stream.response.iter_content(chunk_size=None))  # then a clean close
+
+    def watch_feed() -> None:
+        with server.api().get("/api/admin/scripts/runs/events", stream=True) as feed:
+            results["feed_opened"] = feed.status_code
+            results["feed"] = b"".join(feed.iter_content(chunk_size=None))
+
+    def wait_for_run() -> None:
+        answer = server.api().post(f"/api/admin/scripts/{long['id']}/run?wait=120", timeout=60)
+        results["wait"] = (answer.status_code, answer.json())
+
+    threads = [threading.Thread(target=target, daemon=True) for target in (watch_run, watch_feed, wait_for_run)]
+    for thread in threads:
+        thread.start()
+    eventually(lambda: len(api.get("/api/admin/scripts/runs?status=running").json()["runs"]) == 2,
+               message="the waited-for run is running too")
+    eventually(lambda: "feed_opened" in results, message="the feed is open")
+    api.get("/api/admin/scripts")  # and a keep-alive connection sits idle
+
+    assert server.stop() == 0
+    for thread in threads:
+        thread.join(15)
+    assert not any(thread.is_alive() for thread in threads), results
+
+    # Every open answer ended as HTTP says (no reset connection, no truncated chunk),
+    # after what the stop did to the runs was told.
+    end = results["run"][-1]
+    assert (end.event, end.data["status"], end.data["meta"]["error"]) == ("end", "failed", "server shut down")
+    assert results["run_rest"] == b""
+    assert results["feed"].startswith(b": ready")
+    status, body = results["wait"]
+    assert (status, body["status"], body["meta"]["error"]) == (200, "failed", "server shut down")
+    assert "Traceback" not in server.text, server.text
