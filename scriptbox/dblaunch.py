@@ -22,18 +22,66 @@ database keeps no oplog, and so never prunes one: the oplog an earlier start as
 a one-node replica set left behind (up to an hour of writes, every chunk of
 output in it) is dropped here, while the storage is open anyway.
 
+SecantusDB's daemon stops the server from inside its SIGTERM/SIGINT handler.
+A second signal while that runs (Scriptbox's SIGTERM and the parent-death
+SIGTERM at once) re-entered it and deadlocked on a lock the first call held:
+the process then ignored SIGTERM for good (seen in the test suite; 1 start in
+10 with two SIGTERMs sent at once). `guard_stop_signals` makes the handler run
+for the first signal only.
+
 Imports nothing of Scriptbox's own or gevent: it runs in its own interpreter.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType, ModuleType
 from typing import Any
 
 USER_DB = "admin"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+SignalHandler = Callable[[int, FrameType | None], Any]
+
+
+class StopSignalsOnce:
+    """The `signal` module, except that SIGTERM/SIGINT handlers installed
+    through it run for the first of those signals only: later ones (a signal
+    that arrives while the first is handled, and would re-enter it) do nothing."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self._module = module
+        self.handled = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+    def signal(self, signum: int, handler: Any) -> Any:
+        if signum in STOP_SIGNALS and callable(handler):
+            handler = self._first_only(handler)
+        return self._module.signal(signum, handler)
+
+    def _first_only(self, handler: SignalHandler) -> SignalHandler:
+        def handle(signum: int, frame: FrameType | None) -> Any:
+            if self.handled:
+                return None
+            self.handled = True
+            return handler(signum, frame)
+
+        return handle
+
+
+def guard_stop_signals() -> None:
+    """Make SecantusDB's daemon install its stop handler through StopSignalsOnce
+    (its `cli` module calls `signal.signal`; SecantusDB is pinned)."""
+    import secantus.cli
+
+    secantus.cli.signal = StopSignalsOnce(signal)
 
 
 def _run(storage: Any, command: dict[str, Any]) -> None:
@@ -94,6 +142,7 @@ def main(argv: list[str]) -> int:
         return 2
     provision(storage_path, _flag(argv, "--cache-size"), user, password, keep_oplog="--standalone" not in argv)
     del password, credential, line
+    guard_stop_signals()
     return int(secantus_main([*argv, "--auth"]) or 0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import requests
 
 from scriptbox.childproc import free_loopback_port
+from scriptbox.dblaunch import StopSignalsOnce, guard_stop_signals
 from scriptbox.embedded_db import DbCredential, EmbeddedDatabase, launch, secantus_argv
 from support import REPO, ScriptboxServer, eventually
 from support.receiver import Receiver
@@ -123,6 +125,34 @@ def test_a_sigkilled_server_leaves_nothing_that_blocks_the_next_start(server_fac
     second = server_factory(data_dir=data_dir, mongodb_uri=None, db_name=first.db_name).start()
     assert second.api().get(f"/api/admin/scripts/{doc['id']}").status_code == 200
     assert second.stop() == 0
+
+
+def test_the_databases_stop_handler_runs_once_when_a_second_signal_comes_during_it() -> None:
+    # SecantusDB stops from inside its SIGTERM handler; a second SIGTERM then
+    # re-entered it and deadlocked, leaving a database that ignored SIGTERM.
+    # scriptbox/dblaunch.py has SecantusDB install its handler through the guard.
+    import secantus.cli
+
+    guard_stop_signals()
+    try:
+        assert isinstance(secantus.cli.signal, StopSignalsOnce)
+    finally:
+        secantus.cli.signal = signal
+    calls: list[int] = []
+
+    def stop_handler(signum: int, _frame: object) -> None:
+        calls.append(signum)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while this one runs
+            time.sleep(0.05)  # Python runs the pending handler in here
+
+    previous = StopSignalsOnce(signal).signal(signal.SIGTERM, stop_handler)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert calls == [signal.SIGTERM]
 
 
 def test_a_leftover_database_process_is_stopped_on_the_next_start(server_factory: Any, tmp_path: Path) -> None:
