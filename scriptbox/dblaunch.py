@@ -27,7 +27,9 @@ A second signal while that runs (Scriptbox's SIGTERM and the parent-death
 SIGTERM at once) re-entered it and deadlocked on a lock the first call held:
 the process then ignored SIGTERM for good (seen in the test suite; 1 start in
 10 with two SIGTERMs sent at once). `guard_stop_signals` makes the handler run
-for the first signal only.
+for the first signal only, and wakes the server's accept loop (`wake_accept`):
+its stop closes the listening socket but then waits 2 s for the thread blocked
+in accept(), which a close does not wake on Linux.
 
 Imports nothing of Scriptbox's own or gevent: it runs in its own interpreter.
 """
@@ -36,7 +38,9 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -54,8 +58,9 @@ class StopSignalsOnce:
     through it run for the first of those signals only: later ones (a signal
     that arrives while the first is handled, and would re-enter it) do nothing."""
 
-    def __init__(self, module: ModuleType) -> None:
+    def __init__(self, module: ModuleType, on_first: Callable[[], None] | None = None) -> None:
         self._module = module
+        self._on_first = on_first
         self.handled = False
 
     def __getattr__(self, name: str) -> Any:
@@ -71,17 +76,40 @@ class StopSignalsOnce:
             if self.handled:
                 return None
             self.handled = True
+            if self._on_first is not None:
+                self._on_first()
             return handler(signum, frame)
 
         return handle
 
 
-def guard_stop_signals() -> None:
+def wake_accept(host: str, port: int, within_s: float = 2.0, every_s: float = 0.02) -> bool:
+    """Connect to the server until nothing listens any more (True), for at most
+    `within_s`: a connection makes the accept() its stop waits for return, and
+    the accept thread then sees the stop. The first connections may come before
+    the stop has begun; the thread only accepts them and waits again."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=every_s * 10):
+                pass
+        except OSError:
+            return True
+        time.sleep(every_s)
+    return False
+
+
+def guard_stop_signals(host: str | None = None, port: int | None = None) -> None:
     """Make SecantusDB's daemon install its stop handler through StopSignalsOnce
-    (its `cli` module calls `signal.signal`; SecantusDB is pinned)."""
+    (its `cli` module calls `signal.signal`; SecantusDB is pinned); with `port`,
+    the first stop signal also starts `wake_accept` on it."""
     import secantus.cli
 
-    secantus.cli.signal = StopSignalsOnce(signal)
+    on_first = None
+    if port is not None:
+        target = (host or "127.0.0.1", port)
+        on_first = threading.Thread(target=wake_accept, args=target, name="wake-accept", daemon=True).start
+    secantus.cli.signal = StopSignalsOnce(signal, on_first)
 
 
 def _run(storage: Any, command: dict[str, Any]) -> None:
@@ -142,7 +170,8 @@ def main(argv: list[str]) -> int:
         return 2
     provision(storage_path, _flag(argv, "--cache-size"), user, password, keep_oplog="--standalone" not in argv)
     del password, credential, line
-    guard_stop_signals()
+    port = _flag(argv, "--port")
+    guard_stop_signals(_flag(argv, "--host"), int(port) if port and port.isdigit() else None)
     return int(secantus_main([*argv, "--auth"]) or 0)
 
 
