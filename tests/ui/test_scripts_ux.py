@@ -7,9 +7,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
-from support import Api, eventually, unique_name, wait_status
+from support import Api, ScriptboxServer, eventually, unique_name, wait_status
+from ui.conftest import open_page
 
 CODE = ".code-host .cm-content"
 
@@ -229,3 +230,33 @@ def test_seventy_scripts_filter_count_group_sort_and_toggle_safely(ui_page: Page
     ui_page.keyboard.press("Control+Enter")
     expect(ui_page.locator(".toast-error")).to_contain_text("disabled")
     assert api.get(f"/api/admin/scripts/runs?scriptId={victim['id']}").json()["runs"] == []
+
+
+def test_the_page_says_when_the_server_is_unreachable_and_catches_up_when_it_is_back(
+        browser: Browser, mongodb_uri: str, tmp_path: Path, artifacts: Path) -> None:
+    # Its own server: this one is stopped and started again on the same port, as a restart does.
+    server = ScriptboxServer(tmp_path / "data", mongodb_uri=mongodb_uri, env={"HOME": str(tmp_path)}).start()
+    page, errors = open_page(browser, server)
+    try:
+        api = server.api()
+        page.goto("/admin/scripts")
+        note = page.get_by_role("status").filter(has_text="unreachable")
+        expect(page.get_by_text("No scripts yet")).to_be_visible()
+        expect(note).to_have_count(0)
+
+        server.stop()
+        expect(note).to_be_visible(timeout=15_000)  # after 5 s without the server, not at its first hiccup
+        page.screenshot(path=str(artifacts / "scripts-ux-unreachable.png"))
+
+        server.start()
+        api = server.api()
+        name = unique_name("made-while-away")
+        api.create_script(name=name, script="echo hi")
+        # Reconnected: the note goes and the lists catch up with what happened meanwhile.
+        expect(note).to_have_count(0, timeout=30_000)
+        expect(page.locator(".sidebar").get_by_text(name)).to_be_visible()
+        assert not errors, errors
+    finally:
+        page.context.close()
+        if server.process is not None and server.process.poll() is None:
+            server.stop()

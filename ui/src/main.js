@@ -30,6 +30,9 @@ import { emptyState, MOD_KEY } from "./widgets.js";
 
 const ROOT = "/admin/scripts";
 const LIST_REFRESH_MS = 15_000;
+// The run-events feed reconnects within a few seconds when the server ends it (a
+// restart, its hourly renewal): only a longer loss is worth a word.
+const UNREACHABLE_AFTER_MS = 5000;
 
 export function route(pathname) {
   const path = pathname.replace(/\/+$/, "");
@@ -74,12 +77,15 @@ class App {
     this.navAudit = h("a.nav-link", { href: `${ROOT}/audit`, "data-link": true }, "Audit");
     this.navExecutors = h("a.nav-link", { href: `${ROOT}/executors`, "data-link": true }, "Executors");
     this.navApi = h("a.nav-link#nav-api", { href: `${ROOT}/api`, "data-link": true }, "API");
+    this.connNote = h("div.conn-note", { role: "status" });
+    this.runEvents.onConnection((up) => this.onConnection(up));
     root.append(
       h("a.skip-link", { href: "#main" }, "Skip to content"),
       h(
         "header.topbar",
         h("a.brand", { href: ROOT, "data-link": true }, h("span.brand-mark", { "aria-hidden": "true" }, "›_"), "Scriptbox"),
         h("nav.topnav", { "aria-label": "Main" }, this.navScripts, this.navRuns, this.navTokens, this.navNotifications, this.navAudit, this.navExecutors, this.navApi),
+        this.connNote,
         h("div.topbar-hint.muted", h("kbd", `${MOD_KEY} S`), " save ", h("kbd", `${MOD_KEY} ↵`), " run"),
       ),
       h("div.shell", this.sidebar.el, this.main),
@@ -104,6 +110,20 @@ class App {
 
     this.scripts.refresh();
     this.show(route(location.pathname));
+  }
+
+  /** Says so (after UNREACHABLE_AFTER_MS) while the server cannot be reached; the lists reload once it is back. */
+  onConnection(up) {
+    clearTimeout(this.connTimer);
+    if (up) {
+      this.connNote.textContent = "";
+      this.connNote.classList.remove("shown");
+      return;
+    }
+    this.connTimer = setTimeout(() => {
+      this.connNote.textContent = "Server unreachable — reconnecting…";
+      this.connNote.classList.add("shown");
+    }, UNREACHABLE_AFTER_MS);
   }
 
   onClick(e) {

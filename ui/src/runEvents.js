@@ -4,7 +4,8 @@
 //
 // EventSource reconnects by itself; when it gives up (an error answer) we retry with a
 // backoff. After any reconnect subscribers get {type: "resync"}: events may have been
-// missed while disconnected, so lists reload.
+// missed while disconnected, so lists reload. Whether the feed is connected is told
+// apart (onConnection): the page says so when the server stays unreachable.
 import { api } from "./api.js";
 import { parseTime } from "./format.js";
 
@@ -15,6 +16,8 @@ export class RunEvents {
   constructor(store) {
     this.store = store;
     this.listeners = new Set();
+    this.connectionListeners = new Set();
+    this.up = null; // null until the first answer or failure
     this.retryMs = RETRY_MIN_MS;
     this.opened = false;
     this.connect();
@@ -30,11 +33,24 @@ export class RunEvents {
     for (const fn of [...this.listeners]) fn(change);
   }
 
+  /** fn(up) each time the feed connects (true) or loses its connection (false); returns unsubscribe. */
+  onConnection(fn) {
+    this.connectionListeners.add(fn);
+    return () => this.connectionListeners.delete(fn);
+  }
+
+  setUp(up) {
+    if (up === this.up) return;
+    this.up = up;
+    for (const fn of [...this.connectionListeners]) fn(up);
+  }
+
   connect() {
     const es = new EventSource(api.runEventsUrl());
     this.es = es;
     es.onopen = () => {
       this.retryMs = RETRY_MIN_MS;
+      this.setUp(true);
       if (this.opened) {
         this.store.refresh();
         this.emit({ type: "resync" });
@@ -52,6 +68,7 @@ export class RunEvents {
       this.emit({ type: "run", run });
     });
     es.onerror = () => {
+      this.setUp(false);
       if (es.readyState !== EventSource.CLOSED) return; // the browser retries by itself
       setTimeout(() => this.connect(), this.retryMs);
       this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
