@@ -85,9 +85,9 @@ class App {
         "header.topbar",
         h("a.brand", { href: ROOT, "data-link": true }, h("span.brand-mark", { "aria-hidden": "true" }, "›_"), "Scriptbox"),
         h("nav.topnav", { "aria-label": "Main" }, this.navScripts, this.navRuns, this.navTokens, this.navNotifications, this.navAudit, this.navExecutors, this.navApi),
-        this.connNote,
         h("div.topbar-hint.muted", h("kbd", `${MOD_KEY} S`), " save ", h("kbd", `${MOD_KEY} ↵`), " run"),
       ),
+      this.connNote,
       h("div.shell", this.sidebar.el, this.main),
     );
 
@@ -112,7 +112,7 @@ class App {
     this.show(route(location.pathname));
   }
 
-  /** Says so (after UNREACHABLE_AFTER_MS) while the server cannot be reached; the lists reload once it is back. */
+  /** A strip under the top bar says so (after UNREACHABLE_AFTER_MS) while the server cannot be reached; the lists reload once it is back. */
   onConnection(up) {
     clearTimeout(this.connTimer);
     if (up) {
