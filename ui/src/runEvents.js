@@ -39,7 +39,7 @@ export class RunEvents {
     return () => this.connectionListeners.delete(fn);
   }
 
-  setUp(up) {
+  setConnected(up) {
     if (up === this.up) return;
     this.up = up;
     for (const fn of [...this.connectionListeners]) fn(up);
@@ -50,7 +50,7 @@ export class RunEvents {
     this.es = es;
     es.onopen = () => {
       this.retryMs = RETRY_MIN_MS;
-      this.setUp(true);
+      this.setConnected(true);
       if (this.opened) {
         this.store.refresh();
         this.emit({ type: "resync" });
@@ -68,7 +68,7 @@ export class RunEvents {
       this.emit({ type: "run", run });
     });
     es.onerror = () => {
-      this.setUp(false);
+      this.setConnected(false);
       if (es.readyState !== EventSource.CLOSED) return; // the browser retries by itself
       setTimeout(() => this.connect(), this.retryMs);
       this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
