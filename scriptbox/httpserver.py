@@ -80,6 +80,15 @@ class HeaderTimeout(gevent.Timeout):
     """The request line and headers did not arrive in time."""
 
 
+def _end_waiting(sock: socket.socket) -> None:
+    """Shut a connection that waits for a request: wakes the handler blocked
+    reading it, which then ends the connection."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class ConnectionTracker:
     """Counts open connections and knows which ones wait for a request (evictable)."""
 
@@ -96,11 +105,7 @@ class ConnectionTracker:
         while self.open >= self.limit and self._waiting:
             _, victim = self._waiting.popitem(last=False)
             self.evicted += 1
-            try:
-                # Wakes the handler blocked reading it; it then ends the connection.
-                victim.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _end_waiting(victim)
             self.open -= 1  # its handler's closed() will not count it again
             self._evicted.add(id(victim))
         if self.open >= self.limit:
@@ -115,10 +120,7 @@ class ConnectionTracker:
     def close_waiting(self) -> None:
         """Close every connection that waits for a request (the server is stopping)."""
         for sock in list(self._waiting.values()):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes its handler, which then ends the connection
-            except OSError:
-                pass
+            _end_waiting(sock)
 
     def closed(self, sock: socket.socket) -> None:
         self._waiting.pop(id(sock), None)
