@@ -233,12 +233,11 @@ def test_seventy_scripts_filter_count_group_sort_and_toggle_safely(ui_page: Page
 
 
 def test_the_page_says_when_the_server_is_unreachable_and_catches_up_when_it_is_back(
-        browser: Browser, mongodb_uri: str, tmp_path: Path, artifacts: Path) -> None:
+        browser: Browser, server_factory: Callable[..., ScriptboxServer], tmp_path: Path, artifacts: Path) -> None:
     # Its own server: this one is stopped and started again on the same port, as a restart does.
-    server = ScriptboxServer(tmp_path / "data", mongodb_uri=mongodb_uri, env={"HOME": str(tmp_path)}).start()
+    server = server_factory(env={"HOME": str(tmp_path)}).start()
     page, errors = open_page(browser, server)
     try:
-        api = server.api()
         page.goto("/admin/scripts")
         note = page.get_by_role("status").filter(has_text="unreachable")
         expect(page.get_by_text("No scripts yet")).to_be_visible()
@@ -249,14 +248,11 @@ def test_the_page_says_when_the_server_is_unreachable_and_catches_up_when_it_is_
         page.screenshot(path=str(artifacts / "scripts-ux-unreachable.png"))
 
         server.start()
-        api = server.api()
         name = unique_name("made-while-away")
-        api.create_script(name=name, script="echo hi")
+        server.api().create_script(name=name, script="echo hi")
         # Reconnected: the note goes and the lists catch up with what happened meanwhile.
         expect(note).to_have_count(0, timeout=30_000)
         expect(page.locator(".sidebar").get_by_text(name)).to_be_visible()
         assert not errors, errors
     finally:
         page.context.close()
-        if server.process is not None and server.process.poll() is None:
-            server.stop()
